@@ -1,0 +1,24 @@
+"""Durable, checkpointed graph workflows: write nodes, run workers, start runs."""
+
+from cmo import errors
+from cmo._client import Client, RunHandle
+from cmo._graph import END, Graph, NodeContext, NodeResult
+from cmo._retry import RetryPolicy
+from cmo._types import FailureInfo, RunInfo, RunStatus, StepInfo
+from cmo._worker import Worker
+
+__all__ = [
+    "END",
+    "Client",
+    "FailureInfo",
+    "Graph",
+    "NodeContext",
+    "NodeResult",
+    "RetryPolicy",
+    "RunHandle",
+    "RunInfo",
+    "RunStatus",
+    "StepInfo",
+    "Worker",
+    "errors",
+]

@@ -1,0 +1,209 @@
+"""The client: start runs, wait for results, look at runs and their steps."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Generic, TypeVar
+
+import grpc
+
+from cmo._converter import from_json, to_json
+from cmo._convert import duration, run_from_proto, step_from_proto
+from cmo._graph import Graph
+from cmo._rpc import call, open_channel, rpc_error
+from cmo._types import RunInfo, RunStatus, StepInfo
+from cmo.api.v1 import run_service_pb2 as run_pb
+from cmo.api.v1 import run_service_pb2_grpc as run_grpc
+from cmo.api.v1 import worker_service_pb2_grpc as worker_grpc
+from cmo.errors import RunFailedError, RunNotFoundError, WaitTimeoutError
+from cmo.serialization import canonical_json
+
+__all__ = ["Client", "RunHandle"]
+
+S = TypeVar("S")
+
+DEFAULT_TARGET = "127.0.0.1:7233"
+CALL_TIMEOUT = 30.0
+WAIT_SLICE = 30.0  # the server caps one WaitRun at 60 s; ask for less and loop
+
+
+class Client:
+    """A connection to a CMO server. Use `await Client.connect(...)`; close with `aclose()`."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, target: str) -> None:
+        self._channel = channel
+        self.target = target
+        """The server address."""
+        self._runs = run_grpc.RunServiceStub(channel)
+        self._workers = worker_grpc.WorkerServiceStub(channel)
+
+    @classmethod
+    async def connect(cls, target: str = DEFAULT_TARGET, *, wait_ready: float = 10.0) -> Client:
+        """Connect to the server at `target` (host:port), waiting up to `wait_ready` s for it."""
+        channel = open_channel(target)
+        try:
+            await asyncio.wait_for(channel.channel_ready(), wait_ready)
+        except TimeoutError:
+            await channel.close()
+            raise ConnectionError(f"no CMO server answered at {target} within {wait_ready:g}s") from None
+        return cls(channel, target=target)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the channel; idempotent."""
+        await self._channel.close()
+
+    @property
+    def worker_stub(self) -> worker_grpc.WorkerServiceStub:
+        """The raw WorkerService stub (used by `Worker`)."""
+        return self._workers
+
+    async def start(
+        self,
+        graph: Graph[S] | str,
+        state: S | Any = None,
+        *,
+        run_id: str | None = None,
+        version: int | None = None,
+    ) -> RunHandle[S]:
+        """Start a run of a graph from an initial state.
+
+        Args:
+            graph: The graph, or its id (then `version` or the newest registered one).
+            state: The initial state: dict, dataclass or pydantic model (None: {}).
+            run_id: Your id for the run; starting again with the same id returns the same run,
+                which makes starts safe to retry. A new uuid when not given.
+            version: Graph version, when `graph` is an id.
+        """
+        if isinstance(graph, Graph):
+            graph_id, graph_version, state_type = graph.graph_id, graph.version, graph.state_type
+        else:
+            graph_id, graph_version, state_type = graph, version or 0, None
+        request = run_pb.StartRunRequest(
+            run_id=run_id or uuid.uuid4().hex,  # chosen here so a retried call cannot start two runs
+            graph_id=graph_id,
+            graph_version=graph_version,
+            input=canonical_json(to_json(state if state is not None else {})),
+        )
+        response = await call(self._runs.StartRun, request, timeout=CALL_TIMEOUT)
+        return RunHandle(self, response.run.run_id, state_type)
+
+    def get_handle(self, run_id: str, *, state: type[S] | None = None) -> RunHandle[S]:
+        """A handle on an existing run."""
+        return RunHandle(self, run_id, state)
+
+    async def get_run(self, run_id: str) -> RunInfo:
+        """Describe a run.
+
+        Raises:
+            RunNotFoundError: no run has this id.
+        """
+        response = await call(
+            self._runs.GetRun,
+            run_pb.GetRunRequest(run_id=run_id),
+            timeout=CALL_TIMEOUT,
+            on_error=lambda e: _not_found(run_id, e),
+        )
+        return run_from_proto(response.run)
+
+    async def list_runs(
+        self, *, graph_id: str = "", status: RunStatus | None = None, limit: int | None = None
+    ) -> AsyncIterator[RunInfo]:
+        """Runs, newest first, page by page."""
+        token, seen = "", 0
+        while True:
+            request = run_pb.ListRunsRequest(
+                graph_id=graph_id, status=int(status or 0), page_size=100, page_token=token  # type: ignore[arg-type]
+            )
+            response = await call(self._runs.ListRuns, request, timeout=CALL_TIMEOUT)
+            for run in response.runs:
+                if limit is not None and seen >= limit:
+                    return
+                seen += 1
+                yield run_from_proto(run)
+            token = response.next_page_token
+            if not token:
+                return
+
+    async def get_history(self, run_id: str) -> list[StepInfo]:
+        """Every checkpointed step of a run, in order."""
+        steps: list[StepInfo] = []
+        token = ""
+        while True:
+            request = run_pb.GetHistoryRequest(run_id=run_id, page_token=token)
+            response = await call(
+                self._runs.GetHistory, request, timeout=CALL_TIMEOUT, on_error=lambda e: _not_found(run_id, e)
+            )
+            steps.extend(step_from_proto(s) for s in response.steps)
+            token = response.next_page_token
+            if not token:
+                return steps
+
+    async def wait(self, run_id: str, *, timeout: float | None = None) -> RunInfo:
+        """The run once it is terminal.
+
+        Raises:
+            WaitTimeoutError: it was not finished within `timeout` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            slice_ = WAIT_SLICE if deadline is None else max(0.0, min(WAIT_SLICE, deadline - loop.time()))
+            request = run_pb.WaitRunRequest(run_id=run_id, timeout=duration(slice_))
+            response = await call(
+                self._runs.WaitRun,
+                request,
+                timeout=slice_ + CALL_TIMEOUT,
+                retry_for=3600.0,
+                on_error=lambda e: _not_found(run_id, e),
+            )
+            run = run_from_proto(response.run)
+            if run.status.terminal:
+                return run
+            if deadline is not None and loop.time() >= deadline:
+                raise WaitTimeoutError(f"run {run_id} is still {run.status.name} after {timeout:g}s")
+
+
+class RunHandle(Generic[S]):
+    """A handle on one run: wait for its result, describe it, read its steps."""
+
+    def __init__(self, client: Client, run_id: str, state_type: type[S] | None) -> None:
+        self._client = client
+        self.run_id = run_id
+        self._state_type = state_type
+
+    async def result(self, *, timeout: float | None = None) -> S:
+        """The final state once the run completes, as the graph's state type.
+
+        Raises:
+            RunFailedError: the run failed, was cancelled or terminated.
+            WaitTimeoutError: it did not finish within `timeout` seconds.
+        """
+        run = await self._client.wait(self.run_id, timeout=timeout)
+        if run.status is not RunStatus.COMPLETED:
+            raise RunFailedError(self.run_id, run.status.name, run.failure)
+        return from_json(run.result, self._state_type)
+
+    async def describe(self) -> RunInfo:
+        """The run as the server has it now."""
+        return await self._client.get_run(self.run_id)
+
+    async def history(self) -> list[StepInfo]:
+        """The run's checkpointed steps."""
+        return await self._client.get_history(self.run_id)
+
+    def __repr__(self) -> str:
+        return f"RunHandle({self.run_id!r})"
+
+
+def _not_found(run_id: str, err: grpc.aio.AioRpcError) -> Exception:
+    if err.code() == grpc.StatusCode.NOT_FOUND:
+        return RunNotFoundError(run_id, err.details() or f"run {run_id!r} does not exist")
+    return rpc_error(err)

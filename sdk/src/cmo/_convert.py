@@ -1,0 +1,98 @@
+"""pb <-> SDK value conversion, client side. pb2 types stop here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from cmo._graph import Graph
+from cmo._types import FailureInfo, RunInfo, RunStatus, StepInfo
+from cmo.api.v1 import common_pb2
+from cmo.serialization import parse_json
+
+__all__ = ["graph_to_proto", "run_from_proto", "step_from_proto"]
+
+
+def _dt(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def _json_or_none(data: bytes) -> Any:
+    return parse_json(data) if data else None
+
+
+def graph_to_proto(graph: Graph[Any]) -> common_pb2.GraphDef:
+    """The wire definition of a graph (validated first)."""
+    graph.validate()
+    msg = common_pb2.GraphDef(graph_id=graph.graph_id, version=graph.version, entry_node=graph.entry or "")
+    for node in graph.nodes.values():
+        retry = common_pb2.RetryPolicy(
+            max_attempts=node.retry.max_attempts,
+            backoff=node.retry.backoff,
+            non_retryable_errors=list(node.retry.non_retryable_errors),
+        )
+        retry.initial_interval.FromTimedelta(node.retry.initial_interval)
+        if node.retry.max_interval is not None:
+            retry.max_interval.FromTimedelta(node.retry.max_interval)
+        msg.nodes.append(common_pb2.NodeDef(node_id=node.name, task_queue=node.task_queue, retry=retry))
+        for key, target in sorted(node.edges.items()):
+            msg.edges.append(common_pb2.EdgeDef(from_node=node.name, key=key, to_node=target))
+    return msg
+
+
+def failure_from_proto(msg: common_pb2.Failure) -> FailureInfo:
+    """A failure as the SDK reports it."""
+    return FailureInfo(
+        message=msg.message,
+        type=msg.type,
+        node_id=msg.node_id,
+        step_index=msg.step_index,
+        attempt=msg.attempt,
+        details=msg.details,
+    )
+
+
+def run_from_proto(msg: common_pb2.Run) -> RunInfo:
+    """A run as the SDK reports it."""
+    return RunInfo(
+        run_id=msg.run_id,
+        graph_id=msg.graph_id,
+        graph_version=msg.graph_version,
+        status=RunStatus(msg.status),
+        step_count=msg.step_count,
+        current_node=msg.current_node,
+        created_at=_dt(msg.created_at),
+        updated_at=_dt(msg.updated_at),
+        completed_at=_dt(msg.completed_at) if msg.HasField("completed_at") else None,
+        input=_json_or_none(msg.input),
+        result=_json_or_none(msg.result),
+        failure=failure_from_proto(msg.failure) if msg.HasField("failure") else None,
+    )
+
+
+def step_from_proto(msg: common_pb2.Step) -> StepInfo:
+    """A checkpoint as the SDK reports it."""
+    return StepInfo(
+        step_index=msg.step_index,
+        node_id=msg.node_id,
+        attempt=msg.attempt,
+        state=_json_or_none(msg.state),
+        state_hash=msg.state_hash,
+        output=_json_or_none(msg.output),
+        next_key=msg.next_key,
+        next_node=msg.next_node,
+        logical_time=_dt(msg.logical_time),
+        started_at=_dt(msg.started_at),
+        finished_at=_dt(msg.finished_at),
+    )
+
+
+def duration(seconds: float) -> Any:
+    """A protobuf Duration."""
+    from google.protobuf.duration_pb2 import Duration
+
+    d = Duration()
+    d.FromTimedelta(timedelta(seconds=seconds))
+    return d

@@ -1,0 +1,208 @@
+"""Graph authoring: nodes, edges, the entry node and the state type."""
+
+from __future__ import annotations
+
+import inspect
+import random as _random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar, overload
+
+from cmo._retry import RetryPolicy
+from cmo.errors import GraphError
+
+__all__ = ["END", "Graph", "Node", "NodeContext", "NodeResult"]
+
+S = TypeVar("S")
+
+END = "__end__"
+"""Return `next=END` (or route an edge to END) to finish the run."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeResult(Generic[S]):
+    """What a node returns: the new state, the edge key to follow, and an optional output."""
+
+    state: S
+    """The state after the step; it is checkpointed."""
+    next: str = END
+    """Edge key to follow from this node; END finishes the run."""
+    output: Any = None
+    """JSON-shaped data recorded with the step (not part of the state)."""
+
+
+class NodeContext:
+    """What a node may know about its step, and its only sources of time and randomness.
+
+    Everything nondeterministic goes through here so that a retried or replayed step sees the
+    same values: `now()` is the step's logical time fixed by the server when the step was first
+    scheduled, and `random()` draws from a generator seeded by the run's seed and the step index.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        step_index: int,
+        attempt: int,
+        node_id: str,
+        graph_id: str,
+        graph_version: int,
+        logical_time: datetime,
+        seed: int,
+    ) -> None:
+        self.run_id = run_id
+        self.step_index = step_index
+        self.attempt = attempt
+        """1 for the first attempt; more after a retry or a lost lease."""
+        self.node_id = node_id
+        self.graph_id = graph_id
+        self.graph_version = graph_version
+        self._logical_time = logical_time
+        self._rng = _random.Random(f"{seed}:{step_index}")
+
+    def now(self) -> datetime:
+        """The step's logical time (UTC): the same on every attempt and on replay."""
+        return self._logical_time
+
+    def random(self) -> float:
+        """A float in [0, 1) from the step's deterministic generator."""
+        return self._rng.random()
+
+    @property
+    def rng(self) -> _random.Random:
+        """The step's deterministic generator, for other distributions (randint, choice …)."""
+        return self._rng
+
+
+NodeFn = Callable[[Any, NodeContext], "Awaitable[NodeResult[Any]] | NodeResult[Any]"]
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A node of a graph: its function, outgoing edges, queue and retry policy."""
+
+    name: str
+    fn: NodeFn
+    edges: Mapping[str, str] = field(default_factory=dict)
+    """Edge key -> target node name (or END)."""
+    task_queue: str = "default"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    async def run(self, state: Any, ctx: NodeContext) -> NodeResult[Any]:
+        """Call the node function (sync or async) and check what it returned."""
+        result = self.fn(state, ctx)
+        if inspect.isawaitable(result):
+            result = await result
+        if not isinstance(result, NodeResult):
+            raise TypeError(f"node {self.name!r} must return NodeResult, got {type(result).__name__}")
+        return result
+
+
+class Graph(Generic[S]):
+    """A versioned graph of nodes. Define nodes with the `node` decorator.
+
+    Example:
+        ```python
+        triage = cmo.Graph("triage", version=1, state=Ticket)
+
+        @triage.node(entry=True, edges={"answer": "reply"})
+        async def classify(state: Ticket, ctx: cmo.NodeContext) -> cmo.NodeResult[Ticket]:
+            return cmo.NodeResult(replace(state, label="bug"), next="answer")
+        ```
+    """
+
+    def __init__(
+        self, graph_id: str, *, version: int = 1, state: type[S] | None = None, task_queue: str = "default"
+    ) -> None:
+        if not graph_id:
+            raise GraphError("graph_id must not be empty")
+        if version < 1:
+            raise GraphError(f"version must be >= 1, got {version}")
+        self.graph_id = graph_id
+        self.version = version
+        self.state_type: type[S] | None = state
+        """dict, a dataclass or a pydantic model; None means plain JSON data."""
+        self.task_queue = task_queue
+        """Queue of nodes that name none."""
+        self.nodes: dict[str, Node] = {}
+        self.entry: str | None = None
+
+    @overload
+    def node(self, fn: NodeFn, /) -> NodeFn: ...
+
+    @overload
+    def node(
+        self,
+        *,
+        name: str | None = None,
+        entry: bool = False,
+        edges: Mapping[str, str] | None = None,
+        task_queue: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Callable[[NodeFn], NodeFn]: ...
+
+    def node(
+        self,
+        fn: NodeFn | None = None,
+        /,
+        *,
+        name: str | None = None,
+        entry: bool = False,
+        edges: Mapping[str, str] | None = None,
+        task_queue: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> NodeFn | Callable[[NodeFn], NodeFn]:
+        """Add a node; the function is returned unchanged.
+
+        Args:
+            fn: `(state, ctx) -> NodeResult`, async or not.
+            name: Node name; the function's name by default.
+            entry: This is where runs start.
+            edges: Edge key -> target node name (or END).
+            task_queue: Queue for this node's tasks; the graph's by default.
+            retry: Retry policy for failed attempts.
+        """
+
+        def add(f: NodeFn) -> NodeFn:
+            node_name = name or getattr(f, "__name__", "")
+            if not node_name or node_name == END:
+                raise GraphError(f"invalid node name {node_name!r}")
+            if node_name in self.nodes:
+                raise GraphError(f"graph {self.graph_id!r} already has a node {node_name!r}")
+            self.nodes[node_name] = Node(
+                node_name, f, dict(edges or {}), task_queue or self.task_queue, retry or RetryPolicy()
+            )
+            if entry:
+                if self.entry is not None:
+                    raise GraphError(f"graph {self.graph_id!r} has two entry nodes: {self.entry!r}, {node_name!r}")
+                self.entry = node_name
+            return f
+
+        return add(fn) if fn is not None else add
+
+    def validate(self) -> None:
+        """Check the graph is complete: an entry node, edges that lead to nodes.
+
+        Raises:
+            GraphError: what is wrong, naming the node and edge.
+        """
+        if not self.nodes:
+            raise GraphError(f"graph {self.graph_id!r} has no nodes")
+        if self.entry is None:
+            raise GraphError(f"graph {self.graph_id!r} has no entry node (use @graph.node(entry=True))")
+        for node in self.nodes.values():
+            for key, target in node.edges.items():
+                if key == END:
+                    raise GraphError(f"node {node.name!r}: the edge key {END!r} is reserved")
+                if target != END and target not in self.nodes:
+                    raise GraphError(f"node {node.name!r}: edge {key!r} leads to unknown node {target!r}")
+
+    @property
+    def task_queues(self) -> list[str]:
+        """Every queue some node of this graph uses."""
+        return sorted({n.task_queue for n in self.nodes.values()})
+
+    def __repr__(self) -> str:
+        return f"Graph({self.graph_id!r}, version={self.version}, nodes={list(self.nodes)})"

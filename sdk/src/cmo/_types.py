@@ -1,0 +1,85 @@
+"""What the client reports about runs and steps: plain values, no protobuf."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+__all__ = ["FailureInfo", "RunInfo", "RunStatus", "StepInfo"]
+
+
+class RunStatus(enum.IntEnum):
+    """Where a run is in its life; the values are the wire's."""
+
+    PENDING = 1
+    RUNNING = 2
+    WAITING = 3
+    COMPLETED = 4
+    FAILED = 5
+    CANCELLED = 6
+    TERMINATED = 7
+
+    @property
+    def terminal(self) -> bool:
+        """The run will not change any more."""
+        return self >= RunStatus.COMPLETED
+
+
+@dataclass(frozen=True, slots=True)
+class FailureInfo:
+    """Why an attempt or a run failed."""
+
+    message: str
+    type: str
+    node_id: str
+    step_index: int
+    attempt: int
+    details: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """A run as the server describes it."""
+
+    run_id: str
+    graph_id: str
+    graph_version: int
+    status: RunStatus
+    step_count: int
+    """Steps checkpointed so far."""
+    current_node: str
+    """The node the run is at; empty once finished."""
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    input: Any
+    """The initial state (JSON-shaped)."""
+    result: Any
+    """The final state (JSON-shaped) once completed, else None."""
+    failure: FailureInfo | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    """One checkpointed step."""
+
+    step_index: int
+    node_id: str
+    attempt: int
+    state: Any
+    """The state after the step (JSON-shaped)."""
+    state_hash: str
+    """SHA-256 of the state's canonical JSON."""
+    output: Any
+    next_key: str
+    next_node: str
+    logical_time: datetime
+    started_at: datetime
+    finished_at: datetime
+
+    @property
+    def duration_ms(self) -> float:
+        """Wall time of the attempt that completed the step."""
+        return (self.finished_at - self.started_at).total_seconds() * 1000

@@ -1,0 +1,308 @@
+"""The worker: long-poll for node tasks, run them, heartbeat, checkpoint, shut down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import traceback
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+
+from cmo._client import Client
+from cmo._converter import from_json, to_json
+from cmo._convert import duration, graph_to_proto
+from cmo._graph import END, Graph, Node, NodeContext, NodeResult
+from cmo._rpc import call
+from cmo.api.v1 import common_pb2
+from cmo.api.v1 import worker_service_pb2 as pb
+from cmo.errors import ApplicationError, RpcError
+from cmo.serialization import canonical_json, parse_json
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger(__name__)
+
+CALL_TIMEOUT = 30.0
+# A checkpoint may wait this long for a restarting server: CompleteTask is idempotent.
+COMPLETE_RETRY_FOR = 120.0
+
+
+class _LeaseLost(Exception):
+    """Another attempt owns the task now; this one must stop and write nothing."""
+
+
+class Worker:
+    """Runs the nodes of some graphs: polls their task queues with `concurrency` slots.
+
+    `await worker.run()` serves until `shutdown()` is called (say from a SIGTERM handler). In-flight
+    tasks then get `shutdown_grace` seconds to finish; the rest are handed back to the server.
+
+    Example:
+        ```python
+        async with await cmo.Client.connect("127.0.0.1:7233") as client:
+            await cmo.Worker(client, [triage], concurrency=20).run()
+        ```
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        graphs: Sequence[Graph[Any]],
+        *,
+        task_queues: Sequence[str] | None = None,
+        concurrency: int = 10,
+        worker_id: str | None = None,
+        poll_wait: float = 20.0,
+        shutdown_grace: float = 30.0,
+        eager: bool = True,
+    ) -> None:
+        """Create a worker.
+
+        Args:
+            client: A connected client.
+            graphs: The graph versions this worker runs.
+            task_queues: Queues to poll; every queue the graphs' nodes use by default.
+            concurrency: Tasks run at once (one poller per slot).
+            worker_id: Name in leases and logs; host-pid-random by default.
+            poll_wait: Long-poll length in seconds.
+            shutdown_grace: Seconds in-flight tasks get to finish after `shutdown()`.
+            eager: Take the run's next task in the reply to a checkpoint, saving a round trip.
+        """
+        if not graphs:
+            raise ValueError("a worker needs at least one graph")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self._client = client
+        self._stub = client.worker_stub
+        self._graphs = {(g.graph_id, g.version): g for g in graphs}
+        self.task_queues = sorted(task_queues or {q for g in graphs for q in g.task_queues})
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._concurrency = concurrency
+        self._poll_wait = poll_wait
+        self._shutdown_grace = shutdown_grace
+        self._eager = eager
+        self._stopping = asyncio.Event()
+        self._polls: set[asyncio.Task[Any]] = set()
+        self._nodes: set[asyncio.Task[Any]] = set()
+        self._releasing = False
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Register the graphs and serve until `shutdown()`; returns when drained."""
+        for graph in self._graphs.values():
+            request = pb.RegisterGraphRequest(graph=graph_to_proto(graph))
+            await call(self._stub.RegisterGraph, request, timeout=CALL_TIMEOUT, retry_for=60.0)
+        logger.info("worker %s serving %s on %s", self.worker_id, sorted(self._graphs), self.task_queues)
+        async with asyncio.TaskGroup() as group:
+            for slot in range(self._concurrency):
+                group.create_task(self._slot(), name=f"cmo-slot-{slot}")
+            group.create_task(self._drain_on_shutdown())
+
+    def shutdown(self) -> None:
+        """Stop polling; in-flight tasks finish within the grace period or are handed back."""
+        self._stopping.set()
+
+    async def _drain_on_shutdown(self) -> None:
+        await self._stopping.wait()
+        for poll in list(self._polls):
+            poll.cancel()
+        if self._nodes:
+            _, pending = await asyncio.wait(list(self._nodes), timeout=self._shutdown_grace)
+            if pending:
+                logger.info("grace period over: handing %d task(s) back", len(pending))
+                self._releasing = True
+                for node in pending:
+                    node.cancel()
+
+    async def _slot(self) -> None:
+        while not self._stopping.is_set():
+            task = await self._poll()
+            while task is not None:
+                task = await self._execute(task)
+
+    async def _poll(self) -> common_pb2.Task | None:
+        graphs = [common_pb2.GraphRef(graph_id=g, version=v) for g, v in self._graphs]
+        request = pb.PollTaskRequest(
+            worker_id=self.worker_id, task_queues=self.task_queues, graphs=graphs, wait=duration(self._poll_wait)
+        )
+        poll = asyncio.create_task(
+            call(self._stub.PollTask, request, timeout=self._poll_wait + CALL_TIMEOUT, retry_for=float("inf"))
+        )
+        self._polls.add(poll)
+        try:
+            await asyncio.wait([poll])
+        finally:
+            self._polls.discard(poll)
+        if poll.cancelled():
+            return None
+        try:
+            response = poll.result()
+        except RpcError as err:
+            logger.warning("poll failed: %s", err)
+            await asyncio.sleep(1.0)
+            return None
+        return response.task if response.HasField("task") else None
+
+    # -- one task ---------------------------------------------------------------------------------
+
+    async def _execute(self, task: common_pb2.Task) -> common_pb2.Task | None:
+        """Run one task to its checkpoint; returns the eagerly dispatched next task, if any."""
+        log = {"run_id": task.run_id, "step_index": task.step_index, "attempt": task.attempt}
+        graph = self._graphs.get((task.graph_id, task.graph_version))
+        node = graph.nodes.get(task.node_id) if graph is not None else None
+        if graph is None or node is None:
+            await self._fail(task, ApplicationError(f"worker has no node {task.node_id!r}", non_retryable=True))
+            return None
+        started = datetime.now(UTC)
+        try:
+            result = await self._run_node(task, graph, node)
+            state, output = self._encode(node, result)
+        except _LeaseLost:
+            logger.warning("lease of step %s of run %s lost; dropping it", task.step_index, task.run_id, extra=log)
+            return None
+        except asyncio.CancelledError:
+            if not self._releasing:
+                raise
+            await self._release(task)
+            return None
+        except Exception as err:
+            await self._fail(task, err)
+            return None
+        return await self._complete(task, node, state, output, result.next, started)
+
+    async def _run_node(self, task: common_pb2.Task, graph: Graph[Any], node: Node) -> NodeResult[Any]:
+        ctx = NodeContext(
+            run_id=task.run_id,
+            step_index=task.step_index,
+            attempt=task.attempt,
+            node_id=task.node_id,
+            graph_id=task.graph_id,
+            graph_version=task.graph_version,
+            logical_time=task.logical_time.ToDatetime(tzinfo=UTC),
+            seed=task.seed,
+        )
+        state = from_json(parse_json(task.state), graph.state_type)
+        running = asyncio.create_task(node.run(state, ctx), name=f"cmo-node-{task.run_id}-{task.step_index}")
+        self._nodes.add(running)
+        lost = asyncio.Event()
+        beat = asyncio.create_task(self._heartbeat(task, running, lost))
+        try:
+            return await running
+        except asyncio.CancelledError:
+            if lost.is_set():
+                raise _LeaseLost() from None
+            if not running.done():
+                running.cancel()
+            raise
+        finally:
+            beat.cancel()
+            self._nodes.discard(running)
+
+    async def _heartbeat(self, task: common_pb2.Task, running: asyncio.Task[Any], lost: asyncio.Event) -> None:
+        interval = max(task.lease_duration.ToTimedelta().total_seconds() / 3, 0.05)
+        request = pb.HeartbeatTaskRequest(
+            worker_id=self.worker_id, run_id=task.run_id, step_index=task.step_index, attempt=task.attempt
+        )
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._stub.HeartbeatTask(request, timeout=interval)
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    lost.set()
+                    running.cancel()
+                    return
+                logger.debug("heartbeat failed (%s); trying again", err.code().name)
+
+    def _encode(self, node: Node, result: NodeResult[Any]) -> tuple[bytes, bytes]:
+        if result.next != END and result.next not in node.edges:
+            raise ApplicationError(
+                f"node {node.name!r} returned next={result.next!r}, which is not one of its edges "
+                f"{sorted(node.edges)} nor END",
+                type="GraphError",
+                non_retryable=True,
+            )
+        try:
+            state = canonical_json(to_json(result.state))
+            output = canonical_json(to_json(result.output)) if result.output is not None else b""
+        except (TypeError, ValueError) as err:
+            raise ApplicationError(
+                f"node {node.name!r} returned a state that is not JSON: {err}", type="TypeError", non_retryable=True
+            ) from err
+        return state, output
+
+    async def _complete(
+        self, task: common_pb2.Task, node: Node, state: bytes, output: bytes, next_key: str, started: datetime
+    ) -> common_pb2.Task | None:
+        request = pb.CompleteTaskRequest(
+            worker_id=self.worker_id,
+            run_id=task.run_id,
+            step_index=task.step_index,
+            attempt=task.attempt,
+            node_id=task.node_id,
+            graph_id=task.graph_id,
+            graph_version=task.graph_version,
+            state=state,
+            output=output,
+            next_key=next_key,
+            eager_task_queues=self.task_queues if self._eager and not self._stopping.is_set() else [],
+        )
+        request.started_at.FromDatetime(started)
+        try:
+            response = await call(self._stub.CompleteTask, request, timeout=CALL_TIMEOUT, retry_for=COMPLETE_RETRY_FOR)
+        except RpcError as err:
+            if err.code == "FAILED_PRECONDITION":
+                logger.warning("checkpoint of step %s of run %s refused: %s", task.step_index, task.run_id, err.message)
+            elif err.code in ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"):
+                await self._fail(task, ApplicationError(err.message, type=err.code, non_retryable=True))
+            else:
+                logger.error("checkpoint of step %s of run %s failed: %s", task.step_index, task.run_id, err)
+            return None
+        return response.next_task if response.HasField("next_task") else None
+
+    async def _fail(self, task: common_pb2.Task, err: BaseException) -> None:
+        if isinstance(err, ApplicationError):
+            kind, non_retryable = err.type, err.non_retryable
+        else:
+            kind, non_retryable = type(err).__name__, False
+        logger.info(
+            "step %s of run %s failed (attempt %s): %s: %s",
+            task.step_index,
+            task.run_id,
+            task.attempt,
+            kind,
+            err,
+            extra={"run_id": task.run_id, "step_index": task.step_index, "attempt": task.attempt},
+        )
+        failure = common_pb2.Failure(
+            message=str(err) or kind,
+            type=kind,
+            non_retryable=non_retryable,
+            details="".join(traceback.format_exception(err))[-16000:],
+        )
+        await self._report_failure(task, failure, release=False)
+
+    async def _release(self, task: common_pb2.Task) -> None:
+        await self._report_failure(task, common_pb2.Failure(message="released by a stopping worker"), release=True)
+
+    async def _report_failure(self, task: common_pb2.Task, failure: common_pb2.Failure, *, release: bool) -> None:
+        request = pb.FailTaskRequest(
+            worker_id=self.worker_id,
+            run_id=task.run_id,
+            step_index=task.step_index,
+            attempt=task.attempt,
+            failure=failure,
+            release=release,
+        )
+        try:
+            await call(self._stub.FailTask, request, timeout=CALL_TIMEOUT, retry_for=30.0)
+        except RpcError as err:
+            # A lease that lapsed meanwhile: the server re-dispatches the task anyway.
+            logger.warning("could not report step %s of run %s: %s", task.step_index, task.run_id, err)

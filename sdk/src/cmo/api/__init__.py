@@ -1,0 +1,1 @@
+"""The wire contract: generated protobuf and gRPC code, by API version."""

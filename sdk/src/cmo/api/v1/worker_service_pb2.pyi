@@ -1,0 +1,122 @@
+import datetime
+
+from cmo.api.v1 import common_pb2 as _common_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RegisterGraphRequest(_message.Message):
+    __slots__ = ("graph",)
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    graph: _common_pb2.GraphDef
+    def __init__(self, graph: _Optional[_Union[_common_pb2.GraphDef, _Mapping]] = ...) -> None: ...
+
+class RegisterGraphResponse(_message.Message):
+    __slots__ = ("created",)
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    created: bool
+    def __init__(self, created: _Optional[bool] = ...) -> None: ...
+
+class PollTaskRequest(_message.Message):
+    __slots__ = ("worker_id", "task_queues", "graphs", "wait")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_QUEUES_FIELD_NUMBER: _ClassVar[int]
+    GRAPHS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    task_queues: _containers.RepeatedScalarFieldContainer[str]
+    graphs: _containers.RepeatedCompositeFieldContainer[_common_pb2.GraphRef]
+    wait: _duration_pb2.Duration
+    def __init__(self, worker_id: _Optional[str] = ..., task_queues: _Optional[_Iterable[str]] = ..., graphs: _Optional[_Iterable[_Union[_common_pb2.GraphRef, _Mapping]]] = ..., wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class PollTaskResponse(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: _common_pb2.Task
+    def __init__(self, task: _Optional[_Union[_common_pb2.Task, _Mapping]] = ...) -> None: ...
+
+class HeartbeatTaskRequest(_message.Message):
+    __slots__ = ("worker_id", "run_id", "step_index", "attempt")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    run_id: str
+    step_index: int
+    attempt: int
+    def __init__(self, worker_id: _Optional[str] = ..., run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class HeartbeatTaskResponse(_message.Message):
+    __slots__ = ("lease_expires_at",)
+    LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    lease_expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CompleteTaskRequest(_message.Message):
+    __slots__ = ("worker_id", "run_id", "step_index", "attempt", "node_id", "graph_id", "graph_version", "state", "output", "next_key", "started_at", "eager_task_queues")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    GRAPH_ID_FIELD_NUMBER: _ClassVar[int]
+    GRAPH_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_KEY_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    EAGER_TASK_QUEUES_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    run_id: str
+    step_index: int
+    attempt: int
+    node_id: str
+    graph_id: str
+    graph_version: int
+    state: bytes
+    output: bytes
+    next_key: str
+    started_at: _timestamp_pb2.Timestamp
+    eager_task_queues: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, worker_id: _Optional[str] = ..., run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., node_id: _Optional[str] = ..., graph_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., state: _Optional[bytes] = ..., output: _Optional[bytes] = ..., next_key: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., eager_task_queues: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CompleteTaskResponse(_message.Message):
+    __slots__ = ("next_task", "run_status")
+    NEXT_TASK_FIELD_NUMBER: _ClassVar[int]
+    RUN_STATUS_FIELD_NUMBER: _ClassVar[int]
+    next_task: _common_pb2.Task
+    run_status: _common_pb2.RunStatus
+    def __init__(self, next_task: _Optional[_Union[_common_pb2.Task, _Mapping]] = ..., run_status: _Optional[_Union[_common_pb2.RunStatus, str]] = ...) -> None: ...
+
+class FailTaskRequest(_message.Message):
+    __slots__ = ("worker_id", "run_id", "step_index", "attempt", "failure", "release")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    run_id: str
+    step_index: int
+    attempt: int
+    failure: _common_pb2.Failure
+    release: bool
+    def __init__(self, worker_id: _Optional[str] = ..., run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., failure: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., release: _Optional[bool] = ...) -> None: ...
+
+class FailTaskResponse(_message.Message):
+    __slots__ = ("will_retry", "retry_after", "run_status")
+    WILL_RETRY_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    RUN_STATUS_FIELD_NUMBER: _ClassVar[int]
+    will_retry: bool
+    retry_after: _duration_pb2.Duration
+    run_status: _common_pb2.RunStatus
+    def __init__(self, will_retry: _Optional[bool] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., run_status: _Optional[_Union[_common_pb2.RunStatus, str]] = ...) -> None: ...

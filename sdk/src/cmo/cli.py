@@ -1,0 +1,120 @@
+"""`cmoctl`: look at runs and their steps on a CMO server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from cmo._client import Client
+from cmo._types import RunInfo, RunStatus
+from cmo.errors import CmoError
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+
+
+def _run(target: str, action: Callable[[Client], Awaitable[T]]) -> T:
+    async def go() -> T:
+        async with await Client.connect(target, wait_ready=5.0) as client:
+            return await action(client)
+
+    try:
+        return asyncio.run(go())
+    except (CmoError, ConnectionError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+def _when(run: RunInfo) -> str:
+    return run.created_at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@click.group()
+@click.option(
+    "--address",
+    default=lambda: os.environ.get("CMO_ADDRESS", "127.0.0.1:7233"),
+    show_default="127.0.0.1:7233 or $CMO_ADDRESS",
+    help="Server host:port.",
+)
+@click.pass_context
+def main(ctx: click.Context, address: str) -> None:
+    """Inspect a CMO server's runs."""
+    ctx.obj = address
+
+
+@main.group()
+def runs() -> None:
+    """List and show runs."""
+
+
+@runs.command("list")
+@click.option("--graph", "graph_id", default="", help="Only runs of this graph.")
+@click.option("--status", type=click.Choice([s.name for s in RunStatus], case_sensitive=False), help="Only this status.")
+@click.option("--limit", default=20, show_default=True, help="At most this many runs.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@click.pass_obj
+def list_runs(address: str, graph_id: str, status: str | None, limit: int, as_json: bool) -> None:
+    """Runs, newest first."""
+
+    async def fetch(client: Client) -> list[RunInfo]:
+        wanted = RunStatus[status.upper()] if status else None
+        return [r async for r in client.list_runs(graph_id=graph_id, status=wanted, limit=limit)]
+
+    found = _run(address, fetch)
+    if as_json:
+        for r in found:
+            click.echo(json.dumps({"run_id": r.run_id, "graph": f"{r.graph_id}@{r.graph_version}",
+                                   "status": r.status.name, "steps": r.step_count, "created_at": r.created_at.isoformat()}))
+        return
+    table = Table("run id", "graph", "status", "steps", "node", "created")
+    for r in found:
+        table.add_row(r.run_id, f"{r.graph_id}@{r.graph_version}", r.status.name, str(r.step_count),
+                      r.current_node or "-", _when(r))
+    Console().print(table)
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="The run and its steps as one JSON document.")
+@click.pass_obj
+def show_run(address: str, run_id: str, as_json: bool) -> None:
+    """A run and its step table: index, node, attempt, duration, state hash, next."""
+
+    async def fetch(client: Client) -> tuple[RunInfo, list[Any]]:
+        return await client.get_run(run_id), await client.get_history(run_id)
+
+    run, steps = _run(address, fetch)
+    if as_json:
+        doc = {
+            "run_id": run.run_id, "graph_id": run.graph_id, "graph_version": run.graph_version,
+            "status": run.status.name, "result": run.result,
+            "failure": None if run.failure is None else run.failure.message,
+            "steps": [{"step_index": s.step_index, "node_id": s.node_id, "attempt": s.attempt,
+                       "duration_ms": round(s.duration_ms, 3), "state_hash": s.state_hash,
+                       "next_key": s.next_key, "next_node": s.next_node} for s in steps],
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    console = Console()
+    console.print(f"run [bold]{run.run_id}[/]  graph {run.graph_id}@{run.graph_version}  "
+                  f"status [bold]{run.status.name}[/]  steps {run.step_count}  created {_when(run)}")
+    if run.failure is not None:
+        console.print(f"failure at step {run.failure.step_index} ({run.failure.node_id}, attempt "
+                      f"{run.failure.attempt}): {run.failure.type}: {run.failure.message}")
+    table = Table("step", "node", "attempt", "duration ms", "state hash", "next")
+    for s in steps:
+        table.add_row(str(s.step_index), s.node_id, str(s.attempt), f"{s.duration_ms:.1f}", s.state_hash[:16],
+                      "END" if s.next_node == "__end__" else f"{s.next_key} -> {s.next_node}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Errors the SDK raises, and `ApplicationError` for node code to raise.
+
+    CmoError
+     ├── RpcError                 the server answered with an error status
+     │    └── RunNotFoundError    no run has this run_id
+     ├── RunFailedError           a run ended FAILED, CANCELLED or TERMINATED
+     ├── WaitTimeoutError         waiting for a run's result timed out (also a TimeoutError)
+     ├── GraphError               a graph definition is invalid
+     └── ApplicationError         raised by node code; retried per the node's policy unless
+                                  non_retryable
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cmo._types import FailureInfo
+
+__all__ = [
+    "ApplicationError",
+    "CmoError",
+    "GraphError",
+    "RpcError",
+    "RunFailedError",
+    "RunNotFoundError",
+    "WaitTimeoutError",
+]
+
+
+class CmoError(Exception):
+    """Base of every error CMO raises."""
+
+
+class RpcError(CmoError):
+    """The server answered a call with an error status."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        """The gRPC status name, e.g. "INVALID_ARGUMENT"."""
+        self.message = message
+        """The server's message; it names the offending field for bad input."""
+
+
+class RunNotFoundError(RpcError):
+    """No run has this run_id."""
+
+    def __init__(self, run_id: str, message: str) -> None:
+        super().__init__("NOT_FOUND", message)
+        self.run_id = run_id
+
+
+class RunFailedError(CmoError):
+    """The run did not complete: it failed, was cancelled or terminated."""
+
+    def __init__(self, run_id: str, status: str, failure: FailureInfo | None) -> None:
+        detail = f": {failure.type or 'error'} at step {failure.step_index} ({failure.node_id}): {failure.message}" if failure else ""
+        super().__init__(f"run {run_id} {status.lower()}{detail}")
+        self.run_id = run_id
+        self.status = status
+        self.failure = failure
+        """Why it failed, as the server recorded it."""
+
+
+class WaitTimeoutError(CmoError, TimeoutError):
+    """The run was not finished when the wait ran out."""
+
+
+class GraphError(CmoError, ValueError):
+    """A graph definition is invalid (unknown node, missing entry, duplicate edge …)."""
+
+
+class ApplicationError(CmoError):
+    """Raise from node code to fail the attempt with a message and, optionally, no retry."""
+
+    def __init__(self, message: str, *, type: str | None = None, non_retryable: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.type = type or "ApplicationError"
+        """Matched against the node retry policy's non_retryable_errors."""
+        self.non_retryable = non_retryable
+        """Fail the run at once instead of retrying."""

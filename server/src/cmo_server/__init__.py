@@ -1,0 +1,1 @@
+"""The CMO orchestrator server."""

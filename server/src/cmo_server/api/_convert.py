@@ -1,0 +1,152 @@
+"""pb <-> domain conversion for the server side. pb2 types stop here."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from cmo.api.v1 import common_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from cmo_server.api._validate import check_id, check_range
+from cmo_server.domain import END_NODE, Failure, GraphSpec, NodeSpec, RetrySpec, Run, Step, Task
+from cmo_server.errors import InvalidArgument
+
+__all__ = ["failure_from_proto", "graph_from_proto", "run_to_proto", "step_to_proto", "task_to_proto"]
+
+MAX_NODES = 1000
+MAX_VERSION = 2**31 - 1
+
+
+def _ts(value: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def graph_from_proto(msg: common_pb2.GraphDef) -> GraphSpec:
+    """A validated graph definition."""
+    graph_id = check_id("graph.graph_id", msg.graph_id)
+    version = check_range("graph.version", msg.version, 1, MAX_VERSION)
+    if not msg.nodes:
+        raise InvalidArgument("graph.nodes", "a graph needs at least one node")
+    if len(msg.nodes) > MAX_NODES:
+        raise InvalidArgument("graph.nodes", f"{len(msg.nodes)} nodes is over the limit of {MAX_NODES}")
+    nodes: dict[str, NodeSpec] = {}
+    for i, n in enumerate(msg.nodes):
+        node_id = check_id(f"graph.nodes[{i}].node_id", n.node_id)
+        if node_id == END_NODE or node_id in nodes:
+            raise InvalidArgument(f"graph.nodes[{i}].node_id", f"{node_id!r} is reserved or used twice")
+        queue = check_id(f"graph.nodes[{i}].task_queue", n.task_queue, required=False) or "default"
+        retry = _retry_from_proto(f"graph.nodes[{i}].retry", n.retry) if n.HasField("retry") else RetrySpec()
+        nodes[node_id] = NodeSpec(node_id, queue, retry)
+    if msg.entry_node not in nodes:
+        raise InvalidArgument("graph.entry_node", f"{msg.entry_node!r} is not one of the graph's nodes")
+    edges: dict[tuple[str, str], str] = {}
+    for i, e in enumerate(msg.edges):
+        field = f"graph.edges[{i}]"
+        if e.from_node not in nodes:
+            raise InvalidArgument(f"{field}.from_node", f"{e.from_node!r} is not one of the graph's nodes")
+        if e.to_node not in nodes and e.to_node != END_NODE:
+            raise InvalidArgument(f"{field}.to_node", f"{e.to_node!r} is not one of the graph's nodes or END")
+        key = check_id(f"{field}.key", e.key)
+        if key == END_NODE or (e.from_node, key) in edges:
+            raise InvalidArgument(f"{field}.key", f"{key!r} is reserved or used twice from {e.from_node!r}")
+        edges[(e.from_node, key)] = e.to_node
+    return GraphSpec(graph_id, version, msg.entry_node, nodes, edges)
+
+
+def _retry_from_proto(field: str, msg: common_pb2.RetryPolicy) -> RetrySpec:
+    if msg.max_attempts < 0:
+        raise InvalidArgument(f"{field}.max_attempts", "must be >= 0 (0: no limit)")
+    backoff = msg.backoff or 2.0
+    if backoff < 1:
+        raise InvalidArgument(f"{field}.backoff", f"must be >= 1, got {backoff}")
+    initial = msg.initial_interval.ToTimedelta() if msg.HasField("initial_interval") else timedelta(seconds=1)
+    maximum = msg.max_interval.ToTimedelta() if msg.HasField("max_interval") else None
+    if initial < timedelta(0) or (maximum is not None and maximum < timedelta(0)):
+        raise InvalidArgument(f"{field}.initial_interval", "intervals must not be negative")
+    return RetrySpec(
+        max_attempts=msg.max_attempts,
+        initial_interval=initial,
+        backoff=backoff,
+        max_interval=maximum,
+        non_retryable_errors=tuple(msg.non_retryable_errors),
+    )
+
+
+def failure_from_proto(msg: common_pb2.Failure) -> Failure:
+    """A worker-reported failure, trimmed to sane sizes."""
+    return Failure(message=msg.message[:4096] or "(no message)", type=msg.type[:256], 
+                   non_retryable=msg.non_retryable, details=msg.details[:32768])
+
+
+def failure_to_proto(failure: Failure) -> common_pb2.Failure:
+    """A failure for the wire."""
+    return common_pb2.Failure(
+        message=failure.message,
+        type=failure.type,
+        non_retryable=failure.non_retryable,
+        details=failure.details,
+        node_id=failure.node_id,
+        step_index=failure.step_index,
+        attempt=failure.attempt,
+    )
+
+
+def run_to_proto(run: Run) -> common_pb2.Run:
+    """A run for the wire."""
+    msg = common_pb2.Run(
+        run_id=run.run_id,
+        graph_id=run.graph_id,
+        graph_version=run.graph_version,
+        status=int(run.status),  # type: ignore[arg-type]
+        input=run.input,
+        result=run.result or b"",
+        step_count=run.step_count,
+        current_node=run.current_node,
+        created_at=_ts(run.created_at),
+        updated_at=_ts(run.updated_at),
+    )
+    if run.completed_at is not None:
+        msg.completed_at.CopyFrom(_ts(run.completed_at))
+    if run.failure is not None:
+        msg.failure.CopyFrom(failure_to_proto(run.failure))
+    return msg
+
+
+def step_to_proto(step: Step) -> common_pb2.Step:
+    """A checkpoint for the wire."""
+    return common_pb2.Step(
+        run_id=step.run_id,
+        step_index=step.step_index,
+        node_id=step.node_id,
+        attempt=step.attempt,
+        state=step.state,
+        state_hash=step.state_hash,
+        output=step.output,
+        next_key=step.next_key,
+        next_node=step.next_node,
+        logical_time=_ts(step.logical_time),
+        started_at=_ts(step.started_at),
+        finished_at=_ts(step.finished_at),
+    )
+
+
+def task_to_proto(task: Task, lease: timedelta) -> common_pb2.Task:
+    """A task for the wire."""
+    msg = common_pb2.Task(
+        run_id=task.run_id,
+        step_index=task.step_index,
+        attempt=task.attempt,
+        node_id=task.node_id,
+        graph_id=task.graph_id,
+        graph_version=task.graph_version,
+        task_queue=task.task_queue,
+        state=task.state,
+        logical_time=_ts(task.logical_time),
+        seed=task.seed,
+        lease_expires_at=_ts(task.lease_expires_at),
+        failures=task.failures,
+    )
+    msg.lease_duration.FromTimedelta(lease)
+    return msg

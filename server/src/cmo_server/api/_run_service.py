@@ -1,0 +1,84 @@
+"""RunService: decode, call the engine, encode. No rules live here."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import grpc
+from cmo.api.v1 import run_service_pb2 as pb
+
+from cmo_server.api._convert import run_to_proto, step_to_proto
+from cmo_server.api._status import rpc
+from cmo_server.api._validate import check_id, check_range, duration_or
+from cmo_server.domain import RunStatus
+from cmo_server.engine import Engine
+from cmo_server.errors import InvalidArgument
+
+__all__ = ["RunServicer"]
+
+MAX_WAIT = timedelta(seconds=60)
+MAX_PAGE = 1000
+
+
+class RunServicer:
+    """Start runs and watch them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @rpc
+    async def StartRun(self, request: pb.StartRunRequest, context: grpc.aio.ServicerContext) -> pb.StartRunResponse:
+        """See the proto."""
+        run, created = await self._engine.start_run(
+            run_id=check_id("run_id", request.run_id, required=False),
+            graph_id=check_id("graph_id", request.graph_id),
+            graph_version=check_range("graph_version", request.graph_version, 0, 2**31 - 1),
+            input=request.input,
+        )
+        return pb.StartRunResponse(run=run_to_proto(run), created=created)
+
+    @rpc
+    async def GetRun(self, request: pb.GetRunRequest, context: grpc.aio.ServicerContext) -> pb.GetRunResponse:
+        """See the proto."""
+        run = await self._engine.get_run(check_id("run_id", request.run_id))
+        return pb.GetRunResponse(run=run_to_proto(run))
+
+    @rpc
+    async def ListRuns(self, request: pb.ListRunsRequest, context: grpc.aio.ServicerContext) -> pb.ListRunsResponse:
+        """See the proto."""
+        graph_id = check_id("graph_id", request.graph_id, required=False)
+        status = None
+        if request.status:
+            try:
+                status = RunStatus(request.status)
+            except ValueError:
+                raise InvalidArgument("status", f"{request.status} is not a run status") from None
+        limit = check_range("page_size", request.page_size, 0, MAX_PAGE) or 100
+        runs, token = await self._engine.list_runs(
+            graph_id=graph_id, status=status, limit=limit, page_token=request.page_token
+        )
+        return pb.ListRunsResponse(runs=[run_to_proto(r) for r in runs], next_page_token=token)
+
+    @rpc
+    async def WaitRun(self, request: pb.WaitRunRequest, context: grpc.aio.ServicerContext) -> pb.WaitRunResponse:
+        """See the proto."""
+        run_id = check_id("run_id", request.run_id)
+        timeout = duration_or("timeout", request.timeout, request.HasField("timeout"), timedelta(seconds=30), MAX_WAIT)
+        run = await self._engine.wait_run(run_id, timeout=timeout.total_seconds())
+        return pb.WaitRunResponse(run=run_to_proto(run))
+
+    @rpc
+    async def GetHistory(
+        self, request: pb.GetHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetHistoryResponse:
+        """See the proto."""
+        run_id = check_id("run_id", request.run_id)
+        limit = check_range("page_size", request.page_size, 0, MAX_PAGE) or MAX_PAGE
+        after = -1
+        if request.page_token:
+            if not request.page_token.isdigit() or len(request.page_token) > 10:
+                raise InvalidArgument("page_token", "is not a token this server issued")
+            after = int(request.page_token)
+        steps = await self._engine.get_history(run_id, after=after, limit=limit)
+        token = str(steps[-1].step_index) if len(steps) == limit else ""
+        return pb.GetHistoryResponse(steps=[step_to_proto(s) for s in steps], next_page_token=token)

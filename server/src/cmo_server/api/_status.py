@@ -1,0 +1,79 @@
+"""The one place where domain errors become gRPC statuses. No exception text leaks otherwise."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from cmo_server.errors import (
+    AlreadyExists,
+    CmoServerError,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    StaleLease,
+    Unavailable,
+)
+
+__all__ = ["rpc"]
+
+logger = logging.getLogger(__name__)
+
+S = TypeVar("S")
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = Callable[[S, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+
+_CODES: tuple[tuple[type[CmoServerError], grpc.StatusCode], ...] = (
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (StaleLease, grpc.StatusCode.FAILED_PRECONDITION),
+    (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
+)
+
+
+def status_of(err: CmoServerError) -> grpc.StatusCode:
+    """The gRPC status of a domain error."""
+    return next((code for kind, code in _CODES if isinstance(err, kind)), grpc.StatusCode.INTERNAL)
+
+
+def rpc(method: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
+    """Run a servicer method, turning domain errors into statuses and hiding unexpected ones."""
+
+    @functools.wraps(method)
+    async def wrapper(self: S, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        try:
+            return await method(self, request, context)
+        except CmoServerError as err:
+            await context.abort(status_of(err), str(err))
+        except Exception as err:
+            if _is_abort(err):
+                raise
+            # The database being unreachable is the operator's problem, not a bug: say so plainly.
+            if _is_connection_error(err):
+                logger.warning("%s: database unavailable: %s", method.__name__, err)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry")
+            logger.exception("%s failed", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+        raise AssertionError("unreachable")  # context.abort always raises
+
+    return wrapper
+
+
+def _is_abort(err: BaseException) -> bool:
+    # grpc.aio raises AbortError out of context.abort(); it must pass through untouched.
+    return type(err).__name__ == "AbortError"
+
+
+def _is_connection_error(err: BaseException) -> bool:
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    return isinstance(err, psycopg.OperationalError)

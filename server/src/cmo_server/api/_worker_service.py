@@ -1,0 +1,116 @@
+"""WorkerService: decode, call the engine, encode. No rules live here."""
+
+from __future__ import annotations
+
+
+import grpc
+from cmo.api.v1 import worker_service_pb2 as pb
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from cmo_server.api._convert import failure_from_proto, graph_from_proto, task_to_proto
+from cmo_server.api._status import rpc
+from cmo_server.api._validate import check_id, check_range, duration_or, timestamp_or_now
+from cmo_server.domain import Failure, TaskKey
+from cmo_server.engine import CompletedStep, Engine
+from cmo_server.errors import InvalidArgument
+
+__all__ = ["WorkerServicer"]
+
+MAX_INT = 2**31 - 1
+MAX_QUEUES = 100
+MAX_GRAPHS = 1000
+
+
+class WorkerServicer:
+    """What workers call."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @rpc
+    async def RegisterGraph(
+        self, request: pb.RegisterGraphRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RegisterGraphResponse:
+        """See the proto."""
+        if not request.HasField("graph"):
+            raise InvalidArgument("graph", "is required")
+        created = await self._engine.register_graph(graph_from_proto(request.graph))
+        return pb.RegisterGraphResponse(created=created)
+
+    @rpc
+    async def PollTask(self, request: pb.PollTaskRequest, context: grpc.aio.ServicerContext) -> pb.PollTaskResponse:
+        """See the proto."""
+        worker_id = check_id("worker_id", request.worker_id)
+        if not request.task_queues or len(request.task_queues) > MAX_QUEUES:
+            raise InvalidArgument("task_queues", f"must name 1 to {MAX_QUEUES} queues")
+        queues = [check_id(f"task_queues[{i}]", q) for i, q in enumerate(request.task_queues)]
+        if not request.graphs or len(request.graphs) > MAX_GRAPHS:
+            raise InvalidArgument("graphs", f"must name 1 to {MAX_GRAPHS} graph versions")
+        graphs = [
+            (check_id(f"graphs[{i}].graph_id", g.graph_id), check_range(f"graphs[{i}].version", g.version, 1, MAX_INT))
+            for i, g in enumerate(request.graphs)
+        ]
+        limits = self._engine.limits
+        wait = duration_or("wait", request.wait, request.HasField("wait"), limits.default_poll_wait, limits.max_poll_wait)
+        task = await self._engine.poll_task(
+            worker_id=worker_id, task_queues=queues, graphs=graphs, wait=wait.total_seconds()
+        )
+        if task is None:
+            return pb.PollTaskResponse()
+        return pb.PollTaskResponse(task=task_to_proto(task, limits.task_lease))
+
+    @rpc
+    async def HeartbeatTask(
+        self, request: pb.HeartbeatTaskRequest, context: grpc.aio.ServicerContext
+    ) -> pb.HeartbeatTaskResponse:
+        """See the proto."""
+        worker_id = check_id("worker_id", request.worker_id)
+        expires = await self._engine.heartbeat(_task_key(request), worker_id=worker_id)
+        ts = Timestamp()
+        ts.FromDatetime(expires)
+        return pb.HeartbeatTaskResponse(lease_expires_at=ts)
+
+    @rpc
+    async def CompleteTask(
+        self, request: pb.CompleteTaskRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CompleteTaskResponse:
+        """See the proto."""
+        done = CompletedStep(
+            worker_id=check_id("worker_id", request.worker_id),
+            key=_task_key(request),
+            graph_id=check_id("graph_id", request.graph_id),
+            graph_version=check_range("graph_version", request.graph_version, 1, MAX_INT),
+            node_id=check_id("node_id", request.node_id),
+            state=request.state,
+            output=request.output,
+            next_key=check_id("next_key", request.next_key),
+            started_at=timestamp_or_now("started_at", request.started_at, request.HasField("started_at")),
+            eager_task_queues=frozenset(
+                check_id(f"eager_task_queues[{i}]", q) for i, q in enumerate(request.eager_task_queues)
+            ),
+        )
+        outcome = await self._engine.complete_task(done)
+        response = pb.CompleteTaskResponse(run_status=int(outcome.run_status))  # type: ignore[arg-type]
+        if outcome.next_task is not None:
+            response.next_task.CopyFrom(task_to_proto(outcome.next_task, self._engine.limits.task_lease))
+        return response
+
+    @rpc
+    async def FailTask(self, request: pb.FailTaskRequest, context: grpc.aio.ServicerContext) -> pb.FailTaskResponse:
+        """See the proto."""
+        check_id("worker_id", request.worker_id)
+        failure = failure_from_proto(request.failure) if request.HasField("failure") else Failure("released")
+        outcome = await self._engine.fail_task(_task_key(request), failure=failure, release=request.release)
+        response = pb.FailTaskResponse(will_retry=outcome.will_retry, run_status=int(outcome.run_status))  # type: ignore[arg-type]
+        response.retry_after.FromTimedelta(outcome.retry_after)
+        return response
+
+
+def _task_key(request: pb.HeartbeatTaskRequest | pb.CompleteTaskRequest | pb.FailTaskRequest) -> TaskKey:
+    return TaskKey(
+        run_id=check_id("run_id", request.run_id),
+        step_index=check_range("step_index", request.step_index, 0, MAX_INT),
+        attempt=check_range("attempt", request.attempt, 1, MAX_INT),
+    )
+
+

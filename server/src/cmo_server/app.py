@@ -1,0 +1,124 @@
+"""A running orchestrator: a store, an engine and the gRPC server in front of them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import grpc
+from cmo.api.v1 import run_service_pb2, worker_service_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from cmo_server.api import RunServicer, WorkerServicer, service_handler
+from cmo_server.config import ServerConfig
+from cmo_server.engine import Engine
+from cmo_server.store import Store
+
+__all__ = ["CmoServer", "open_store"]
+
+logger = logging.getLogger(__name__)
+
+SERVICES = (
+    run_service_pb2.DESCRIPTOR.services_by_name["RunService"],
+    worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"],
+)
+
+
+@asynccontextmanager
+async def open_store(config: ServerConfig) -> AsyncIterator[Store]:
+    """The configured backend, migrated: Postgres when a database URL is set, else SQLite."""
+    if config.database_url:
+        from cmo_server.store.postgres import PostgresStore
+
+        async with PostgresStore.open(config.database_url, pool_size=config.pool_size) as pg:
+            yield pg
+    else:
+        from pathlib import Path
+
+        from cmo_server.store.sqlite import SqliteStore
+
+        Path(config.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+        async with SqliteStore.open(config.sqlite_path) as lite:
+            yield lite
+
+
+class CmoServer:
+    """The gRPC server of one replica. Use `CmoServer.running(config)`."""
+
+    def __init__(self, server: grpc.aio.Server, engine: Engine, health: health.aio.HealthServicer, port: int) -> None:
+        self._server = server
+        self._engine = engine
+        self._health = health
+        self.port = port
+        """The bound port (useful when the configured port was 0)."""
+
+    @classmethod
+    @asynccontextmanager
+    async def running(cls, config: ServerConfig, store: Store | None = None) -> AsyncIterator[CmoServer]:
+        """Serve until the context exits, then shut down gracefully."""
+        async with AsyncExitStack() as stack:
+            if store is None:
+                store = await stack.enter_async_context(open_store(config))
+            engine = Engine(store, config.limits)
+            await engine.start()
+            stack.push_async_callback(engine.aclose)
+            # Leave room above the payload limit so the engine, not grpc, refuses a large state:
+            # its message names the field.
+            max_message = 2 * config.limits.max_payload_bytes + 1024 * 1024
+            server = grpc.aio.server(
+                options=[
+                    ("grpc.max_receive_message_length", max_message),
+                    ("grpc.max_send_message_length", max_message),
+                    ("grpc.so_reuseport", 0),
+                ]
+            )
+            server.add_generic_rpc_handlers(
+                (service_handler(SERVICES[0], RunServicer(engine)), service_handler(SERVICES[1], WorkerServicer(engine)))
+            )
+            health_servicer = health.aio.HealthServicer()
+            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+            reflection.enable_server_reflection(
+                [s.full_name for s in SERVICES] + [health.SERVICE_NAME, reflection.SERVICE_NAME], server
+            )
+            port = server.add_insecure_port(config.listen)
+            if port == 0:
+                raise OSError(f"cannot listen on {config.listen}")
+            await server.start()
+            for name in ["", *(s.full_name for s in SERVICES)]:
+                await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+            this = cls(server, engine, health_servicer, port)
+            try:
+                yield this
+            finally:
+                await this._shutdown(config.shutdown_grace.total_seconds())
+
+    async def wait_for_termination(self) -> None:
+        """Block until the server stops."""
+        await self._server.wait_for_termination()
+
+    async def _shutdown(self, grace: float) -> None:
+        logger.info("shutting down: not serving, finishing in-flight calls (grace %.1fs)", grace)
+        await self._health.enter_graceful_shutdown()
+        # Parked long-polls return empty now, so the grace period is spent on real work.
+        await self._engine.aclose()
+        await self._server.stop(grace)
+
+
+async def serve_forever(config: ServerConfig, *, announce: bool = True) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with CmoServer.running(config) as server:
+        host = config.listen.rpartition(":")[0]
+        address = f"{host}:{server.port}"
+        logger.info("serving on %s", address, extra={"config": config.redacted()})
+        if announce:
+            print(f"cmo-server listening on {address}", flush=True)
+        await stop.wait()

@@ -1,0 +1,138 @@
+"""Server configuration: one frozen value built once from the environment, flags override."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+__all__ = ["ConfigError", "EngineLimits", "ServerConfig"]
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLimits:
+    """Timings and size limits the engine enforces."""
+
+    task_lease: timedelta = timedelta(seconds=30)
+    """How long a worker holds a task without a heartbeat before it goes to another worker."""
+    max_poll_wait: timedelta = timedelta(seconds=60)
+    """Longest long-poll a worker may ask for."""
+    default_poll_wait: timedelta = timedelta(seconds=20)
+    """Long-poll length when the worker asks for none."""
+    max_payload_bytes: int = 4 * 1024 * 1024
+    """Largest state, input or output accepted."""
+    sweep_interval: timedelta = timedelta(seconds=1)
+    """How often parked pollers look for tasks that became ready by time (retries, lease expiry)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything `cmo-server` needs to start."""
+
+    listen: str = "127.0.0.1:7233"
+    """host:port the gRPC server binds."""
+    database_url: str = ""
+    """Postgres URL (`cmo-server start`); empty for the SQLite file of `start-dev`."""
+    sqlite_path: str = ".cmo/dev.db"
+    """SQLite file of `start-dev`."""
+    pool_size: int = 8
+    """Postgres connections."""
+    shutdown_grace: timedelta = timedelta(seconds=10)
+    """How long in-flight RPCs may finish after a shutdown signal."""
+    log_level: str = "INFO"
+    log_format: str = "text"
+    """text or json."""
+    limits: EngineLimits = field(default_factory=EngineLimits)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
+        """Read `CMO_*` variables (and LOG_LEVEL); keyword arguments (CLI flags) win.
+
+        Raises:
+            ConfigError: a variable is malformed; the message names it.
+        """
+        env = os.environ if env is None else env
+        base, base_limits = cls(), EngineLimits()
+        limits = EngineLimits(
+            task_lease=_seconds(env, "CMO_TASK_LEASE_SECONDS", base_limits.task_lease),
+            max_payload_bytes=_int(env, "CMO_MAX_PAYLOAD_BYTES", base_limits.max_payload_bytes),
+            sweep_interval=_seconds(env, "CMO_SWEEP_INTERVAL_SECONDS", base_limits.sweep_interval),
+        )
+        config = cls(
+            listen=env.get("CMO_LISTEN", base.listen),
+            database_url=env.get("CMO_DATABASE_URL", ""),
+            sqlite_path=env.get("CMO_SQLITE_PATH", base.sqlite_path),
+            pool_size=_int(env, "CMO_POOL_SIZE", base.pool_size),
+            shutdown_grace=_seconds(env, "CMO_SHUTDOWN_GRACE_SECONDS", base.shutdown_grace),
+            log_level=env.get("CMO_LOG_LEVEL", env.get("LOG_LEVEL", base.log_level)).upper(),
+            log_format=env.get("CMO_LOG_FORMAT", base.log_format),
+            limits=limits,
+        )
+        config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise `ConfigError` naming the first bad setting."""
+        host, _, port = self.listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"CMO_LISTEN must be host:port, got {self.listen!r}")
+        if self.pool_size < 1:
+            raise ConfigError(f"CMO_POOL_SIZE must be at least 1, got {self.pool_size}")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"CMO_LOG_FORMAT must be text or json, got {self.log_format!r}")
+        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"CMO_LOG_LEVEL must be a logging level name, got {self.log_level!r}")
+        if self.limits.task_lease <= timedelta(0):
+            raise ConfigError("CMO_TASK_LEASE_SECONDS must be positive")
+        if self.limits.max_payload_bytes < 1024:
+            raise ConfigError("CMO_MAX_PAYLOAD_BYTES must be at least 1024")
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with secrets (the database password) masked, for logs."""
+        shown: dict[str, Any] = {
+            "listen": self.listen,
+            "database_url": _redact_url(self.database_url),
+            "sqlite_path": self.sqlite_path if not self.database_url else "",
+            "pool_size": self.pool_size,
+            "task_lease_s": self.limits.task_lease.total_seconds(),
+            "max_payload_bytes": self.limits.max_payload_bytes,
+        }
+        return shown
+
+
+def _redact_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _seconds(env: Mapping[str, str], name: str, default: timedelta) -> timedelta:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return timedelta(seconds=value)

@@ -1,0 +1,319 @@
+"""The server's value objects: what the engine and the stores pass between them."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from cmo.serialization import canonical_json
+
+__all__ = [
+    "END_NODE",
+    "CompleteOutcome",
+    "Failure",
+    "GraphSpec",
+    "NewRun",
+    "NodeSpec",
+    "RetrySpec",
+    "Run",
+    "RunStatus",
+    "Step",
+    "StepCommit",
+    "Task",
+    "TaskKey",
+    "TaskState",
+    "graph_key",
+]
+
+END_NODE = "__end__"
+"""The node id (and edge key) that finishes a run."""
+
+
+class RunStatus(enum.IntEnum):
+    """Run status; the values are the proto enum's."""
+
+    PENDING = 1
+    RUNNING = 2
+    WAITING = 3
+    COMPLETED = 4
+    FAILED = 5
+    CANCELLED = 6
+    TERMINATED = 7
+
+    @property
+    def terminal(self) -> bool:
+        """The run will not change any more."""
+        return self >= RunStatus.COMPLETED
+
+
+def graph_key(graph_id: str, version: int) -> str:
+    """One string naming a graph version, as task claims filter on it."""
+    return f"{graph_id}@{version}"
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySpec:
+    """A node's retry policy as the server applies it."""
+
+    max_attempts: int = 3
+    initial_interval: timedelta = timedelta(seconds=1)
+    backoff: float = 2.0
+    max_interval: timedelta | None = None
+    non_retryable_errors: tuple[str, ...] = ()
+
+    def delay_after(self, failures: int) -> timedelta:
+        """The wait before the attempt that follows `failures` failed ones."""
+        delay = self.initial_interval * (self.backoff ** max(failures - 1, 0))
+        return min(delay, self.max_interval) if self.max_interval is not None else delay
+
+    def allows_another(self, failures: int, error_type: str, *, non_retryable: bool) -> bool:
+        """Whether a step that has failed `failures` times may be tried again."""
+        if non_retryable or error_type in self.non_retryable_errors:
+            return False
+        return self.max_attempts == 0 or failures < self.max_attempts
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """One node of a registered graph."""
+
+    node_id: str
+    task_queue: str = "default"
+    retry: RetrySpec = field(default_factory=RetrySpec)
+
+
+@dataclass(frozen=True, slots=True)
+class GraphSpec:
+    """A registered, immutable graph version."""
+
+    graph_id: str
+    version: int
+    entry_node: str
+    nodes: dict[str, NodeSpec]
+    edges: dict[tuple[str, str], str]
+    """(from_node, key) -> to_node."""
+
+    @property
+    def key(self) -> str:
+        """The graph version's claim-filter key."""
+        return graph_key(self.graph_id, self.version)
+
+    def next_node(self, from_node: str, key: str) -> str | None:
+        """The node an edge key leads to (END_NODE finishes), or None when no edge matches."""
+        if key == END_NODE:
+            return END_NODE
+        return self.edges.get((from_node, key))
+
+    def definition_json(self) -> bytes:
+        """Canonical JSON of the definition: equal graphs give equal bytes."""
+        return canonical_json(self.to_json())
+
+    def to_json(self) -> dict[str, Any]:
+        """The definition as a JSON-shaped dict (stored in the graph registry)."""
+        return {
+            "graph_id": self.graph_id,
+            "version": self.version,
+            "entry_node": self.entry_node,
+            "nodes": [
+                {
+                    "node_id": n.node_id,
+                    "task_queue": n.task_queue,
+                    "retry": {
+                        "max_attempts": n.retry.max_attempts,
+                        "initial_interval_s": n.retry.initial_interval.total_seconds(),
+                        "backoff": n.retry.backoff,
+                        "max_interval_s": (
+                            None if n.retry.max_interval is None else n.retry.max_interval.total_seconds()
+                        ),
+                        "non_retryable_errors": list(n.retry.non_retryable_errors),
+                    },
+                }
+                for n in sorted(self.nodes.values(), key=lambda n: n.node_id)
+            ],
+            "edges": [[f, k, t] for (f, k), t in sorted(self.edges.items())],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GraphSpec:
+        """Rebuild a definition stored by `to_json`."""
+        nodes = {}
+        for n in data["nodes"]:
+            r = n["retry"]
+            retry = RetrySpec(
+                max_attempts=r["max_attempts"],
+                initial_interval=timedelta(seconds=r["initial_interval_s"]),
+                backoff=r["backoff"],
+                max_interval=None if r["max_interval_s"] is None else timedelta(seconds=r["max_interval_s"]),
+                non_retryable_errors=tuple(r["non_retryable_errors"]),
+            )
+            nodes[n["node_id"]] = NodeSpec(n["node_id"], n["task_queue"], retry)
+        return cls(
+            graph_id=data["graph_id"],
+            version=data["version"],
+            entry_node=data["entry_node"],
+            nodes=nodes,
+            edges={(f, k): t for f, k, t in data["edges"]},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why an attempt or a run failed."""
+
+    message: str
+    type: str = ""
+    non_retryable: bool = False
+    details: str = ""
+    node_id: str = ""
+    step_index: int = 0
+    attempt: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-shaped form, as stored."""
+        return {
+            "message": self.message,
+            "type": self.type,
+            "non_retryable": self.non_retryable,
+            "details": self.details,
+            "node_id": self.node_id,
+            "step_index": self.step_index,
+            "attempt": self.attempt,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Failure:
+        """Rebuild a stored failure."""
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """A run to create, with the task of its entry node."""
+
+    run_id: str
+    graph_id: str
+    graph_version: int
+    input: bytes
+    seed: int
+    entry_node: str
+    entry_queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A run as stored."""
+
+    run_id: str
+    graph_id: str
+    graph_version: int
+    status: RunStatus
+    input: bytes
+    seed: int
+    step_count: int
+    current_node: str
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+    result: bytes | None = None
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A step checkpoint as stored."""
+
+    run_id: str
+    step_index: int
+    node_id: str
+    attempt: int
+    state: bytes
+    state_hash: str
+    output: bytes
+    next_key: str
+    next_node: str
+    logical_time: datetime
+    started_at: datetime
+    finished_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TaskKey:
+    """Names one attempt of one step: the fencing identity of every worker write."""
+
+    run_id: str
+    step_index: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A task leased to a worker."""
+
+    run_id: str
+    step_index: int
+    attempt: int
+    node_id: str
+    graph_id: str
+    graph_version: int
+    task_queue: str
+    state: bytes
+    logical_time: datetime
+    seed: int
+    lease_expires_at: datetime
+    failures: int
+
+    @property
+    def key(self) -> TaskKey:
+        """This attempt's fencing identity."""
+        return TaskKey(self.run_id, self.step_index, self.attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    """The current task row of a run, leased or not (for decisions off the hot path)."""
+
+    run_id: str
+    step_index: int
+    attempt: int
+    node_id: str
+    graph_id: str
+    graph_version: int
+    task_queue: str
+    failures: int
+    lease_owner: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepCommit:
+    """Everything one CompleteTask writes, decided by the engine, applied by the store at once."""
+
+    key: TaskKey
+    graph_id: str
+    graph_version: int
+    node_id: str
+    state: bytes
+    state_hash: str
+    output: bytes
+    next_key: str
+    next_node: str
+    """END_NODE finishes the run."""
+    next_queue: str
+    started_at: datetime
+    eager_worker: str | None
+    """Lease the next task to this worker in the same transaction (eager dispatch)."""
+    lease: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteOutcome:
+    """What a CompleteTask did."""
+
+    run_status: RunStatus
+    next_task: Task | None = None
+    """The next task, already leased to the eager worker."""
+    enqueued: tuple[str, str] | None = None
+    """(task_queue, graph key) of a next task left for pollers, to wake them."""
+    duplicate: bool = False
+    """The step had been completed by this attempt before: nothing was written."""

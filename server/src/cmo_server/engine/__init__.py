@@ -1,0 +1,6 @@
+"""The run lifecycle, above the store and below the API."""
+
+from cmo_server.engine._dispatcher import TaskDispatcher
+from cmo_server.engine._engine import CompletedStep, Engine, FailOutcome
+
+__all__ = ["CompletedStep", "Engine", "FailOutcome", "TaskDispatcher"]

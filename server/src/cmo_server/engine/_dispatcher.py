@@ -1,0 +1,127 @@
+"""Long-poll matching: park pollers until a task they can take is ready, then wake one of them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from cmo_server.domain import Task
+from cmo_server.store import Store
+
+__all__ = ["TaskDispatcher"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    queues: frozenset[str]
+    graph_keys: frozenset[str]
+    woken: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def wants(self, queue: str, key: str) -> bool:
+        return queue in self.queues and key in self.graph_keys
+
+    def wake(self) -> bool:
+        if self.woken.done():
+            return False
+        self.woken.set_result(None)
+        return True
+
+
+class TaskDispatcher:
+    """Hands ready tasks to long-polling workers.
+
+    Tasks this process enqueues wake one matching poller at once. Tasks that become ready by
+    time (retry back-off, expired leases) or that another server enqueued are found by a sweep
+    every `sweep_interval`, which runs only while someone is waiting.
+    """
+
+    def __init__(self, store: Store, *, sweep_interval: float = 1.0) -> None:
+        self._store = store
+        self._sweep_interval = sweep_interval
+        self._waiters: list[_Waiter] = []
+        self._closed = False
+        self._has_waiters = asyncio.Event()
+
+    async def poll(
+        self,
+        *,
+        task_queues: Sequence[str],
+        graph_keys: Sequence[str],
+        worker_id: str,
+        lease: timedelta,
+        wait: float,
+    ) -> Task | None:
+        """Claim a task, waiting up to `wait` seconds for one to become ready."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while not self._closed:
+            # Park before claiming, so a task enqueued between the claim and the wait is not missed.
+            waiter = _Waiter(frozenset(task_queues), frozenset(graph_keys))
+            self._waiters.append(waiter)
+            self._has_waiters.set()
+            task: Task | None = None
+            try:
+                task = await self._store.claim_task(
+                    task_queues=task_queues, graph_keys=graph_keys, worker_id=worker_id, lease=lease
+                )
+                if task is not None:
+                    return task
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return None
+                try:
+                    await asyncio.wait_for(asyncio.shield(waiter.woken), remaining)
+                except TimeoutError:
+                    return None
+            finally:
+                self._remove(waiter)
+                if waiter.woken.done() and task is not None:
+                    # This poller got a task anyway: hand the wake-up on to another one.
+                    self.wake_all(task_queues, graph_keys)
+        return None
+
+    def notify(self, task_queue: str, key: str) -> None:
+        """A task of this queue and graph version was enqueued: wake one poller that can take it."""
+        for waiter in self._waiters:
+            if waiter.wants(task_queue, key) and waiter.wake():
+                return
+
+    def wake_all(self, task_queues: Sequence[str], graph_keys: Sequence[str]) -> None:
+        """Wake every poller that may take a task of these queues and graph versions."""
+        for waiter in self._waiters:
+            if any(waiter.wants(q, k) for q in task_queues for k in graph_keys):
+                waiter.wake()
+
+    def close(self) -> None:
+        """Stop taking polls; parked pollers return empty-handed."""
+        self._closed = True
+        for waiter in self._waiters:
+            waiter.wake()
+
+    async def run_sweeps(self) -> None:
+        """Find tasks that became ready without a notification; runs until cancelled."""
+        while not self._closed:
+            await self._has_waiters.wait()
+            await asyncio.sleep(self._sweep_interval)
+            if not self._waiters:
+                self._has_waiters.clear()
+                continue
+            queues = sorted({q for w in self._waiters for q in w.queues})
+            try:
+                ready = await self._store.ready_queues(queues)
+            except Exception:
+                logger.exception("sweep for ready tasks failed; retrying")
+                continue
+            for queue, key in ready:
+                self.wake_all([queue], [key])
+
+    def _remove(self, waiter: _Waiter) -> None:
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            pass

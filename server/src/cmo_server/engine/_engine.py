@@ -1,0 +1,298 @@
+"""The run lifecycle: start, dispatch, checkpoint, retry, finish. No SQL and no gRPC here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cmo.serialization import state_hash
+
+from cmo_server.config import EngineLimits
+from cmo_server.domain import (
+    END_NODE,
+    CompleteOutcome,
+    Failure,
+    GraphSpec,
+    NewRun,
+    Run,
+    RunStatus,
+    Step,
+    StepCommit,
+    Task,
+    TaskKey,
+    graph_key,
+)
+from cmo_server.engine._dispatcher import TaskDispatcher
+from cmo_server.engine._payloads import canonical_payload
+from cmo_server.errors import InvalidArgument, NotFound, StaleLease
+from cmo_server.store import RunPage, Store
+
+__all__ = ["CompletedStep", "Engine", "FailOutcome"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedStep:
+    """A worker's report that it ran a step."""
+
+    worker_id: str
+    key: TaskKey
+    graph_id: str
+    graph_version: int
+    node_id: str
+    state: bytes
+    output: bytes
+    next_key: str
+    started_at: datetime
+    eager_task_queues: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class FailOutcome:
+    """What became of a failed attempt."""
+
+    will_retry: bool
+    retry_after: timedelta
+    run_status: RunStatus
+
+
+class Engine:
+    """Owns every state transition of every run; each is one `Store` transaction."""
+
+    def __init__(self, store: Store, limits: EngineLimits | None = None) -> None:
+        self._store = store
+        self._limits = limits or EngineLimits()
+        self._dispatcher = TaskDispatcher(store, sweep_interval=self._limits.sweep_interval.total_seconds())
+        self._graphs: dict[tuple[str, int], GraphSpec] = {}
+        self._run_watchers: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self._background: asyncio.Task[None] | None = None
+
+    @property
+    def limits(self) -> EngineLimits:
+        """The limits this engine enforces."""
+        return self._limits
+
+    async def start(self) -> None:
+        """Start background work (the ready-task sweep)."""
+        if self._background is None:
+            self._background = asyncio.create_task(self._dispatcher.run_sweeps(), name="cmo-sweeps")
+
+    async def aclose(self) -> None:
+        """Stop taking polls, release parked pollers and watchers; idempotent."""
+        self._dispatcher.close()
+        for futures in self._run_watchers.values():
+            for f in futures:
+                if not f.done():
+                    f.set_result(None)
+        if self._background is not None:
+            self._background.cancel()
+            try:
+                await self._background
+            except asyncio.CancelledError:
+                pass
+            self._background = None
+
+    # -- graphs -----------------------------------------------------------------------------------
+
+    async def register_graph(self, graph: GraphSpec) -> bool:
+        """Register a graph version (validated by the API layer); True if it is new."""
+        created = await self._store.register_graph(graph)
+        self._graphs[(graph.graph_id, graph.version)] = graph
+        return created
+
+    async def graph(self, graph_id: str, version: int) -> GraphSpec:
+        """A registered graph version (0: the newest), cached since versions are immutable."""
+        cached = self._graphs.get((graph_id, version))
+        if cached is not None:
+            return cached
+        graph = await self._store.get_graph(graph_id, version)
+        if graph is None:
+            what = f"graph {graph_id!r}" + (f" version {version}" if version else "")
+            raise NotFound(f"{what} is not registered; start a worker that serves it first")
+        self._graphs[(graph.graph_id, graph.version)] = graph
+        return graph
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    async def start_run(self, *, run_id: str, graph_id: str, graph_version: int, input: bytes) -> tuple[Run, bool]:
+        """Create a run and its entry task; idempotent on run_id."""
+        graph = await self.graph(graph_id, graph_version)
+        state = canonical_payload("input", input or b"{}", self._limits.max_payload_bytes, object_only=True)
+        entry = graph.nodes[graph.entry_node]
+        run, created = await self._store.create_run(
+            NewRun(
+                run_id=run_id or uuid.uuid4().hex,
+                graph_id=graph.graph_id,
+                graph_version=graph.version,
+                input=state,
+                seed=secrets.randbits(63),
+                entry_node=entry.node_id,
+                entry_queue=entry.task_queue,
+            )
+        )
+        if created:
+            self._dispatcher.notify(entry.task_queue, graph.key)
+        elif (run.graph_id, run.graph_version, run.input) != (graph.graph_id, graph.version, state):
+            logger.info("StartRun for existing run %s with other arguments; returning it", run.run_id)
+        return run, created
+
+    async def get_run(self, run_id: str) -> Run:
+        """One run."""
+        run = await self._store.get_run(run_id)
+        if run is None:
+            raise NotFound(f"run {run_id!r} does not exist")
+        return run
+
+    async def list_runs(
+        self, *, graph_id: str, status: RunStatus | None, limit: int, page_token: str
+    ) -> RunPage:
+        """Runs newest first."""
+        return await self._store.list_runs(graph_id=graph_id, status=status, limit=limit, page_token=page_token)
+
+    async def wait_run(self, run_id: str, *, timeout: float) -> Run:
+        """The run once terminal, or as it is when the timeout passes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            waiter = loop.create_future()
+            self._run_watchers[run_id].append(waiter)
+            try:
+                run = await self.get_run(run_id)
+                remaining = deadline - loop.time()
+                if run.status.terminal or remaining <= 0:
+                    return run
+                # Another server replica may finish the run: look again now and then.
+                try:
+                    await asyncio.wait_for(waiter, min(remaining, self._limits.sweep_interval.total_seconds()))
+                except TimeoutError:
+                    pass
+            finally:
+                watchers = self._run_watchers.get(run_id)
+                if watchers is not None:
+                    if waiter in watchers:
+                        watchers.remove(waiter)
+                    if not watchers:
+                        del self._run_watchers[run_id]
+
+    async def get_history(self, run_id: str, *, after: int, limit: int) -> list[Step]:
+        """Checkpoints of a run after step `after`."""
+        steps = await self._store.get_steps(run_id, after=after, limit=limit)
+        if not steps and await self._store.get_run(run_id) is None:
+            raise NotFound(f"run {run_id!r} does not exist")
+        return steps
+
+    # -- tasks ------------------------------------------------------------------------------------
+
+    async def poll_task(
+        self, *, worker_id: str, task_queues: list[str], graphs: list[tuple[str, int]], wait: float
+    ) -> Task | None:
+        """Lease one task, waiting up to `wait` seconds."""
+        return await self._dispatcher.poll(
+            task_queues=task_queues,
+            graph_keys=[graph_key(g, v) for g, v in graphs],
+            worker_id=worker_id,
+            lease=self._limits.task_lease,
+            wait=wait,
+        )
+
+    async def heartbeat(self, key: TaskKey, *, worker_id: str) -> datetime:
+        """Extend the lease of a running attempt."""
+        return await self._store.extend_lease(key, worker_id=worker_id, lease=self._limits.task_lease)
+
+    async def complete_task(self, done: CompletedStep) -> CompleteOutcome:
+        """Checkpoint a step and move its run on; may lease the next task to the same worker."""
+        graph = await self.graph(done.graph_id, done.graph_version)
+        if done.node_id not in graph.nodes:
+            raise InvalidArgument("node_id", f"graph {graph.key} has no node {done.node_id!r}")
+        next_node = graph.next_node(done.node_id, done.next_key)
+        if next_node is None:
+            keys = sorted(k for (f, k) in graph.edges if f == done.node_id)
+            raise InvalidArgument(
+                "next_key", f"node {done.node_id!r} has no edge {done.next_key!r} (its keys: {keys})"
+            )
+        limit = self._limits.max_payload_bytes
+        state = canonical_payload("state", done.state, limit, object_only=True)
+        output = canonical_payload("output", done.output, limit) if done.output else b""
+        next_queue = "" if next_node == END_NODE else graph.nodes[next_node].task_queue
+        eager = next_queue in done.eager_task_queues
+        outcome = await self._store.complete_step(
+            StepCommit(
+                key=done.key,
+                graph_id=graph.graph_id,
+                graph_version=graph.version,
+                node_id=done.node_id,
+                state=state,
+                state_hash=state_hash(state),
+                output=output,
+                next_key=done.next_key,
+                next_node=next_node,
+                next_queue=next_queue,
+                started_at=done.started_at,
+                eager_worker=done.worker_id if eager else None,
+                lease=self._limits.task_lease,
+            )
+        )
+        if outcome.enqueued is not None:
+            self._dispatcher.notify(*outcome.enqueued)
+        if outcome.run_status.terminal and not outcome.duplicate:
+            self._run_finished(done.key.run_id)
+        return outcome
+
+    async def fail_task(self, key: TaskKey, *, failure: Failure, release: bool) -> FailOutcome:
+        """Count a failed attempt: retry with back-off, or fail the run. `release` gives it back."""
+        task = await self._store.get_task(key.run_id)
+        if task is None or (task.step_index, task.attempt) != (key.step_index, key.attempt):
+            raise StaleLease(key.run_id, key.step_index, key.attempt)
+        queue_key = (task.task_queue, graph_key(task.graph_id, task.graph_version))
+        if release:
+            await self._store.release_task(key)
+            self._dispatcher.notify(*queue_key)
+            return FailOutcome(True, timedelta(0), RunStatus.RUNNING)
+        graph = await self.graph(task.graph_id, task.graph_version)
+        retry = graph.nodes[task.node_id].retry
+        failures = task.failures + 1
+        failure = Failure(
+            message=failure.message,
+            type=failure.type,
+            non_retryable=failure.non_retryable,
+            details=failure.details,
+            node_id=task.node_id,
+            step_index=key.step_index,
+            attempt=key.attempt,
+        )
+        if retry.allows_another(failures, failure.type, non_retryable=failure.non_retryable):
+            delay = retry.delay_after(failures)
+            await self._store.retry_task(key, failure=failure, delay=delay)
+            asyncio.get_running_loop().call_later(delay.total_seconds(), self._dispatcher.notify, *queue_key)
+            logger.info(
+                "step %s of run %s failed (attempt %s), retrying in %.3fs: %s",
+                key.step_index,
+                key.run_id,
+                key.attempt,
+                delay.total_seconds(),
+                failure.message,
+                extra={"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt},
+            )
+            return FailOutcome(True, delay, RunStatus.RUNNING)
+        await self._store.fail_run(key, failure=failure)
+        self._run_finished(key.run_id)
+        logger.info(
+            "run %s failed at step %s after %s failed attempts: %s",
+            key.run_id,
+            key.step_index,
+            failures,
+            failure.message,
+            extra={"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt},
+        )
+        return FailOutcome(False, timedelta(0), RunStatus.FAILED)
+
+    def _run_finished(self, run_id: str) -> None:
+        for waiter in self._run_watchers.get(run_id, ()):
+            if not waiter.done():
+                waiter.set_result(None)

@@ -1,0 +1,64 @@
+"""Domain errors raised by the engine and the stores; `cmo_server.api` maps each to a gRPC status.
+
+    CmoServerError
+     ├── InvalidArgument     INVALID_ARGUMENT
+     ├── NotFound            NOT_FOUND
+     ├── AlreadyExists       ALREADY_EXISTS
+     ├── StaleLease          FAILED_PRECONDITION
+     ├── ResourceExhausted   RESOURCE_EXHAUSTED
+     └── Unavailable         UNAVAILABLE
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyExists",
+    "CmoServerError",
+    "InvalidArgument",
+    "NotFound",
+    "ResourceExhausted",
+    "StaleLease",
+    "Unavailable",
+]
+
+
+class CmoServerError(Exception):
+    """Base of the errors a client may see; the message is safe to show."""
+
+
+class InvalidArgument(CmoServerError):
+    """A request field is missing, malformed or out of range."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class NotFound(CmoServerError):
+    """The named run, graph or task does not exist."""
+
+
+class AlreadyExists(CmoServerError):
+    """Something with this identity exists and differs from what was asked."""
+
+
+class StaleLease(CmoServerError):
+    """The attempt is no longer the current one: a newer attempt owns the task, or it is done."""
+
+    def __init__(self, run_id: str, step_index: int, attempt: int) -> None:
+        super().__init__(
+            f"attempt {attempt} of step {step_index} of run {run_id} is no longer current "
+            "(its lease expired and another attempt took the task, or the step is finished)"
+        )
+        self.run_id = run_id
+        self.step_index = step_index
+        self.attempt = attempt
+
+
+class ResourceExhausted(CmoServerError):
+    """A size or rate limit was exceeded."""
+
+
+class Unavailable(CmoServerError):
+    """The server cannot serve right now (shutting down, database unreachable); try again."""

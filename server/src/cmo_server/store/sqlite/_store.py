@@ -1,0 +1,600 @@
+"""The embedded SQLite backend: one connection on one thread, WAL, one transaction per transition.
+
+SQLite allows one writer at a time, so a single connection on a dedicated thread is as fast as a
+pool and needs no busy-waiting; every method is one hop to that thread running one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cmo_server.domain import (
+    END_NODE,
+    CompleteOutcome,
+    Failure,
+    GraphSpec,
+    NewRun,
+    Run,
+    RunStatus,
+    Step,
+    StepCommit,
+    Task,
+    TaskKey,
+    TaskState,
+    graph_key,
+)
+from cmo_server.errors import AlreadyExists, StaleLease
+from cmo_server.store._migrations import load_migrations
+from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
+from cmo_server.store._protocol import RunPage
+
+__all__ = ["SqliteStore"]
+
+T = TypeVar("T")
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _us(delta: timedelta) -> int:
+    return int(delta.total_seconds() * 1_000_000)
+
+
+def _dt(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, UTC)
+
+
+# -- graphs ---------------------------------------------------------------------------------------
+
+SELECT_GRAPH_DEFINITION = "SELECT definition FROM graphs WHERE graph_id = ? AND version = ?"
+INSERT_GRAPH = "INSERT INTO graphs (graph_id, version, definition, registered_at) VALUES (?, ?, ?, ?)"
+SELECT_NEWEST_GRAPH = "SELECT definition FROM graphs WHERE graph_id = ? ORDER BY version DESC LIMIT 1"
+
+# -- runs -----------------------------------------------------------------------------------------
+
+INSERT_RUN = """
+    INSERT INTO runs (run_id, graph_id, graph_version, status, input, seed, created_at, updated_at)
+    VALUES (:run_id, :graph_id, :graph_version, :status, :input, :seed, :now, :now)
+    ON CONFLICT (run_id) DO NOTHING
+"""
+INSERT_TASK = """
+    INSERT INTO tasks (run_id, step_index, node_id, task_queue, graph_key, attempt, visible_at, logical_time)
+    VALUES (:run_id, 0, :node_id, :task_queue, :graph_key, 0, :now, :now)
+"""
+# The run joined with its current task, which carries the live step count and node.
+SELECT_RUN = """
+    SELECT r.run_id, r.graph_id, r.graph_version, r.status, r.input, r.seed,
+           coalesce(t.step_index, r.step_count), coalesce(t.node_id, ''),
+           r.created_at, r.updated_at, r.completed_at, r.result, r.failure
+      FROM runs r LEFT JOIN tasks t ON t.run_id = r.run_id
+"""
+LIST_RUNS_WHERE = """
+     WHERE (:graph_id = '' OR r.graph_id = :graph_id) AND (:status = 0 OR r.status = :status)
+       AND (r.created_at, r.run_id) < (:before_us, :before_id)
+     ORDER BY r.created_at DESC, r.run_id DESC LIMIT :limit
+"""
+SELECT_STEPS = """
+    SELECT run_id, step_index, node_id, attempt, state, state_hash, output, next_key, next_node,
+           logical_time, started_at, finished_at
+      FROM steps WHERE run_id = ? AND step_index > ? ORDER BY step_index LIMIT ?
+"""
+
+# -- tasks ----------------------------------------------------------------------------------------
+
+SELECT_READY_TASK = """
+    SELECT run_id FROM tasks
+     WHERE task_queue IN (SELECT value FROM json_each(:queues))
+       AND graph_key IN (SELECT value FROM json_each(:graphs))
+       AND visible_at <= :now
+     ORDER BY visible_at LIMIT 1
+"""
+LEASE_TASK = """
+    UPDATE tasks SET attempt = attempt + 1, lease_owner = :worker_id, visible_at = :expires
+     WHERE run_id = :run_id
+ RETURNING step_index, attempt, node_id, task_queue, graph_key, logical_time, failures
+"""
+MARK_RUN_RUNNING = "UPDATE runs SET status = 2, updated_at = ? WHERE run_id = ? AND status = 1"
+SELECT_RUN_INPUT_AND_SEED = "SELECT input, seed FROM runs WHERE run_id = ?"
+SELECT_STEP_STATE = "SELECT state FROM steps WHERE run_id = ? AND step_index = ?"
+SELECT_READY_QUEUES = """
+    SELECT DISTINCT task_queue, graph_key FROM tasks
+     WHERE task_queue IN (SELECT value FROM json_each(?)) AND visible_at <= ?
+"""
+SELECT_NEXT_READY_AT = """
+    SELECT min(visible_at) FROM tasks WHERE task_queue IN (SELECT value FROM json_each(?))
+"""
+SELECT_TASK = """
+    SELECT run_id, step_index, attempt, node_id, graph_key, task_queue, failures, lease_owner
+      FROM tasks WHERE run_id = ?
+"""
+
+# Every worker write names the attempt it holds; a newer attempt or a finished step matches no row.
+FENCE = "run_id = :run_id AND step_index = :step_index AND attempt = :attempt AND lease_owner IS NOT NULL"
+
+EXTEND_LEASE = f"UPDATE tasks SET visible_at = :expires WHERE {FENCE}"
+ADVANCE_TASK = f"""
+    UPDATE tasks
+       SET step_index = step_index + 1, node_id = :next_node, task_queue = :next_queue,
+           attempt = :next_attempt, failures = 0, visible_at = :visible_at, lease_owner = :owner,
+           logical_time = :now, last_failure = NULL
+     WHERE {FENCE} AND node_id = :node_id AND graph_key = :graph_key
+"""
+DELETE_TASK = f"DELETE FROM tasks WHERE {FENCE} AND node_id = :node_id AND graph_key = :graph_key"
+DELETE_TASK_FENCED = f"DELETE FROM tasks WHERE {FENCE}"
+INSERT_STEP = """
+    INSERT INTO steps (run_id, step_index, node_id, attempt, state, state_hash, output, next_key,
+                       next_node, logical_time, started_at, finished_at)
+    VALUES (:run_id, :step_index, :node_id, :attempt, :state, :state_hash, :output, :next_key,
+            :next_node, :logical_time, :started_at, :now)
+"""
+SELECT_TASK_LOGICAL_TIME = "SELECT logical_time FROM tasks WHERE run_id = ?"
+COMPLETE_RUN = """
+    UPDATE runs SET status = 4, result = :state, step_count = :step_count, updated_at = :now, completed_at = :now
+     WHERE run_id = :run_id
+"""
+SELECT_COMPLETED_ATTEMPT = "SELECT attempt FROM steps WHERE run_id = ? AND step_index = ?"
+SELECT_RUN_STATUS = "SELECT status FROM runs WHERE run_id = ?"
+RETRY_TASK = f"""
+    UPDATE tasks SET failures = failures + 1, lease_owner = NULL, visible_at = :visible_at,
+                     last_failure = :failure
+     WHERE {FENCE}
+"""
+RELEASE_TASK = f"UPDATE tasks SET lease_owner = NULL, visible_at = :now WHERE {FENCE}"
+FAIL_RUN = """
+    UPDATE runs SET status = 5, failure = :failure, step_count = :step_index, updated_at = :now,
+                    completed_at = :now
+     WHERE run_id = :run_id
+"""
+
+
+class SqliteStore:
+    """`Store` on an SQLite file."""
+
+    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        self._conn = conn
+        self._executor = executor
+        self._closed = False
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, path: str | Path) -> AsyncIterator[SqliteStore]:
+        """Open (creating and migrating if needed) the database at `path`."""
+        store = await cls.connect(path)
+        try:
+            yield store
+        finally:
+            await store.aclose()
+
+    @classmethod
+    async def connect(cls, path: str | Path) -> SqliteStore:
+        """Open the database at `path`, migrated; the caller must `aclose()` it."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cmo-sqlite")
+        loop = asyncio.get_running_loop()
+        conn = await loop.run_in_executor(executor, _connect, str(path))
+        store = cls(conn, executor)
+        await store._call(_migrate)
+        return store
+
+    async def aclose(self) -> None:
+        """Close the connection; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
+        self._executor.shutdown(wait=True)
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, self._conn, *args)
+
+    # -- graphs -----------------------------------------------------------------------------------
+
+    async def register_graph(self, graph: GraphSpec) -> bool:
+        """See `Store.register_graph`."""
+        return await self._call(_register_graph, graph)
+
+    async def get_graph(self, graph_id: str, version: int) -> GraphSpec | None:
+        """See `Store.get_graph`."""
+        return await self._call(_get_graph, graph_id, version)
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    async def create_run(self, run: NewRun) -> tuple[Run, bool]:
+        """See `Store.create_run`."""
+        return await self._call(_create_run, run)
+
+    async def get_run(self, run_id: str) -> Run | None:
+        """See `Store.get_run`."""
+        return await self._call(_get_run, run_id)
+
+    async def list_runs(
+        self, *, graph_id: str = "", status: RunStatus | None = None, limit: int = 100, page_token: str = ""
+    ) -> RunPage:
+        """See `Store.list_runs`."""
+        before = decode_run_page_token(page_token) if page_token else (2**62, "")
+        return await self._call(_list_runs, graph_id, int(status or 0), limit, before)
+
+    async def get_steps(self, run_id: str, *, after: int = -1, limit: int = 1000) -> list[Step]:
+        """See `Store.get_steps`."""
+        return await self._call(_get_steps, run_id, after, limit)
+
+    # -- tasks ------------------------------------------------------------------------------------
+
+    async def claim_task(
+        self, *, task_queues: Sequence[str], graph_keys: Sequence[str], worker_id: str, lease: timedelta
+    ) -> Task | None:
+        """See `Store.claim_task`."""
+        return await self._call(_claim_task, list(task_queues), list(graph_keys), worker_id, lease)
+
+    async def ready_queues(self, task_queues: Sequence[str]) -> set[tuple[str, str]]:
+        """See `Store.ready_queues`."""
+        return await self._call(_ready_queues, list(task_queues))
+
+    async def next_ready_at(self, task_queues: Sequence[str]) -> datetime | None:
+        """See `Store.next_ready_at`."""
+        return await self._call(_next_ready_at, list(task_queues))
+
+    async def extend_lease(self, key: TaskKey, *, worker_id: str, lease: timedelta) -> datetime:
+        """See `Store.extend_lease`."""
+        return await self._call(_extend_lease, key, lease)
+
+    async def complete_step(self, commit: StepCommit) -> CompleteOutcome:
+        """See `Store.complete_step`."""
+        return await self._call(_complete_step, commit)
+
+    async def get_task(self, run_id: str) -> TaskState | None:
+        """See `Store.get_task`."""
+        return await self._call(_get_task, run_id)
+
+    async def retry_task(self, key: TaskKey, *, failure: Failure, delay: timedelta) -> None:
+        """See `Store.retry_task`."""
+        await self._call(_retry_task, key, failure, delay)
+
+    async def release_task(self, key: TaskKey) -> None:
+        """See `Store.release_task`."""
+        await self._call(_release_task, key)
+
+    async def fail_run(self, key: TaskKey, *, failure: Failure) -> None:
+        """See `Store.fail_run`."""
+        await self._call(_fail_run, key, failure)
+
+
+# -- the functions below run on the store's thread ---------------------------------------------
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    # Autocommit mode: each method opens its own BEGIN IMMEDIATE transaction.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode = WAL")
+    # In WAL mode NORMAL never corrupts and loses nothing when the process dies (kill -9); only
+    # an OS crash or power loss can drop the last commits. FULL costs an fsync per step.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._conn.execute("BEGIN IMMEDIATE")
+        return self._conn
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    with _Transaction(conn):
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+        )
+        applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    for migration in load_migrations("cmo_server.store.sqlite"):
+        if migration.version in applied:
+            continue
+        # executescript commits first, so each migration runs as its own explicit transaction.
+        conn.executescript(
+            f"BEGIN IMMEDIATE;\n{migration.sql}\n"
+            f"INSERT INTO schema_migrations VALUES ({migration.version}, '{migration.name}', {_now_us()});\n"
+            "COMMIT;"
+        )
+
+
+def _register_graph(conn: sqlite3.Connection, graph: GraphSpec) -> bool:
+    definition = graph.definition_json().decode()
+    with _Transaction(conn):
+        row = conn.execute(SELECT_GRAPH_DEFINITION, (graph.graph_id, graph.version)).fetchone()
+        if row is not None:
+            if row[0] != definition:
+                raise AlreadyExists(
+                    f"graph {graph.graph_id!r} version {graph.version} is registered with another "
+                    "definition; a version is immutable, register a new version"
+                )
+            return False
+        conn.execute(INSERT_GRAPH, (graph.graph_id, graph.version, definition, _now_us()))
+        return True
+
+
+def _get_graph(conn: sqlite3.Connection, graph_id: str, version: int) -> GraphSpec | None:
+    if version == 0:
+        row = conn.execute(SELECT_NEWEST_GRAPH, (graph_id,)).fetchone()
+    else:
+        row = conn.execute(SELECT_GRAPH_DEFINITION, (graph_id, version)).fetchone()
+    return None if row is None else GraphSpec.from_json(json.loads(row[0]))
+
+
+def _create_run(conn: sqlite3.Connection, run: NewRun) -> tuple[Run, bool]:
+    now = _now_us()
+    params = {
+        "run_id": run.run_id,
+        "graph_id": run.graph_id,
+        "graph_version": run.graph_version,
+        "status": int(RunStatus.PENDING),
+        "input": run.input,
+        "seed": run.seed,
+        "now": now,
+        "node_id": run.entry_node,
+        "task_queue": run.entry_queue,
+        "graph_key": graph_key(run.graph_id, run.graph_version),
+    }
+    with _Transaction(conn):
+        created = conn.execute(INSERT_RUN, params).rowcount == 1
+        if created:
+            conn.execute(INSERT_TASK, params)
+    stored = _get_run(conn, run.run_id)
+    assert stored is not None
+    return stored, created
+
+
+def _run_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Run:
+    return Run(
+        run_id=row[0],
+        graph_id=row[1],
+        graph_version=row[2],
+        status=RunStatus(row[3]),
+        input=row[4],
+        seed=row[5],
+        step_count=row[6],
+        current_node=row[7],
+        created_at=_dt(row[8]),
+        updated_at=_dt(row[9]),
+        completed_at=None if row[10] is None else _dt(row[10]),
+        result=row[11],
+        failure=None if row[12] is None else Failure.from_json(json.loads(row[12])),
+    )
+
+
+def _get_run(conn: sqlite3.Connection, run_id: str) -> Run | None:
+    row = conn.execute(SELECT_RUN + " WHERE r.run_id = ?", (run_id,)).fetchone()
+    return None if row is None else _run_from_row(row)
+
+
+def _list_runs(
+    conn: sqlite3.Connection, graph_id: str, status: int, limit: int, before: tuple[int, str]
+) -> RunPage:
+    params = {
+        "graph_id": graph_id,
+        "status": status,
+        "before_us": before[0],
+        "before_id": before[1] if before[1] else "\U0010ffff",
+        "limit": limit + 1,
+    }
+    rows = conn.execute(SELECT_RUN + LIST_RUNS_WHERE, params).fetchall()
+    runs = [_run_from_row(r) for r in rows[:limit]]
+    token = encode_run_page_token(rows[limit - 1][8], rows[limit - 1][0]) if len(rows) > limit else ""
+    return runs, token
+
+
+def _get_steps(conn: sqlite3.Connection, run_id: str, after: int, limit: int) -> list[Step]:
+    return [
+        Step(
+            run_id=r[0],
+            step_index=r[1],
+            node_id=r[2],
+            attempt=r[3],
+            state=r[4],
+            state_hash=r[5],
+            output=r[6],
+            next_key=r[7],
+            next_node=r[8],
+            logical_time=_dt(r[9]),
+            started_at=_dt(r[10]),
+            finished_at=_dt(r[11]),
+        )
+        for r in conn.execute(SELECT_STEPS, (run_id, after, limit))
+    ]
+
+
+def _state_before(conn: sqlite3.Connection, run_id: str, step_index: int) -> tuple[bytes, int]:
+    """The state a step starts from (the previous checkpoint's, or the run input) and the seed."""
+    run_input, seed = conn.execute(SELECT_RUN_INPUT_AND_SEED, (run_id,)).fetchone()
+    if step_index == 0:
+        return run_input, seed
+    return conn.execute(SELECT_STEP_STATE, (run_id, step_index - 1)).fetchone()[0], seed
+
+
+def _claim_task(
+    conn: sqlite3.Connection, queues: list[str], graphs: list[str], worker_id: str, lease: timedelta
+) -> Task | None:
+    now = _now_us()
+    expires = now + _us(lease)
+    with _Transaction(conn):
+        params = {"queues": json.dumps(queues), "graphs": json.dumps(graphs), "now": now}
+        row = conn.execute(SELECT_READY_TASK, params).fetchone()
+        if row is None:
+            return None
+        run_id = row[0]
+        step_index, attempt, node_id, queue, key, logical_time, failures = conn.execute(
+            LEASE_TASK, {"worker_id": worker_id, "expires": expires, "run_id": run_id}
+        ).fetchone()
+        if step_index == 0:
+            conn.execute(MARK_RUN_RUNNING, (now, run_id))
+        state, seed = _state_before(conn, run_id, step_index)
+    graph_id, _, version = key.rpartition("@")
+    return Task(
+        run_id=run_id,
+        step_index=step_index,
+        attempt=attempt,
+        node_id=node_id,
+        graph_id=graph_id,
+        graph_version=int(version),
+        task_queue=queue,
+        state=state,
+        logical_time=_dt(logical_time),
+        seed=seed,
+        lease_expires_at=_dt(expires),
+        failures=failures,
+    )
+
+
+def _ready_queues(conn: sqlite3.Connection, queues: list[str]) -> set[tuple[str, str]]:
+    return {(q, k) for q, k in conn.execute(SELECT_READY_QUEUES, (json.dumps(queues), _now_us()))}
+
+
+def _next_ready_at(conn: sqlite3.Connection, queues: list[str]) -> datetime | None:
+    (at,) = conn.execute(SELECT_NEXT_READY_AT, (json.dumps(queues),)).fetchone()
+    return None if at is None else _dt(at)
+
+
+def _fence(key: TaskKey) -> dict[str, Any]:
+    return {"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt}
+
+
+def _extend_lease(conn: sqlite3.Connection, key: TaskKey, lease: timedelta) -> datetime:
+    expires = _now_us() + _us(lease)
+    with _Transaction(conn):
+        if conn.execute(EXTEND_LEASE, {**_fence(key), "expires": expires}).rowcount == 0:
+            raise StaleLease(key.run_id, key.step_index, key.attempt)
+    return _dt(expires)
+
+
+def _complete_step(conn: sqlite3.Connection, c: StepCommit) -> CompleteOutcome:
+    now = _now_us()
+    key = c.key
+    fence = {**_fence(key), "node_id": c.node_id, "graph_key": graph_key(c.graph_id, c.graph_version)}
+    with _Transaction(conn):
+        logical = conn.execute(SELECT_TASK_LOGICAL_TIME, (key.run_id,)).fetchone()
+        finished = c.next_node == END_NODE
+        if finished:
+            moved = conn.execute(DELETE_TASK, fence).rowcount
+        else:
+            lease_expires = now + _us(c.lease)
+            moved = conn.execute(
+                ADVANCE_TASK,
+                {
+                    **fence,
+                    "next_node": c.next_node,
+                    "next_queue": c.next_queue,
+                    "next_attempt": 1 if c.eager_worker else 0,
+                    "visible_at": lease_expires if c.eager_worker else now,
+                    "owner": c.eager_worker,
+                    "now": now,
+                },
+            ).rowcount
+        if moved == 0:
+            return _not_current(conn, key)
+        conn.execute(
+            INSERT_STEP,
+            {
+                "run_id": key.run_id,
+                "step_index": key.step_index,
+                "node_id": c.node_id,
+                "attempt": key.attempt,
+                "state": c.state,
+                "state_hash": c.state_hash,
+                "output": c.output,
+                "next_key": c.next_key,
+                "next_node": c.next_node,
+                "logical_time": logical[0],
+                "started_at": int(c.started_at.timestamp() * 1_000_000),
+                "now": now,
+            },
+        )
+        if finished:
+            conn.execute(
+                COMPLETE_RUN, {"state": c.state, "step_count": key.step_index + 1, "now": now, "run_id": key.run_id}
+            )
+            return CompleteOutcome(RunStatus.COMPLETED)
+        if not c.eager_worker:
+            return CompleteOutcome(RunStatus.RUNNING, enqueued=(c.next_queue, fence["graph_key"]))
+        (seed,) = conn.execute(SELECT_RUN_INPUT_AND_SEED, (key.run_id,)).fetchone()[1:]
+    return CompleteOutcome(
+        RunStatus.RUNNING,
+        next_task=Task(
+            run_id=key.run_id,
+            step_index=key.step_index + 1,
+            attempt=1,
+            node_id=c.next_node,
+            graph_id=c.graph_id,
+            graph_version=c.graph_version,
+            task_queue=c.next_queue,
+            state=c.state,
+            logical_time=_dt(now),
+            seed=seed,
+            lease_expires_at=_dt(lease_expires),
+            failures=0,
+        ),
+    )
+
+
+def _not_current(conn: sqlite3.Connection, key: TaskKey) -> CompleteOutcome:
+    """A fenced write matched nothing: a harmless re-send of a done step, or a stale attempt."""
+    row = conn.execute(SELECT_COMPLETED_ATTEMPT, (key.run_id, key.step_index)).fetchone()
+    if row is not None and row[0] == key.attempt:
+        (status,) = conn.execute(SELECT_RUN_STATUS, (key.run_id,)).fetchone()
+        return CompleteOutcome(RunStatus(status), duplicate=True)
+    raise StaleLease(key.run_id, key.step_index, key.attempt)
+
+
+def _get_task(conn: sqlite3.Connection, run_id: str) -> TaskState | None:
+    row = conn.execute(SELECT_TASK, (run_id,)).fetchone()
+    if row is None:
+        return None
+    graph_id, _, version = row[4].rpartition("@")
+    return TaskState(
+        run_id=row[0],
+        step_index=row[1],
+        attempt=row[2],
+        node_id=row[3],
+        graph_id=graph_id,
+        graph_version=int(version),
+        task_queue=row[5],
+        failures=row[6],
+        lease_owner=row[7],
+    )
+
+
+def _retry_task(conn: sqlite3.Connection, key: TaskKey, failure: Failure, delay: timedelta) -> None:
+    params = {**_fence(key), "visible_at": _now_us() + _us(delay), "failure": json.dumps(failure.to_json())}
+    with _Transaction(conn):
+        if conn.execute(RETRY_TASK, params).rowcount == 0:
+            raise StaleLease(key.run_id, key.step_index, key.attempt)
+
+
+def _release_task(conn: sqlite3.Connection, key: TaskKey) -> None:
+    with _Transaction(conn):
+        if conn.execute(RELEASE_TASK, {**_fence(key), "now": _now_us()}).rowcount == 0:
+            raise StaleLease(key.run_id, key.step_index, key.attempt)
+
+
+def _fail_run(conn: sqlite3.Connection, key: TaskKey, failure: Failure) -> None:
+    params = {**_fence(key), "failure": json.dumps(failure.to_json()), "now": _now_us()}
+    with _Transaction(conn):
+        if conn.execute(DELETE_TASK_FENCED, params).rowcount == 0:
+            raise StaleLease(key.run_id, key.step_index, key.attempt)
+        conn.execute(FAIL_RUN, params)
