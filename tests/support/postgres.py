@@ -1,0 +1,107 @@
+"""Real Postgres for tests and benchmarks: $CMO_TEST_POSTGRES_URL, or a throwaway cluster.
+
+A throwaway cluster is made with the machine's initdb/pg_ctl on a free port in a temporary
+directory (as the `postgres` user when running as root, since initdb refuses root) and removed
+afterwards. Each test then gets its own database, cloned from a migrated template.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+
+__all__ = ["create_database", "drop_database", "postgres_bin", "postgres_url", "throwaway_postgres"]
+
+
+def postgres_bin(name: str) -> str:
+    """Path of a Postgres server binary (initdb, pg_ctl …)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    if not candidates:
+        raise RuntimeError(f"{name} not found: install the postgresql package or set CMO_TEST_POSTGRES_URL")
+    return candidates[0]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _as_postgres_user() -> list[str]:
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """Start a private Postgres cluster on a free port; yields its URL; removes it after."""
+    root = Path(tempfile.mkdtemp(prefix="cmo-pg-"))
+    data = root / "data"
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    port = free_port()
+    run = _as_postgres_user()
+    subprocess.run(
+        [*run, postgres_bin("initdb"), "-D", str(data), "-U", "cmo", "--auth=trust", "-E", "UTF8",
+         "--locale=C.UTF-8", "--no-sync"],
+        check=True, capture_output=True,
+    )
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} -c fsync=on -c max_connections=200"
+    pg_ctl = postgres_bin("pg_ctl")
+    subprocess.run([*run, pg_ctl, "-D", str(data), "-w", "-l", str(root / "log"), "-o", options, "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql://cmo@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*run, pg_ctl, "-D", str(data), "-w", "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_url() -> Iterator[str]:
+    """$CMO_TEST_POSTGRES_URL if set, else a throwaway cluster's URL (a maintenance database)."""
+    if url := os.environ.get("CMO_TEST_POSTGRES_URL"):
+        yield url
+        return
+    with throwaway_postgres() as url:
+        yield url
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+def create_database(server_url: str, *, template: str | None = None) -> str:
+    """Create a uniquely named database (optionally from a template); returns its URL."""
+    name = f"cmo_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        clause = f" TEMPLATE {template}" if template else ""
+        conn.execute(f"CREATE DATABASE {name}{clause}")
+    return _with_database(server_url, name)
+
+
+def drop_database(server_url: str, database_url: str) -> None:
+    """Drop a database made by `create_database`, closing its leftover connections."""
+    name = database_url.rpartition("/")[2]
+    for _ in range(50):
+        try:
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            return
+        except psycopg.OperationalError:
+            time.sleep(0.1)
