@@ -16,6 +16,8 @@ import cmo
 
 @dataclass
 class Ticket:
+    """The state: a ticket and what the graph learned about it."""
+
     text: str
     label: str = ""
     priority: int = 0
@@ -28,8 +30,7 @@ triage: cmo.Graph[Ticket] = cmo.Graph("triage", version=1, state=Ticket)
 KEYWORDS = {"invoice": "billing", "refund": "billing", "crash": "bug", "error": "bug", "password": "account"}
 
 
-@triage.node(entry=True, edges={"reply": "draft_reply", "escalate": "escalate"},
-             retry=cmo.RetryPolicy(max_attempts=5))
+@triage.node(entry=True, edges={"reply": "draft_reply", "escalate": "escalate"}, retry=cmo.RetryPolicy(max_attempts=5))
 async def classify(ticket: Ticket, ctx: cmo.NodeContext) -> cmo.NodeResult[Ticket]:
     words = ticket.text.lower().split()
     label = next((KEYWORDS[w] for w in words if w in KEYWORDS), "general")
@@ -48,8 +49,9 @@ async def draft_reply(ticket: Ticket, ctx: cmo.NodeContext) -> cmo.NodeResult[Ti
 @triage.node(edges={"done": "close"})
 async def escalate(ticket: Ticket, ctx: cmo.NodeContext) -> cmo.NodeResult[Ticket]:
     engineer = ctx.rng.choice(["ada", "grace", "linus"])  # deterministic per run and step
-    return cmo.NodeResult(replace(ticket, reply=f"Escalated to {engineer}.", log=[*ticket.log, "escalated"]),
-                          next="done")
+    return cmo.NodeResult(
+        replace(ticket, reply=f"Escalated to {engineer}.", log=[*ticket.log, "escalated"]), next="done"
+    )
 
 
 @triage.node

@@ -5,19 +5,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import grpc
 
+from cmo._convert import duration, graph_to_proto, run_from_proto, step_from_proto
 from cmo._converter import from_json, to_json
-from cmo._convert import duration, run_from_proto, step_from_proto
 from cmo._graph import Graph
 from cmo._rpc import call, open_channel, rpc_error
 from cmo._types import RunInfo, RunStatus, StepInfo
 from cmo.api.v1 import run_service_pb2 as run_pb
 from cmo.api.v1 import run_service_pb2_grpc as run_grpc
+from cmo.api.v1 import worker_service_pb2 as worker_pb
 from cmo.api.v1 import worker_service_pb2_grpc as worker_grpc
-from cmo.errors import RunFailedError, RunNotFoundError, WaitTimeoutError
+from cmo.errors import RpcError, RunFailedError, RunNotFoundError, WaitTimeoutError
 from cmo.serialization import canonical_json
 
 __all__ = ["Client", "RunHandle"]
@@ -92,8 +93,25 @@ class Client:
             graph_version=graph_version,
             input=canonical_json(to_json(state if state is not None else {})),
         )
-        response = await call(self._runs.StartRun, request, timeout=CALL_TIMEOUT)
+        try:
+            response = await call(self._runs.StartRun, request, timeout=CALL_TIMEOUT)
+        except RpcError as err:
+            if err.code != "NOT_FOUND" or not isinstance(graph, Graph):
+                raise
+            # The client has the definition: register it, and the run waits for a worker.
+            await self.register_graph(graph)
+            response = await call(self._runs.StartRun, request, timeout=CALL_TIMEOUT)
         return RunHandle(self, response.run.run_id, state_type)
+
+    async def register_graph(self, graph: Graph[Any]) -> bool:
+        """Register a graph version with the server; True if it was new.
+
+        Raises:
+            RpcError: ALREADY_EXISTS when this version is registered with another definition.
+        """
+        request = worker_pb.RegisterGraphRequest(graph=graph_to_proto(graph))
+        response = await call(self._workers.RegisterGraph, request, timeout=CALL_TIMEOUT, retry_for=60.0)
+        return bool(response.created)
 
     def get_handle(self, run_id: str, *, state: type[S] | None = None) -> RunHandle[S]:
         """A handle on an existing run."""
@@ -120,7 +138,10 @@ class Client:
         token, seen = "", 0
         while True:
             request = run_pb.ListRunsRequest(
-                graph_id=graph_id, status=int(status or 0), page_size=100, page_token=token  # type: ignore[arg-type]
+                graph_id=graph_id,
+                status=cast(Any, int(status or 0)),
+                page_size=100,
+                page_token=token,
             )
             response = await call(self._runs.ListRuns, request, timeout=CALL_TIMEOUT)
             for run in response.runs:

@@ -32,7 +32,7 @@ def from_json(data: Any, type_: type[T] | Any) -> T:
     if type_ is Any or type_ is None or type_ is dict or type_ is object:
         return typing.cast(T, data)
     if hasattr(type_, "model_validate"):  # pydantic v2 model
-        return typing.cast(T, type_.model_validate(data))
+        return typing.cast(T, typing.cast(Any, type_).model_validate(data))
     if dataclasses.is_dataclass(type_) and isinstance(type_, type):
         if not isinstance(data, dict):
             raise TypeError(f"{type_.__name__} needs a JSON object, got {type(data).__name__}")
@@ -56,7 +56,7 @@ def from_json(data: Any, type_: type[T] | Any) -> T:
                 return typing.cast(T, None)
         candidates = [a for a in get_args(type_) if a is not type(None)]
         if len(candidates) == 1:
-            return from_json(data, candidates[0])
+            return typing.cast(T, from_json(data, candidates[0]))
     return typing.cast(T, data)
 
 

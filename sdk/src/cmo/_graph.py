@@ -135,6 +135,8 @@ class Graph(Generic[S]):
     @overload
     def node(
         self,
+        fn: None = None,
+        /,
         *,
         name: str | None = None,
         entry: bool = False,

@@ -15,8 +15,8 @@ from typing import Any
 import grpc
 
 from cmo._client import Client
+from cmo._convert import duration
 from cmo._converter import from_json, to_json
-from cmo._convert import duration, graph_to_proto
 from cmo._graph import END, Graph, Node, NodeContext, NodeResult
 from cmo._rpc import call
 from cmo.api.v1 import common_pb2
@@ -97,8 +97,7 @@ class Worker:
     async def run(self) -> None:
         """Register the graphs and serve until `shutdown()`; returns when drained."""
         for graph in self._graphs.values():
-            request = pb.RegisterGraphRequest(graph=graph_to_proto(graph))
-            await call(self._stub.RegisterGraph, request, timeout=CALL_TIMEOUT, retry_for=60.0)
+            await self._client.register_graph(graph)
         logger.info("worker %s serving %s on %s", self.worker_id, sorted(self._graphs), self.task_queues)
         async with asyncio.TaskGroup() as group:
             for slot in range(self._concurrency):
@@ -188,7 +187,7 @@ class Worker:
             logical_time=task.logical_time.ToDatetime(tzinfo=UTC),
             seed=task.seed,
         )
-        state = from_json(parse_json(task.state), graph.state_type)
+        state: Any = from_json(parse_json(task.state), graph.state_type)
         running = asyncio.create_task(node.run(state, ctx), name=f"cmo-node-{task.run_id}-{task.step_index}")
         self._nodes.add(running)
         lost = asyncio.Event()

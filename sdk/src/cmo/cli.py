@@ -33,6 +33,13 @@ def _run(target: str, action: Callable[[Client], Awaitable[T]]) -> T:
         raise click.ClickException(str(err)) from None
 
 
+def _table(*columns: str) -> Table:
+    table = Table()
+    for name in columns:
+        table.add_column(name, no_wrap=True)
+    return table
+
+
 def _when(run: RunInfo) -> str:
     return run.created_at.strftime("%Y-%m-%d %H:%M:%S")
 
@@ -57,7 +64,9 @@ def runs() -> None:
 
 @runs.command("list")
 @click.option("--graph", "graph_id", default="", help="Only runs of this graph.")
-@click.option("--status", type=click.Choice([s.name for s in RunStatus], case_sensitive=False), help="Only this status.")
+@click.option(
+    "--status", type=click.Choice([s.name for s in RunStatus], case_sensitive=False), help="Only this status."
+)
 @click.option("--limit", default=20, show_default=True, help="At most this many runs.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 @click.pass_obj
@@ -71,13 +80,28 @@ def list_runs(address: str, graph_id: str, status: str | None, limit: int, as_js
     found = _run(address, fetch)
     if as_json:
         for r in found:
-            click.echo(json.dumps({"run_id": r.run_id, "graph": f"{r.graph_id}@{r.graph_version}",
-                                   "status": r.status.name, "steps": r.step_count, "created_at": r.created_at.isoformat()}))
+            click.echo(
+                json.dumps(
+                    {
+                        "run_id": r.run_id,
+                        "graph": f"{r.graph_id}@{r.graph_version}",
+                        "status": r.status.name,
+                        "steps": r.step_count,
+                        "created_at": r.created_at.isoformat(),
+                    }
+                )
+            )
         return
-    table = Table("run id", "graph", "status", "steps", "node", "created")
+    table = _table("run id", "graph", "status", "steps", "node", "created")
     for r in found:
-        table.add_row(r.run_id, f"{r.graph_id}@{r.graph_version}", r.status.name, str(r.step_count),
-                      r.current_node or "-", _when(r))
+        table.add_row(
+            r.run_id,
+            f"{r.graph_id}@{r.graph_version}",
+            r.status.name,
+            str(r.step_count),
+            r.current_node or "-",
+            _when(r),
+        )
     Console().print(table)
 
 
@@ -94,25 +118,47 @@ def show_run(address: str, run_id: str, as_json: bool) -> None:
     run, steps = _run(address, fetch)
     if as_json:
         doc = {
-            "run_id": run.run_id, "graph_id": run.graph_id, "graph_version": run.graph_version,
-            "status": run.status.name, "result": run.result,
+            "run_id": run.run_id,
+            "graph_id": run.graph_id,
+            "graph_version": run.graph_version,
+            "status": run.status.name,
+            "result": run.result,
             "failure": None if run.failure is None else run.failure.message,
-            "steps": [{"step_index": s.step_index, "node_id": s.node_id, "attempt": s.attempt,
-                       "duration_ms": round(s.duration_ms, 3), "state_hash": s.state_hash,
-                       "next_key": s.next_key, "next_node": s.next_node} for s in steps],
+            "steps": [
+                {
+                    "step_index": s.step_index,
+                    "node_id": s.node_id,
+                    "attempt": s.attempt,
+                    "duration_ms": round(s.duration_ms, 3),
+                    "state_hash": s.state_hash,
+                    "next_key": s.next_key,
+                    "next_node": s.next_node,
+                }
+                for s in steps
+            ],
         }
         click.echo(json.dumps(doc, indent=2))
         return
     console = Console()
-    console.print(f"run [bold]{run.run_id}[/]  graph {run.graph_id}@{run.graph_version}  "
-                  f"status [bold]{run.status.name}[/]  steps {run.step_count}  created {_when(run)}")
+    console.print(
+        f"run [bold]{run.run_id}[/]  graph {run.graph_id}@{run.graph_version}  "
+        f"status [bold]{run.status.name}[/]  steps {run.step_count}  created {_when(run)}"
+    )
     if run.failure is not None:
-        console.print(f"failure at step {run.failure.step_index} ({run.failure.node_id}, attempt "
-                      f"{run.failure.attempt}): {run.failure.type}: {run.failure.message}")
-    table = Table("step", "node", "attempt", "duration ms", "state hash", "next")
+        console.print(
+            f"failure at step {run.failure.step_index} ({run.failure.node_id}, attempt "
+            f"{run.failure.attempt}): {run.failure.type}: {run.failure.message}"
+        )
+    table = _table("step", "node", "attempt", "duration ms", "state hash", "next")
     for s in steps:
-        table.add_row(str(s.step_index), s.node_id, str(s.attempt), f"{s.duration_ms:.1f}", s.state_hash[:16],
-                      "END" if s.next_node == "__end__" else f"{s.next_key} -> {s.next_node}")
+        table.add_row(
+            str(s.step_index),
+            s.node_id,
+            str(s.attempt),
+            f"{s.duration_ms:.1f}",
+            s.state_hash[:12],
+            "END" if s.next_node == "__end__" else f"{s.next_key} -> {s.next_node}",
+        )
     console.print(table)
 
 

@@ -1,13 +1,13 @@
 """Errors the SDK raises, and `ApplicationError` for node code to raise.
 
-    CmoError
-     ├── RpcError                 the server answered with an error status
-     │    └── RunNotFoundError    no run has this run_id
-     ├── RunFailedError           a run ended FAILED, CANCELLED or TERMINATED
-     ├── WaitTimeoutError         waiting for a run's result timed out (also a TimeoutError)
-     ├── GraphError               a graph definition is invalid
-     └── ApplicationError         raised by node code; retried per the node's policy unless
-                                  non_retryable
+CmoError
+ ├── RpcError                 the server answered with an error status
+ │    └── RunNotFoundError    no run has this run_id
+ ├── RunFailedError           a run ended FAILED, CANCELLED or TERMINATED
+ ├── WaitTimeoutError         waiting for a run's result timed out (also a TimeoutError)
+ ├── GraphError               a graph definition is invalid
+ └── ApplicationError         raised by node code; retried per the node's policy unless
+                              non_retryable
 """
 
 from __future__ import annotations
@@ -55,7 +55,11 @@ class RunFailedError(CmoError):
     """The run did not complete: it failed, was cancelled or terminated."""
 
     def __init__(self, run_id: str, status: str, failure: FailureInfo | None) -> None:
-        detail = f": {failure.type or 'error'} at step {failure.step_index} ({failure.node_id}): {failure.message}" if failure else ""
+        detail = (
+            f": {failure.type or 'error'} at step {failure.step_index} ({failure.node_id}): {failure.message}"
+            if failure
+            else ""
+        )
         super().__init__(f"run {run_id} {status.lower()}{detail}")
         self.run_id = run_id
         self.status = status

@@ -76,7 +76,10 @@ class CmoServer:
                 ]
             )
             server.add_generic_rpc_handlers(
-                (service_handler(SERVICES[0], RunServicer(engine)), service_handler(SERVICES[1], WorkerServicer(engine)))
+                (
+                    service_handler(SERVICES[0], RunServicer(engine)),
+                    service_handler(SERVICES[1], WorkerServicer(engine)),
+                )
             )
             health_servicer = health.aio.HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 import click
 
@@ -14,7 +15,7 @@ from cmo_server.config import ConfigError, ServerConfig
 __all__ = ["main"]
 
 
-def _config(**overrides: object) -> ServerConfig:
+def _config(**overrides: Any) -> ServerConfig:
     try:
         config = ServerConfig.from_env(**overrides)
     except ConfigError as err:

@@ -1,12 +1,12 @@
 """Domain errors raised by the engine and the stores; `cmo_server.api` maps each to a gRPC status.
 
-    CmoServerError
-     ├── InvalidArgument     INVALID_ARGUMENT
-     ├── NotFound            NOT_FOUND
-     ├── AlreadyExists       ALREADY_EXISTS
-     ├── StaleLease          FAILED_PRECONDITION
-     ├── ResourceExhausted   RESOURCE_EXHAUSTED
-     └── Unavailable         UNAVAILABLE
+CmoServerError
+ ├── InvalidArgument     INVALID_ARGUMENT
+ ├── NotFound            NOT_FOUND
+ ├── AlreadyExists       ALREADY_EXISTS
+ ├── StaleLease          FAILED_PRECONDITION
+ ├── ResourceExhausted   RESOURCE_EXHAUSTED
+ └── Unavailable         UNAVAILABLE
 """
 
 from __future__ import annotations

@@ -76,8 +76,12 @@ def _retry_from_proto(field: str, msg: common_pb2.RetryPolicy) -> RetrySpec:
 
 def failure_from_proto(msg: common_pb2.Failure) -> Failure:
     """A worker-reported failure, trimmed to sane sizes."""
-    return Failure(message=msg.message[:4096] or "(no message)", type=msg.type[:256], 
-                   non_retryable=msg.non_retryable, details=msg.details[:32768])
+    return Failure(
+        message=msg.message[:4096] or "(no message)",
+        type=msg.type[:256],
+        non_retryable=msg.non_retryable,
+        details=msg.details[:32768],
+    )
 
 
 def failure_to_proto(failure: Failure) -> common_pb2.Failure:

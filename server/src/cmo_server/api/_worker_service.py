@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import grpc
 from cmo.api.v1 import worker_service_pb2 as pb
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -51,7 +50,9 @@ class WorkerServicer:
             for i, g in enumerate(request.graphs)
         ]
         limits = self._engine.limits
-        wait = duration_or("wait", request.wait, request.HasField("wait"), limits.default_poll_wait, limits.max_poll_wait)
+        wait = duration_or(
+            "wait", request.wait, request.HasField("wait"), limits.default_poll_wait, limits.max_poll_wait
+        )
         task = await self._engine.poll_task(
             worker_id=worker_id, task_queues=queues, graphs=graphs, wait=wait.total_seconds()
         )
@@ -112,5 +113,3 @@ def _task_key(request: pb.HeartbeatTaskRequest | pb.CompleteTaskRequest | pb.Fai
         step_index=check_range("step_index", request.step_index, 0, MAX_INT),
         attempt=check_range("attempt", request.attempt, 1, MAX_INT),
     )
-
-

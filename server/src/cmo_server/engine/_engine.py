@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import uuid
@@ -92,10 +93,8 @@ class Engine:
                     f.set_result(None)
         if self._background is not None:
             self._background.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._background
-            except asyncio.CancelledError:
-                pass
             self._background = None
 
     # -- graphs -----------------------------------------------------------------------------------
@@ -149,9 +148,7 @@ class Engine:
             raise NotFound(f"run {run_id!r} does not exist")
         return run
 
-    async def list_runs(
-        self, *, graph_id: str, status: RunStatus | None, limit: int, page_token: str
-    ) -> RunPage:
+    async def list_runs(self, *, graph_id: str, status: RunStatus | None, limit: int, page_token: str) -> RunPage:
         """Runs newest first."""
         return await self._store.list_runs(graph_id=graph_id, status=status, limit=limit, page_token=page_token)
 
@@ -168,10 +165,8 @@ class Engine:
                 if run.status.terminal or remaining <= 0:
                     return run
                 # Another server replica may finish the run: look again now and then.
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(waiter, min(remaining, self._limits.sweep_interval.total_seconds()))
-                except TimeoutError:
-                    pass
             finally:
                 watchers = self._run_watchers.get(run_id)
                 if watchers is not None:
@@ -213,9 +208,7 @@ class Engine:
         next_node = graph.next_node(done.node_id, done.next_key)
         if next_node is None:
             keys = sorted(k for (f, k) in graph.edges if f == done.node_id)
-            raise InvalidArgument(
-                "next_key", f"node {done.node_id!r} has no edge {done.next_key!r} (its keys: {keys})"
-            )
+            raise InvalidArgument("next_key", f"node {done.node_id!r} has no edge {done.next_key!r} (its keys: {keys})")
         limit = self._limits.max_payload_bytes
         state = canonical_payload("state", done.state, limit, object_only=True)
         output = canonical_payload("output", done.output, limit) if done.output else b""

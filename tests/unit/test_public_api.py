@@ -1,0 +1,40 @@
+import inspect
+
+import cmo
+
+EXPECTED = [
+    "END",
+    "Client",
+    "FailureInfo",
+    "Graph",
+    "NodeContext",
+    "NodeResult",
+    "RetryPolicy",
+    "RunHandle",
+    "RunInfo",
+    "RunStatus",
+    "StepInfo",
+    "Worker",
+    "errors",
+]
+
+
+def test_all_is_pinned_and_sorted():
+    assert cmo.__all__ == EXPECTED
+    assert sorted(cmo.__all__, key=str.casefold) == sorted(EXPECTED, key=str.casefold)
+
+
+def test_every_export_has_a_docstring():
+    for name in cmo.__all__:
+        value = getattr(cmo, name)
+        if isinstance(value, str):  # END is a constant documented in its module
+            continue
+        assert inspect.getdoc(value), f"cmo.{name} has no docstring"
+
+
+def test_errors_module_exports_the_tree():
+    assert issubclass(cmo.errors.RunNotFoundError, cmo.errors.RpcError)
+    assert issubclass(cmo.errors.RpcError, cmo.errors.CmoError)
+    assert issubclass(cmo.errors.WaitTimeoutError, TimeoutError)
+    for name in cmo.errors.__all__:
+        assert inspect.getdoc(getattr(cmo.errors, name))
