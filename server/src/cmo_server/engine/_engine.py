@@ -73,6 +73,7 @@ class Engine:
         self._graphs: dict[tuple[str, int], GraphSpec] = {}
         self._run_watchers: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
         self._background: asyncio.Task[None] | None = None
+        self._closed = False
 
     @property
     def limits(self) -> EngineLimits:
@@ -86,6 +87,7 @@ class Engine:
 
     async def aclose(self) -> None:
         """Stop taking polls, release parked pollers and watchers; idempotent."""
+        self._closed = True
         self._dispatcher.close()
         for futures in self._run_watchers.values():
             for f in futures:
@@ -162,7 +164,7 @@ class Engine:
             try:
                 run = await self.get_run(run_id)
                 remaining = deadline - loop.time()
-                if run.status.terminal or remaining <= 0:
+                if run.status.terminal or remaining <= 0 or self._closed:
                     return run
                 # Another server replica may finish the run: look again now and then.
                 with contextlib.suppress(TimeoutError):
