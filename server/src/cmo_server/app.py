@@ -54,6 +54,7 @@ class CmoServer:
         self._health = health
         self.port = port
         """The bound port (useful when the configured port was 0)."""
+        self._stopped = False
 
     @classmethod
     @asynccontextmanager
@@ -96,13 +97,17 @@ class CmoServer:
             try:
                 yield this
             finally:
-                await this._shutdown(config.shutdown_grace.total_seconds())
+                await this.stop(config.shutdown_grace.total_seconds())
 
     async def wait_for_termination(self) -> None:
         """Block until the server stops."""
         await self._server.wait_for_termination()
 
-    async def _shutdown(self, grace: float) -> None:
+    async def stop(self, grace: float) -> None:
+        """Graceful shutdown: health NOT_SERVING, parked polls return, in-flight RPCs get `grace` s."""
+        if self._stopped:
+            return
+        self._stopped = True
         logger.info("shutting down: not serving, finishing in-flight calls (grace %.1fs)", grace)
         await self._health.enter_graceful_shutdown()
         # Parked long-polls return empty now, so the grace period is spent on real work.
