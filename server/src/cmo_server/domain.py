@@ -30,6 +30,9 @@ __all__ = [
 END_NODE = "__end__"
 """The node id (and edge key) that finishes a run."""
 
+MAX_RETRY_DELAY = timedelta(days=365)
+"""Longest back-off before a retry: an unbounded policy would outgrow what a timestamp holds."""
+
 
 class RunStatus(enum.IntEnum):
     """Run status; the values are the proto enum's."""
@@ -65,8 +68,11 @@ class RetrySpec:
 
     def delay_after(self, failures: int) -> timedelta:
         """The wait before the attempt that follows `failures` failed ones."""
-        delay = self.initial_interval * (self.backoff ** max(failures - 1, 0))
-        return min(delay, self.max_interval) if self.max_interval is not None else delay
+        cap = MAX_RETRY_DELAY if self.max_interval is None else min(self.max_interval, MAX_RETRY_DELAY)
+        try:
+            return min(self.initial_interval * (self.backoff ** max(failures - 1, 0)), cap)
+        except OverflowError:
+            return cap
 
     def allows_another(self, failures: int, error_type: str, *, non_retryable: bool) -> bool:
         """Whether a step that has failed `failures` times may be tried again."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 from cmo.api.v1 import common_pb2
@@ -59,8 +60,8 @@ def _retry_from_proto(field: str, msg: common_pb2.RetryPolicy) -> RetrySpec:
     if msg.max_attempts < 0:
         raise InvalidArgument(f"{field}.max_attempts", "must be >= 0 (0: no limit)")
     backoff = msg.backoff or 2.0
-    if backoff < 1:
-        raise InvalidArgument(f"{field}.backoff", f"must be >= 1, got {backoff}")
+    if not 1 <= backoff < math.inf:  # NaN fails both comparisons
+        raise InvalidArgument(f"{field}.backoff", f"must be a finite number >= 1, got {backoff}")
     initial = msg.initial_interval.ToTimedelta() if msg.HasField("initial_interval") else timedelta(seconds=1)
     maximum = msg.max_interval.ToTimedelta() if msg.HasField("max_interval") else None
     if initial < timedelta(0) or (maximum is not None and maximum < timedelta(0)):

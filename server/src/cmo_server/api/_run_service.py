@@ -76,9 +76,11 @@ class RunServicer:
         limit = check_range("page_size", request.page_size, 0, MAX_PAGE) or MAX_PAGE
         after = -1
         if request.page_token:
-            if not request.page_token.isdigit() or len(request.page_token) > 10:
+            # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+            token = request.page_token
+            if not (token.isascii() and token.isdigit()) or len(token) > 10:
                 raise InvalidArgument("page_token", "is not a token this server issued")
-            after = int(request.page_token)
+            after = int(token)
         steps = await self._engine.get_history(run_id, after=after, limit=limit)
         token = str(steps[-1].step_index) if len(steps) == limit else ""
         return pb.GetHistoryResponse(steps=[step_to_proto(s) for s in steps], next_page_token=token)

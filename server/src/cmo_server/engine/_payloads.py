@@ -24,7 +24,12 @@ def canonical_payload(field: str, data: bytes, limit: int, *, object_only: bool 
         raise InvalidArgument(field, f"is not valid UTF-8 JSON ({_short(err)})") from None
     if object_only and not isinstance(value, dict):
         raise InvalidArgument(field, f"must be a JSON object, got {type(value).__name__}")
-    canonical = canonical_json(value)
+    try:
+        canonical = canonical_json(value)
+    except (ValueError, RecursionError) as err:
+        # It parsed but has no canonical form: a lone surrogate escape ("\\ud800"), or a number
+        # too large for a float (1e400 parses as infinity).
+        raise InvalidArgument(field, f"is not valid JSON ({_short(err)})") from None
     if len(canonical) > limit:
         raise ResourceExhausted(f"{field}: {len(canonical)} bytes is over the limit of {limit} bytes")
     return canonical

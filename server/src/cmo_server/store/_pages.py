@@ -8,6 +8,9 @@ from cmo_server.errors import InvalidArgument
 
 __all__ = ["decode_run_page_token", "encode_run_page_token"]
 
+MAX_MICROSECONDS = 2**62
+"""Beyond any real timestamp, within a 64-bit integer."""
+
 
 def encode_run_page_token(created_us: int, run_id: str) -> str:
     """Token of the page that starts after this run."""
@@ -18,6 +21,9 @@ def decode_run_page_token(token: str) -> tuple[int, str]:
     """(created_at in µs, run_id) of the last run of the previous page."""
     try:
         created, _, run_id = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        return int(created), run_id
-    except ValueError as err:
-        raise InvalidArgument("page_token", "is not a token this server issued") from err
+        created_us = int(created)
+    except ValueError:
+        created_us = -1
+    if not 0 <= created_us < MAX_MICROSECONDS:
+        raise InvalidArgument("page_token", "is not a token this server issued")
+    return created_us, run_id

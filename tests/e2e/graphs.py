@@ -1,0 +1,153 @@
+"""The graph end-to-end workers run, and the marker files its node leaves for the test to act on.
+
+The `counter` graph has one node, `tick`, that loops on itself `steps` times. Each step adds one to
+`count` and appends its step index to `trail`, so a checkpoint proves it was built on exactly the
+one before it: a step that ran twice into the history would show in both.
+
+Each attempt of a step leaves marker files named `<run_id>.<step>.<attempt>.<kind>`:
+
+- `started`: written first, with the worker's id and pid: the test knows who runs what, and when.
+- `finished`: written just before the node returns.
+- a node told to `hold` at (step, attempt) then waits until the test creates the `release` file
+  (or `timeout` seconds pass) so the test can kill, stop or race that worker mid-step. A
+  `stubborn` hold ignores cancellation: a node that will not stop when its lease is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cmo
+
+__all__ = [
+    "COUNTER",
+    "GRAPHS",
+    "Markers",
+    "check_counter_history",
+    "counter_graph",
+    "counter_input",
+]
+
+COUNTER = "e2e-counter"
+"""graph_id of the counter graph (version 1)."""
+
+State = dict[str, Any]
+
+
+class Markers:
+    """The marker files of one test: written by node code in workers, read by the test."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, run_id: str, step: int, attempt: int, kind: str) -> Path:
+        """Where the marker of this kind for this attempt lives."""
+        return self.root / f"{run_id}.{step}.{attempt}.{kind}"
+
+    def write(self, run_id: str, step: int, attempt: int, kind: str, data: dict[str, Any]) -> None:
+        """Write a marker atomically: a reader never sees half of it."""
+        final = self.path(run_id, step, attempt, kind)
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, final)
+
+    def read(self, run_id: str, step: int, attempt: int, kind: str) -> dict[str, Any] | None:
+        """A marker's data, or None if it is not there (yet)."""
+        try:
+            return dict(json.loads(self.path(run_id, step, attempt, kind).read_text()))
+        except FileNotFoundError:
+            return None
+
+    def release(self, run_id: str, step: int, attempt: int) -> None:
+        """Let a node held at this attempt go on."""
+        self.path(run_id, step, attempt, "release").touch()
+
+    def released(self, run_id: str, step: int, attempt: int) -> bool:
+        """Whether the test let this attempt go on."""
+        return self.path(run_id, step, attempt, "release").exists()
+
+    def all(self, kind: str) -> list[dict[str, Any]]:
+        """Every marker of a kind, in no particular order."""
+        return [json.loads(p.read_text()) for p in self.root.glob(f"*.{kind}")]
+
+    def count(self, kind: str) -> int:
+        """How many markers of a kind there are."""
+        return sum(1 for _ in self.root.glob(f"*.{kind}"))
+
+
+def counter_input(
+    steps: int, *, sleep: float = 0.0, hold: Iterable[tuple[int, int]] = (), stubborn: bool = False
+) -> State:
+    """Initial state of a counter run.
+
+    Args:
+        steps: Steps the run takes before it ends.
+        sleep: Seconds each step sleeps (to keep runs in flight under load).
+        hold: (step_index, attempt) pairs at which the node waits for its `release` marker.
+        stubborn: A held node ignores cancellation (a lost lease) and finishes anyway.
+    """
+    return {
+        "count": 0,
+        "trail": [],
+        "steps": steps,
+        "sleep": sleep,
+        "hold": [{"step": s, "attempt": a, "stubborn": stubborn, "timeout": 60.0} for s, a in hold],
+    }
+
+
+def counter_graph(markers: Markers, worker_id: str) -> cmo.Graph[State]:
+    """The counter graph, its node leaving markers under `markers` in the name of `worker_id`."""
+    graph: cmo.Graph[State] = cmo.Graph(COUNTER, version=1)
+
+    @graph.node(entry=True, edges={"again": "tick"})
+    async def tick(state: State, ctx: cmo.NodeContext) -> cmo.NodeResult[State]:
+        me = {"run_id": ctx.run_id, "step": ctx.step_index, "attempt": ctx.attempt}
+        me |= {"worker_id": worker_id, "pid": os.getpid()}
+        markers.write(ctx.run_id, ctx.step_index, ctx.attempt, "started", me)
+        hold = next((h for h in state["hold"] if (h["step"], h["attempt"]) == (ctx.step_index, ctx.attempt)), None)
+        if hold is not None:
+            await _hold(markers, ctx, hold)
+        elif state["sleep"]:
+            await asyncio.sleep(state["sleep"])
+        count = state["count"] + 1
+        new = {**state, "count": count, "trail": [*state["trail"], ctx.step_index]}
+        markers.write(ctx.run_id, ctx.step_index, ctx.attempt, "finished", me)
+        return cmo.NodeResult(new, next="again" if count < state["steps"] else cmo.END)
+
+    return graph
+
+
+async def _hold(markers: Markers, ctx: cmo.NodeContext, hold: dict[str, Any]) -> None:
+    deadline = time.monotonic() + hold["timeout"]
+    while not markers.released(ctx.run_id, ctx.step_index, ctx.attempt) and time.monotonic() < deadline:
+        try:
+            await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            if not hold["stubborn"]:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            me = {"run_id": ctx.run_id, "step": ctx.step_index, "attempt": ctx.attempt}
+            markers.write(ctx.run_id, ctx.step_index, ctx.attempt, "cancelled", me)
+
+
+def check_counter_history(steps: Sequence[cmo.StepInfo], total: int) -> None:
+    """Assert a finished counter run's history: steps 0..total-1, each exactly once, in order."""
+    assert [s.step_index for s in steps] == list(range(total)), "steps are not contiguous from 0"
+    for s in steps:
+        assert s.node_id == "tick"
+        assert s.state["count"] == s.step_index + 1, f"step {s.step_index} counted {s.state['count']}"
+        assert s.state["trail"] == list(range(s.step_index + 1)), f"step {s.step_index}: {s.state['trail']}"
+        assert s.next_node == (cmo.END if s.step_index == total - 1 else "tick")
+
+
+GRAPHS: dict[str, Callable[[Markers, str], cmo.Graph[State]]] = {"counter": counter_graph}
+"""Graphs a worker process can serve, by the name `--graph` takes."""

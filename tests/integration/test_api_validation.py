@@ -1,0 +1,627 @@
+"""Bad input to every RPC: the right status, a message naming the field, and nothing half-written.
+
+One in-process server per backend serves the whole module (each test isolates itself with its own
+graph id and run ids), with a small payload limit so size limits are cheap to hit. Every rejected
+call is also checked for leaks: no traceback and no exception class path in the message, and no
+error logged by the server (an error log means a request reached the "internal error" path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import grpc
+import pytest
+import pytest_asyncio
+from cmo.api.v1 import common_pb2, run_service_pb2, run_service_pb2_grpc, worker_service_pb2, worker_service_pb2_grpc
+from cmo_server.app import CmoServer
+from cmo_server.config import EngineLimits, ServerConfig
+from google.protobuf.duration_pb2 import Duration
+
+from tests.support.postgres import create_database, drop_database
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+LIMIT = 4096
+"""max_payload_bytes of the server under test."""
+LONG_ID = "x" * 129
+"""One character over the identifier limit."""
+Code = grpc.StatusCode
+# A dotted path ending in an exception class: google.protobuf.message.DecodeError, sqlite3.OperationalError …
+CLASS_PATH = re.compile(r"\b[A-Za-z_]\w*(?:\.\w+)*\.[A-Z]\w*(?:Error|Exception|Exit|Interrupt)\b")
+
+
+# -- fixtures -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Api:
+    """Stubs on a running server."""
+
+    runs: run_service_pb2_grpc.RunServiceStub
+    workers: worker_service_pb2_grpc.WorkerServiceStub
+    channel: grpc.aio.Channel
+
+
+@pytest_asyncio.fixture(
+    scope="module", loop_scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
+    limits = EngineLimits(max_payload_bytes=LIMIT, task_lease=timedelta(seconds=30))
+    server_url = database = ""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("api") / "cmo.db"
+        config = ServerConfig(listen="127.0.0.1:0", sqlite_path=str(path), limits=limits)
+    else:
+        server_url = request.getfixturevalue("postgres_server")
+        database = await asyncio.to_thread(create_database, server_url)
+        config = ServerConfig(listen="127.0.0.1:0", database_url=database, pool_size=4, limits=limits)
+    try:
+        async with CmoServer.running(config) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+            yield Api(run_service_pb2_grpc.RunServiceStub(ch), worker_service_pb2_grpc.WorkerServiceStub(ch), ch)
+    finally:
+        if database:
+            await asyncio.to_thread(drop_database, server_url, database)
+
+
+@pytest.fixture(autouse=True)
+def no_server_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Bad input is the client's problem: the server must not log an error (an INTERNAL path) for it."""
+    with caplog.at_level(logging.WARNING, logger="cmo_server"):
+        yield
+    logged = caplog.get_records("call")  # caplog.records would be this teardown's only
+    errors = [r.getMessage() for r in logged if r.levelno >= logging.ERROR and r.name.startswith("cmo_server")]
+    assert not errors, f"the server logged errors: {errors}"
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def graph(api: Api) -> common_pb2.GraphDef:
+    """A fresh two-node graph (a -next-> b -> END), registered."""
+    definition = two_nodes(unique("g"))
+    await api.workers.RegisterGraph(worker_service_pb2.RegisterGraphRequest(graph=definition), timeout=10)
+    return definition
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def two_nodes(graph_id: str, version: int = 1) -> common_pb2.GraphDef:
+    definition = common_pb2.GraphDef(graph_id=graph_id, version=version, entry_node="a")
+    definition.nodes.add(node_id="a")
+    definition.nodes.add(node_id="b")
+    definition.edges.add(from_node="a", key="next", to_node="b")
+    return definition
+
+
+def assert_safe(message: str) -> None:
+    """No internals leak into a status message."""
+    assert "Traceback" not in message, message
+    assert not CLASS_PATH.search(message), f"an exception class path leaks: {message}"
+
+
+async def rejected(call: Awaitable[Any], code: grpc.StatusCode, field: str = "") -> str:
+    """Await a call that must fail with `code`; its message must start with `field` when given."""
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call
+    details = raised.value.details() or ""
+    assert raised.value.code() == code, f"{raised.value.code().name}: {details}"
+    assert details, "a rejection must say why"
+    if field:
+        assert details.startswith(f"{field}:"), f"the message does not name {field!r}: {details}"
+    assert_safe(details)
+    return details
+
+
+async def runs_of(api: Api, graph_id: str) -> list[common_pb2.Run]:
+    response = await api.runs.ListRuns(run_service_pb2.ListRunsRequest(graph_id=graph_id), timeout=10)
+    return list(response.runs)
+
+
+async def start(api: Api, graph: common_pb2.GraphDef, *, input: bytes = b"{}") -> str:
+    run_id = unique("run")
+    request = run_service_pb2.StartRunRequest(run_id=run_id, graph_id=graph.graph_id, input=input)
+    await api.runs.StartRun(request, timeout=10)
+    return run_id
+
+
+async def claim(api: Api, graph: common_pb2.GraphDef, *, worker_id: str = "w1") -> common_pb2.Task:
+    request = worker_service_pb2.PollTaskRequest(
+        worker_id=worker_id,
+        task_queues=["default"],
+        graphs=[common_pb2.GraphRef(graph_id=graph.graph_id, version=graph.version)],
+        wait=Duration(seconds=5),
+    )
+    response = await api.workers.PollTask(request, timeout=10)
+    assert response.HasField("task"), "no task to claim"
+    task: common_pb2.Task = response.task
+    return task
+
+
+def completion(task: common_pb2.Task, **changes: Any) -> worker_service_pb2.CompleteTaskRequest:
+    """The CompleteTask the task's own attempt would send (to END from b, to b from a), with changes."""
+    fields: dict[str, Any] = {
+        "worker_id": "w1",
+        "run_id": task.run_id,
+        "step_index": task.step_index,
+        "attempt": task.attempt,
+        "node_id": task.node_id,
+        "graph_id": task.graph_id,
+        "graph_version": task.graph_version,
+        "state": b'{"done":1}',
+        "next_key": "next" if task.node_id == "a" else "__end__",
+    }
+    fields.update(changes)
+    return worker_service_pb2.CompleteTaskRequest(**fields)
+
+
+async def snapshot(api: Api, run_id: str) -> tuple[common_pb2.Run, list[common_pb2.Step]]:
+    run = (await api.runs.GetRun(run_service_pb2.GetRunRequest(run_id=run_id), timeout=10)).run
+    history = await api.runs.GetHistory(run_service_pb2.GetHistoryRequest(run_id=run_id), timeout=10)
+    return run, list(history.steps)
+
+
+def nested(depth: int) -> bytes:
+    return b'{"a":' + b"[" * depth + b"]" * depth + b"}"
+
+
+# -- garbage on the wire ------------------------------------------------------------------------
+
+METHODS = [
+    (service.full_name, method.name)
+    for service in (
+        run_service_pb2.DESCRIPTOR.services_by_name["RunService"],
+        worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"],
+    )
+    for method in service.methods
+]
+
+
+@pytest.mark.parametrize(("service", "method"), METHODS, ids=[m for _, m in METHODS])
+@pytest.mark.parametrize(
+    "body",
+    [b"\xff\xff\xff\xff", b"\x0a\x01\xff", b"\x0a\xff\xff\xff\xff\x0f"],
+    ids=["bad-tag", "bad-utf8-string", "truncated-length"],
+)
+async def test_garbage_request_bytes_are_invalid_argument_not_unknown(
+    api: Api, service: str, method: str, body: bytes
+) -> None:
+    raw = api.channel.unary_unary(
+        f"/{service}/{method}", request_serializer=lambda b: b, response_deserializer=lambda b: b
+    )
+    details = await rejected(raw(body, timeout=10), Code.INVALID_ARGUMENT)
+    assert f"{method}Request" in details
+
+
+async def test_an_oversized_message_is_resource_exhausted(api: Api) -> None:
+    raw = api.channel.unary_unary(
+        "/cmo.api.v1.RunService/StartRun", request_serializer=lambda b: b, response_deserializer=lambda b: b
+    )
+    body = run_service_pb2.StartRunRequest(graph_id="g", input=b"x" * (2 * LIMIT + 2 * 1024 * 1024)).SerializeToString()
+    await rejected(raw(body, timeout=10), Code.RESOURCE_EXHAUSTED)
+
+
+# -- RunService ---------------------------------------------------------------------------------
+
+BAD_STARTS: list[tuple[str, dict[str, Any], grpc.StatusCode, str]] = [
+    ("empty-graph-id", {"graph_id": ""}, Code.INVALID_ARGUMENT, "graph_id"),
+    ("overlong-graph-id", {"graph_id": LONG_ID}, Code.INVALID_ARGUMENT, "graph_id"),
+    ("overlong-run-id", {"run_id": LONG_ID}, Code.INVALID_ARGUMENT, "run_id"),
+    ("run-id-with-space", {"run_id": "a b"}, Code.INVALID_ARGUMENT, "run_id"),
+    ("run-id-with-nul", {"run_id": "a\x00b"}, Code.INVALID_ARGUMENT, "run_id"),
+    ("negative-version", {"graph_version": -1}, Code.INVALID_ARGUMENT, "graph_version"),
+    ("oversized-input", {"input": b'{"a":"' + b"x" * LIMIT + b'"}'}, Code.RESOURCE_EXHAUSTED, "input"),
+    ("malformed-input", {"input": b'{"a":'}, Code.INVALID_ARGUMENT, "input"),
+    ("input-not-an-object", {"input": b"[1,2]"}, Code.INVALID_ARGUMENT, "input"),
+    ("input-not-utf8", {"input": b'{"a":"\xff"}'}, Code.INVALID_ARGUMENT, "input"),
+    ("input-nan", {"input": b'{"a":NaN}'}, Code.INVALID_ARGUMENT, "input"),
+    ("input-float-overflow", {"input": b'{"a":1e400}'}, Code.INVALID_ARGUMENT, "input"),
+    ("input-lone-surrogate", {"input": b'{"a":"\\ud800"}'}, Code.INVALID_ARGUMENT, "input"),
+    ("input-too-deep", {"input": nested(1500)}, Code.INVALID_ARGUMENT, "input"),
+]
+
+
+@pytest.mark.parametrize(("changes", "code", "field"), [c[1:] for c in BAD_STARTS], ids=[c[0] for c in BAD_STARTS])
+async def test_start_run_rejects_bad_input_and_creates_no_run(
+    api: Api, graph: common_pb2.GraphDef, changes: dict[str, Any], code: grpc.StatusCode, field: str
+) -> None:
+    run_id = unique("run")
+    request = run_service_pb2.StartRunRequest(**{"run_id": run_id, "graph_id": graph.graph_id, **changes})
+    await rejected(api.runs.StartRun(request, timeout=10), code, field)
+    assert await runs_of(api, graph.graph_id) == []
+    await rejected(api.runs.GetRun(run_service_pb2.GetRunRequest(run_id=run_id), timeout=10), Code.NOT_FOUND)
+
+
+async def test_start_run_of_an_unknown_graph_or_version_is_not_found(api: Api, graph: common_pb2.GraphDef) -> None:
+    unknown = unique("nope")
+    details = await rejected(
+        api.runs.StartRun(run_service_pb2.StartRunRequest(graph_id=unknown), timeout=10), Code.NOT_FOUND
+    )
+    assert unknown in details
+    request = run_service_pb2.StartRunRequest(graph_id=graph.graph_id, graph_version=7)
+    details = await rejected(api.runs.StartRun(request, timeout=10), Code.NOT_FOUND)
+    assert graph.graph_id in details
+    assert "version 7" in details
+    assert await runs_of(api, graph.graph_id) == []
+    assert await runs_of(api, unknown) == []
+
+
+async def test_start_run_is_idempotent_on_run_id(api: Api, graph: common_pb2.GraphDef) -> None:
+    run_id = unique("run")
+    first = run_service_pb2.StartRunRequest(run_id=run_id, graph_id=graph.graph_id, input=b'{"n": 1}')
+    created = await api.runs.StartRun(first, timeout=10)
+    assert created.created
+    assert created.run.input == b'{"n":1}'
+
+    again = await api.runs.StartRun(first, timeout=10)
+    assert not again.created
+    assert again.run == created.run
+    # Another input under the same run_id returns the run as it was: the first start wins.
+    other = run_service_pb2.StartRunRequest(run_id=run_id, graph_id=graph.graph_id, input=b'{"n": 2}')
+    differs = await api.runs.StartRun(other, timeout=10)
+    assert not differs.created
+    assert differs.run.input == b'{"n":1}'
+    # A bad start under the same run_id is refused and leaves the run alone.
+    bad = run_service_pb2.StartRunRequest(run_id=run_id, graph_id=graph.graph_id, input=b"{")
+    await rejected(api.runs.StartRun(bad, timeout=10), Code.INVALID_ARGUMENT, "input")
+
+    assert [r.run_id for r in await runs_of(api, graph.graph_id)] == [run_id]
+    task = await claim(api, graph)
+    assert (task.run_id, task.step_index, task.attempt, task.state) == (run_id, 0, 1, b'{"n":1}')
+
+
+async def test_get_run_rejects_bad_ids(api: Api) -> None:
+    for run_id in ("", LONG_ID, "tab\there"):
+        request = run_service_pb2.GetRunRequest(run_id=run_id)
+        await rejected(api.runs.GetRun(request, timeout=10), Code.INVALID_ARGUMENT, "run_id")
+    unknown = unique("run")
+    details = await rejected(api.runs.GetRun(run_service_pb2.GetRunRequest(run_id=unknown), timeout=10), Code.NOT_FOUND)
+    assert unknown in details
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        pytest.param({"status": 99}, "status", id="unknown-status"),
+        pytest.param({"status": -1}, "status", id="negative-status"),
+        pytest.param({"page_size": 1001}, "page_size", id="page-too-large"),
+        pytest.param({"page_size": -1}, "page_size", id="negative-page"),
+        pytest.param({"graph_id": LONG_ID}, "graph_id", id="overlong-graph-id"),
+        pytest.param({"page_token": "not a token!"}, "page_token", id="garbage-token"),
+        # base64 of "é": decodes, but holds no created_at:run_id pair
+        pytest.param({"page_token": "w6k="}, "page_token", id="token-without-separator"),
+    ],
+)
+async def test_list_runs_rejects_bad_input(api: Api, changes: dict[str, Any], field: str) -> None:
+    request = run_service_pb2.ListRunsRequest(**changes)
+    await rejected(api.runs.ListRuns(request, timeout=10), Code.INVALID_ARGUMENT, field)
+
+
+async def test_list_runs_rejects_a_forged_token_with_a_huge_number(api: Api) -> None:
+    import base64
+
+    forged = base64.urlsafe_b64encode(b"9" * 40 + b":run").decode()
+    request = run_service_pb2.ListRunsRequest(page_token=forged)
+    await rejected(api.runs.ListRuns(request, timeout=10), Code.INVALID_ARGUMENT, "page_token")
+
+
+async def test_wait_run_rejects_bad_input(api: Api, graph: common_pb2.GraphDef) -> None:
+    run_id = await start(api, graph)
+    request = run_service_pb2.WaitRunRequest(run_id="")
+    await rejected(api.runs.WaitRun(request, timeout=10), Code.INVALID_ARGUMENT, "run_id")
+    request = run_service_pb2.WaitRunRequest(run_id=unique("run"), timeout=Duration(seconds=1))
+    await rejected(api.runs.WaitRun(request, timeout=10), Code.NOT_FOUND)
+    for timeout in (Duration(seconds=61), Duration(seconds=-1), Duration(seconds=0, nanos=-5)):
+        request = run_service_pb2.WaitRunRequest(run_id=run_id, timeout=timeout)
+        await rejected(api.runs.WaitRun(request, timeout=10), Code.INVALID_ARGUMENT, "timeout")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        pytest.param({"run_id": ""}, "run_id", id="empty-run-id"),
+        pytest.param({"run_id": LONG_ID}, "run_id", id="overlong-run-id"),
+        pytest.param({"page_size": 1001}, "page_size", id="page-too-large"),
+        pytest.param({"page_size": -5}, "page_size", id="negative-page"),
+        pytest.param({"page_token": "abc"}, "page_token", id="garbage-token"),
+        pytest.param({"page_token": "-1"}, "page_token", id="negative-token"),
+        pytest.param({"page_token": "12345678901"}, "page_token", id="overlong-token"),
+        # "²": str.isdigit() says yes, int() says no
+        pytest.param({"page_token": "\u00b2"}, "page_token", id="superscript-digit-token"),
+    ],
+)
+async def test_get_history_rejects_bad_input(
+    api: Api, graph: common_pb2.GraphDef, changes: dict[str, Any], field: str
+) -> None:
+    request = run_service_pb2.GetHistoryRequest(run_id=await start(api, graph))
+    for name, value in changes.items():
+        setattr(request, name, value)
+    await rejected(api.runs.GetHistory(request, timeout=10), Code.INVALID_ARGUMENT, field)
+
+
+async def test_get_history_of_an_unknown_run_is_not_found(api: Api) -> None:
+    unknown = unique("run")
+    request = run_service_pb2.GetHistoryRequest(run_id=unknown)
+    assert unknown in await rejected(api.runs.GetHistory(request, timeout=10), Code.NOT_FOUND)
+
+
+# -- WorkerService: RegisterGraph ---------------------------------------------------------------
+
+
+BAD_GRAPHS: list[tuple[str, Callable[[common_pb2.GraphDef], object], str]] = [
+    ("empty-graph-id", lambda g: setattr(g, "graph_id", ""), "graph.graph_id"),
+    ("overlong-graph-id", lambda g: setattr(g, "graph_id", LONG_ID), "graph.graph_id"),
+    ("version-0", lambda g: setattr(g, "version", 0), "graph.version"),
+    ("no-nodes", lambda g: g.ClearField("nodes"), "graph.nodes"),
+    ("missing-entry", lambda g: setattr(g, "entry_node", ""), "graph.entry_node"),
+    ("entry-unknown", lambda g: setattr(g, "entry_node", "zzz"), "graph.entry_node"),
+    ("edge-to-unknown-node", lambda g: setattr(g.edges[0], "to_node", "zzz"), "graph.edges[0].to_node"),
+    ("edge-from-unknown-node", lambda g: setattr(g.edges[0], "from_node", "zzz"), "graph.edges[0].from_node"),
+    ("empty-edge-key", lambda g: setattr(g.edges[0], "key", ""), "graph.edges[0].key"),
+    ("reserved-edge-key", lambda g: setattr(g.edges[0], "key", "__end__"), "graph.edges[0].key"),
+    ("duplicate-edge-key", lambda g: g.edges.add(from_node="a", key="next", to_node="a"), "graph.edges[1].key"),
+    ("duplicate-node", lambda g: g.nodes.add(node_id="a"), "graph.nodes[2].node_id"),
+    ("node-named-end", lambda g: setattr(g.nodes[1], "node_id", "__end__"), "graph.nodes[1].node_id"),
+    ("empty-node-id", lambda g: setattr(g.nodes[1], "node_id", ""), "graph.nodes[1].node_id"),
+    ("overlong-task-queue", lambda g: setattr(g.nodes[0], "task_queue", LONG_ID), "graph.nodes[0].task_queue"),
+    ("negative-max-attempts", lambda g: setattr(g.nodes[0].retry, "max_attempts", -1),
+     "graph.nodes[0].retry.max_attempts"),
+    ("backoff-below-1", lambda g: setattr(g.nodes[0].retry, "backoff", 0.5), "graph.nodes[0].retry.backoff"),
+    ("backoff-nan", lambda g: setattr(g.nodes[0].retry, "backoff", math.nan), "graph.nodes[0].retry.backoff"),
+    ("backoff-infinite", lambda g: setattr(g.nodes[0].retry, "backoff", math.inf), "graph.nodes[0].retry.backoff"),
+    ("negative-interval", lambda g: g.nodes[0].retry.initial_interval.FromTimedelta(timedelta(seconds=-1)),
+     "graph.nodes[0].retry.initial_interval"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("edit", "field"), [c[1:] for c in BAD_GRAPHS], ids=[c[0] for c in BAD_GRAPHS])
+async def test_register_graph_rejects_bad_definitions_and_registers_nothing(
+    api: Api, edit: Callable[[common_pb2.GraphDef], object], field: str
+) -> None:
+    good = two_nodes(unique("g"))
+    definition = common_pb2.GraphDef()
+    definition.CopyFrom(good)
+    edit(definition)
+    request = worker_service_pb2.RegisterGraphRequest(graph=definition)
+    await rejected(api.workers.RegisterGraph(request, timeout=10), Code.INVALID_ARGUMENT, field)
+    start_it = run_service_pb2.StartRunRequest(graph_id=good.graph_id)
+    await rejected(api.runs.StartRun(start_it, timeout=10), Code.NOT_FOUND)
+    # The name is still free: the good definition registers as new.
+    response = await api.workers.RegisterGraph(worker_service_pb2.RegisterGraphRequest(graph=good), timeout=10)
+    assert response.created
+
+
+async def test_register_graph_without_a_graph_is_invalid(api: Api) -> None:
+    request = worker_service_pb2.RegisterGraphRequest()
+    await rejected(api.workers.RegisterGraph(request, timeout=10), Code.INVALID_ARGUMENT, "graph")
+
+
+async def test_a_graph_version_is_immutable(api: Api, graph: common_pb2.GraphDef) -> None:
+    same = await api.workers.RegisterGraph(worker_service_pb2.RegisterGraphRequest(graph=graph), timeout=10)
+    assert not same.created
+    changed = common_pb2.GraphDef()
+    changed.CopyFrom(graph)
+    changed.edges.add(from_node="b", key="back", to_node="a")
+    request = worker_service_pb2.RegisterGraphRequest(graph=changed)
+    details = await rejected(api.workers.RegisterGraph(request, timeout=10), Code.ALREADY_EXISTS)
+    assert graph.graph_id in details
+    assert "version 1" in details
+    # The registered definition is still the first one: b has no edge "back".
+    run_id = await start(api, graph)
+    first = await claim(api, graph)
+    await api.workers.CompleteTask(completion(first), timeout=10)
+    second = await claim(api, graph)
+    assert (second.run_id, second.node_id) == (run_id, "b")
+    await rejected(
+        api.workers.CompleteTask(completion(second, next_key="back"), timeout=10), Code.INVALID_ARGUMENT, "next_key"
+    )
+
+
+# -- WorkerService: PollTask, HeartbeatTask, FailTask -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        pytest.param({"worker_id": ""}, "worker_id", id="empty-worker-id"),
+        pytest.param({"worker_id": LONG_ID}, "worker_id", id="overlong-worker-id"),
+        pytest.param({"task_queues": []}, "task_queues", id="no-queues"),
+        pytest.param({"task_queues": ["default", ""]}, "task_queues[1]", id="empty-queue"),
+        pytest.param({"task_queues": ["q"] * 101}, "task_queues", id="too-many-queues"),
+        pytest.param({"graphs": []}, "graphs", id="no-graphs"),
+        pytest.param(
+            {"graphs": [common_pb2.GraphRef(graph_id="", version=1)]}, "graphs[0].graph_id", id="empty-graph-id"
+        ),
+        pytest.param({"graphs": [common_pb2.GraphRef(graph_id="g", version=0)]}, "graphs[0].version", id="version-0"),
+        pytest.param({"wait": Duration(seconds=61)}, "wait", id="wait-too-long"),
+        pytest.param({"wait": Duration(seconds=-1)}, "wait", id="negative-wait"),
+    ],
+)
+async def test_poll_task_rejects_bad_input_and_claims_nothing(
+    api: Api, graph: common_pb2.GraphDef, changes: dict[str, Any], field: str
+) -> None:
+    run_id = await start(api, graph)
+    fields: dict[str, Any] = {
+        "worker_id": "w1",
+        "task_queues": ["default"],
+        "graphs": [common_pb2.GraphRef(graph_id=graph.graph_id, version=1)],
+        "wait": Duration(seconds=1),
+        **changes,
+    }
+    request = worker_service_pb2.PollTaskRequest(**fields)
+    await rejected(api.workers.PollTask(request, timeout=10), Code.INVALID_ARGUMENT, field)
+    task = await claim(api, graph)
+    assert (task.run_id, task.attempt) == (run_id, 1), "the rejected poll must not have leased the task"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        pytest.param({"worker_id": ""}, "worker_id", id="empty-worker-id"),
+        pytest.param({"run_id": ""}, "run_id", id="empty-run-id"),
+        pytest.param({"run_id": LONG_ID}, "run_id", id="overlong-run-id"),
+        pytest.param({"step_index": -1}, "step_index", id="negative-step"),
+        pytest.param({"attempt": 0}, "attempt", id="attempt-0"),
+    ],
+)
+async def test_heartbeat_and_fail_task_reject_bad_input(
+    api: Api, graph: common_pb2.GraphDef, changes: dict[str, Any], field: str
+) -> None:
+    await start(api, graph)
+    task = await claim(api, graph)
+    key: dict[str, Any] = {
+        "worker_id": "w1",
+        "run_id": task.run_id,
+        "step_index": task.step_index,
+        "attempt": task.attempt,
+        **changes,
+    }
+    beat = worker_service_pb2.HeartbeatTaskRequest(**key)
+    await rejected(api.workers.HeartbeatTask(beat, timeout=10), Code.INVALID_ARGUMENT, field)
+    fail = worker_service_pb2.FailTaskRequest(**key, failure=common_pb2.Failure(message="boom"))
+    await rejected(api.workers.FailTask(fail, timeout=10), Code.INVALID_ARGUMENT, field)
+    # Nothing was counted: the attempt still holds its lease and completes.
+    await api.workers.CompleteTask(completion(task), timeout=10)
+    _, history = await snapshot(api, task.run_id)
+    assert [(s.step_index, s.attempt) for s in history] == [(0, 1)]
+
+
+async def test_stale_heartbeat_and_fail_task_are_failed_precondition(api: Api, graph: common_pb2.GraphDef) -> None:
+    await start(api, graph)
+    task = await claim(api, graph)
+    before = await snapshot(api, task.run_id)
+    stale: list[dict[str, Any]] = [{"attempt": task.attempt + 1}, {"step_index": 1}, {"run_id": unique("run")}]
+    for key in stale:
+        fields: dict[str, Any] = {
+            "worker_id": "w1",
+            "run_id": task.run_id,
+            "step_index": 0,
+            "attempt": task.attempt,
+            **key,
+        }
+        beat = worker_service_pb2.HeartbeatTaskRequest(**fields)
+        await rejected(api.workers.HeartbeatTask(beat, timeout=10), Code.FAILED_PRECONDITION)
+        fail = worker_service_pb2.FailTaskRequest(**fields, failure=common_pb2.Failure(message="boom"))
+        await rejected(api.workers.FailTask(fail, timeout=10), Code.FAILED_PRECONDITION)
+    assert await snapshot(api, task.run_id) == before
+    await api.workers.CompleteTask(completion(task), timeout=10)
+
+
+async def test_a_retry_policy_growing_past_any_timestamp_still_retries(api: Api) -> None:
+    # Valid but absurd: 1 µs, then 1e308 times longer. The back-off is capped instead of failing
+    # FailTask with an overflow (which left the failure uncounted and the step re-run at once).
+    definition = two_nodes(unique("g"))
+    retry = definition.nodes[0].retry
+    retry.max_attempts, retry.backoff = 5, 1e308
+    retry.initial_interval.FromTimedelta(timedelta(microseconds=1))
+    await api.workers.RegisterGraph(worker_service_pb2.RegisterGraphRequest(graph=definition), timeout=10)
+    await start(api, definition)
+    for failures in (1, 2):
+        task = await claim(api, definition)
+        assert task.failures == failures - 1
+        request = worker_service_pb2.FailTaskRequest(
+            worker_id="w1", run_id=task.run_id, step_index=0, attempt=task.attempt,
+            failure=common_pb2.Failure(message="boom", type="Boom"),
+        )  # fmt: skip
+        response = await api.workers.FailTask(request, timeout=10)
+        assert response.will_retry
+    assert timedelta(days=1) < response.retry_after.ToTimedelta() <= timedelta(days=366)
+
+
+# -- WorkerService: CompleteTask ----------------------------------------------------------------
+
+BAD_COMPLETIONS: list[tuple[str, dict[str, Any], grpc.StatusCode, str]] = [
+    ("empty-worker-id", {"worker_id": ""}, Code.INVALID_ARGUMENT, "worker_id"),
+    ("empty-run-id", {"run_id": ""}, Code.INVALID_ARGUMENT, "run_id"),
+    ("overlong-run-id", {"run_id": LONG_ID}, Code.INVALID_ARGUMENT, "run_id"),
+    ("negative-step", {"step_index": -1}, Code.INVALID_ARGUMENT, "step_index"),
+    ("attempt-0", {"attempt": 0}, Code.INVALID_ARGUMENT, "attempt"),
+    ("empty-graph-id", {"graph_id": ""}, Code.INVALID_ARGUMENT, "graph_id"),
+    ("version-0", {"graph_version": 0}, Code.INVALID_ARGUMENT, "graph_version"),
+    ("empty-node-id", {"node_id": ""}, Code.INVALID_ARGUMENT, "node_id"),
+    ("unknown-node", {"node_id": "zzz"}, Code.INVALID_ARGUMENT, "node_id"),
+    ("unknown-edge-key", {"next_key": "nope"}, Code.INVALID_ARGUMENT, "next_key"),
+    ("empty-edge-key", {"next_key": ""}, Code.INVALID_ARGUMENT, "next_key"),
+    ("malformed-state", {"state": b'{"a":'}, Code.INVALID_ARGUMENT, "state"),
+    ("empty-state", {"state": b""}, Code.INVALID_ARGUMENT, "state"),
+    ("state-not-an-object", {"state": b'"text"'}, Code.INVALID_ARGUMENT, "state"),
+    ("state-not-utf8", {"state": b'{"a":"\xc3"}'}, Code.INVALID_ARGUMENT, "state"),
+    ("state-lone-surrogate", {"state": b'{"a":"\\udfff"}'}, Code.INVALID_ARGUMENT, "state"),
+    ("state-float-overflow", {"state": b'{"a":-1e999}'}, Code.INVALID_ARGUMENT, "state"),
+    ("state-too-deep", {"state": nested(1200)}, Code.INVALID_ARGUMENT, "state"),
+    ("oversized-state", {"state": b'{"a":"' + b"x" * LIMIT + b'"}'}, Code.RESOURCE_EXHAUSTED, "state"),
+    ("malformed-output", {"output": b"[1,"}, Code.INVALID_ARGUMENT, "output"),
+    ("oversized-output", {"output": b'"' + b"x" * LIMIT + b'"'}, Code.RESOURCE_EXHAUSTED, "output"),
+    ("empty-eager-queue", {"eager_task_queues": [""]}, Code.INVALID_ARGUMENT, "eager_task_queues[0]"),
+    ("unknown-graph", {"graph_id": "no-such-graph"}, Code.NOT_FOUND, ""),
+    ("unknown-version", {"graph_version": 9}, Code.NOT_FOUND, ""),
+    ("stale-attempt", {"attempt": 2}, Code.FAILED_PRECONDITION, ""),
+    ("wrong-step", {"step_index": 1}, Code.FAILED_PRECONDITION, ""),
+    ("other-run", {"run_id": "no-such-run"}, Code.FAILED_PRECONDITION, ""),
+    ("other-node-to-end", {"node_id": "b", "next_key": "__end__"}, Code.FAILED_PRECONDITION, ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "field"), [c[1:] for c in BAD_COMPLETIONS], ids=[c[0] for c in BAD_COMPLETIONS]
+)
+async def test_complete_task_rejects_bad_input_writes_nothing_and_the_attempt_still_completes(
+    api: Api, graph: common_pb2.GraphDef, changes: dict[str, Any], code: grpc.StatusCode, field: str
+) -> None:
+    run_id = await start(api, graph)
+    task = await claim(api, graph)
+    before = await snapshot(api, run_id)
+    await rejected(api.workers.CompleteTask(completion(task, **changes), timeout=10), code, field)
+    assert await snapshot(api, run_id) == before, "a rejected CompleteTask wrote something"
+
+    response = await api.workers.CompleteTask(completion(task), timeout=10)
+    assert response.run_status == common_pb2.RUN_STATUS_RUNNING
+    _, history = await snapshot(api, run_id)
+    assert [(s.step_index, s.attempt, s.node_id, s.state) for s in history] == [(0, 1, "a", b'{"done":1}')]
+
+
+async def test_complete_task_with_an_invalid_started_at_is_invalid(api: Api, graph: common_pb2.GraphDef) -> None:
+    run_id = await start(api, graph)
+    task = await claim(api, graph)
+    before = await snapshot(api, run_id)
+    for seconds, nanos in ((2**62, 0), (-(2**62), 0), (0, -1)):
+        request = completion(task)
+        request.started_at.seconds, request.started_at.nanos = seconds, nanos
+        await rejected(api.workers.CompleteTask(request, timeout=10), Code.INVALID_ARGUMENT, "started_at")
+    assert await snapshot(api, run_id) == before
+
+
+async def test_a_duplicate_complete_task_is_a_no_op(api: Api, graph: common_pb2.GraphDef) -> None:
+    run_id = await start(api, graph)
+    task = await claim(api, graph)
+    first = await api.workers.CompleteTask(completion(task), timeout=10)
+    after_first = await snapshot(api, run_id)
+
+    again = await api.workers.CompleteTask(completion(task), timeout=10)
+    assert again.run_status == first.run_status == common_pb2.RUN_STATUS_RUNNING
+    assert not again.HasField("next_task")
+    # Even re-sent with other content, the checkpoint stays what the first call wrote.
+    changed = await api.workers.CompleteTask(completion(task, state=b'{"other":2}'), timeout=10)
+    assert changed.run_status == common_pb2.RUN_STATUS_RUNNING
+    assert await snapshot(api, run_id) == after_first
+
+    last = await claim(api, graph)
+    assert (last.run_id, last.step_index, last.node_id, last.state) == (run_id, 1, "b", b'{"done":1}')
+    done = await api.workers.CompleteTask(completion(last), timeout=10)
+    assert done.run_status == common_pb2.RUN_STATUS_COMPLETED
+    finished = await snapshot(api, run_id)
+    repeat = await api.workers.CompleteTask(completion(last), timeout=10)
+    assert repeat.run_status == common_pb2.RUN_STATUS_COMPLETED
+    assert await snapshot(api, run_id) == finished
+    assert [s.step_index for s in finished[1]] == [0, 1]
