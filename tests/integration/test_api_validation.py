@@ -625,3 +625,18 @@ async def test_a_duplicate_complete_task_is_a_no_op(api: Api, graph: common_pb2.
     assert repeat.run_status == common_pb2.RUN_STATUS_COMPLETED
     assert await snapshot(api, run_id) == finished
     assert [s.step_index for s in finished[1]] == [0, 1]
+
+
+async def test_a_resent_checkpoint_frees_the_eager_task_its_lost_reply_carried(
+    api: Api, graph: common_pb2.GraphDef
+) -> None:
+    run_id = await start(api, graph)
+    task = await claim(api, graph)
+    first = await api.workers.CompleteTask(completion(task, eager_task_queues=["default"]), timeout=10)
+    assert first.next_task.step_index == 1 and first.next_task.attempt == 1  # leased to w1 in the reply
+
+    # w1 never saw that reply and re-sends: the next task must not sit out its 30 s lease.
+    again = await api.workers.CompleteTask(completion(task, eager_task_queues=["default"]), timeout=10)
+    assert not again.HasField("next_task")
+    freed = await claim(api, graph, worker_id="w2")
+    assert (freed.run_id, freed.step_index, freed.attempt) == (run_id, 1, 2)

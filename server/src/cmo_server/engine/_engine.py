@@ -235,6 +235,8 @@ class Engine:
         )
         if outcome.enqueued is not None:
             self._dispatcher.notify(*outcome.enqueued)
+        if outcome.duplicate and eager:
+            await self._release_lost_eager_task(done)
         if outcome.run_status.terminal and not outcome.duplicate:
             self._run_finished(done.key.run_id)
         return outcome
@@ -286,6 +288,19 @@ class Engine:
             extra={"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt},
         )
         return FailOutcome(False, timedelta(0), RunStatus.FAILED)
+
+    async def _release_lost_eager_task(self, done: CompletedStep) -> None:
+        """Hand back a next task leased to a worker that never got the reply leasing it.
+
+        A re-sent checkpoint means the first reply may have been lost, eager task included: free
+        that task now rather than after its lease lapses.
+        """
+        task = await self._store.get_task(done.key.run_id)
+        if task is None or task.step_index != done.key.step_index + 1 or task.lease_owner != done.worker_id:
+            return
+        with contextlib.suppress(StaleLease):
+            await self._store.release_task(TaskKey(task.run_id, task.step_index, task.attempt))
+            self._dispatcher.notify(task.task_queue, graph_key(task.graph_id, task.graph_version))
 
     def _run_finished(self, run_id: str) -> None:
         for waiter in self._run_watchers.get(run_id, ()):
