@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from cmo import RunStatus
 from cmo.serialization import canonical_json
 
 __all__ = [
@@ -32,23 +32,6 @@ END_NODE = "__end__"
 
 MAX_RETRY_DELAY = timedelta(days=365)
 """Longest back-off before a retry: an unbounded policy would outgrow what a timestamp holds."""
-
-
-class RunStatus(enum.IntEnum):
-    """Run status; the values are the proto enum's."""
-
-    PENDING = 1
-    RUNNING = 2
-    WAITING = 3
-    COMPLETED = 4
-    FAILED = 5
-    CANCELLED = 6
-    TERMINATED = 7
-
-    @property
-    def terminal(self) -> bool:
-        """The run will not change any more."""
-        return self >= RunStatus.COMPLETED
 
 
 def graph_key(graph_id: str, version: int) -> str:
