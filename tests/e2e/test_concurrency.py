@@ -6,9 +6,9 @@ import asyncio
 import collections
 import uuid
 
-import cmo
 import pytest
 
+import cmo
 from tests.e2e.graphs import COUNTER, Markers, check_counter_history, counter_input
 from tests.support.processes import Database, Processes
 

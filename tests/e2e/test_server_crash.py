@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import cmo
 import pytest
 
+import cmo
 from tests.e2e.graphs import COUNTER, Markers, check_counter_history, counter_input
 from tests.support.processes import Database, Processes
 from tests.support.waiting import assert_eventually

@@ -9,12 +9,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import cmo
 import grpc
 import pytest
+
+import cmo
 from cmo.api.v1 import worker_service_pb2, worker_service_pb2_grpc
 from cmo.serialization import canonical_json
-
 from tests.e2e.graphs import COUNTER, Markers, check_counter_history, counter_input
 from tests.support.processes import Database, Processes, WorkerProcess
 from tests.support.waiting import assert_eventually

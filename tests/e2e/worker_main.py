@@ -19,7 +19,6 @@ from pathlib import Path
 import cmo
 from cmo._convert import graph_to_proto
 from cmo.api.v1 import worker_service_pb2
-
 from tests.e2e.graphs import GRAPHS, Markers
 
 

@@ -21,11 +21,11 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
+from google.protobuf.duration_pb2 import Duration
+
 from cmo.api.v1 import common_pb2, run_service_pb2, run_service_pb2_grpc, worker_service_pb2, worker_service_pb2_grpc
 from cmo_server.app import CmoServer
 from cmo_server.config import EngineLimits, ServerConfig
-from google.protobuf.duration_pb2 import Duration
-
 from tests.support.postgres import create_database, drop_database
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -633,7 +633,7 @@ async def test_a_resent_checkpoint_frees_the_eager_task_its_lost_reply_carried(
     run_id = await start(api, graph)
     task = await claim(api, graph)
     first = await api.workers.CompleteTask(completion(task, eager_task_queues=["default"]), timeout=10)
-    assert first.next_task.step_index == 1 and first.next_task.attempt == 1  # leased to w1 in the reply
+    assert (first.next_task.step_index, first.next_task.attempt) == (1, 1)  # leased to w1 in the reply
 
     # w1 never saw that reply and re-sends: the next task must not sit out its 30 s lease.
     again = await api.workers.CompleteTask(completion(task, eager_task_queues=["default"]), timeout=10)

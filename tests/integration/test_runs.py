@@ -62,9 +62,10 @@ async def test_a_run_completes_with_typed_state_and_checkpoints(client: cmo.Clie
     steps = await handle.history()
     assert [(s.step_index, s.node_id, s.attempt) for s in steps] == [(0, "s0", 1), (1, "s1", 1), (2, "s2", 1)]
     assert [s.output for s in steps] == [{"step": 0}, {"step": 1}, {"step": 2}]
-    assert steps[-1].next_node == "__end__" and steps[0].next_key == "next"
+    assert steps[-1].next_node == "__end__"
+    assert steps[0].next_key == "next"
     info = await handle.describe()
-    assert info.status is cmo.RunStatus.COMPLETED and info.step_count == 3 and info.current_node == ""
+    assert (info.status, info.step_count, info.current_node) == (cmo.RunStatus.COMPLETED, 3, "")
 
 
 async def test_start_is_idempotent_on_run_id(client: cmo.Client):
@@ -109,7 +110,10 @@ async def test_retries_run_out_and_the_run_fails_with_the_error(client: cmo.Clie
     failure = caught.value.failure
     assert failure is not None
     assert (failure.type, failure.message, failure.attempt, failure.node_id) == (
-        "ValueError", "bad input on attempt 2", 2, "doomed"
+        "ValueError",
+        "bad input on attempt 2",
+        2,
+        "doomed",
     )
     assert "Traceback" in failure.details
     assert (await handle.describe()).status is cmo.RunStatus.FAILED

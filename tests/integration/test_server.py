@@ -12,20 +12,22 @@ from cmo_server.config import ServerConfig
 
 async def test_health_reflection_and_not_serving_on_shutdown(tmp_path):
     config = ServerConfig(listen="127.0.0.1:0", sqlite_path=str(tmp_path / "cmo.db"))
-    async with CmoServer.running(config) as server:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            for service in ("", "cmo.api.v1.RunService", "cmo.api.v1.WorkerService"):
-                reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
-                assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    async with (
+        CmoServer.running(config) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "cmo.api.v1.RunService", "cmo.api.v1.WorkerService"):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
-            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-            request = reflection_pb2.ServerReflectionRequest(list_services="")
-            responses = [r async for r in stub.ServerReflectionInfo(iter([request]))]
-            names = {s.name for s in responses[0].list_services_response.service}
-            assert {"cmo.api.v1.RunService", "cmo.api.v1.WorkerService", "grpc.health.v1.Health"} <= names
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        responses = [r async for r in stub.ServerReflectionInfo(iter([request]))]
+        names = {s.name for s in responses[0].list_services_response.service}
+        assert {"cmo.api.v1.RunService", "cmo.api.v1.WorkerService", "grpc.health.v1.Health"} <= names
 
-            watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
-            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
-            await server.stop(grace=1.0)
-            assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        await server.stop(grace=1.0)
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING

@@ -56,14 +56,31 @@ def throwaway_postgres() -> Iterator[str]:
     port = free_port()
     run = _as_postgres_user()
     subprocess.run(
-        [*run, postgres_bin("initdb"), "-D", str(data), "-U", "cmo", "--auth=trust", "-E", "UTF8",
-         "--locale=C.UTF-8", "--no-sync"],
-        check=True, capture_output=True,
+        [
+            *run,
+            postgres_bin("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "cmo",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
     )
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} -c fsync=on -c max_connections=200"
+    options = (
+        f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} -c fsync=on -c max_connections=200"
+    )
     pg_ctl = postgres_bin("pg_ctl")
-    subprocess.run([*run, pg_ctl, "-D", str(data), "-w", "-l", str(root / "log"), "-o", options, "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*run, pg_ctl, "-D", str(data), "-w", "-l", str(root / "log"), "-o", options, "start"],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql://cmo@127.0.0.1:{port}/postgres"
     finally:

@@ -26,7 +26,7 @@ def test_graph_definition_goes_to_the_wire():
     msg = graph_to_proto(make_graph())
     assert (msg.graph_id, msg.version, msg.entry_node) == ("g", 2, "first")
     nodes = {n.node_id: n for n in msg.nodes}
-    assert nodes["first"].task_queue == "q1" and nodes["first"].retry.max_attempts == 5
+    assert (nodes["first"].task_queue, nodes["first"].retry.max_attempts) == ("q1", 5)
     assert nodes["second"].task_queue == "default"
     assert [(e.from_node, e.key, e.to_node) for e in msg.edges] == [("first", "next", "second")]
     assert make_graph().task_queues == ["default", "q1"]
@@ -55,8 +55,14 @@ def test_invalid_graphs_are_refused_with_the_reason():
 def test_sync_and_async_nodes_run_and_are_checked():
     graph = make_graph()
     ctx = cmo.NodeContext(
-        run_id="r", step_index=0, attempt=1, node_id="first", graph_id="g", graph_version=2,
-        logical_time=datetime(2026, 1, 1, tzinfo=UTC), seed=7,
+        run_id="r",
+        step_index=0,
+        attempt=1,
+        node_id="first",
+        graph_id="g",
+        graph_version=2,
+        logical_time=datetime(2026, 1, 1, tzinfo=UTC),
+        seed=7,
     )
     assert asyncio.run(graph.nodes["first"].run({"a": 1}, ctx)).next == "next"
     assert asyncio.run(graph.nodes["second"].run({}, ctx)).state == {"done": True}
@@ -70,8 +76,14 @@ def test_sync_and_async_nodes_run_and_are_checked():
 def test_context_time_and_randomness_are_deterministic_per_step():
     def ctx(step: int, attempt: int) -> cmo.NodeContext:
         return cmo.NodeContext(
-            run_id="r", step_index=step, attempt=attempt, node_id="n", graph_id="g", graph_version=1,
-            logical_time=datetime(2026, 1, 1, tzinfo=UTC), seed=42,
+            run_id="r",
+            step_index=step,
+            attempt=attempt,
+            node_id="n",
+            graph_id="g",
+            graph_version=1,
+            logical_time=datetime(2026, 1, 1, tzinfo=UTC),
+            seed=42,
         )
 
     first, retry, other_step = ctx(3, 1), ctx(3, 2), ctx(4, 1)

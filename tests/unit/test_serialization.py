@@ -37,13 +37,13 @@ def test_hash_is_sha256_hex_of_the_bytes():
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), {"x": float("-inf")}])
 def test_nan_and_infinity_are_refused(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Out of range float values"):
         canonical_json(bad)
 
 
 @pytest.mark.parametrize("data", [b"NaN", b'{"a": Infinity}', b"{", b"\xff"])
 def test_parse_refuses_what_is_not_json(data):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"JSON|Expecting|decode"):
         parse_json(data)
 
 

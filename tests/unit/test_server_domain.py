@@ -25,7 +25,9 @@ def test_retry_budget_and_non_retryable_errors():
 
 def test_graph_spec_json_round_trip_and_resolution():
     graph = GraphSpec(
-        "g", 3, "a",
+        "g",
+        3,
+        "a",
         {"a": NodeSpec("a", "q", RetrySpec(max_attempts=7)), "b": NodeSpec("b")},
         {("a", "go"): "b", ("b", "stop"): END_NODE},
     )
@@ -38,11 +40,11 @@ def test_graph_spec_json_round_trip_and_resolution():
 
 def test_payload_validation_names_the_field():
     assert canonical_payload("state", b'{ "b": 1, "a": 2 }', 100, object_only=True) == b'{"a":2,"b":1}'
-    with pytest.raises(InvalidArgument, match="^state: is not valid"):
+    with pytest.raises(InvalidArgument, match=r"^state: is not valid"):
         canonical_payload("state", b"{nope", 100)
     with pytest.raises(InvalidArgument, match="must be a JSON object"):
         canonical_payload("input", b"[1]", 100, object_only=True)
-    with pytest.raises(ResourceExhausted, match="^output: 101 bytes"):
+    with pytest.raises(ResourceExhausted, match=r"^output: 101 bytes"):
         canonical_payload("output", b"1" * 101, 100)
 
 

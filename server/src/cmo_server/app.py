@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import grpc
-from cmo.api.v1 import run_service_pb2, worker_service_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from cmo.api.v1 import run_service_pb2, worker_service_pb2
 from cmo_server.api import RunServicer, WorkerServicer, service_handler
 from cmo_server.config import ServerConfig
 from cmo_server.engine import Engine

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from cmo.api.v1 import common_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from cmo.api.v1 import common_pb2
 from cmo_server.api._validate import check_id, check_range
 from cmo_server.domain import END_NODE, Failure, GraphSpec, NodeSpec, RetrySpec, Run, Step, Task
 from cmo_server.errors import InvalidArgument

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import grpc
-from cmo.api.v1 import run_service_pb2 as pb
 
+from cmo.api.v1 import run_service_pb2 as pb
 from cmo_server.api._convert import run_to_proto, step_to_proto
 from cmo_server.api._status import rpc
 from cmo_server.api._validate import check_id, check_range, duration_or

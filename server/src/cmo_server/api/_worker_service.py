@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import grpc
-from cmo.api.v1 import worker_service_pb2 as pb
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from cmo.api.v1 import worker_service_pb2 as pb
 from cmo_server.api._convert import failure_from_proto, graph_from_proto, task_to_proto
 from cmo_server.api._status import rpc
 from cmo_server.api._validate import check_id, check_range, duration_or, timestamp_or_now

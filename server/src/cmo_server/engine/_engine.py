@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cmo.serialization import state_hash
-
 from cmo_server.config import EngineLimits
 from cmo_server.domain import (
     END_NODE,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from cmo.serialization import canonical_json, parse_json
-
 from cmo_server.errors import InvalidArgument, ResourceExhausted
 
 __all__ = ["canonical_payload"]

@@ -91,11 +91,11 @@ SELECT_STEPS = """
 
 # -- tasks ----------------------------------------------------------------------------------------
 
+# One ordered probe of tasks_ready per (queue, graph key) pair, the oldest hit wins: a backlog of
+# other queues or graph versions is never read or sorted (the same plan as the Postgres claim).
 SELECT_READY_TASK = """
-    SELECT run_id FROM tasks
-     WHERE task_queue IN (SELECT value FROM json_each(:queues))
-       AND graph_key IN (SELECT value FROM json_each(:graphs))
-       AND visible_at <= :now
+    SELECT run_id, visible_at FROM tasks
+     WHERE task_queue = ? AND graph_key = ? AND visible_at <= ?
      ORDER BY visible_at LIMIT 1
 """
 LEASE_TASK = """
@@ -273,13 +273,13 @@ class SqliteStore:
 
 def _connect(path: str) -> sqlite3.Connection:
     # Autocommit mode: each method opens its own BEGIN IMMEDIATE transaction.
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn.execute("PRAGMA busy_timeout = 10000")  # first: switching to WAL takes a lock too
     conn.execute("PRAGMA journal_mode = WAL")
     # In WAL mode NORMAL never corrupts and loses nothing when the process dies (kill -9); only
     # an OS crash or power loss can drop the last commits. FULL costs an fsync per step.
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA busy_timeout = 5000")
     return conn
 
 
@@ -298,21 +298,34 @@ class _Transaction:
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    with _Transaction(conn):
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations "
-            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
-        )
-        applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    # Each migration is checked and applied under one write lock, so processes opening the same
+    # new file at once apply it exactly once.
     for migration in load_migrations("cmo_server.store.sqlite"):
-        if migration.version in applied:
-            continue
-        # executescript commits first, so each migration runs as its own explicit transaction.
-        conn.executescript(
-            f"BEGIN IMMEDIATE;\n{migration.sql}\n"
-            f"INSERT INTO schema_migrations VALUES ({migration.version}, '{migration.name}', {_now_us()});\n"
-            "COMMIT;"
-        )
+        with _Transaction(conn):
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+            )
+            if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)).fetchone():
+                continue
+            for statement in _statements(migration.sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, ?)", (migration.version, migration.name, _now_us())
+            )
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (executescript would commit the open transaction)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"unterminated statement in migration: {pending.strip()[:80]!r}")
+    return statements
 
 
 def _register_graph(conn: sqlite3.Connection, graph: GraphSpec) -> bool:
@@ -384,9 +397,7 @@ def _get_run(conn: sqlite3.Connection, run_id: str) -> Run | None:
     return None if row is None else _run_from_row(row)
 
 
-def _list_runs(
-    conn: sqlite3.Connection, graph_id: str, status: int, limit: int, before: tuple[int, str]
-) -> RunPage:
+def _list_runs(conn: sqlite3.Connection, graph_id: str, status: int, limit: int, before: tuple[int, str]) -> RunPage:
     params = {
         "graph_id": graph_id,
         "status": status,
@@ -434,11 +445,15 @@ def _claim_task(
     now = _now_us()
     expires = now + _us(lease)
     with _Transaction(conn):
-        params = {"queues": json.dumps(queues), "graphs": json.dumps(graphs), "now": now}
-        row = conn.execute(SELECT_READY_TASK, params).fetchone()
-        if row is None:
+        hits = [
+            hit
+            for queue in queues
+            for key in graphs
+            if (hit := conn.execute(SELECT_READY_TASK, (queue, key, now)).fetchone()) is not None
+        ]
+        if not hits:
             return None
-        run_id = row[0]
+        run_id = min(hits, key=lambda hit: hit[1])[0]
         step_index, attempt, node_id, queue, key, logical_time, failures = conn.execute(
             LEASE_TASK, {"worker_id": worker_id, "expires": expires, "run_id": run_id}
         ).fetchone()

@@ -37,7 +37,7 @@ CREATE TABLE tasks (
     logical_time INTEGER NOT NULL,
     last_failure TEXT
 );
-CREATE INDEX tasks_ready ON tasks (task_queue, visible_at);
+CREATE INDEX tasks_ready ON tasks (task_queue, graph_key, visible_at);
 
 CREATE TABLE steps (
     run_id       TEXT    NOT NULL,
