@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): real server and worker processes; see bench/README.md."""

@@ -1,0 +1,44 @@
+"""The graphs the benchmarks run. Imported by the bench client and by the worker process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cmo
+
+__all__ = ["CHAIN_STEPS", "GRAPHS", "chain", "three_step"]
+
+CHAIN_STEPS = 100
+
+three_step: cmo.Graph[dict[str, Any]] = cmo.Graph("bench-three-step", version=1)
+"""W1 and W2: begin -> compute -> finish; only `compute` does any work."""
+
+
+@three_step.node(entry=True, edges={"next": "compute"})
+async def begin(state: dict[str, Any], ctx: cmo.NodeContext) -> cmo.NodeResult[dict[str, Any]]:
+    return cmo.NodeResult({**state, "begun": True}, next="next")
+
+
+@three_step.node(edges={"next": "finish"})
+async def compute(state: dict[str, Any], ctx: cmo.NodeContext) -> cmo.NodeResult[dict[str, Any]]:
+    # A trivial computation (~10 µs), so the numbers are the orchestrator's overhead.
+    total = sum(i * i for i in range(state.get("n", 100)))
+    return cmo.NodeResult({**state, "total": total}, next="next")
+
+
+@three_step.node
+async def finish(state: dict[str, Any], ctx: cmo.NodeContext) -> cmo.NodeResult[dict[str, Any]]:
+    return cmo.NodeResult({**state, "done": True}, next=cmo.END)
+
+
+chain: cmo.Graph[dict[str, Any]] = cmo.Graph("bench-chain", version=1)
+"""W3: one node that loops on itself `steps` times; each pass is one durable step."""
+
+
+@chain.node(entry=True, edges={"again": "step"})
+async def step(state: dict[str, Any], ctx: cmo.NodeContext) -> cmo.NodeResult[dict[str, Any]]:
+    i = state["i"] + 1
+    return cmo.NodeResult({**state, "i": i}, next="again" if i < state["steps"] else cmo.END)
+
+
+GRAPHS: list[cmo.Graph[Any]] = [three_step, chain]

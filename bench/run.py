@@ -1,0 +1,298 @@
+"""Run the CMO benchmarks against real processes; print one JSON line per workload and backend.
+
+    uv run python bench/run.py [--backend sqlite|postgres|all] [--workload W1|W2|W3|all] [--quick]
+
+Each (backend, workload) pair gets a fresh database, its own `cmo-server` process and its own
+worker process (`python -m bench.worker`); the client runs here. Postgres is
+$CMO_BENCH_POSTGRES_URL (a server URL; a fresh database is created on it for each workload and
+dropped after) or else a throwaway cluster made with tests/support/postgres.py. Progress goes to
+stderr, results to stdout. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import importlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python bench/run.py` puts bench/, not the repo root, on the path
+    sys.path.insert(0, str(ROOT))
+
+import cmo  # noqa: E402
+from bench.cpu import CpuMeter, calibrate, process_tree  # noqa: E402
+from bench.processes import ServerSpec, layer_timings, py_spy, running_server, running_worker, tail  # noqa: E402
+from bench.server_main import PATCHES  # noqa: E402
+from bench.workloads import WORKLOADS, Workload, wait_until_registered  # noqa: E402
+
+BACKENDS = ("sqlite", "postgres")
+NOISY_SHARE = 0.2
+"""Flag a result when more than this share of the machine's CPU time went to other processes."""
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def postgres_missing() -> str | None:
+    """Why the Postgres backend cannot run here, or None if it can."""
+    try:
+        module = importlib.import_module("cmo_server.store.postgres")
+    except ImportError as err:
+        return f"cmo_server.store.postgres is not importable ({err})"
+    if not hasattr(module, "PostgresStore"):
+        return "cmo_server.store.postgres has no PostgresStore yet"
+    return None
+
+
+@contextlib.contextmanager
+def sqlite_databases(workdir: Path) -> Iterator[Callable[[str], contextlib.AbstractContextManager[ServerSpec]]]:
+    """A factory of fresh SQLite files, one per workload."""
+
+    @contextlib.contextmanager
+    def fresh(name: str) -> Iterator[ServerSpec]:
+        path = workdir / f"{name}.db"
+        yield ServerSpec(
+            ["start-dev", "--db", str(path), "--listen", "127.0.0.1:0"],
+            description="SQLite file, WAL, synchronous=NORMAL",
+        )
+
+    yield fresh
+
+
+@contextlib.contextmanager
+def postgres_databases(workdir: Path) -> Iterator[Callable[[str], contextlib.AbstractContextManager[ServerSpec]]]:
+    """A factory of fresh Postgres databases on $CMO_BENCH_POSTGRES_URL or a throwaway cluster."""
+    from tests.support.postgres import create_database, drop_database, throwaway_postgres
+
+    with contextlib.ExitStack() as stack:
+        server_url = os.environ.get("CMO_BENCH_POSTGRES_URL", "")
+        where = "$CMO_BENCH_POSTGRES_URL"
+        if not server_url:
+            log("starting a throwaway Postgres cluster")
+            server_url = stack.enter_context(throwaway_postgres())
+            where = "throwaway cluster (fsync on)"
+
+        @contextlib.contextmanager
+        def fresh(name: str) -> Iterator[ServerSpec]:
+            url = create_database(server_url)
+            try:
+                yield ServerSpec(
+                    ["start", "--listen", "127.0.0.1:0"],
+                    env={"CMO_DATABASE_URL": url},
+                    description=f"Postgres, {where}, pool {os.environ.get('CMO_POOL_SIZE', '8')}",
+                    database_pids=postgres_processes(url),
+                )
+            finally:
+                drop_database(server_url, url)
+
+        yield fresh
+
+
+def postgres_processes(url: str) -> Callable[[], list[int]] | None:
+    """The postmaster and its backends, if the cluster runs on this machine and we can see it."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SHOW data_directory").fetchone()
+    try:
+        postmaster = int((Path(row[0]) / "postmaster.pid").read_text().split()[0]) if row else 0
+    except (OSError, ValueError, IndexError):
+        return None
+    return (lambda: process_tree(postmaster)) if postmaster else None
+
+
+async def run_one(
+    workload: Workload,
+    spec: ServerSpec,
+    workdir: Path,
+    *,
+    sizes: dict[str, int],
+    profile_dir: Path | None,
+    breakdown: bool,
+    patches: list[str],
+) -> dict[str, Any]:
+    """Start the server and worker, run the workload, stop both."""
+    timings: dict[str, dict[str, Any]] = {}
+    async with (
+        running_server(spec, workdir, timed=breakdown, patches=patches) as (address, server_pid),
+        running_worker(address, workdir, concurrency=workload.worker_concurrency, timed=breakdown) as worker_pid,
+        await cmo.Client.connect(address, wait_ready=30.0) as client,
+    ):
+        await wait_until_registered(client)
+        load_before = round(os.getloadavg()[0], 2)
+        calibration = calibrate()
+        pids = {"server": server_pid, "worker": worker_pid}
+        meter = CpuMeter({**pids, "database": spec.database_pids} if spec.database_pids else pids)
+
+        @contextlib.asynccontextmanager
+        async def measured() -> AsyncIterator[None]:
+            async with contextlib.AsyncExitStack() as stack:
+                if profile_dir is not None:
+                    await stack.enter_async_context(py_spy(pids, profile_dir))
+                if breakdown:
+                    await stack.enter_async_context(layer_timings(pids, workdir, timings))
+                with meter:
+                    yield
+
+        numbers = await workload.run(client, measured=measured, **sizes)
+    steps = numbers["n"] * numbers["steps_per_run"]
+    numbers["loadavg_1m_before"] = load_before
+    numbers["calibration_ms"] = calibration
+    numbers["cpu_ms_per_step"] = meter.per_step_ms(steps)
+    numbers["cores_busy"] = round(meter.cores_busy, 2)
+    other, machine = meter.seconds["other"], meter.seconds["machine"]
+    if machine > 0 and other > NOISY_SHARE * machine:
+        # Someone else used the CPUs during the measurement: the numbers are not this code's.
+        numbers["warning"] = f"{100 * other / machine:.0f}% of the CPU time went to other processes"
+        log(f"{workload.name}: {numbers['warning']}; run again on a quiet machine")
+    if breakdown:
+        numbers["breakdown"] = {
+            role: {
+                label: {
+                    "calls_per_step": round(t["calls"] / steps, 3),
+                    "mean_ms": round(1000 * t["total_s"] / t["calls"], 3) if t["calls"] else 0.0,
+                    "ms_per_step": round(1000 * t["total_s"] / steps, 3),
+                }
+                for label, t in by_label.items()
+            }
+            for role, by_label in timings.items()
+        }
+    return numbers
+
+
+def environment() -> dict[str, Any]:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "commit": commit.stdout.strip() or None,
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=[*BACKENDS, "all"], default="all")
+    parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    parser.add_argument("--quick", action="store_true", help="fewer runs: a smoke test, not a measurement")
+    parser.add_argument("--repeat", type=int, default=1, help="measure each pair this many times (fresh processes)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply the measured runs (not the warm-up), e.g. for profiling"
+    )
+    parser.add_argument("--concurrency", type=int, help="worker slots, instead of the workload's default")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the server and worker with py-spy during the measured part (raw stacks in DIR)",
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="time the layers of the server and worker (wall clock per step; adds a little overhead)",
+    )
+    parser.add_argument(
+        "--patch",
+        action="append",
+        default=[],
+        choices=PATCHES,
+        help="try a lever by patching the server process (see bench/server_main.py); repeatable",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so every context below stops its processes and databases.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    backends = list(BACKENDS) if args.backend == "all" else [args.backend]
+    workloads = list(WORKLOADS.values()) if args.workload == "all" else [WORKLOADS[args.workload]]
+    if args.concurrency:
+        workloads = [dataclasses.replace(w, worker_concurrency=args.concurrency) for w in workloads]
+    if "postgres" in backends and (why := postgres_missing()):
+        if args.backend == "postgres":
+            log(f"cannot run on Postgres: {why}")
+            return 2
+        log(f"skipping Postgres: {why}")
+        backends.remove("postgres")
+
+    env = environment()
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="cmo-bench-") as tmp:
+        for backend in backends:
+            factory = sqlite_databases if backend == "sqlite" else postgres_databases
+            with factory(Path(tmp)) as fresh_database:
+                for workload in workloads:
+                    for attempt in range(args.repeat):
+                        name = f"{backend}-{workload.name}" + (f"-{attempt + 1}" if args.repeat > 1 else "")
+                        line = measure(args, backend, workload, fresh_database, Path(tmp) / name)
+                        if line is None:
+                            failed = True
+                            continue
+                        print(json.dumps({**line, **env}), flush=True)
+    return 1 if failed else 0
+
+
+def measure(
+    args: argparse.Namespace,
+    backend: str,
+    workload: Workload,
+    fresh_database: Callable[[str], contextlib.AbstractContextManager[ServerSpec]],
+    workdir: Path,
+) -> dict[str, Any] | None:
+    """One workload on one backend in fresh processes on a fresh database: its JSON line."""
+    workdir.mkdir()
+    profile_dir = args.profile / workdir.name if args.profile else None
+    sizes = workload.sizes(quick=args.quick, scale=args.scale)
+    log(f"{workdir.name}: {workload.description} {sizes}")
+    try:
+        with fresh_database(workdir.name) as spec:
+            numbers = asyncio.run(
+                run_one(
+                    workload,
+                    spec,
+                    workdir,
+                    sizes=sizes,
+                    profile_dir=profile_dir,
+                    breakdown=args.breakdown,
+                    patches=args.patch,
+                )
+            )
+    except Exception as err:  # report, and go on with the other workloads
+        log(f"{workdir.name} failed: {err!r}")
+        for path in sorted(workdir.glob("*.log")):
+            log(f"last lines of {path.name}:\n{tail(path)}")
+        return None
+    line = {
+        "workload": workload.name,
+        "backend": backend,
+        **numbers,
+        "worker_concurrency": workload.worker_concurrency,
+        "target": workload.target,
+        "meets_target": workload.meets(numbers),
+        "quick": args.quick,
+        **({"patches": args.patch} if args.patch else {}),
+        "server": spec.description,
+    }
+    if profile_dir is not None:
+        (profile_dir / "result.json").write_text(json.dumps(line, indent=1))
+    return line
+
+
+if __name__ == "__main__":
+    sys.exit(main())

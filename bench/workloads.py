@@ -1,0 +1,221 @@
+"""The workloads: W1 sequential latency, W2 concurrent throughput, W3 per-step overhead.
+
+Each takes a connected client (the worker is already serving) and returns the numbers of one
+JSON line. Timings are wall clock in the bench process: from just before `client.start` to
+just after `handle.result()` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import cmo
+from bench.graphs import CHAIN_STEPS, chain, three_step
+from cmo.errors import RpcError
+
+__all__ = ["WORKLOADS", "Measured", "Workload", "percentile", "wait_until_registered"]
+
+RESULT_TIMEOUT = 300.0
+
+Measured = Callable[[], AbstractAsyncContextManager[object]]
+"""Wraps the measured part of a workload (after its warm-up), e.g. to profile just that."""
+
+
+def _nothing() -> AbstractAsyncContextManager[object]:
+    return nullcontext()
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """One workload and the sizes it runs with."""
+
+    name: str
+    description: str
+    worker_concurrency: int
+    full: dict[str, int]
+    quick: dict[str, int]
+    run: Callable[..., Awaitable[dict[str, Any]]]
+    target: str
+    meets: Callable[[dict[str, Any]], bool]
+    measured_size: str = "runs"
+    """The size `scale` multiplies; the warm-up stays as it is."""
+
+    def sizes(self, *, quick: bool = False, scale: float = 1.0) -> dict[str, int]:
+        """The keyword arguments of `run`."""
+        sizes = dict(self.quick if quick else self.full)
+        sizes[self.measured_size] = max(1, round(sizes[self.measured_size] * scale))
+        return sizes
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) with linear interpolation between closest ranks."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    pos = (len(ordered) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def _latency_stats(latencies: Sequence[float]) -> dict[str, float]:
+    return {
+        "p50_ms": _ms(percentile(latencies, 50)),
+        "p95_ms": _ms(percentile(latencies, 95)),
+        "p99_ms": _ms(percentile(latencies, 99)),
+        "mean_ms": _ms(statistics.fmean(latencies)),
+        "min_ms": _ms(min(latencies)),
+        "max_ms": _ms(max(latencies)),
+    }
+
+
+async def wait_until_registered(client: cmo.Client, timeout: float = 60.0) -> None:
+    """Start one run of each bench graph, retrying until the worker has registered them."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    for graph, state in ((three_step, {"n": 1}), (chain, {"i": 0, "steps": 1})):
+        while True:
+            try:
+                handle = await client.start(graph, state)
+                break
+            except RpcError as err:
+                if err.code != "NOT_FOUND" or loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+        await handle.result(timeout=timeout)
+
+
+async def _three_step_run(client: cmo.Client, started: list[float] | None = None) -> float:
+    """One W1/W2 run; returns its start -> result latency in seconds.
+
+    `started` collects how long `client.start` took (the StartRun round trip).
+    """
+    t0 = time.perf_counter()
+    handle = await client.start(three_step, {"n": 100})
+    if started is not None:
+        started.append(time.perf_counter() - t0)
+    result = await handle.result(timeout=RESULT_TIMEOUT)
+    elapsed = time.perf_counter() - t0
+    if not result.get("done"):
+        raise RuntimeError(f"run {handle.run_id} ended without finishing: {result}")
+    return elapsed
+
+
+async def w1_sequential(client: cmo.Client, *, runs: int, warmup: int, measured: Measured = _nothing) -> dict[str, Any]:
+    """W1: `runs` runs of the 3-step graph one after another."""
+    for _ in range(warmup):
+        await _three_step_run(client)
+    starts: list[float] = []
+    async with measured():
+        t0 = time.perf_counter()
+        latencies = [await _three_step_run(client, starts) for _ in range(runs)]
+        elapsed = time.perf_counter() - t0
+    return {
+        "n": runs,
+        "warmup": warmup,
+        "steps_per_run": 3,
+        **_latency_stats(latencies),
+        "start_p50_ms": _ms(percentile(starts, 50)),
+        "runs_per_s": round(runs / elapsed, 1),
+        "steps_per_s": round(3 * runs / elapsed, 1),
+        "elapsed_s": round(elapsed, 3),
+    }
+
+
+async def w2_concurrent(client: cmo.Client, *, runs: int, warmup: int, measured: Measured = _nothing) -> dict[str, Any]:
+    """W2: `runs` runs of the 3-step graph started at once; first start to last result."""
+    await asyncio.gather(*(_three_step_run(client) for _ in range(warmup)))
+    async with measured():
+        t0 = time.perf_counter()
+        latencies = await asyncio.gather(*(_three_step_run(client) for _ in range(runs)))
+        elapsed = time.perf_counter() - t0
+    return {
+        "n": runs,
+        "warmup": warmup,
+        "steps_per_run": 3,
+        "runs_per_s": round(runs / elapsed, 1),
+        "steps_per_s": round(3 * runs / elapsed, 1),
+        "elapsed_s": round(elapsed, 3),
+        # Each run's own start -> result latency while all of them compete.
+        **_latency_stats(latencies),
+    }
+
+
+async def _chain_run(client: cmo.Client) -> float:
+    """One W3 run; returns its start -> result time in seconds."""
+    t0 = time.perf_counter()
+    handle = await client.start(chain, {"i": 0, "steps": CHAIN_STEPS})
+    result = await handle.result(timeout=RESULT_TIMEOUT)
+    elapsed = time.perf_counter() - t0
+    if result.get("i") != CHAIN_STEPS:
+        raise RuntimeError(f"run {handle.run_id} stopped at step {result.get('i')}")
+    return elapsed
+
+
+async def w3_long_run(
+    client: cmo.Client, *, repeats: int, warmup: int, measured: Measured = _nothing
+) -> dict[str, Any]:
+    """W3: one run of `CHAIN_STEPS` steps at a time, `repeats` times; total / steps per run."""
+    for _ in range(warmup):
+        await _chain_run(client)
+    async with measured():
+        durations = [await _chain_run(client) for _ in range(repeats)]
+    per_step = [d / CHAIN_STEPS for d in durations]
+    return {
+        "n": repeats,
+        "warmup": warmup,
+        "steps_per_run": CHAIN_STEPS,
+        "ms_per_step": _ms(statistics.median(per_step)),
+        "ms_per_step_min": _ms(min(per_step)),
+        "ms_per_step_max": _ms(max(per_step)),
+        "run_ms": [_ms(d) for d in durations],
+        "steps_per_s": round(CHAIN_STEPS * len(durations) / sum(durations), 1),
+    }
+
+
+WORKLOADS: dict[str, Workload] = {
+    w.name: w
+    for w in (
+        Workload(
+            "W1",
+            "sequential runs of a 3-step graph: start -> result latency",
+            worker_concurrency=8,
+            full={"runs": 300, "warmup": 30},
+            quick={"runs": 50, "warmup": 10},
+            run=w1_sequential,
+            target="p50_ms <= 8",
+            meets=lambda r: r["p50_ms"] <= 8,
+        ),
+        Workload(
+            "W2",
+            "runs of a 3-step graph started at once, one worker: throughput",
+            worker_concurrency=100,
+            full={"runs": 500, "warmup": 50},
+            quick={"runs": 100, "warmup": 20},
+            run=w2_concurrent,
+            target="runs_per_s >= 300",
+            meets=lambda r: r["runs_per_s"] >= 300,
+        ),
+        Workload(
+            "W3",
+            f"one {CHAIN_STEPS}-step run at a time: per-step overhead",
+            worker_concurrency=8,
+            full={"repeats": 5, "warmup": 1},
+            quick={"repeats": 2, "warmup": 1},
+            run=w3_long_run,
+            target="ms_per_step <= 2.5",
+            meets=lambda r: r["ms_per_step"] <= 2.5,
+            measured_size="repeats",
+        ),
+    )
+}
