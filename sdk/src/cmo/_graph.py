@@ -60,7 +60,8 @@ class NodeContext:
         self.graph_id = graph_id
         self.graph_version = graph_version
         self._logical_time = logical_time
-        self._rng = _random.Random(f"{seed}:{step_index}")
+        self._seed = seed
+        self._rng: _random.Random | None = None
 
     def now(self) -> datetime:
         """The step's logical time (UTC): the same on every attempt and on replay."""
@@ -68,11 +69,13 @@ class NodeContext:
 
     def random(self) -> float:
         """A float in [0, 1) from the step's deterministic generator."""
-        return self._rng.random()
+        return self.rng.random()
 
     @property
     def rng(self) -> _random.Random:
         """The step's deterministic generator, for other distributions (randint, choice …)."""
+        if self._rng is None:  # seeded on first use: most nodes never draw
+            self._rng = _random.Random(f"{self._seed}:{self.step_index}")
         return self._rng
 
 

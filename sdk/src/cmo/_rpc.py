@@ -19,8 +19,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-# Codes a caller may retry: the server was down or restarting, or briefly overloaded.
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+# Codes a caller may retry: the server was down or restarting, or dropped the call under overload
+# (gRPC cancels calls beyond its pending-request limit). RESOURCE_EXHAUSTED is not among them: the
+# server answers it for a payload over its size limit, which no retry can fix.
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
 
 def open_channel(target: str) -> grpc.aio.Channel:

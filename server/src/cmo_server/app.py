@@ -74,6 +74,10 @@ class CmoServer:
                     ("grpc.max_receive_message_length", max_message),
                     ("grpc.max_send_message_length", max_message),
                     ("grpc.so_reuseport", 0),
+                    # gRPC core drops calls at random beyond 1000 waiting for the application;
+                    # a burst of 1000+ starts (or long-polls) is normal load here.
+                    ("grpc.server.max_pending_requests", 20_000),
+                    ("grpc.server.max_pending_requests_hard_limit", 40_000),
                 ]
             )
             server.add_generic_rpc_handlers(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 
 import pytest
 
@@ -50,3 +52,20 @@ async def test_replicas_starting_together_migrate_once(postgres_server: str) -> 
                 await store.aclose()
     finally:
         await asyncio.to_thread(drop_database, postgres_server, url)
+
+
+async def test_servers_opening_one_new_sqlite_file_together_all_succeed(tmp_path) -> None:
+    from cmo_server.store.sqlite import SqliteStore
+
+    for attempt in range(10):
+        path = tmp_path / f"new-{attempt}.db"
+
+        async def open_and_close(path=path) -> None:
+            async with SqliteStore.open(path):
+                pass
+
+        # Separate threads with separate event loops, as separate server processes would be.
+        await asyncio.gather(*(asyncio.to_thread(asyncio.run, open_and_close()) for _ in range(4)))
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations")]
+        assert versions == sorted(set(versions)) == list(range(1, len(versions) + 1))  # each applied once

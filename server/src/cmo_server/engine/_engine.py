@@ -36,6 +36,9 @@ __all__ = ["CompletedStep", "Engine", "FailOutcome"]
 
 logger = logging.getLogger(__name__)
 
+RUN_RECHECK_SECONDS = 5.0
+"""How often WaitRun re-reads a run no local event has woken (runs finished by other replicas)."""
+
 
 @dataclass(frozen=True, slots=True)
 class CompletedStep:
@@ -165,9 +168,9 @@ class Engine:
                 remaining = deadline - loop.time()
                 if run.status.terminal or remaining <= 0 or self._closed:
                     return run
-                # Another server replica may finish the run: look again now and then.
+                # A run finished by another replica wakes no local waiter: look again now and then.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter, min(remaining, self._limits.sweep_interval.total_seconds()))
+                    await asyncio.wait_for(waiter, min(remaining, RUN_RECHECK_SECONDS))
             finally:
                 watchers = self._run_watchers.get(run_id)
                 if watchers is not None:
