@@ -294,6 +294,23 @@ class StepCommit:
     """Lease the next task to this worker in the same transaction (eager dispatch)."""
     lease: timedelta
 
+    def leased_next_task(self, *, logical_time: datetime, seed: int, lease_expires_at: datetime) -> Task:
+        """The next step's task as leased to the eager worker (attempt 1, from this step's state)."""
+        return Task(
+            run_id=self.key.run_id,
+            step_index=self.key.step_index + 1,
+            attempt=1,
+            node_id=self.next_node,
+            graph_id=self.graph_id,
+            graph_version=self.graph_version,
+            task_queue=self.next_queue,
+            state=self.state,
+            logical_time=logical_time,
+            seed=seed,
+            lease_expires_at=lease_expires_at,
+            failures=0,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class CompleteOutcome:

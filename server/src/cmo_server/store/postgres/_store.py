@@ -20,10 +20,11 @@ from psycopg.pq import ConnStatus
 from psycopg.rows import TupleRow, class_row
 from psycopg_pool import AsyncConnectionPool
 
-from cmo_server.domain import Failure, GraphSpec, NewRun, Run, RunStatus, Step, graph_key
+from cmo_server.domain import GraphSpec, NewRun, Run, RunStatus, Step, graph_key
 from cmo_server.errors import AlreadyExists
 from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
 from cmo_server.store._protocol import RunPage
+from cmo_server.store._rows import run_from_row
 from cmo_server.store.postgres._migrate import migrate
 from cmo_server.store.postgres._tasks import Pool, PostgresTasks
 
@@ -244,7 +245,7 @@ class PostgresStore(PostgresTasks):
     async def get_run(self, run_id: str) -> Run | None:
         """See `Store.get_run`."""
         row = await self._fetchone(SELECT_RUN, {"run_id": run_id})
-        return None if row is None else _run_from_row(row)
+        return None if row is None else run_from_row(row, _same)
 
     async def list_runs(
         self, *, graph_id: str = "", status: RunStatus | None = None, limit: int = 100, page_token: str = ""
@@ -261,7 +262,7 @@ class PostgresStore(PostgresTasks):
         async with self._pool.connection() as conn:
             cur = await conn.execute(LIST_RUNS, params)
             rows = await cur.fetchall()
-        runs = [_run_from_row(r) for r in rows[:limit]]
+        runs = [run_from_row(r, _same) for r in rows[:limit]]
         token = encode_run_page_token(_to_us(rows[limit - 1][8]), rows[limit - 1][0]) if len(rows) > limit else ""
         return runs, token
 
@@ -272,19 +273,5 @@ class PostgresStore(PostgresTasks):
             return await cur.fetchall()
 
 
-def _run_from_row(row: TupleRow) -> Run:
-    return Run(
-        run_id=row[0],
-        graph_id=row[1],
-        graph_version=row[2],
-        status=RunStatus(row[3]),
-        input=row[4],
-        seed=row[5],
-        step_count=row[6],
-        current_node=row[7],
-        created_at=row[8],
-        updated_at=row[9],
-        completed_at=row[10],
-        result=row[11],
-        failure=None if row[12] is None else Failure.from_json(json.loads(row[12])),
-    )
+def _same(value: datetime) -> datetime:
+    return value  # psycopg already returns timestamptz as aware datetimes

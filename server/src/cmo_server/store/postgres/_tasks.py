@@ -261,20 +261,7 @@ class PostgresTasks:
         expires, logical_time, seed = row
         return CompleteOutcome(
             RunStatus.RUNNING,
-            next_task=Task(
-                run_id=key.run_id,
-                step_index=key.step_index + 1,
-                attempt=1,
-                node_id=c.next_node,
-                graph_id=c.graph_id,
-                graph_version=c.graph_version,
-                task_queue=c.next_queue,
-                state=c.state,
-                logical_time=logical_time,
-                seed=seed,
-                lease_expires_at=expires,
-                failures=0,
-            ),
+            next_task=c.leased_next_task(logical_time=logical_time, seed=seed, lease_expires_at=expires),
         )
 
     async def _not_current(self, key: TaskKey) -> CompleteOutcome:

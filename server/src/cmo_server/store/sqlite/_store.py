@@ -38,6 +38,7 @@ from cmo_server.errors import AlreadyExists, StaleLease
 from cmo_server.store._migrations import load_migrations
 from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
 from cmo_server.store._protocol import RunPage
+from cmo_server.store._rows import run_from_row
 
 __all__ = ["SqliteStore"]
 
@@ -394,27 +395,9 @@ def _create_run(conn: sqlite3.Connection, run: NewRun) -> tuple[Run, bool]:
     return stored, created
 
 
-def _run_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Run:
-    return Run(
-        run_id=row[0],
-        graph_id=row[1],
-        graph_version=row[2],
-        status=RunStatus(row[3]),
-        input=row[4],
-        seed=row[5],
-        step_count=row[6],
-        current_node=row[7],
-        created_at=_dt(row[8]),
-        updated_at=_dt(row[9]),
-        completed_at=None if row[10] is None else _dt(row[10]),
-        result=row[11],
-        failure=None if row[12] is None else Failure.from_json(json.loads(row[12])),
-    )
-
-
 def _get_run(conn: sqlite3.Connection, run_id: str) -> Run | None:
     row = conn.execute(SELECT_RUN + " WHERE r.run_id = ?", (run_id,)).fetchone()
-    return None if row is None else _run_from_row(row)
+    return None if row is None else run_from_row(row, _dt)
 
 
 def _list_runs(conn: sqlite3.Connection, graph_id: str, status: int, limit: int, before: tuple[int, str]) -> RunPage:
@@ -426,7 +409,7 @@ def _list_runs(conn: sqlite3.Connection, graph_id: str, status: int, limit: int,
         "limit": limit + 1,
     }
     rows = conn.execute(SELECT_RUN + LIST_RUNS_WHERE, params).fetchall()
-    runs = [_run_from_row(r) for r in rows[:limit]]
+    runs = [run_from_row(r, _dt) for r in rows[:limit]]
     token = encode_run_page_token(rows[limit - 1][8], rows[limit - 1][0]) if len(rows) > limit else ""
     return runs, token
 
@@ -570,20 +553,7 @@ def _complete_step(conn: sqlite3.Connection, c: StepCommit) -> CompleteOutcome:
         (seed,) = conn.execute(SELECT_RUN_INPUT_AND_SEED, (key.run_id,)).fetchone()[1:]
     return CompleteOutcome(
         RunStatus.RUNNING,
-        next_task=Task(
-            run_id=key.run_id,
-            step_index=key.step_index + 1,
-            attempt=1,
-            node_id=c.next_node,
-            graph_id=c.graph_id,
-            graph_version=c.graph_version,
-            task_queue=c.next_queue,
-            state=c.state,
-            logical_time=_dt(now),
-            seed=seed,
-            lease_expires_at=_dt(lease_expires),
-            failures=0,
-        ),
+        next_task=c.leased_next_task(logical_time=_dt(now), seed=seed, lease_expires_at=_dt(lease_expires)),
     )
 
 
