@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -33,10 +34,14 @@ def _run(target: str, action: Callable[[Client], Awaitable[T]]) -> T:
         raise click.ClickException(str(err)) from None
 
 
-def _table(*columns: str) -> Table:
-    table = Table()
+def _table(*columns: str, keep: tuple[str, ...] = ()) -> Table:
+    """A table that never cuts the columns in `keep` (ids to copy); others shrink to fit."""
+    table = Table(box=box.SIMPLE_HEAD)
     for name in columns:
-        table.add_column(name, no_wrap=True)
+        if name in keep:
+            table.add_column(name, no_wrap=True, min_width=32)
+        else:
+            table.add_column(name, overflow="fold")
     return table
 
 
@@ -92,7 +97,7 @@ def list_runs(address: str, graph_id: str, status: str | None, limit: int, as_js
                 )
             )
         return
-    table = _table("run id", "graph", "status", "steps", "node", "created")
+    table = _table("run id", "graph", "status", "steps", "node", "created", keep=("run id",))
     for r in found:
         table.add_row(
             r.run_id,
