@@ -206,3 +206,17 @@ async def test_waiting_and_missing_runs(client: cmo.Client):
         await client.get_run("no-such-run")
     with pytest.raises(RunNotFoundError):
         await client.get_history("no-such-run")
+
+
+async def test_a_waiter_woken_by_the_last_step_sees_the_run_as_stored(client: cmo.Client):
+    graph = counting_graph(unique("woken"))
+    handle = await client.start(graph, Counter())
+    waiting = asyncio.create_task(client.wait(handle.run_id, timeout=20))
+    await asyncio.sleep(0.2)  # let the WaitRun park before any step runs
+    assert not waiting.done()
+    async with serving(client, [graph]):
+        woken = await waiting
+    stored = await client.get_run(handle.run_id)
+    assert woken == stored
+    assert (woken.status, woken.step_count, woken.result["n"]) == (cmo.RunStatus.COMPLETED, 3, 3)
+    assert woken.completed_at is not None

@@ -323,3 +323,5 @@ class CompleteOutcome:
     """(task_queue, graph key) of a next task left for pollers, to wake them."""
     duplicate: bool = False
     """The step had been completed by this attempt before: nothing was written."""
+    finished_at: datetime | None = None
+    """When the run completed, if this step finished it."""

@@ -8,7 +8,8 @@ import logging
 import secrets
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from cmo.serialization import state_hash
@@ -35,6 +36,9 @@ from cmo_server.store import RunPage, Store
 __all__ = ["CompletedStep", "Engine", "FailOutcome"]
 
 logger = logging.getLogger(__name__)
+
+_Finish = Callable[[Run], Run]
+"""Turns a run as read before it finished into the finished run."""
 
 RUN_RECHECK_SECONDS = 5.0
 """How often WaitRun re-reads a run no local event has woken (runs finished by other replicas)."""
@@ -73,7 +77,7 @@ class Engine:
         self._limits = limits or EngineLimits()
         self._dispatcher = TaskDispatcher(store, sweep_interval=self._limits.sweep_interval.total_seconds())
         self._graphs: dict[tuple[str, int], GraphSpec] = {}
-        self._run_watchers: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self._run_watchers: defaultdict[str, list[asyncio.Future[_Finish | None]]] = defaultdict(list)
         self._background: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -160,24 +164,31 @@ class Engine:
         """The run once terminal, or as it is when the timeout passes."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
-            waiter = loop.create_future()
-            self._run_watchers[run_id].append(waiter)
-            try:
-                run = await self.get_run(run_id)
+        # Watch before the first read, so a completion between the two is not missed.
+        waiter: asyncio.Future[_Finish | None] = loop.create_future()
+        self._run_watchers[run_id].append(waiter)
+        try:
+            run = await self.get_run(run_id)
+            while not (run.status.terminal or self._closed):
                 remaining = deadline - loop.time()
-                if run.status.terminal or remaining <= 0 or self._closed:
-                    return run
-                # A run finished by another replica wakes no local waiter: look again now and then.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter, min(remaining, RUN_RECHECK_SECONDS))
-            finally:
-                watchers = self._run_watchers.get(run_id)
-                if watchers is not None:
-                    if waiter in watchers:
-                        watchers.remove(waiter)
-                    if not watchers:
-                        del self._run_watchers[run_id]
+                if remaining <= 0:
+                    break
+                try:
+                    finish = await asyncio.wait_for(asyncio.shield(waiter), min(remaining, RUN_RECHECK_SECONDS))
+                except TimeoutError:
+                    # A run finished by another replica wakes no local waiter: look again.
+                    run = await self.get_run(run_id)
+                    continue
+                # The step that completed the run says how it ended: no need to read it back.
+                return finish(run) if finish is not None else await self.get_run(run_id)
+            return run
+        finally:
+            watchers = self._run_watchers.get(run_id)
+            if watchers is not None:
+                if waiter in watchers:
+                    watchers.remove(waiter)
+                if not watchers:
+                    del self._run_watchers[run_id]
 
     async def get_history(self, run_id: str, *, after: int, limit: int) -> list[Step]:
         """Checkpoints of a run after step `after`."""
@@ -240,7 +251,21 @@ class Engine:
         if outcome.duplicate and eager:
             await self._release_lost_eager_task(done)
         if outcome.run_status.terminal and not outcome.duplicate:
-            self._run_finished(done.key.run_id)
+            finished_at = outcome.finished_at
+            step_count = done.key.step_index + 1
+
+            def finish(run: Run) -> Run:
+                return replace(
+                    run,
+                    status=RunStatus.COMPLETED,
+                    result=state,
+                    step_count=step_count,
+                    current_node="",
+                    updated_at=finished_at or run.updated_at,
+                    completed_at=finished_at,
+                )
+
+            self._run_finished(done.key.run_id, finish)
         return outcome
 
     async def fail_task(self, key: TaskKey, *, failure: Failure, release: bool) -> FailOutcome:
@@ -280,7 +305,7 @@ class Engine:
             )
             return FailOutcome(True, delay, RunStatus.RUNNING)
         await self._store.fail_run(key, failure=failure)
-        self._run_finished(key.run_id)
+        self._run_finished(key.run_id, None)
         logger.info(
             "run %s failed at step %s after %s failed attempts: %s",
             key.run_id,
@@ -304,7 +329,8 @@ class Engine:
             await self._store.release_task(TaskKey(task.run_id, task.step_index, task.attempt))
             self._dispatcher.notify(task.task_queue, graph_key(task.graph_id, task.graph_version))
 
-    def _run_finished(self, run_id: str) -> None:
+    def _run_finished(self, run_id: str, finish: _Finish | None) -> None:
+        """Wake the run's waiters; `finish` turns the run they read into the finished one."""
         for waiter in self._run_watchers.get(run_id, ()):
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(finish)

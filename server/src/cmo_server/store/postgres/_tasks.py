@@ -129,7 +129,7 @@ FINISH_RUN = f"""
                         updated_at = now(), completed_at = now()
          WHERE run_id = (SELECT run_id FROM gone)
     )
-    SELECT run_id FROM gone
+    SELECT run_id, now() FROM gone
 """
 SELECT_COMPLETED_STEP = """
     SELECT s.attempt, r.status FROM steps s JOIN runs r ON r.run_id = s.run_id
@@ -244,9 +244,10 @@ class PostgresTasks:
         }
         if c.next_node == END_NODE:
             params["completed"] = int(RunStatus.COMPLETED)
-            if await self._fetchone(FINISH_RUN, params) is None:
+            finished = await self._fetchone(FINISH_RUN, params)
+            if finished is None:
                 return await self._not_current(key)
-            return CompleteOutcome(RunStatus.COMPLETED)
+            return CompleteOutcome(RunStatus.COMPLETED, finished_at=finished[1])
         params.update(
             next_queue=c.next_queue,
             next_attempt=1 if c.eager_worker else 0,

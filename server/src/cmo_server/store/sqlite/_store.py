@@ -547,7 +547,7 @@ def _complete_step(conn: sqlite3.Connection, c: StepCommit) -> CompleteOutcome:
             conn.execute(
                 COMPLETE_RUN, {"state": c.state, "step_count": key.step_index + 1, "now": now, "run_id": key.run_id}
             )
-            return CompleteOutcome(RunStatus.COMPLETED)
+            return CompleteOutcome(RunStatus.COMPLETED, finished_at=_dt(now))
         if not c.eager_worker:
             return CompleteOutcome(RunStatus.RUNNING, enqueued=(c.next_queue, fence["graph_key"]))
         (seed,) = conn.execute(SELECT_RUN_INPUT_AND_SEED, (key.run_id,)).fetchone()[1:]
