@@ -103,6 +103,11 @@ class CmoServer:
             finally:
                 await this.stop(config.shutdown_grace.total_seconds())
 
+    @property
+    def engine(self) -> Engine:
+        """The engine behind the API."""
+        return self._engine
+
     async def wait_for_termination(self) -> None:
         """Block until the server stops."""
         await self._server.wait_for_termination()

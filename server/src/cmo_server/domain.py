@@ -188,6 +188,27 @@ class NewRun:
     seed: int
     entry_node: str
     entry_queue: str
+    lease_to: str | None = None
+    """Lease the entry task to this worker at once (a parked poller): attempt 1, run RUNNING."""
+    lease: timedelta = timedelta(0)
+    """Length of that lease."""
+
+    def entry_task(self, run: Run) -> Task:
+        """The entry task as leased to `lease_to`, from the run as created."""
+        return Task(
+            run_id=run.run_id,
+            step_index=0,
+            attempt=1,
+            node_id=self.entry_node,
+            graph_id=run.graph_id,
+            graph_version=run.graph_version,
+            task_queue=self.entry_queue,
+            state=run.input,
+            logical_time=run.created_at,
+            seed=run.seed,
+            lease_expires_at=run.created_at + self.lease,
+            failures=0,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,17 +19,22 @@ logger = logging.getLogger(__name__)
 
 @dataclass(eq=False, slots=True)
 class _Waiter:
+    """A parked poll. `woken` resolves to None (look again) or to a task handed to it directly."""
+
     queues: frozenset[str]
     graph_keys: frozenset[str]
-    woken: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    worker_id: str
+    woken: asyncio.Future[Task | None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    gone: bool = False
+    """The poll has returned: nothing handed to it now would be delivered."""
 
     def wants(self, queue: str, key: str) -> bool:
         return queue in self.queues and key in self.graph_keys
 
-    def wake(self) -> bool:
-        if self.woken.done():
+    def wake(self, task: Task | None = None) -> bool:
+        if self.woken.done() or self.gone:
             return False
-        self.woken.set_result(None)
+        self.woken.set_result(task)
         return True
 
 
@@ -62,7 +67,7 @@ class TaskDispatcher:
         deadline = loop.time() + wait
         while not self._closed:
             # Park before claiming, so a task enqueued between the claim and the wait is not missed.
-            waiter = _Waiter(frozenset(task_queues), frozenset(graph_keys))
+            waiter = _Waiter(frozenset(task_queues), frozenset(graph_keys), worker_id)
             self._waiters.append(waiter)
             self._has_waiters.set()
             task: Task | None = None
@@ -75,16 +80,43 @@ class TaskDispatcher:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return None
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(waiter.woken), remaining)
-                except TimeoutError:
+                # Checked after a time-out too: a hand-off may land in the same loop turn.
+                if waiter.woken.done() and (task := waiter.woken.result()) is not None:
+                    return task
+                if loop.time() >= deadline:
                     return None
             finally:
+                waiter.gone = True
                 self._remove(waiter)
-                if waiter.woken.done() and task is not None:
+                if waiter.woken.done() and waiter.woken.result() is None and task is not None:
                     # This poller got a task anyway: hand the wake-up on to another one.
                     self.wake_all(task_queues, graph_keys)
         return None
+
+    def reserve(self, task_queue: str, key: str) -> _Waiter | None:
+        """Take a parked poller that can run a task of this queue and graph version, if any.
+
+        The caller leases the task to `waiter.worker_id`, then calls `hand_over`.
+        """
+        for waiter in self._waiters:
+            if waiter.wants(task_queue, key) and not waiter.woken.done():
+                self._remove(waiter)
+                return waiter
+        return None
+
+    def hand_over(self, waiter: _Waiter, task: Task | None) -> bool:
+        """Give a reserved poller its task (None: nothing to give, it looks again).
+
+        Returns False when the poll returned meanwhile: the caller must give the task back.
+        """
+        return waiter.wake(task) or task is None
+
+    @property
+    def parked(self) -> int:
+        """Polls waiting for a task right now."""
+        return len(self._waiters)
 
     def notify(self, task_queue: str, key: str) -> None:
         """A task of this queue and graph version was enqueued: wake one poller that can take it."""

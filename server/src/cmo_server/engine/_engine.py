@@ -82,6 +82,11 @@ class Engine:
         self._closed = False
 
     @property
+    def parked_polls(self) -> int:
+        """Worker polls waiting for a task right now."""
+        return self._dispatcher.parked
+
+    @property
     def limits(self) -> EngineLimits:
         """The limits this engine enforces."""
         return self._limits
@@ -132,21 +137,36 @@ class Engine:
         graph = await self.graph(graph_id, graph_version)
         state = canonical_payload("input", input or b"{}", self._limits.max_payload_bytes, object_only=True)
         entry = graph.nodes[graph.entry_node]
-        run, created = await self._store.create_run(
-            NewRun(
-                run_id=run_id or uuid.uuid4().hex,
-                graph_id=graph.graph_id,
-                graph_version=graph.version,
-                input=state,
-                seed=secrets.randbits(63),
-                entry_node=entry.node_id,
-                entry_queue=entry.task_queue,
-            )
+        # A parked poller gets the entry task in the same transaction that creates it, saving
+        # the claim and its round trip (the latency of a short run's first step).
+        poller = self._dispatcher.reserve(entry.task_queue, graph.key)
+        new_run = NewRun(
+            run_id=run_id or uuid.uuid4().hex,
+            graph_id=graph.graph_id,
+            graph_version=graph.version,
+            input=state,
+            seed=secrets.randbits(63),
+            entry_node=entry.node_id,
+            entry_queue=entry.task_queue,
+            lease_to=poller.worker_id if poller is not None else None,
+            lease=self._limits.task_lease,
         )
-        if created:
+        try:
+            run, created = await self._store.create_run(new_run)
+        except BaseException:
+            if poller is not None:
+                self._dispatcher.hand_over(poller, None)
+            raise
+        if poller is None:
+            if created:
+                self._dispatcher.notify(entry.task_queue, graph.key)
+        elif not created:
+            self._dispatcher.hand_over(poller, None)
+        elif not self._dispatcher.hand_over(poller, new_run.entry_task(run)):
+            # The poll returned meanwhile (it timed out, or claimed another task): give it back.
+            with contextlib.suppress(StaleLease):
+                await self._store.release_task(TaskKey(run.run_id, 0, 1))
             self._dispatcher.notify(entry.task_queue, graph.key)
-        elif (run.graph_id, run.graph_version, run.input) != (graph.graph_id, graph.version, state):
-            logger.info("StartRun for existing run %s with other arguments; returning it", run.run_id)
         return run, created
 
     async def get_run(self, run_id: str) -> Run:

@@ -49,6 +49,9 @@ class Store(Protocol):
     async def create_run(self, run: NewRun) -> tuple[Run, bool]:
         """Create a run and its entry task, or return the run that has this run_id.
 
+        With `run.lease_to` the entry task is created leased to that worker (attempt 1) and the
+        run RUNNING; `run.entry_task(created_run)` is then the task as leased.
+
         Returns:
             The run and whether it was created now.
         """

@@ -67,8 +67,11 @@ INSERT_RUN_AND_ENTRY_TASK = """
         ON CONFLICT (run_id) DO NOTHING
         RETURNING run_id, created_at
     ), entry AS (
-        INSERT INTO tasks (run_id, step_index, node_id, task_queue, graph_key, attempt, visible_at, logical_time)
-        SELECT run_id, 0, %(node_id)s, %(task_queue)s, %(graph_key)s, 0, created_at, created_at FROM created
+        INSERT INTO tasks (run_id, step_index, node_id, task_queue, graph_key, attempt, lease_owner, visible_at,
+                           logical_time)
+        SELECT run_id, 0, %(node_id)s, %(task_queue)s, %(graph_key)s, %(attempt)s, %(owner)s, created_at + %(hold)s,
+               created_at
+          FROM created
     )
     SELECT created_at FROM created
 """
@@ -210,11 +213,15 @@ class PostgresStore(PostgresTasks):
 
     async def create_run(self, run: NewRun) -> tuple[Run, bool]:
         """See `Store.create_run`."""
+        status = RunStatus.RUNNING if run.lease_to else RunStatus.PENDING
         params = {
             "run_id": run.run_id,
             "graph_id": run.graph_id,
             "graph_version": run.graph_version,
-            "status": int(RunStatus.PENDING),
+            "status": int(status),
+            "attempt": 1 if run.lease_to else 0,
+            "owner": run.lease_to,
+            "hold": run.lease if run.lease_to else timedelta(0),
             "input": run.input,
             "seed": run.seed,
             "node_id": run.entry_node,
@@ -232,7 +239,7 @@ class PostgresStore(PostgresTasks):
             run_id=run.run_id,
             graph_id=run.graph_id,
             graph_version=run.graph_version,
-            status=RunStatus.PENDING,
+            status=status,
             input=run.input,
             seed=run.seed,
             step_count=0,

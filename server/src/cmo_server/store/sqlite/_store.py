@@ -71,8 +71,9 @@ INSERT_RUN = """
     ON CONFLICT (run_id) DO NOTHING
 """
 INSERT_TASK = """
-    INSERT INTO tasks (run_id, step_index, node_id, task_queue, graph_key, attempt, visible_at, logical_time)
-    VALUES (:run_id, 0, :node_id, :task_queue, :graph_key, 0, :now, :now)
+    INSERT INTO tasks (run_id, step_index, node_id, task_queue, graph_key, attempt, lease_owner, visible_at,
+                       logical_time)
+    VALUES (:run_id, 0, :node_id, :task_queue, :graph_key, :attempt, :owner, :visible_at, :now)
 """
 # The run joined with its current task, which carries the live step count and node.
 SELECT_RUN = """
@@ -378,7 +379,10 @@ def _create_run(conn: sqlite3.Connection, run: NewRun) -> tuple[Run, bool]:
         "run_id": run.run_id,
         "graph_id": run.graph_id,
         "graph_version": run.graph_version,
-        "status": int(RunStatus.PENDING),
+        "status": int(RunStatus.RUNNING if run.lease_to else RunStatus.PENDING),
+        "attempt": 1 if run.lease_to else 0,
+        "owner": run.lease_to,
+        "visible_at": now + (_us(run.lease) if run.lease_to else 0),
         "input": run.input,
         "seed": run.seed,
         "now": now,
