@@ -4,6 +4,8 @@ import cmo
 
 EXPECTED = [
     "END",
+    "Activity",
+    "ActivityInfo",
     "Client",
     "FailureInfo",
     "Graph",
@@ -15,6 +17,8 @@ EXPECTED = [
     "RunStatus",
     "StepInfo",
     "Worker",
+    "activity",
+    "activity_info",
     "errors",
 ]
 

@@ -1,6 +1,7 @@
 """Durable, checkpointed graph workflows: write nodes, run workers, start runs."""
 
 from cmo import errors
+from cmo._activity import Activity, ActivityInfo, activity, activity_info
 from cmo._client import Client, RunHandle
 from cmo._graph import END, Graph, NodeContext, NodeResult
 from cmo._retry import RetryPolicy
@@ -9,6 +10,8 @@ from cmo._worker import Worker
 
 __all__ = [
     "END",
+    "Activity",
+    "ActivityInfo",
     "Client",
     "FailureInfo",
     "Graph",
@@ -20,5 +23,7 @@ __all__ = [
     "RunStatus",
     "StepInfo",
     "Worker",
+    "activity",
+    "activity_info",
     "errors",
 ]

@@ -7,14 +7,19 @@ import random as _random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from cmo._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from cmo._activity import Activity, ActivityRunner
 from cmo.errors import GraphError
 
 __all__ = ["END", "Graph", "Node", "NodeContext", "NodeResult"]
 
 S = TypeVar("S")
+T = TypeVar("T")
+P = ParamSpec("P")
 
 END = "__end__"
 """Return `next=END` (or route an edge to END) to finish the run."""
@@ -51,6 +56,7 @@ class NodeContext:
         graph_version: int,
         logical_time: datetime,
         seed: int,
+        activities: ActivityRunner | None = None,
     ) -> None:
         self.run_id = run_id
         self.step_index = step_index
@@ -62,6 +68,7 @@ class NodeContext:
         self._logical_time = logical_time
         self._seed = seed
         self._rng: _random.Random | None = None
+        self._activities = activities
 
     def now(self) -> datetime:
         """The step's logical time (UTC): the same on every attempt and on replay."""
@@ -70,6 +77,21 @@ class NodeContext:
     def random(self) -> float:
         """A float in [0, 1) from the step's deterministic generator."""
         return self.rng.random()
+
+    def activity(self, act: Activity[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
+        """Run an activity (a function declared with `@cmo.activity`) and record its outcome.
+
+        The call is numbered when it is made, so start concurrent activities in a fixed order
+        (`asyncio.gather(ctx.activity(a), ctx.activity(b))`). On a retry of the step the recorded
+        outcome is returned (or its recorded error raised) without running the function again.
+
+        Raises:
+            ActivityError: the activity failed after its own retries.
+            NondeterminismError: the step recorded a different activity at this point.
+        """
+        if self._activities is None:
+            raise RuntimeError("ctx.activity needs a worker: this context has no activity recorder")
+        return self._activities.start(act, args, kwargs)
 
     @property
     def rng(self) -> _random.Random:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -14,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from cmo._activity import ActivityRunner
 from cmo._client import Client
 from cmo._convert import duration
 from cmo._converter import from_json, to_json
@@ -33,8 +35,11 @@ CALL_TIMEOUT = 30.0
 COMPLETE_RETRY_FOR = 120.0
 
 
-class _LeaseLost(Exception):
-    """Another attempt owns the task now; this one must stop and write nothing."""
+class _LeaseLost(BaseException):
+    """Another attempt owns the task now; this one must stop and write nothing.
+
+    A BaseException, so node code catching Exception around an activity cannot swallow it.
+    """
 
 
 class Worker:
@@ -186,6 +191,12 @@ class Worker:
             graph_version=task.graph_version,
             logical_time=task.logical_time.ToDatetime(tzinfo=UTC),
             seed=task.seed,
+            activities=ActivityRunner(
+                run_id=task.run_id,
+                step_index=task.step_index,
+                recorded={a.seq: a for a in task.activities},
+                record=functools.partial(self._record_activity, task),
+            ),
         )
         state: Any = from_json(parse_json(task.state), graph.state_type)
         running = asyncio.create_task(node.run(state, ctx), name=f"cmo-node-{task.run_id}-{task.step_index}")
@@ -228,6 +239,25 @@ class Worker:
                     return
                 logger.debug("heartbeat failed (%s); trying again", err.code().name)
             await asyncio.sleep(interval)
+
+    async def _record_activity(self, task: common_pb2.Task, activity: common_pb2.Activity) -> common_pb2.Activity:
+        request = pb.RecordActivityRequest(
+            worker_id=self.worker_id,
+            run_id=task.run_id,
+            step_index=task.step_index,
+            attempt=task.attempt,
+            activity=activity,
+        )
+        try:
+            response = await call(
+                self._stub.RecordActivity, request, timeout=CALL_TIMEOUT, retry_for=COMPLETE_RETRY_FOR
+            )
+        except RpcError as err:
+            if err.code == "FAILED_PRECONDITION":
+                raise _LeaseLost() from None
+            raise
+        stored: common_pb2.Activity = response.activity
+        return stored
 
     def _encode(self, node: Node, result: NodeResult[Any]) -> tuple[bytes, bytes]:
         if result.next != END and result.next not in node.edges:
@@ -279,7 +309,7 @@ class Worker:
         if isinstance(err, ApplicationError):
             kind, non_retryable = err.type, err.non_retryable
         else:
-            kind, non_retryable = type(err).__name__, False
+            kind, non_retryable = type(err).__name__, bool(getattr(err, "non_retryable", False))
         logger.info(
             "step %s of run %s failed (attempt %s): %s: %s",
             task.step_index,

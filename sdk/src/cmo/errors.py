@@ -18,9 +18,11 @@ if TYPE_CHECKING:
     from cmo._types import FailureInfo
 
 __all__ = [
+    "ActivityError",
     "ApplicationError",
     "CmoError",
     "GraphError",
+    "NondeterminismError",
     "RpcError",
     "RunFailedError",
     "RunNotFoundError",
@@ -73,6 +75,38 @@ class WaitTimeoutError(CmoError, TimeoutError):
 
 class GraphError(CmoError, ValueError):
     """A graph definition is invalid (unknown node, missing entry, duplicate edge …)."""
+
+
+class ActivityError(CmoError):
+    """An activity failed after its own retries; the failure is recorded, so a replay raises it too."""
+
+    def __init__(self, name: str, seq: int, type: str, message: str) -> None:
+        super().__init__(f"activity {name!r} (seq {seq}) failed: {type}: {message}")
+        self.name = name
+        self.seq = seq
+        self.type = type
+        """The original error's type name."""
+        self.message = message
+
+
+class NondeterminismError(CmoError):
+    """Node code asked for a different activity than the one recorded at this point of the step.
+
+    The code changed since the step first ran, or it is not deterministic (it branches on the
+    clock, randomness or I/O outside `ctx`). Retrying cannot help, so the step fails at once.
+    """
+
+    non_retryable = True
+
+    def __init__(self, *, step_index: int, seq: int, recorded: str, requested: str) -> None:
+        super().__init__(
+            f"nondeterminism at step {step_index}, activity seq {seq}: recorded {recorded}, "
+            f"but the code asked for {requested}"
+        )
+        self.step_index = step_index
+        self.seq = seq
+        self.recorded = recorded
+        self.requested = requested
 
 
 class ApplicationError(CmoError):

@@ -11,6 +11,7 @@ from cmo.serialization import canonical_json
 
 __all__ = [
     "END_NODE",
+    "ActivityRecord",
     "CompleteOutcome",
     "Failure",
     "GraphSpec",
@@ -249,6 +250,23 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class ActivityRecord:
+    """A recorded side effect of a step, (run_id, step_index, seq) naming it."""
+
+    seq: int
+    kind: str
+    name: str
+    request_hash: str
+    result: bytes | None
+    """Canonical JSON of the result; None when the activity failed."""
+    error: Failure | None
+    attempt: int
+    """The attempt that recorded it."""
+    recorded_at: datetime | None = None
+    """Set by the store."""
+
+
+@dataclass(frozen=True, slots=True)
 class TaskKey:
     """Names one attempt of one step: the fencing identity of every worker write."""
 
@@ -273,6 +291,8 @@ class Task:
     seed: int
     lease_expires_at: datetime
     failures: int
+    activities: tuple[ActivityRecord, ...] = ()
+    """The step's activities recorded by earlier attempts, by seq."""
 
     @property
     def key(self) -> TaskKey:

@@ -9,12 +9,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from cmo.api.v1 import common_pb2
 from cmo_server.api._validate import check_id, check_range
-from cmo_server.domain import END_NODE, Failure, GraphSpec, NodeSpec, RetrySpec, Run, Step, Task
+from cmo_server.domain import END_NODE, ActivityRecord, Failure, GraphSpec, NodeSpec, RetrySpec, Run, Step, Task
 from cmo_server.errors import InvalidArgument
 
 __all__ = ["failure_from_proto", "graph_from_proto", "run_to_proto", "step_to_proto", "task_to_proto"]
 
 MAX_NODES = 1000
+MAX_SEQ = 1_000_000
 MAX_VERSION = 2**31 - 1
 
 
@@ -73,6 +74,42 @@ def _retry_from_proto(field: str, msg: common_pb2.RetryPolicy) -> RetrySpec:
         max_interval=maximum,
         non_retryable_errors=tuple(msg.non_retryable_errors),
     )
+
+
+def activity_from_proto(msg: common_pb2.Activity, attempt: int) -> ActivityRecord:
+    """A validated activity record sent by a worker (its result is checked by the engine)."""
+    if not 0 <= msg.seq <= MAX_SEQ:
+        raise InvalidArgument("activity.seq", f"must be between 0 and {MAX_SEQ}, got {msg.seq}")
+    if msg.HasField("error") == bool(msg.result):
+        raise InvalidArgument("activity", "needs exactly one of result and error")
+    if len(msg.request_hash) > 128:
+        raise InvalidArgument("activity.request_hash", "is longer than 128 characters")
+    return ActivityRecord(
+        seq=msg.seq,
+        kind=check_id("activity.kind", msg.kind),
+        name=check_id("activity.name", msg.name),
+        request_hash=msg.request_hash,
+        result=msg.result if not msg.HasField("error") else None,
+        error=failure_from_proto(msg.error) if msg.HasField("error") else None,
+        attempt=attempt,
+    )
+
+
+def activity_to_proto(activity: ActivityRecord) -> common_pb2.Activity:
+    """An activity record for the wire."""
+    msg = common_pb2.Activity(
+        seq=activity.seq,
+        kind=activity.kind,
+        name=activity.name,
+        request_hash=activity.request_hash,
+        result=activity.result or b"",
+        attempt=activity.attempt,
+    )
+    if activity.error is not None:
+        msg.error.CopyFrom(failure_to_proto(activity.error))
+    if activity.recorded_at is not None:
+        msg.recorded_at.CopyFrom(_ts(activity.recorded_at))
+    return msg
 
 
 def failure_from_proto(msg: common_pb2.Failure) -> Failure:
@@ -152,6 +189,7 @@ def task_to_proto(task: Task, lease: timedelta) -> common_pb2.Task:
         seed=task.seed,
         lease_expires_at=_ts(task.lease_expires_at),
         failures=task.failures,
+        activities=[activity_to_proto(a) for a in task.activities],
     )
     msg.lease_duration.FromTimedelta(lease)
     return msg

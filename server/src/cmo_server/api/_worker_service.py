@@ -6,7 +6,13 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from cmo.api.v1 import worker_service_pb2 as pb
-from cmo_server.api._convert import failure_from_proto, graph_from_proto, task_to_proto
+from cmo_server.api._convert import (
+    activity_from_proto,
+    activity_to_proto,
+    failure_from_proto,
+    graph_from_proto,
+    task_to_proto,
+)
 from cmo_server.api._status import rpc
 from cmo_server.api._validate import check_id, check_range, duration_or, timestamp_or_now
 from cmo_server.domain import Failure, TaskKey
@@ -61,6 +67,18 @@ class WorkerServicer:
         return pb.PollTaskResponse(task=task_to_proto(task, limits.task_lease))
 
     @rpc
+    async def RecordActivity(
+        self, request: pb.RecordActivityRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecordActivityResponse:
+        """See the proto."""
+        check_id("worker_id", request.worker_id)
+        key = _task_key(request)
+        if not request.HasField("activity"):
+            raise InvalidArgument("activity", "is required")
+        stored = await self._engine.record_activity(key, activity_from_proto(request.activity, key.attempt))
+        return pb.RecordActivityResponse(activity=activity_to_proto(stored))
+
+    @rpc
     async def HeartbeatTask(
         self, request: pb.HeartbeatTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.HeartbeatTaskResponse:
@@ -107,7 +125,9 @@ class WorkerServicer:
         return response
 
 
-def _task_key(request: pb.HeartbeatTaskRequest | pb.CompleteTaskRequest | pb.FailTaskRequest) -> TaskKey:
+def _task_key(
+    request: pb.HeartbeatTaskRequest | pb.CompleteTaskRequest | pb.FailTaskRequest | pb.RecordActivityRequest,
+) -> TaskKey:
     return TaskKey(
         run_id=check_id("run_id", request.run_id),
         step_index=check_range("step_index", request.step_index, 0, MAX_INT),

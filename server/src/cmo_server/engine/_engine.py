@@ -16,6 +16,7 @@ from cmo.serialization import state_hash
 from cmo_server.config import EngineLimits
 from cmo_server.domain import (
     END_NODE,
+    ActivityRecord,
     CompleteOutcome,
     Failure,
     GraphSpec,
@@ -230,6 +231,13 @@ class Engine:
             lease=self._limits.task_lease,
             wait=wait,
         )
+
+    async def record_activity(self, key: TaskKey, activity: ActivityRecord) -> ActivityRecord:
+        """Record an activity of a running attempt; returns the stored record (first writer wins)."""
+        if activity.result is not None:
+            result = canonical_payload("activity.result", activity.result, self._limits.max_payload_bytes)
+            activity = replace(activity, result=result)
+        return await self._store.record_activity(key, activity)
 
     async def heartbeat(self, key: TaskKey, *, worker_id: str) -> datetime:
         """Extend the lease of a running attempt."""

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from cmo_server.domain import (
+    ActivityRecord,
     CompleteOutcome,
     Failure,
     GraphSpec,
@@ -72,7 +73,8 @@ class Store(Protocol):
     ) -> Task | None:
         """Lease the oldest ready task of these queues and graph versions, attempt + 1.
 
-        A task is ready when it is visible and unleased or its lease has expired.
+        A task is ready when it is visible and unleased or its lease has expired. It carries the
+        step's activities recorded by earlier attempts.
         """
 
     async def ready_queues(self, task_queues: Sequence[str]) -> set[tuple[str, str]]:
@@ -88,6 +90,16 @@ class Store(Protocol):
         """Checkpoint a step and move the run on (next task or completion), atomically.
 
         Re-sending a step this attempt completed before is a no-op (`duplicate=True`).
+        """
+
+    async def record_activity(self, key: TaskKey, activity: ActivityRecord) -> ActivityRecord:
+        """Record an activity of the current attempt; the first record of a (step, seq) wins.
+
+        Returns:
+            The stored record: this one, or the one recorded before for the same seq.
+
+        Raises:
+            StaleLease: `key` is not the task's current, leased attempt.
         """
 
     async def get_task(self, run_id: str) -> TaskState | None:

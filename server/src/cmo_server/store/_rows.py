@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from cmo_server.domain import Failure, Run, RunStatus
+from cmo_server.domain import ActivityRecord, Failure, Run, RunStatus
 
-__all__ = ["run_from_row"]
+__all__ = ["ACTIVITY_COLUMNS", "activity_from_row", "activity_params", "run_from_row"]
 
 
 def run_from_row(row: Sequence[Any], to_datetime: Callable[[Any], datetime]) -> Run:
@@ -33,3 +33,36 @@ def run_from_row(row: Sequence[Any], to_datetime: Callable[[Any], datetime]) -> 
         result=row[11],
         failure=None if row[12] is None else Failure.from_json(json.loads(row[12])),
     )
+
+
+ACTIVITY_COLUMNS = "seq, kind, name, request_hash, result, error, attempt, recorded_at"
+"""The columns `activity_from_row` reads, in order."""
+
+
+def activity_from_row(row: Sequence[Any], to_datetime: Callable[[Any], datetime]) -> ActivityRecord:
+    """An activity record from a row of ACTIVITY_COLUMNS."""
+    return ActivityRecord(
+        seq=row[0],
+        kind=row[1],
+        name=row[2],
+        request_hash=row[3],
+        result=row[4],
+        error=None if row[5] is None else Failure.from_json(json.loads(row[5])),
+        attempt=row[6],
+        recorded_at=to_datetime(row[7]),
+    )
+
+
+def activity_params(run_id: str, step_index: int, activity: ActivityRecord) -> dict[str, Any]:
+    """Named parameters of an activity insert (without recorded_at, which the store sets)."""
+    return {
+        "run_id": run_id,
+        "step_index": step_index,
+        "seq": activity.seq,
+        "kind": activity.kind,
+        "name": activity.name,
+        "request_hash": activity.request_hash,
+        "result": activity.result,
+        "error": None if activity.error is None else json.dumps(activity.error.to_json()),
+        "attempt": activity.attempt,
+    }

@@ -41,6 +41,26 @@ class PollTaskResponse(_message.Message):
     task: _common_pb2.Task
     def __init__(self, task: _Optional[_Union[_common_pb2.Task, _Mapping]] = ...) -> None: ...
 
+class RecordActivityRequest(_message.Message):
+    __slots__ = ("worker_id", "run_id", "step_index", "attempt", "activity")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    run_id: str
+    step_index: int
+    attempt: int
+    activity: _common_pb2.Activity
+    def __init__(self, worker_id: _Optional[str] = ..., run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., activity: _Optional[_Union[_common_pb2.Activity, _Mapping]] = ...) -> None: ...
+
+class RecordActivityResponse(_message.Message):
+    __slots__ = ("activity",)
+    ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    activity: _common_pb2.Activity
+    def __init__(self, activity: _Optional[_Union[_common_pb2.Activity, _Mapping]] = ...) -> None: ...
+
 class HeartbeatTaskRequest(_message.Message):
     __slots__ = ("worker_id", "run_id", "step_index", "attempt")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]

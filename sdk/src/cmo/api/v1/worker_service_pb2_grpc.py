@@ -45,6 +45,11 @@ class WorkerServiceStub:
                 request_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.PollTaskRequest.SerializeToString,
                 response_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.PollTaskResponse.FromString,
                 _registered_method=True)
+        self.RecordActivity = channel.unary_unary(
+                '/cmo.api.v1.WorkerService/RecordActivity',
+                request_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.RecordActivityRequest.SerializeToString,
+                response_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.RecordActivityResponse.FromString,
+                _registered_method=True)
         self.HeartbeatTask = channel.unary_unary(
                 '/cmo.api.v1.WorkerService/HeartbeatTask',
                 request_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.HeartbeatTaskRequest.SerializeToString,
@@ -75,6 +80,14 @@ class WorkerServiceServicer:
 
     def PollTask(self, request, context):
         """Long-poll for one task on the given queues, of the given graph versions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordActivity(self, request, context):
+        """Record the outcome of an activity, fenced by attempt. The first record of a (step, seq) wins:
+        the reply carries the stored record, which the worker must use.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,6 +127,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.PollTask,
                     request_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.PollTaskRequest.FromString,
                     response_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.PollTaskResponse.SerializeToString,
+            ),
+            'RecordActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordActivity,
+                    request_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.RecordActivityRequest.FromString,
+                    response_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.RecordActivityResponse.SerializeToString,
             ),
             'HeartbeatTask': grpc.unary_unary_rpc_method_handler(
                     servicer.HeartbeatTask,
@@ -186,6 +204,33 @@ class WorkerService:
             '/cmo.api.v1.WorkerService/PollTask',
             cmo_dot_api_dot_v1_dot_worker__service__pb2.PollTaskRequest.SerializeToString,
             cmo_dot_api_dot_v1_dot_worker__service__pb2.PollTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cmo.api.v1.WorkerService/RecordActivity',
+            cmo_dot_api_dot_v1_dot_worker__service__pb2.RecordActivityRequest.SerializeToString,
+            cmo_dot_api_dot_v1_dot_worker__service__pb2.RecordActivityResponse.FromString,
             options,
             channel_credentials,
             insecure,

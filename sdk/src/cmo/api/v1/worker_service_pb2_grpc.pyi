@@ -37,6 +37,10 @@ class WorkerServiceStub:
     """Idempotent for an identical definition; ALREADY_EXISTS for a different one."""
     PollTask: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.PollTaskRequest, _worker_service_pb2.PollTaskResponse]
     """Long-poll for one task on the given queues, of the given graph versions."""
+    RecordActivity: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.RecordActivityRequest, _worker_service_pb2.RecordActivityResponse]
+    """Record the outcome of an activity, fenced by attempt. The first record of a (step, seq) wins:
+    the reply carries the stored record, which the worker must use.
+    """
     HeartbeatTask: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.HeartbeatTaskRequest, _worker_service_pb2.HeartbeatTaskResponse]
     """Extend the lease; FAILED_PRECONDITION when the attempt is no longer current."""
     CompleteTask: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.CompleteTaskRequest, _worker_service_pb2.CompleteTaskResponse]
@@ -55,6 +59,10 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     """Idempotent for an identical definition; ALREADY_EXISTS for a different one."""
     PollTask: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.PollTaskRequest, _worker_service_pb2.PollTaskResponse]  # type: ignore[assignment]
     """Long-poll for one task on the given queues, of the given graph versions."""
+    RecordActivity: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.RecordActivityRequest, _worker_service_pb2.RecordActivityResponse]  # type: ignore[assignment]
+    """Record the outcome of an activity, fenced by attempt. The first record of a (step, seq) wins:
+    the reply carries the stored record, which the worker must use.
+    """
     HeartbeatTask: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.HeartbeatTaskRequest, _worker_service_pb2.HeartbeatTaskResponse]  # type: ignore[assignment]
     """Extend the lease; FAILED_PRECONDITION when the attempt is no longer current."""
     CompleteTask: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.CompleteTaskRequest, _worker_service_pb2.CompleteTaskResponse]  # type: ignore[assignment]
@@ -82,6 +90,16 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_worker_service_pb2.PollTaskResponse, _abc.Awaitable[_worker_service_pb2.PollTaskResponse]]:
         """Long-poll for one task on the given queues, of the given graph versions."""
+
+    @_abc_1.abstractmethod
+    def RecordActivity(
+        self,
+        request: _worker_service_pb2.RecordActivityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_worker_service_pb2.RecordActivityResponse, _abc.Awaitable[_worker_service_pb2.RecordActivityResponse]]:
+        """Record the outcome of an activity, fenced by attempt. The first record of a (step, seq) wins:
+        the reply carries the stored record, which the worker must use.
+        """
 
     @_abc_1.abstractmethod
     def HeartbeatTask(

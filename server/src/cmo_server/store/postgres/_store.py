@@ -25,8 +25,9 @@ from cmo_server.errors import AlreadyExists
 from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
 from cmo_server.store._protocol import RunPage
 from cmo_server.store._rows import run_from_row
+from cmo_server.store.postgres._activities import PostgresActivities
 from cmo_server.store.postgres._migrate import migrate
-from cmo_server.store.postgres._tasks import Pool, PostgresTasks
+from cmo_server.store.postgres._tasks import Pool, PostgresTasks, same
 
 __all__ = ["PostgresStore"]
 
@@ -135,7 +136,7 @@ async def _check_connection(conn: AsyncConnection[TupleRow]) -> None:
         raise psycopg.OperationalError("the server closed the connection")
 
 
-class PostgresStore(PostgresTasks):
+class PostgresStore(PostgresTasks, PostgresActivities):
     """`Store` on a Postgres database."""
 
     def __init__(self, pool: Pool) -> None:
@@ -252,7 +253,7 @@ class PostgresStore(PostgresTasks):
     async def get_run(self, run_id: str) -> Run | None:
         """See `Store.get_run`."""
         row = await self._fetchone(SELECT_RUN, {"run_id": run_id})
-        return None if row is None else run_from_row(row, _same)
+        return None if row is None else run_from_row(row, same)
 
     async def list_runs(
         self, *, graph_id: str = "", status: RunStatus | None = None, limit: int = 100, page_token: str = ""
@@ -269,7 +270,7 @@ class PostgresStore(PostgresTasks):
         async with self._pool.connection() as conn:
             cur = await conn.execute(LIST_RUNS, params)
             rows = await cur.fetchall()
-        runs = [run_from_row(r, _same) for r in rows[:limit]]
+        runs = [run_from_row(r, same) for r in rows[:limit]]
         token = encode_run_page_token(_to_us(rows[limit - 1][8]), rows[limit - 1][0]) if len(rows) > limit else ""
         return runs, token
 
@@ -278,7 +279,3 @@ class PostgresStore(PostgresTasks):
         async with self._pool.connection() as conn, conn.cursor(row_factory=class_row(Step)) as cur:
             await cur.execute(SELECT_STEPS, {"run_id": run_id, "after": after, "limit": limit})
             return await cur.fetchall()
-
-
-def _same(value: datetime) -> datetime:
-    return value  # psycopg already returns timestamptz as aware datetimes

@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from cmo_server.domain import (
     END_NODE,
+    ActivityRecord,
     CompleteOutcome,
     Failure,
     RunStatus,
@@ -26,6 +27,7 @@ from cmo_server.domain import (
     graph_key,
 )
 from cmo_server.errors import StaleLease
+from cmo_server.store._rows import ACTIVITY_COLUMNS, activity_from_row
 
 __all__ = ["Pool", "PostgresTasks"]
 
@@ -68,7 +70,8 @@ CLAIM_TASK = """
          WHERE run_id = (SELECT run_id FROM leased WHERE step_index = 0) AND status = %(pending)s
     )
     SELECT l.run_id, l.step_index, l.attempt, l.node_id, l.task_queue, l.graph_key, l.logical_time,
-           l.failures, l.visible_at, r.seed, CASE WHEN l.step_index = 0 THEN r.input ELSE s.state END
+           l.failures, l.visible_at, r.seed, CASE WHEN l.step_index = 0 THEN r.input ELSE s.state END,
+           EXISTS (SELECT 1 FROM activities a WHERE a.run_id = l.run_id AND a.step_index = l.step_index)
       FROM leased l JOIN runs r ON r.run_id = l.run_id
       LEFT JOIN steps s ON s.run_id = l.run_id AND s.step_index = l.step_index - 1
 """
@@ -151,6 +154,23 @@ FAIL_RUN = f"""
 """
 
 
+SELECT_ACTIVITIES = f"""
+    SELECT {ACTIVITY_COLUMNS} FROM activities
+     WHERE run_id = %(run_id)s AND step_index = %(step_index)s ORDER BY seq
+"""
+
+
+async def load_activities(conn: AsyncConnection[TupleRow], run_id: str, step_index: int) -> tuple[ActivityRecord, ...]:
+    """A step's recorded activities, by seq."""
+    cur = await conn.execute(SELECT_ACTIVITIES, {"run_id": run_id, "step_index": step_index})
+    return tuple(activity_from_row(row, same) for row in await cur.fetchall())
+
+
+def same(value: datetime) -> datetime:
+    """Timestamps need no conversion: psycopg returns timestamptz as aware datetimes."""
+    return value
+
+
 class PostgresTasks:
     """The task-queue half of `PostgresStore`."""
 
@@ -185,7 +205,7 @@ class PostgresTasks:
             row = await cur.fetchone()
             if row is None:
                 return None
-            run_id, step_index, attempt, node_id, queue, key, logical_time, failures, expires, seed, state = row
+            run_id, step_index, attempt, node_id, queue, key, logical_time, failures, expires, seed, state, acted = row
             if state is None:
                 # The previous step committed after this statement's snapshot (see CLAIM_TASK).
                 cur = await conn.execute(SELECT_STEP_STATE, {"run_id": run_id, "step_index": step_index - 1})
@@ -193,6 +213,8 @@ class PostgresTasks:
                 if previous is None:
                     raise RuntimeError(f"run {run_id} is at step {step_index} without a checkpoint of the one before")
                 state = previous[0]
+            # Only a retried or recovered step has records; the probe keeps the first attempt at one statement.
+            activities = await load_activities(conn, run_id, step_index) if acted else ()
         graph_id, version = _split_graph_key(key)
         return Task(
             run_id=run_id,
@@ -207,6 +229,7 @@ class PostgresTasks:
             seed=seed,
             lease_expires_at=expires,
             failures=failures,
+            activities=activities,
         )
 
     async def ready_queues(self, task_queues: Sequence[str]) -> set[tuple[str, str]]:

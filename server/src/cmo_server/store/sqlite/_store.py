@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from cmo_server.domain import (
     END_NODE,
+    ActivityRecord,
     CompleteOutcome,
     Failure,
     GraphSpec,
@@ -38,7 +39,7 @@ from cmo_server.errors import AlreadyExists, StaleLease
 from cmo_server.store._migrations import load_migrations
 from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
 from cmo_server.store._protocol import RunPage
-from cmo_server.store._rows import run_from_row
+from cmo_server.store._rows import ACTIVITY_COLUMNS, activity_from_row, activity_params, run_from_row
 
 __all__ = ["SqliteStore"]
 
@@ -117,6 +118,15 @@ SELECT_READY_QUEUES = """
 SELECT_NEXT_READY_AT = """
     SELECT min(visible_at) FROM tasks WHERE task_queue IN (SELECT value FROM json_each(?))
 """
+SELECT_ACTIVITIES = f"""
+    SELECT {ACTIVITY_COLUMNS} FROM activities WHERE run_id = ? AND step_index = ? ORDER BY seq
+"""
+SELECT_ACTIVITY = f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE run_id = ? AND step_index = ? AND seq = ?"
+INSERT_ACTIVITY = """
+    INSERT INTO activities (run_id, step_index, seq, kind, name, request_hash, result, error, attempt, recorded_at)
+    VALUES (:run_id, :step_index, :seq, :kind, :name, :request_hash, :result, :error, :attempt, :now)
+    ON CONFLICT (run_id, step_index, seq) DO NOTHING
+"""
 SELECT_TASK = """
     SELECT run_id, step_index, attempt, node_id, graph_key, task_queue, failures, lease_owner
       FROM tasks WHERE run_id = ?
@@ -126,6 +136,7 @@ SELECT_TASK = """
 FENCE = "run_id = :run_id AND step_index = :step_index AND attempt = :attempt AND lease_owner IS NOT NULL"
 
 EXTEND_LEASE = f"UPDATE tasks SET visible_at = :expires WHERE {FENCE}"
+SELECT_FENCED_TASK = f"SELECT 1 FROM tasks WHERE {FENCE}"
 ADVANCE_TASK = f"""
     UPDATE tasks
        SET step_index = step_index + 1, node_id = :next_node, task_queue = :next_queue,
@@ -248,6 +259,10 @@ class SqliteStore:
     async def complete_step(self, commit: StepCommit) -> CompleteOutcome:
         """See `Store.complete_step`."""
         return await self._call(_complete_step, commit)
+
+    async def record_activity(self, key: TaskKey, activity: ActivityRecord) -> ActivityRecord:
+        """See `Store.record_activity`."""
+        return await self._call(_record_activity, key, activity)
 
     async def get_task(self, run_id: str) -> TaskState | None:
         """See `Store.get_task`."""
@@ -467,6 +482,7 @@ def _claim_task(
         if step_index == 0:
             conn.execute(MARK_RUN_RUNNING, (now, run_id))
         state, seed = _state_before(conn, run_id, step_index)
+        activities = tuple(activity_from_row(row, _dt) for row in conn.execute(SELECT_ACTIVITIES, (run_id, step_index)))
     graph_id, _, version = key.rpartition("@")
     return Task(
         run_id=run_id,
@@ -481,6 +497,7 @@ def _claim_task(
         seed=seed,
         lease_expires_at=_dt(expires),
         failures=failures,
+        activities=activities,
     )
 
 
@@ -568,6 +585,15 @@ def _not_current(conn: sqlite3.Connection, key: TaskKey) -> CompleteOutcome:
         (status,) = conn.execute(SELECT_RUN_STATUS, (key.run_id,)).fetchone()
         return CompleteOutcome(RunStatus(status), duplicate=True)
     raise StaleLease(key.run_id, key.step_index, key.attempt)
+
+
+def _record_activity(conn: sqlite3.Connection, key: TaskKey, activity: ActivityRecord) -> ActivityRecord:
+    with _Transaction(conn):
+        if conn.execute(SELECT_FENCED_TASK, _fence(key)).fetchone() is None:
+            raise StaleLease(key.run_id, key.step_index, key.attempt)
+        conn.execute(INSERT_ACTIVITY, {**activity_params(key.run_id, key.step_index, activity), "now": _now_us()})
+        row = conn.execute(SELECT_ACTIVITY, (key.run_id, key.step_index, activity.seq)).fetchone()
+    return activity_from_row(row, _dt)
 
 
 def _get_task(conn: sqlite3.Connection, run_id: str) -> TaskState | None:

@@ -1,0 +1,205 @@
+"""Activities: side effects a node makes through `ctx.activity`, recorded once and replayed after.
+
+A step's activities are numbered by `seq` in the order the node calls `ctx.activity` (the number is
+taken at the call, before anything is awaited, so `asyncio.gather` of several gets the same numbers
+on every attempt). The first attempt runs each one, with its own retries and timeout, and records
+the outcome on the server before the node sees it; a retried or recovered attempt gets the records
+with its task and returns them instead of running the activity again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import traceback
+import typing
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from cmo._converter import from_json, to_json
+from cmo._retry import RetryPolicy
+from cmo.api.v1 import common_pb2
+from cmo.errors import ActivityError, ApplicationError, NondeterminismError
+from cmo.serialization import canonical_json, parse_json, state_hash
+
+__all__ = ["Activity", "ActivityInfo", "ActivityRunner", "activity", "activity_info"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+KIND_CALL = "call"
+"""The kind of a user-defined activity."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityInfo:
+    """What an activity may know about the call it is running for."""
+
+    run_id: str
+    step_index: int
+    seq: int
+    idempotency_key: str
+    """Stable across retries, recoveries and replays of this call: pass it on to external systems."""
+    try_number: int
+    """1 for the first try; more when the activity's own retry policy tries again."""
+
+
+_current: contextvars.ContextVar[ActivityInfo] = contextvars.ContextVar("cmo_activity_info")
+
+
+def activity_info() -> ActivityInfo:
+    """The running activity's info (inside an activity called through `ctx.activity`).
+
+    Raises:
+        RuntimeError: not inside an activity.
+    """
+    try:
+        return _current.get()
+    except LookupError:
+        raise RuntimeError("activity_info() is only available inside an activity run by ctx.activity") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Activity(Generic[P, T]):
+    """An async function declared as an activity: its name, retry policy and timeout."""
+
+    fn: Callable[P, Awaitable[T]]
+    name: str
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=3))
+    timeout: timedelta | None = None
+    """Per try; None means no limit."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
+        """Call the function directly: not recorded (use `ctx.activity` inside nodes)."""
+        return self.fn(*args, **kwargs)
+
+    result_type: Any = field(init=False, repr=False, compare=False)
+    """The function's return annotation: results are converted back to it, recorded or not."""
+
+    def __post_init__(self) -> None:
+        try:
+            hint = typing.get_type_hints(self.fn).get("return", Any)
+        except (NameError, TypeError):
+            hint = Any
+        object.__setattr__(self, "result_type", hint)
+
+
+@overload
+def activity(fn: Callable[P, Awaitable[T]], /) -> Activity[P, T]: ...
+
+
+@overload
+def activity(
+    fn: None = None, /, *, name: str | None = None, retry: RetryPolicy | None = None, timeout: timedelta | None = None
+) -> Callable[[Callable[P, Awaitable[T]]], Activity[P, T]]: ...
+
+
+def activity(
+    fn: Callable[P, Awaitable[T]] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: timedelta | None = None,
+) -> Activity[P, T] | Callable[[Callable[P, Awaitable[T]]], Activity[P, T]]:
+    """Declare an async function as an activity; call it in a node with `ctx.activity(fn, ...)`.
+
+    Args:
+        fn: The async function; its arguments and result go through the state converter.
+        name: Recorded name; the function's qualified name by default. Keep it stable: replay
+            compares it.
+        retry: Tries before the outcome is recorded (default 3, 1 s back-off doubling).
+        timeout: Limit of each try.
+    """
+
+    def wrap(f: Callable[P, Awaitable[T]]) -> Activity[P, T]:
+        return Activity(f, name or f.__qualname__, retry or RetryPolicy(max_attempts=3), timeout)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+Recorder = Callable[[common_pb2.Activity], Awaitable[common_pb2.Activity]]
+
+
+class ActivityRunner:
+    """Runs or replays the activities of one step attempt (made by the worker for each task)."""
+
+    def __init__(
+        self, *, run_id: str, step_index: int, recorded: Mapping[int, common_pb2.Activity], record: Recorder
+    ) -> None:
+        self._run_id = run_id
+        self._step_index = step_index
+        self._recorded = dict(recorded)
+        self._record = record
+        self._next_seq = 0
+
+    def start(self, act: Activity[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[T]:
+        """Number the call now (deterministic order), run or replay it when awaited."""
+        seq = self._next_seq
+        self._next_seq += 1
+        return self._run(seq, act, args, kwargs)
+
+    async def _run(self, seq: int, act: Activity[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        request_hash = state_hash(canonical_json(to_json([list(args), kwargs])))
+        recorded = self._recorded.get(seq)
+        if recorded is not None:
+            if (recorded.kind, recorded.name, recorded.request_hash) != (KIND_CALL, act.name, request_hash):
+                raise NondeterminismError(
+                    step_index=self._step_index,
+                    seq=seq,
+                    recorded=f"{recorded.kind} {recorded.name!r} (request {recorded.request_hash[:12]})",
+                    requested=f"{KIND_CALL} {act.name!r} (request {request_hash[:12]})",
+                )
+            return _outcome(recorded, act)
+        record = common_pb2.Activity(seq=seq, kind=KIND_CALL, name=act.name, request_hash=request_hash)
+        try:
+            result = await self._execute(seq, act, args, kwargs)
+            record.result = canonical_json(to_json(result))
+        except Exception as err:
+            record.error.CopyFrom(_failure(err))
+        stored = await self._record(record)  # durable before the node sees the outcome
+        return _outcome(stored, act)
+
+    async def _execute(self, seq: int, act: Activity[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        key = hashlib.sha256(f"{self._run_id}:{self._step_index}:{seq}".encode()).hexdigest()
+        delay = act.retry.initial_interval.total_seconds()
+        try_number = 1
+        while True:
+            token = _current.set(ActivityInfo(self._run_id, self._step_index, seq, key, try_number))
+            try:
+                call = act.fn(*args, **kwargs)
+                timeout = act.timeout.total_seconds() if act.timeout is not None else None
+                return await asyncio.wait_for(call, timeout)
+            except Exception as err:
+                if not _retryable(err, act.retry, try_number):
+                    raise
+            finally:
+                _current.reset(token)
+            await asyncio.sleep(delay)
+            delay *= act.retry.backoff
+            if act.retry.max_interval is not None:
+                delay = min(delay, act.retry.max_interval.total_seconds())
+            try_number += 1
+
+
+def _retryable(err: Exception, retry: RetryPolicy, try_number: int) -> bool:
+    if isinstance(err, ApplicationError) and err.non_retryable:
+        return False
+    if type(err).__name__ in retry.non_retryable_errors:
+        return False
+    return retry.max_attempts == 0 or try_number < retry.max_attempts
+
+
+def _failure(err: Exception) -> common_pb2.Failure:
+    kind = err.type if isinstance(err, ApplicationError) else type(err).__name__
+    details = "".join(traceback.format_exception(err))[-8000:]
+    return common_pb2.Failure(message=str(err) or kind, type=kind, details=details)
+
+
+def _outcome(record: common_pb2.Activity, act: Activity[..., T]) -> T:
+    if record.HasField("error"):
+        raise ActivityError(act.name, record.seq, record.error.type, record.error.message)
+    return typing.cast(T, from_json(parse_json(record.result), act.result_type))

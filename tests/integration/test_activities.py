@@ -1,0 +1,147 @@
+"""Activities through the SDK: run once, recorded, replayed on retry, checked for nondeterminism."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+
+import cmo
+from cmo.errors import ActivityError, RunFailedError
+from tests.integration.test_runs import serving, unique
+
+FAST_RETRY = cmo.RetryPolicy(max_attempts=3, initial_interval=timedelta(milliseconds=20))
+
+
+@dataclass
+class Receipt:
+    order: str
+    amount: int
+
+
+async def test_a_retried_step_replays_its_activities_instead_of_running_them(client: cmo.Client):
+    charges: list[tuple[str, str]] = []
+
+    @cmo.activity(name="charge")
+    async def charge(order: str, amount: int) -> Receipt:
+        charges.append((order, cmo.activity_info().idempotency_key))
+        return Receipt(order, amount)
+
+    graph: cmo.Graph[dict] = cmo.Graph(unique("pay"))
+
+    @graph.node(entry=True, retry=FAST_RETRY)
+    async def pay(state, ctx):
+        receipt = await ctx.activity(charge, state["order"], 42)
+        assert isinstance(receipt, Receipt)  # converted back to the return annotation, recorded or not
+        if ctx.attempt == 1:
+            raise ConnectionError("crashed after charging")
+        return cmo.NodeResult({**state, "paid": receipt.amount, "attempt": ctx.attempt})
+
+    async with serving(client, [graph]):
+        result = await (await client.start(graph, {"order": "o-1"})).result(timeout=20)
+    assert result == {"order": "o-1", "paid": 42, "attempt": 2}
+    assert len(charges) == 1  # the retry returned the record instead of charging again
+    assert charges[0][0] == "o-1"
+    assert len(charges[0][1]) == 64
+
+
+async def test_a_failed_activity_is_recorded_and_raised_again_on_replay(client: cmo.Client):
+    calls = 0
+
+    @cmo.activity(retry=cmo.RetryPolicy(max_attempts=2, initial_interval=timedelta(milliseconds=10)))
+    async def flaky() -> int:
+        nonlocal calls
+        calls += 1
+        raise TimeoutError("upstream timed out")
+
+    graph: cmo.Graph[dict] = cmo.Graph(unique("flaky"))
+    seen: list[str] = []
+
+    @graph.node(entry=True, retry=FAST_RETRY)
+    async def node(state, ctx):
+        try:
+            await ctx.activity(flaky)
+        except ActivityError as err:
+            seen.append(f"{err.type}: {err.message}")
+        if ctx.attempt < 3:
+            raise RuntimeError("fail the step to force a replay")
+        return cmo.NodeResult({"seen": len(seen)})
+
+    async with serving(client, [graph]):
+        assert await (await client.start(graph, {})).result(timeout=20) == {"seen": 3}
+    assert calls == 2  # its own two tries, once; the step's retries replayed the recorded error
+    assert seen == ["TimeoutError: upstream timed out"] * 3
+
+
+async def test_concurrent_activities_get_the_same_numbers_on_every_attempt(client: cmo.Client):
+    runs: list[str] = []
+
+    @cmo.activity
+    async def fetch(name: str, delay: float) -> str:
+        await asyncio.sleep(delay)  # finish in the opposite order of the calls
+        runs.append(name)
+        return name.upper()
+
+    graph: cmo.Graph[dict] = cmo.Graph(unique("fanout"))
+
+    @graph.node(entry=True, retry=FAST_RETRY)
+    async def fan(state, ctx):
+        got = await asyncio.gather(
+            ctx.activity(fetch, "a", 0.06), ctx.activity(fetch, "b", 0.03), ctx.activity(fetch, "c", 0)
+        )
+        if ctx.attempt == 1:
+            raise ConnectionError("retry me")
+        return cmo.NodeResult({"got": got})
+
+    async with serving(client, [graph]):
+        handle = await client.start(graph, {})
+        assert await handle.result(timeout=20) == {"got": ["A", "B", "C"]}
+    assert sorted(runs) == ["a", "b", "c"]  # each ran once, on the first attempt only
+
+
+async def test_a_changed_activity_is_a_nondeterminism_error_naming_the_seq(client: cmo.Client):
+    @cmo.activity
+    async def send_email(to: str) -> bool:
+        return True
+
+    @cmo.activity
+    async def send_sms(to: str) -> bool:
+        return True
+
+    graph: cmo.Graph[dict] = cmo.Graph(unique("drift"))
+
+    @graph.node(entry=True, retry=cmo.RetryPolicy(max_attempts=5, initial_interval=timedelta(milliseconds=20)))
+    async def notify(state, ctx):
+        # Code that changes between attempts, as a deploy between a crash and its recovery would.
+        await ctx.activity(send_email if ctx.attempt == 1 else send_sms, "ada")
+        if ctx.attempt == 1:
+            raise ConnectionError("crash")
+        return cmo.NodeResult(state)
+
+    async with serving(client, [graph]):
+        with pytest.raises(RunFailedError) as failed:
+            await (await client.start(graph, {})).result(timeout=20)
+    failure = failed.value.failure
+    assert failure is not None
+    assert failure.type == "NondeterminismError"
+    assert failure.attempt == 2  # not retried: no attempt can get past it
+    assert "seq 0" in failure.message
+    assert "send_email" in failure.message
+    assert "send_sms" in failure.message
+
+
+async def test_activities_outside_a_worker_are_plain_calls():
+    @cmo.activity
+    async def double(x: int) -> int:
+        return 2 * x
+
+    assert await double(21) == 42
+    ctx = cmo.NodeContext(
+        run_id=uuid.uuid4().hex, step_index=0, attempt=1, node_id="n", graph_id="g", graph_version=1,
+        logical_time=__import__("datetime").datetime.now(), seed=1,
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="needs a worker"):
+        ctx.activity(double, 1)
