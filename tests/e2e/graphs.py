@@ -16,8 +16,10 @@ Each attempt of a step leaves marker files named `<run_id>.<step>.<attempt>.<kin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -28,10 +30,13 @@ import cmo
 __all__ = [
     "COUNTER",
     "GRAPHS",
+    "ORDERS",
     "Markers",
     "check_counter_history",
     "counter_graph",
     "counter_input",
+    "orders_graph",
+    "sink_effects",
 ]
 
 COUNTER = "e2e-counter"
@@ -149,5 +154,58 @@ def check_counter_history(steps: Sequence[cmo.StepInfo], total: int) -> None:
         assert s.next_node == (cmo.END if s.step_index == total - 1 else "tick")
 
 
-GRAPHS: dict[str, Callable[[Markers, str], cmo.Graph[State]]] = {"counter": counter_graph}
+ORDERS = "e2e-orders"
+"""graph_id of the orders graph (version 1)."""
+
+
+def sink_effects(markers: Markers) -> dict[tuple[str, str], int]:
+    """How many times each activity ran its side effect, by (name, idempotency key)."""
+    with contextlib.closing(sqlite3.connect(markers.root / "sink.db")) as db:
+        return {(name, key): runs for key, name, runs in db.execute("SELECT key, name, runs FROM effects")}
+
+
+def _side_effect(markers: Markers, name: str) -> str:
+    """The real side effect: a row per idempotency key in an SQLite file, counting executions."""
+    key = cmo.activity_info().idempotency_key
+    with contextlib.closing(sqlite3.connect(markers.root / "sink.db", timeout=10)) as db, db:
+        db.execute("CREATE TABLE IF NOT EXISTS effects (key TEXT PRIMARY KEY, name TEXT NOT NULL, runs INTEGER)")
+        db.execute("INSERT INTO effects VALUES (?, ?, 1) ON CONFLICT (key) DO UPDATE SET runs = runs + 1", (key, name))
+    return key
+
+
+def orders_graph(markers: Markers, worker_id: str) -> cmo.Graph[State]:
+    """One node, `fulfil`, that charges then ships through activities with a real side effect each.
+
+    `hold` in the state stops the first attempt at one point so the test can kill the worker there:
+    "after_effect" inside `ship`, after its side effect and before it is recorded; "after_record"
+    in the node, after `ship` was recorded and before the step's checkpoint.
+    """
+    graph: cmo.Graph[State] = cmo.Graph(ORDERS, version=1)
+
+    @cmo.activity(name="charge")
+    async def charge(order: str) -> str:
+        return _side_effect(markers, "charge")
+
+    @cmo.activity(name="ship")
+    async def ship(order: str, hold: str) -> str:
+        key = _side_effect(markers, "ship")
+        info = cmo.activity_info()
+        if hold == "after_effect" and markers.read(info.run_id, info.step_index, 1, "effect") is None:
+            markers.write(info.run_id, info.step_index, 1, "effect", {"pid": os.getpid()})
+            await asyncio.sleep(60)  # killed here
+        return key
+
+    @graph.node(entry=True)
+    async def fulfil(state: State, ctx: cmo.NodeContext) -> cmo.NodeResult[State]:
+        charged = await ctx.activity(charge, state["order"])
+        shipped = await ctx.activity(ship, state["order"], state["hold"])
+        if state["hold"] == "after_record" and ctx.attempt == 1:
+            markers.write(ctx.run_id, ctx.step_index, ctx.attempt, "recorded", {"pid": os.getpid()})
+            await asyncio.sleep(60)  # killed here
+        return cmo.NodeResult({**state, "charged": charged, "shipped": shipped, "by": worker_id})
+
+    return graph
+
+
+GRAPHS: dict[str, Callable[[Markers, str], cmo.Graph[State]]] = {"counter": counter_graph, "orders": orders_graph}
 """Graphs a worker process can serve, by the name `--graph` takes."""
