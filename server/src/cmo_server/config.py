@@ -48,6 +48,10 @@ class ServerConfig:
     log_level: str = "INFO"
     log_format: str = "text"
     """text or json."""
+    blob_dir: str = ".cmo/blobs"
+    """Directory of the filesystem blob store, which holds payloads above the inline threshold."""
+    inline_threshold_bytes: int = 256 * 1024
+    """Payloads larger than this go to the blob store; smaller ones stay inline."""
     limits: EngineLimits = field(default_factory=EngineLimits)
 
     @classmethod
@@ -72,6 +76,8 @@ class ServerConfig:
             shutdown_grace=_seconds(env, "CMO_SHUTDOWN_GRACE_SECONDS", base.shutdown_grace),
             log_level=env.get("CMO_LOG_LEVEL", env.get("LOG_LEVEL", base.log_level)).upper(),
             log_format=env.get("CMO_LOG_FORMAT", base.log_format),
+            blob_dir=env.get("CMO_BLOB_DIR") or base.blob_dir,
+            inline_threshold_bytes=_int(env, "CMO_INLINE_THRESHOLD_BYTES", base.inline_threshold_bytes),
             limits=limits,
         )
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
@@ -93,6 +99,10 @@ class ServerConfig:
             raise ConfigError("CMO_TASK_LEASE_SECONDS must be positive")
         if self.limits.max_payload_bytes < 1024:
             raise ConfigError("CMO_MAX_PAYLOAD_BYTES must be at least 1024")
+        if not self.blob_dir.strip():
+            raise ConfigError("CMO_BLOB_DIR must be a directory path, got an empty value")
+        if self.inline_threshold_bytes < 0:
+            raise ConfigError(f"CMO_INLINE_THRESHOLD_BYTES must be 0 or more, got {self.inline_threshold_bytes}")
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets (the database password) masked, for logs."""
@@ -103,6 +113,8 @@ class ServerConfig:
             "pool_size": self.pool_size,
             "task_lease_s": self.limits.task_lease.total_seconds(),
             "max_payload_bytes": self.limits.max_payload_bytes,
+            "blob_dir": self.blob_dir,
+            "inline_threshold_bytes": self.inline_threshold_bytes,
         }
         return shown
 

@@ -247,6 +247,8 @@ class Step:
     logical_time: datetime
     started_at: datetime
     finished_at: datetime
+    activities: tuple[ActivityRecord, ...] = ()
+    """The activities recorded in this step, by seq."""
 
 
 @dataclass(frozen=True, slots=True)

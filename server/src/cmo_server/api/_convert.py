@@ -148,6 +148,7 @@ def run_to_proto(run: Run) -> common_pb2.Run:
         current_node=run.current_node,
         created_at=_ts(run.created_at),
         updated_at=_ts(run.updated_at),
+        seed=run.seed,
     )
     if run.completed_at is not None:
         msg.completed_at.CopyFrom(_ts(run.completed_at))
@@ -171,6 +172,7 @@ def step_to_proto(step: Step) -> common_pb2.Step:
         logical_time=_ts(step.logical_time),
         started_at=_ts(step.started_at),
         finished_at=_ts(step.finished_at),
+        activities=[activity_to_proto(a) for a in step.activities],
     )
 
 

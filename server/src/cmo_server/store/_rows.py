@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from cmo_server.domain import ActivityRecord, Failure, Run, RunStatus
+from cmo_server.domain import ActivityRecord, Failure, Run, RunStatus, Step
 
-__all__ = ["ACTIVITY_COLUMNS", "activity_from_row", "activity_params", "run_from_row"]
+__all__ = ["ACTIVITY_COLUMNS", "activity_from_row", "activity_params", "run_from_row", "with_activities"]
 
 
 def run_from_row(row: Sequence[Any], to_datetime: Callable[[Any], datetime]) -> Run:
@@ -66,3 +67,13 @@ def activity_params(run_id: str, step_index: int, activity: ActivityRecord) -> d
         "error": None if activity.error is None else json.dumps(activity.error.to_json()),
         "attempt": activity.attempt,
     }
+
+
+def with_activities(
+    steps: list[Step], rows: Sequence[Sequence[Any]], to_datetime: Callable[[Any], datetime]
+) -> list[Step]:
+    """Attach activity rows (step_index followed by ACTIVITY_COLUMNS) to their steps."""
+    by_step: dict[int, list[ActivityRecord]] = {}
+    for row in rows:
+        by_step.setdefault(row[0], []).append(activity_from_row(row[1:], to_datetime))
+    return [replace(s, activities=tuple(by_step[s.step_index])) if s.step_index in by_step else s for s in steps]

@@ -105,7 +105,7 @@ class Failure(_message.Message):
     def __init__(self, message: _Optional[str] = ..., type: _Optional[str] = ..., non_retryable: _Optional[bool] = ..., details: _Optional[str] = ..., node_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "graph_id", "graph_version", "status", "input", "result", "failure", "step_count", "current_node", "created_at", "updated_at", "completed_at")
+    __slots__ = ("run_id", "graph_id", "graph_version", "status", "input", "result", "failure", "step_count", "current_node", "created_at", "updated_at", "completed_at", "seed")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     GRAPH_ID_FIELD_NUMBER: _ClassVar[int]
     GRAPH_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +118,7 @@ class Run(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     graph_id: str
     graph_version: int
@@ -130,10 +131,11 @@ class Run(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     completed_at: _timestamp_pb2.Timestamp
-    def __init__(self, run_id: _Optional[str] = ..., graph_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., status: _Optional[_Union[RunStatus, str]] = ..., input: _Optional[bytes] = ..., result: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., step_count: _Optional[int] = ..., current_node: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    seed: int
+    def __init__(self, run_id: _Optional[str] = ..., graph_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., status: _Optional[_Union[RunStatus, str]] = ..., input: _Optional[bytes] = ..., result: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., step_count: _Optional[int] = ..., current_node: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class Step(_message.Message):
-    __slots__ = ("run_id", "step_index", "node_id", "attempt", "state", "state_hash", "output", "next_key", "next_node", "logical_time", "started_at", "finished_at")
+    __slots__ = ("run_id", "step_index", "node_id", "attempt", "state", "state_hash", "output", "next_key", "next_node", "logical_time", "started_at", "finished_at", "activities")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +148,7 @@ class Step(_message.Message):
     LOGICAL_TIME_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVITIES_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     step_index: int
     node_id: str
@@ -158,7 +161,8 @@ class Step(_message.Message):
     logical_time: _timestamp_pb2.Timestamp
     started_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
-    def __init__(self, run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., node_id: _Optional[str] = ..., attempt: _Optional[int] = ..., state: _Optional[bytes] = ..., state_hash: _Optional[str] = ..., output: _Optional[bytes] = ..., next_key: _Optional[str] = ..., next_node: _Optional[str] = ..., logical_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    activities: _containers.RepeatedCompositeFieldContainer[Activity]
+    def __init__(self, run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., node_id: _Optional[str] = ..., attempt: _Optional[int] = ..., state: _Optional[bytes] = ..., state_hash: _Optional[str] = ..., output: _Optional[bytes] = ..., next_key: _Optional[str] = ..., next_node: _Optional[str] = ..., logical_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activities: _Optional[_Iterable[_Union[Activity, _Mapping]]] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("run_id", "step_index", "attempt", "node_id", "graph_id", "graph_version", "task_queue", "state", "logical_time", "seed", "lease_expires_at", "lease_duration", "failures", "activities")

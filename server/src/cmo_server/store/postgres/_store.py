@@ -24,7 +24,7 @@ from cmo_server.domain import GraphSpec, NewRun, Run, RunStatus, Step, graph_key
 from cmo_server.errors import AlreadyExists
 from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
 from cmo_server.store._protocol import RunPage
-from cmo_server.store._rows import run_from_row
+from cmo_server.store._rows import ACTIVITY_COLUMNS, run_from_row, with_activities
 from cmo_server.store.postgres._activities import PostgresActivities
 from cmo_server.store.postgres._migrate import migrate
 from cmo_server.store.postgres._tasks import Pool, PostgresTasks, same
@@ -92,6 +92,10 @@ LIST_RUNS = (
      ORDER BY r.created_at DESC, r.run_id DESC LIMIT %(limit)s
 """
 )
+SELECT_STEP_ACTIVITIES = f"""
+    SELECT step_index, {ACTIVITY_COLUMNS} FROM activities
+     WHERE run_id = %(run_id)s AND step_index BETWEEN %(first)s AND %(last)s ORDER BY step_index, seq
+"""
 SELECT_STEPS = """
     SELECT run_id, step_index, node_id, attempt, state, state_hash, output, next_key, next_node,
            logical_time, started_at, finished_at
@@ -278,4 +282,9 @@ class PostgresStore(PostgresTasks, PostgresActivities):
         """See `Store.get_steps`."""
         async with self._pool.connection() as conn, conn.cursor(row_factory=class_row(Step)) as cur:
             await cur.execute(SELECT_STEPS, {"run_id": run_id, "after": after, "limit": limit})
-            return await cur.fetchall()
+            steps = await cur.fetchall()
+            if not steps:
+                return steps
+            span = {"run_id": run_id, "first": steps[0].step_index, "last": steps[-1].step_index}
+            rows = await (await conn.execute(SELECT_STEP_ACTIVITIES, span)).fetchall()
+        return with_activities(steps, rows, same)

@@ -39,7 +39,13 @@ from cmo_server.errors import AlreadyExists, StaleLease
 from cmo_server.store._migrations import load_migrations
 from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
 from cmo_server.store._protocol import RunPage
-from cmo_server.store._rows import ACTIVITY_COLUMNS, activity_from_row, activity_params, run_from_row
+from cmo_server.store._rows import (
+    ACTIVITY_COLUMNS,
+    activity_from_row,
+    activity_params,
+    run_from_row,
+    with_activities,
+)
 
 __all__ = ["SqliteStore"]
 
@@ -87,6 +93,10 @@ LIST_RUNS_WHERE = """
      WHERE (:graph_id = '' OR r.graph_id = :graph_id) AND (:status = 0 OR r.status = :status)
        AND (r.created_at, r.run_id) < (:before_us, :before_id)
      ORDER BY r.created_at DESC, r.run_id DESC LIMIT :limit
+"""
+SELECT_STEP_ACTIVITIES = f"""
+    SELECT step_index, {ACTIVITY_COLUMNS} FROM activities
+     WHERE run_id = ? AND step_index BETWEEN ? AND ? ORDER BY step_index, seq
 """
 SELECT_STEPS = """
     SELECT run_id, step_index, node_id, attempt, state, state_hash, output, next_key, next_node,
@@ -434,7 +444,7 @@ def _list_runs(conn: sqlite3.Connection, graph_id: str, status: int, limit: int,
 
 
 def _get_steps(conn: sqlite3.Connection, run_id: str, after: int, limit: int) -> list[Step]:
-    return [
+    steps = [
         Step(
             run_id=r[0],
             step_index=r[1],
@@ -451,6 +461,10 @@ def _get_steps(conn: sqlite3.Connection, run_id: str, after: int, limit: int) ->
         )
         for r in conn.execute(SELECT_STEPS, (run_id, after, limit))
     ]
+    if not steps:
+        return steps
+    rows = conn.execute(SELECT_STEP_ACTIVITIES, (run_id, steps[0].step_index, steps[-1].step_index)).fetchall()
+    return with_activities(steps, rows, _dt)
 
 
 def _state_before(conn: sqlite3.Connection, run_id: str, step_index: int) -> tuple[bytes, int]:
