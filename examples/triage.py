@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import signal
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
 import cmo
 
@@ -27,13 +28,26 @@ class Ticket:
 
 triage: cmo.Graph[Ticket] = cmo.Graph("triage", version=1, state=Ticket)
 
-KEYWORDS = {"invoice": "billing", "refund": "billing", "crash": "bug", "error": "bug", "password": "account"}
+KEYWORDS = {
+    "invoice": "billing",
+    "refund": "billing",
+    "crash": "bug",
+    "crashes": "bug",
+    "error": "bug",
+    "password": "account",
+}
+
+
+@cmo.activity(name="classify_text", timeout=timedelta(seconds=10))
+async def classify_text(text: str) -> str:
+    """Stands in for a model call: a side effect, so it is recorded once and replayed after."""
+    words = text.lower().replace("?", " ").replace(".", " ").split()
+    return next((KEYWORDS[w] for w in words if w in KEYWORDS), "general")
 
 
 @triage.node(entry=True, edges={"reply": "draft_reply", "escalate": "escalate"}, retry=cmo.RetryPolicy(max_attempts=5))
 async def classify(ticket: Ticket, ctx: cmo.NodeContext) -> cmo.NodeResult[Ticket]:
-    words = ticket.text.lower().split()
-    label = next((KEYWORDS[w] for w in words if w in KEYWORDS), "general")
+    label = await ctx.activity(classify_text, ticket.text)
     priority = 2 if label == "bug" else 1
     ticket = replace(ticket, label=label, priority=priority, log=[*ticket.log, f"classified as {label}"])
     return cmo.NodeResult(ticket, next="escalate" if priority > 1 else "reply", output={"label": label})

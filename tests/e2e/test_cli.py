@@ -66,3 +66,71 @@ def test_cmo_server_migrate_creates_a_migrated_sqlite_file(tmp_path: Path):
     with contextlib.closing(sqlite3.connect(db)) as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"runs", "tasks", "steps", "graphs", "schema_migrations"} <= tables
+
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "fixtures" / "triage-history.json"
+DRIFTED = """
+from dataclasses import replace
+import cmo
+from examples.triage import triage as original
+
+triage = cmo.Graph("triage", version=1, state=original.state_type)
+for name, node in original.nodes.items():
+    triage.nodes[name] = node
+triage.entry = original.entry
+
+async def close(ticket, ctx):
+    return cmo.NodeResult(replace(ticket, log=[*ticket.log, "closed twice"]), next=cmo.END)
+
+triage.nodes["close"] = replace(original.nodes["close"], fn=close)
+"""
+
+
+def replay_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "cmo.cli", "replay", *args]
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, cwd=cwd)
+
+
+def test_cmoctl_replay_verify_tells_ci_the_verdict_by_its_exit_status(tmp_path: Path):
+    same = replay_cli("--history", str(GOLDEN), "--verify", "--graph", "examples.triage:triage")
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "3/3 steps match: deterministic" in same.stdout
+
+    (tmp_path / "drifted.py").write_text(DRIFTED)
+    drifted = replay_cli("--history", str(GOLDEN), "--verify", "--graph", "drifted:triage", "--json", cwd=tmp_path)
+    assert drifted.returncode == 1, drifted.stderr
+    verdict = json.loads(drifted.stdout)
+    assert [s["ok"] for s in verdict["steps"]] == [True, True, False]
+    assert verdict["steps"][2]["problem"].startswith("state hash")
+
+    upto = replay_cli("--history", str(GOLDEN), "--to", "1", "--verbose")
+    assert upto.returncode == 0, upto.stderr
+    assert "classify_text" in upto.stdout  # the recorded activity
+    assert "state after step 1" in upto.stdout
+
+    unusable = replay_cli("--history", str(GOLDEN), "--verify")
+    assert unusable.returncode == 2
+    assert "--graph" in unusable.stderr
+
+
+async def test_cmoctl_replay_compare_gives_the_match_percentage(processes: Processes, markers: Markers, tmp_path: Path):
+    server = await processes.start_server(Database(sqlite_path=tmp_path / "cmo.db"))
+    await processes.start_worker(server.address, graph="counter", marker_dir=markers.root)
+    twins, other = [uuid.uuid4().hex, uuid.uuid4().hex], uuid.uuid4().hex
+    async with await cmo.Client.connect(server.address) as client:
+        for run_id, steps in ((twins[0], 3), (twins[1], 3), (other, 2)):
+            await client.start(COUNTER, counter_input(steps), run_id=run_id)
+            await client.wait(run_id, timeout=30)
+
+    def compare(first: str, second: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "cmo.cli", "--address", server.address, "replay", first, "--compare", second]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+
+    same = await asyncio.to_thread(compare, twins[0], twins[1])
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "match: 100.0%" in same.stdout
+    differs = await asyncio.to_thread(compare, twins[0], other)
+    assert differs.returncode == 1, differs.stderr
+    assert "match: 0.0%" in differs.stdout  # its input (steps: 2) is in every state, so no state matches

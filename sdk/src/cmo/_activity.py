@@ -136,6 +136,11 @@ class ActivityRunner:
         self._record = record
         self._next_seq = 0
 
+    @property
+    def calls(self) -> int:
+        """Activity calls the node has made so far."""
+        return self._next_seq
+
     def start(self, act: Activity[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[T]:
         """Number the call now (deterministic order), run or replay it when awaited."""
         seq = self._next_seq

@@ -12,6 +12,7 @@ import grpc
 from cmo._convert import duration, graph_to_proto, run_from_proto, step_from_proto
 from cmo._converter import from_json, to_json
 from cmo._graph import Graph
+from cmo._history import RunHistory
 from cmo._rpc import call, open_channel, rpc_error
 from cmo._types import RunInfo, RunStatus, StepInfo
 from cmo.api.v1 import run_service_pb2 as run_pb
@@ -166,6 +167,11 @@ class Client:
             token = response.next_page_token
             if not token:
                 return steps
+
+    async def export_history(self, run_id: str) -> RunHistory:
+        """The run and all its steps with their activities: what a replay needs."""
+        run = await self.get_run(run_id)
+        return RunHistory(run, tuple(await self.get_history(run_id)))
 
     async def wait(self, run_id: str, *, timeout: float | None = None) -> RunInfo:
         """The run once it is terminal.

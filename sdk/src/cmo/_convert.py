@@ -8,11 +8,17 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from cmo._graph import Graph
-from cmo._types import FailureInfo, RunInfo, RunStatus, StepInfo
+from cmo._types import FailureInfo, RecordedActivity, RunInfo, RunStatus, StepInfo
 from cmo.api.v1 import common_pb2
-from cmo.serialization import parse_json
+from cmo.serialization import canonical_json, parse_json
 
-__all__ = ["graph_to_proto", "run_from_proto", "step_from_proto"]
+__all__ = [
+    "activity_from_proto",
+    "activity_to_proto",
+    "graph_to_proto",
+    "run_from_proto",
+    "step_from_proto",
+]
 
 
 def _dt(ts: Timestamp) -> datetime:
@@ -69,6 +75,7 @@ def run_from_proto(msg: common_pb2.Run) -> RunInfo:
         input=_json_or_none(msg.input),
         result=_json_or_none(msg.result),
         failure=failure_from_proto(msg.failure) if msg.HasField("failure") else None,
+        seed=msg.seed,
     )
 
 
@@ -86,7 +93,34 @@ def step_from_proto(msg: common_pb2.Step) -> StepInfo:
         logical_time=_dt(msg.logical_time),
         started_at=_dt(msg.started_at),
         finished_at=_dt(msg.finished_at),
+        activities=tuple(activity_from_proto(a) for a in msg.activities),
     )
+
+
+def activity_from_proto(msg: common_pb2.Activity) -> RecordedActivity:
+    """A recorded activity as the SDK reports it."""
+    return RecordedActivity(
+        seq=msg.seq,
+        kind=msg.kind,
+        name=msg.name,
+        request_hash=msg.request_hash,
+        result=_json_or_none(msg.result),
+        error=failure_from_proto(msg.error) if msg.HasField("error") else None,
+        attempt=msg.attempt,
+    )
+
+
+def activity_to_proto(activity: RecordedActivity) -> common_pb2.Activity:
+    """A recorded activity back in wire form (what a replayed step is handed)."""
+    msg = common_pb2.Activity(
+        seq=activity.seq, kind=activity.kind, name=activity.name, request_hash=activity.request_hash,
+        attempt=activity.attempt,
+    )  # fmt: skip
+    if activity.error is not None:
+        msg.error.CopyFrom(common_pb2.Failure(message=activity.error.message, type=activity.error.type))
+    else:
+        msg.result = canonical_json(activity.result)
+    return msg
 
 
 def duration(seconds: float) -> Any:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["FailureInfo", "RunInfo", "RunStatus", "StepInfo"]
+__all__ = ["FailureInfo", "RecordedActivity", "RunInfo", "RunStatus", "StepInfo"]
 
 
 class RunStatus(enum.IntEnum):
@@ -59,6 +59,22 @@ class RunInfo:
     result: Any
     """The final state (JSON-shaped) once completed, else None."""
     failure: FailureInfo | None
+    seed: int = 0
+    """Seeds the steps' ctx.random() (with the step index)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedActivity:
+    """An activity as recorded in a step."""
+
+    seq: int
+    kind: str
+    name: str
+    request_hash: str
+    result: Any
+    """The result (JSON-shaped); None when it failed."""
+    error: FailureInfo | None
+    attempt: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +94,8 @@ class StepInfo:
     logical_time: datetime
     started_at: datetime
     finished_at: datetime
+    activities: tuple[RecordedActivity, ...] = ()
+    """The activities recorded in the step, by seq."""
 
     @property
     def duration_ms(self) -> float:

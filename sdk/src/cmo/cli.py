@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cmo._client import Client
+from cmo._history import RunHistory
 from cmo._types import RunInfo, RunStatus
 from cmo.errors import CmoError
 
@@ -165,6 +167,87 @@ def show_run(address: str, run_id: str, as_json: bool) -> None:
             "END" if s.next_node == "__end__" else f"{s.next_key} -> {s.next_node}",
         )
     console.print(table)
+
+
+@runs.command("export")
+@click.argument("run_id")
+@click.pass_obj
+def export_run(address: str, run_id: str) -> None:
+    """The run and its steps with their activities as JSON (for replay and golden tests)."""
+    history = _run(address, lambda client: client.export_history(run_id))
+    click.echo(history.dumps())
+
+
+@main.command()
+@click.argument("run_id", required=False)
+@click.option("--trace", "trace_id", help="The run to replay (a run is a trace); same as RUN_ID.")
+@click.option(
+    "--history",
+    "history_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Replay an exported history file instead of asking the server.",
+)
+@click.option("--to", "to_step", type=click.IntRange(min=0), help="Stop after this step.")
+@click.option("--verify", is_flag=True, help="Re-execute the node code (--graph) and compare every step.")
+@click.option("--graph", "graph_specs", multiple=True, metavar="MODULE:ATTR", help="Graph code for --verify.")
+@click.option("--compare", "other_id", metavar="OTHER_RUN", help="Compare step by step with another run.")
+@click.option("--verbose", is_flag=True, help="Show each step's activities and state.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def replay(
+    address: str,
+    run_id: str | None,
+    trace_id: str | None,
+    history_file: str | None,
+    to_step: int | None,
+    verify: bool,
+    graph_specs: tuple[str, ...],
+    other_id: str | None,
+    verbose: bool,
+    as_json: bool,
+) -> None:
+    """Time-travel through a run; with --verify, check its code still produces it (exit 1 if not)."""
+    from cmo import _cli_replay as replaying
+
+    target = run_id or trace_id
+    if history_file:
+        history = RunHistory.load(history_file)
+    elif target:
+        history = _run(address, lambda client: client.export_history(target))
+    else:
+        raise click.UsageError("name a run (RUN_ID or --trace) or a --history file")
+    console = Console()
+    if other_id:
+        other = _run(address, lambda client: client.export_history(other_id))
+        rows, percent = replaying.compare_table(history, other)
+        if as_json:
+            click.echo(json.dumps({"match_percent": percent, "steps": rows}, indent=2))
+        else:
+            table = _table("step", "node", "other node", "state hash", "other hash", "match")
+            for r in rows:
+                table.add_row(str(r["step_index"]), r["node"] or "-", r["other_node"] or "-",
+                              (r["state_hash"] or "-")[:12], (r["other_state_hash"] or "-")[:12],
+                              "yes" if r["match"] else "[red]no[/]")  # fmt: skip
+            console.print(table)
+            console.print(f"match: {percent:.1f}%")
+        sys.exit(0 if percent == 100.0 else 1)
+    if verify:
+        if not graph_specs:
+            raise click.UsageError("--verify needs the graph code: --graph module:attr")
+        report = replaying.verify(history, replaying.load_graphs(graph_specs), to_step)
+        if as_json:
+            steps = [dataclasses.asdict(v) | {"ok": v.ok} for v in report.steps]
+            click.echo(json.dumps({"run_id": report.run_id, "ok": report.ok, "steps": steps}, indent=2))
+        else:
+            replaying.print_report(console, report, _table("step", "node", "recorded", "replayed", "verdict"))
+        sys.exit(0 if report.ok else 1)
+    if as_json:
+        doc = history.to_json()
+        doc["steps"] = [s for s in doc["steps"] if to_step is None or s["step_index"] <= to_step]
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    table = _table("step", "node", "attempt", "state hash", "activities", "next")
+    replaying.print_steps(console, history, to_step, verbose=verbose, table=table)
 
 
 if __name__ == "__main__":
