@@ -114,6 +114,35 @@ class Client:
         response = await call(self._workers.RegisterGraph, request, timeout=CALL_TIMEOUT, retry_for=60.0)
         return bool(response.created)
 
+    async def fork(
+        self,
+        run_id: str,
+        *,
+        from_step: int,
+        state: Any = None,
+        new_run_id: str | None = None,
+        state_type: type[S] | None = None,
+    ) -> RunHandle[S]:
+        """Fork a run: a new run that shares its steps up to `from_step` and goes on from there.
+
+        Args:
+            run_id: The run to fork (it is not changed).
+            from_step: The last step the fork shares.
+            state: Replaces the state of step `from_step` in the fork (dict, dataclass or pydantic).
+            new_run_id: Id of the fork; forking again with it returns the same fork.
+            state_type: The graph's state type, for the handle's `result()`.
+        """
+        request = run_pb.ForkRunRequest(
+            run_id=run_id,
+            from_step=from_step,
+            new_run_id=new_run_id or uuid.uuid4().hex,
+            state=canonical_json(to_json(state)) if state is not None else b"",
+        )
+        response = await call(
+            self._runs.ForkRun, request, timeout=CALL_TIMEOUT, on_error=lambda e: _not_found(run_id, e)
+        )
+        return RunHandle(self, response.run.run_id, state_type)
+
     def get_handle(self, run_id: str, *, state: type[S] | None = None) -> RunHandle[S]:
         """A handle on an existing run."""
         return RunHandle(self, run_id, state)

@@ -76,6 +76,8 @@ def run_from_proto(msg: common_pb2.Run) -> RunInfo:
         result=_json_or_none(msg.result),
         failure=failure_from_proto(msg.failure) if msg.HasField("failure") else None,
         seed=msg.seed,
+        parent_run_id=msg.parent_run_id,
+        forked_from_step=msg.forked_from_step,
     )
 
 

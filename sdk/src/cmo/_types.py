@@ -61,6 +61,10 @@ class RunInfo:
     failure: FailureInfo | None
     seed: int = 0
     """Seeds the steps' ctx.random() (with the step index)."""
+    parent_run_id: str = ""
+    """Set on a fork: the run it was forked from."""
+    forked_from_step: int = 0
+    """Set on a fork: the last step it shares with its parent."""
 
 
 @dataclass(frozen=True, slots=True)

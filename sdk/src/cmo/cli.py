@@ -15,7 +15,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from cmo._client import Client
+from cmo._client import Client, RunHandle
 from cmo._history import RunHistory
 from cmo._types import RunInfo, RunStatus
 from cmo.errors import CmoError
@@ -167,6 +167,26 @@ def show_run(address: str, run_id: str, as_json: bool) -> None:
             "END" if s.next_node == "__end__" else f"{s.next_key} -> {s.next_node}",
         )
     console.print(table)
+
+
+@runs.command("fork")
+@click.argument("run_id")
+@click.option("--from-step", type=click.IntRange(min=0), required=True, help="The last step the fork shares.")
+@click.option("--state-file", type=click.File("r"), help="JSON state that replaces the state of that step.")
+@click.option("--run-id", "new_run_id", help="Id of the new run.")
+@click.pass_obj
+def fork_run(address: str, run_id: str, from_step: int, state_file: Any, new_run_id: str | None) -> None:
+    """A new run with RUN_ID's steps up to --from-step, going on from there (RUN_ID is not changed)."""
+    state = None
+    if state_file is not None:
+        try:
+            state = json.load(state_file)
+        except json.JSONDecodeError as err:
+            raise click.BadParameter(f"not JSON: {err}", param_hint="--state-file") from None
+    handle: RunHandle[Any] = _run(
+        address, lambda client: client.fork(run_id, from_step=from_step, state=state, new_run_id=new_run_id)
+    )
+    click.echo(handle.run_id)
 
 
 @runs.command("export")

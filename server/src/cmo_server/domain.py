@@ -15,6 +15,7 @@ __all__ = [
     "CompleteOutcome",
     "Failure",
     "GraphSpec",
+    "NewFork",
     "NewRun",
     "NodeSpec",
     "RetrySpec",
@@ -213,6 +214,20 @@ class NewRun:
 
 
 @dataclass(frozen=True, slots=True)
+class NewFork:
+    """A fork to create: steps 0..from_step copied from the source, then the next node's task."""
+
+    source_run_id: str
+    from_step: int
+    run_id: str
+    state: bytes | None
+    """Replaces the state of step from_step in the fork (canonical JSON); None keeps it."""
+    state_hash: str | None
+    next_node: str
+    next_queue: str
+
+
+@dataclass(frozen=True, slots=True)
 class Run:
     """A run as stored."""
 
@@ -229,6 +244,10 @@ class Run:
     completed_at: datetime | None = None
     result: bytes | None = None
     failure: Failure | None = None
+    parent_run_id: str = ""
+    """Set on a fork: the run it was forked from."""
+    forked_from_step: int = 0
+    """Set on a fork: the last step it shares with its parent."""
 
 
 @dataclass(frozen=True, slots=True)

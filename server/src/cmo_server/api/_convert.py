@@ -149,6 +149,8 @@ def run_to_proto(run: Run) -> common_pb2.Run:
         created_at=_ts(run.created_at),
         updated_at=_ts(run.updated_at),
         seed=run.seed,
+        parent_run_id=run.parent_run_id,
+        forked_from_step=run.forked_from_step,
     )
     if run.completed_at is not None:
         msg.completed_at.CopyFrom(_ts(run.completed_at))

@@ -84,3 +84,14 @@ class RunServicer:
         steps = await self._engine.get_history(run_id, after=after, limit=limit)
         token = str(steps[-1].step_index) if len(steps) == limit else ""
         return pb.GetHistoryResponse(steps=[step_to_proto(s) for s in steps], next_page_token=token)
+
+    @rpc
+    async def ForkRun(self, request: pb.ForkRunRequest, context: grpc.aio.ServicerContext) -> pb.ForkRunResponse:
+        """See the proto."""
+        run, created = await self._engine.fork_run(
+            check_id("run_id", request.run_id),
+            from_step=check_range("from_step", request.from_step, 0, 2**31 - 2),
+            new_run_id=check_id("new_run_id", request.new_run_id, required=False),
+            state=request.state,
+        )
+        return pb.ForkRunResponse(run=run_to_proto(run), created=created)

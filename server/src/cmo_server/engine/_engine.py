@@ -20,6 +20,7 @@ from cmo_server.domain import (
     CompleteOutcome,
     Failure,
     GraphSpec,
+    NewFork,
     NewRun,
     Run,
     RunStatus,
@@ -168,6 +169,31 @@ class Engine:
             with contextlib.suppress(StaleLease):
                 await self._store.release_task(TaskKey(run.run_id, 0, 1))
             self._dispatcher.notify(entry.task_queue, graph.key)
+        return run, created
+
+    async def fork_run(self, run_id: str, *, from_step: int, new_run_id: str, state: bytes) -> tuple[Run, bool]:
+        """A new run that shares the source's steps up to `from_step` and goes on from there."""
+        source = await self.get_run(run_id)
+        steps = await self._store.get_steps(run_id, after=from_step - 1, limit=1)
+        if not steps or steps[0].step_index != from_step:
+            raise InvalidArgument("from_step", f"run {run_id!r} has no step {from_step} (it has {source.step_count})")
+        step = steps[0]
+        if step.next_node == END_NODE:
+            raise InvalidArgument("from_step", f"step {from_step} finished the run: fork from an earlier step")
+        graph = await self.graph(source.graph_id, source.graph_version)
+        edited = canonical_payload("state", state, self._limits.max_payload_bytes, object_only=True) if state else None
+        fork = NewFork(
+            source_run_id=run_id,
+            from_step=from_step,
+            run_id=new_run_id or uuid.uuid4().hex,
+            state=edited,
+            state_hash=state_hash(edited) if edited is not None else None,
+            next_node=step.next_node,
+            next_queue=graph.nodes[step.next_node].task_queue,
+        )
+        run, created = await self._store.fork_run(fork)
+        if created:
+            self._dispatcher.notify(fork.next_queue, graph.key)
         return run, created
 
     async def get_run(self, run_id: str) -> Run:

@@ -11,6 +11,7 @@ from cmo_server.domain import (
     CompleteOutcome,
     Failure,
     GraphSpec,
+    NewFork,
     NewRun,
     Run,
     RunStatus,
@@ -55,6 +56,14 @@ class Store(Protocol):
 
         Returns:
             The run and whether it was created now.
+        """
+
+    async def fork_run(self, fork: NewFork) -> tuple[Run, bool]:
+        """Create a fork of a run, or return the run that has fork.run_id already.
+
+        The fork gets the source's steps 0..from_step and their activities (step from_step with
+        the edited state, if given) and the task of the node after from_step. The source is not
+        changed.
         """
 
     async def get_run(self, run_id: str) -> Run | None:

@@ -14,10 +14,10 @@ __all__ = ["ACTIVITY_COLUMNS", "activity_from_row", "activity_params", "run_from
 
 
 def run_from_row(row: Sequence[Any], to_datetime: Callable[[Any], datetime]) -> Run:
-    """A run from a row of its 13 columns, timestamps converted by `to_datetime`.
+    """A run from a row of its 15 columns, timestamps converted by `to_datetime`.
 
     The columns: run_id, graph_id, graph_version, status, input, seed, step_count, current_node,
-    created_at, updated_at, completed_at, result, failure.
+    created_at, updated_at, completed_at, result, failure, parent_run_id, forked_from_step.
     """
     return Run(
         run_id=row[0],
@@ -33,6 +33,8 @@ def run_from_row(row: Sequence[Any], to_datetime: Callable[[Any], datetime]) -> 
         completed_at=None if row[10] is None else to_datetime(row[10]),
         result=row[11],
         failure=None if row[12] is None else Failure.from_json(json.loads(row[12])),
+        parent_run_id=row[13] or "",
+        forked_from_step=row[14] or 0,
     )
 
 

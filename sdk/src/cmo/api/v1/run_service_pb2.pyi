@@ -93,3 +93,23 @@ class GetHistoryResponse(_message.Message):
     steps: _containers.RepeatedCompositeFieldContainer[_common_pb2.Step]
     next_page_token: str
     def __init__(self, steps: _Optional[_Iterable[_Union[_common_pb2.Step, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ForkRunRequest(_message.Message):
+    __slots__ = ("run_id", "from_step", "new_run_id", "state")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_STEP_FIELD_NUMBER: _ClassVar[int]
+    NEW_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    from_step: int
+    new_run_id: str
+    state: bytes
+    def __init__(self, run_id: _Optional[str] = ..., from_step: _Optional[int] = ..., new_run_id: _Optional[str] = ..., state: _Optional[bytes] = ...) -> None: ...
+
+class ForkRunResponse(_message.Message):
+    __slots__ = ("run", "created")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    run: _common_pb2.Run
+    created: bool
+    def __init__(self, run: _Optional[_Union[_common_pb2.Run, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...

@@ -60,6 +60,11 @@ class RunServiceStub:
                 request_serializer=cmo_dot_api_dot_v1_dot_run__service__pb2.GetHistoryRequest.SerializeToString,
                 response_deserializer=cmo_dot_api_dot_v1_dot_run__service__pb2.GetHistoryResponse.FromString,
                 _registered_method=True)
+        self.ForkRun = channel.unary_unary(
+                '/cmo.api.v1.RunService/ForkRun',
+                request_serializer=cmo_dot_api_dot_v1_dot_run__service__pb2.ForkRunRequest.SerializeToString,
+                response_deserializer=cmo_dot_api_dot_v1_dot_run__service__pb2.ForkRunResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -100,6 +105,14 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForkRun(self, request, context):
+        """A new run whose steps up to from_step are the source's, going on from that checkpoint
+        (with an edited state if given). The source is not changed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +140,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.GetHistory,
                     request_deserializer=cmo_dot_api_dot_v1_dot_run__service__pb2.GetHistoryRequest.FromString,
                     response_serializer=cmo_dot_api_dot_v1_dot_run__service__pb2.GetHistoryResponse.SerializeToString,
+            ),
+            'ForkRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForkRun,
+                    request_deserializer=cmo_dot_api_dot_v1_dot_run__service__pb2.ForkRunRequest.FromString,
+                    response_serializer=cmo_dot_api_dot_v1_dot_run__service__pb2.ForkRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -265,6 +283,33 @@ class RunService:
             '/cmo.api.v1.RunService/GetHistory',
             cmo_dot_api_dot_v1_dot_run__service__pb2.GetHistoryRequest.SerializeToString,
             cmo_dot_api_dot_v1_dot_run__service__pb2.GetHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForkRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cmo.api.v1.RunService/ForkRun',
+            cmo_dot_api_dot_v1_dot_run__service__pb2.ForkRunRequest.SerializeToString,
+            cmo_dot_api_dot_v1_dot_run__service__pb2.ForkRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

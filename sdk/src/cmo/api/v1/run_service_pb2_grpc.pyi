@@ -42,6 +42,10 @@ class RunServiceStub:
     """Long-poll until the run is terminal or the timeout passes."""
     GetHistory: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.GetHistoryRequest, _run_service_pb2.GetHistoryResponse]
     """The run's checkpointed steps, in order, paged."""
+    ForkRun: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.ForkRunRequest, _run_service_pb2.ForkRunResponse]
+    """A new run whose steps up to from_step are the source's, going on from that checkpoint
+    (with an edited state if given). The source is not changed.
+    """
 
 @_typing.type_check_only
 class RunServiceAsyncStub(RunServiceStub):
@@ -57,6 +61,10 @@ class RunServiceAsyncStub(RunServiceStub):
     """Long-poll until the run is terminal or the timeout passes."""
     GetHistory: _aio.UnaryUnaryMultiCallable[_run_service_pb2.GetHistoryRequest, _run_service_pb2.GetHistoryResponse]  # type: ignore[assignment]
     """The run's checkpointed steps, in order, paged."""
+    ForkRun: _aio.UnaryUnaryMultiCallable[_run_service_pb2.ForkRunRequest, _run_service_pb2.ForkRunResponse]  # type: ignore[assignment]
+    """A new run whose steps up to from_step are the source's, going on from that checkpoint
+    (with an edited state if given). The source is not changed.
+    """
 
 class RunServiceServicer(metaclass=_abc_1.ABCMeta):
     """Start runs and watch them."""
@@ -99,5 +107,15 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_run_service_pb2.GetHistoryResponse, _abc.Awaitable[_run_service_pb2.GetHistoryResponse]]:
         """The run's checkpointed steps, in order, paged."""
+
+    @_abc_1.abstractmethod
+    def ForkRun(
+        self,
+        request: _run_service_pb2.ForkRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_run_service_pb2.ForkRunResponse, _abc.Awaitable[_run_service_pb2.ForkRunResponse]]:
+        """A new run whose steps up to from_step are the source's, going on from that checkpoint
+        (with an edited state if given). The source is not changed.
+        """
 
 def add_RunServiceServicer_to_server(servicer: RunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

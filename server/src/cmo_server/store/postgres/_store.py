@@ -20,7 +20,7 @@ from psycopg.pq import ConnStatus
 from psycopg.rows import TupleRow, class_row
 from psycopg_pool import AsyncConnectionPool
 
-from cmo_server.domain import GraphSpec, NewRun, Run, RunStatus, Step, graph_key
+from cmo_server.domain import GraphSpec, NewFork, NewRun, Run, RunStatus, Step, graph_key
 from cmo_server.errors import AlreadyExists
 from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
 from cmo_server.store._protocol import RunPage
@@ -76,11 +76,42 @@ INSERT_RUN_AND_ENTRY_TASK = """
     )
     SELECT created_at FROM created
 """
+# A fork: the new run (PENDING), the source's steps and activities up to from_step, the next task.
+INSERT_FORK_RUN = """
+    INSERT INTO runs (run_id, graph_id, graph_version, status, input, seed, created_at, updated_at, parent_run_id,
+                      forked_from_step)
+    SELECT %(run_id)s, graph_id, graph_version, 1, input, seed, now(), now(), run_id, %(from_step)s
+      FROM runs WHERE run_id = %(source)s
+    ON CONFLICT (run_id) DO NOTHING
+"""
+COPY_STEPS = """
+    INSERT INTO steps (run_id, step_index, node_id, attempt, state, state_hash, output, next_key, next_node,
+                       logical_time, started_at, finished_at)
+    SELECT %(run_id)s, step_index, node_id, attempt, state, state_hash, output, next_key, next_node, logical_time,
+           started_at, finished_at
+      FROM steps WHERE run_id = %(source)s AND step_index <= %(from_step)s
+"""
+EDIT_FORKED_STATE = """
+    UPDATE steps SET state = %(state)s, state_hash = %(state_hash)s
+     WHERE run_id = %(run_id)s AND step_index = %(from_step)s
+"""
+COPY_ACTIVITIES = """
+    INSERT INTO activities (run_id, step_index, seq, kind, name, request_hash, result, error, attempt, recorded_at)
+    SELECT %(run_id)s, step_index, seq, kind, name, request_hash, result, error, attempt, recorded_at
+      FROM activities WHERE run_id = %(source)s AND step_index <= %(from_step)s
+"""
+INSERT_FORK_TASK = """
+    INSERT INTO tasks (run_id, step_index, node_id, task_queue, graph_key, attempt, visible_at, logical_time)
+    SELECT %(run_id)s, %(from_step)s + 1, %(next_node)s, %(next_queue)s, graph_id || '@' || graph_version, 0, now(),
+           now()
+      FROM runs WHERE run_id = %(run_id)s
+"""
 # The run joined with its current task, which carries the live step count and node.
 RUN_COLUMNS = """
     SELECT r.run_id, r.graph_id, r.graph_version, r.status, r.input, r.seed,
            coalesce(t.step_index, r.step_count), coalesce(t.node_id, ''),
-           r.created_at, r.updated_at, r.completed_at, r.result, r.failure
+           r.created_at, r.updated_at, r.completed_at, r.result, r.failure, r.parent_run_id,
+           r.forked_from_step
       FROM runs r LEFT JOIN tasks t ON t.run_id = r.run_id
 """
 SELECT_RUN = RUN_COLUMNS + " WHERE r.run_id = %(run_id)s"
@@ -253,6 +284,29 @@ class PostgresStore(PostgresTasks, PostgresActivities):
             updated_at=created_at,
         )
         return created, True
+
+    async def fork_run(self, fork: NewFork) -> tuple[Run, bool]:
+        """See `Store.fork_run`."""
+        params = {
+            "run_id": fork.run_id,
+            "source": fork.source_run_id,
+            "from_step": fork.from_step,
+            "state": fork.state,
+            "state_hash": fork.state_hash,
+            "next_node": fork.next_node,
+            "next_queue": fork.next_queue,
+        }
+        async with self._pool.connection() as conn, conn.transaction():
+            created = (await conn.execute(INSERT_FORK_RUN, params)).rowcount == 1
+            if created:
+                await conn.execute(COPY_STEPS, params)
+                if fork.state is not None:
+                    await conn.execute(EDIT_FORKED_STATE, params)
+                await conn.execute(COPY_ACTIVITIES, params)
+                await conn.execute(INSERT_FORK_TASK, params)
+        run = await self.get_run(fork.run_id)
+        assert run is not None
+        return run, created
 
     async def get_run(self, run_id: str) -> Run | None:
         """See `Store.get_run`."""

@@ -25,6 +25,7 @@ from cmo_server.domain import (
     CompleteOutcome,
     Failure,
     GraphSpec,
+    NewFork,
     NewRun,
     Run,
     RunStatus,
@@ -82,11 +83,39 @@ INSERT_TASK = """
                        logical_time)
     VALUES (:run_id, 0, :node_id, :task_queue, :graph_key, :attempt, :owner, :visible_at, :now)
 """
+# A fork: the new run (PENDING), the source's steps and activities up to from_step, the next task.
+INSERT_FORK_RUN = """
+    INSERT INTO runs (run_id, graph_id, graph_version, status, input, seed, created_at, updated_at, parent_run_id,
+                      forked_from_step)
+    SELECT :run_id, graph_id, graph_version, 1, input, seed, :now, :now, run_id, :from_step
+      FROM runs WHERE run_id = :source
+"""
+COPY_STEPS = """
+    INSERT INTO steps (run_id, step_index, node_id, attempt, state, state_hash, output, next_key, next_node,
+                       logical_time, started_at, finished_at)
+    SELECT :run_id, step_index, node_id, attempt, state, state_hash, output, next_key, next_node, logical_time,
+           started_at, finished_at
+      FROM steps WHERE run_id = :source AND step_index <= :from_step
+"""
+EDIT_FORKED_STATE = """
+    UPDATE steps SET state = :state, state_hash = :state_hash WHERE run_id = :run_id AND step_index = :from_step
+"""
+COPY_ACTIVITIES = """
+    INSERT INTO activities (run_id, step_index, seq, kind, name, request_hash, result, error, attempt, recorded_at)
+    SELECT :run_id, step_index, seq, kind, name, request_hash, result, error, attempt, recorded_at
+      FROM activities WHERE run_id = :source AND step_index <= :from_step
+"""
+INSERT_FORK_TASK = """
+    INSERT INTO tasks (run_id, step_index, node_id, task_queue, graph_key, attempt, visible_at, logical_time)
+    SELECT :run_id, :from_step + 1, :next_node, :next_queue, graph_id || '@' || graph_version, 0, :now, :now
+      FROM runs WHERE run_id = :run_id
+"""
 # The run joined with its current task, which carries the live step count and node.
 SELECT_RUN = """
     SELECT r.run_id, r.graph_id, r.graph_version, r.status, r.input, r.seed,
            coalesce(t.step_index, r.step_count), coalesce(t.node_id, ''),
-           r.created_at, r.updated_at, r.completed_at, r.result, r.failure
+           r.created_at, r.updated_at, r.completed_at, r.result, r.failure, r.parent_run_id,
+           r.forked_from_step
       FROM runs r LEFT JOIN tasks t ON t.run_id = r.run_id
 """
 LIST_RUNS_WHERE = """
@@ -230,6 +259,10 @@ class SqliteStore:
     async def create_run(self, run: NewRun) -> tuple[Run, bool]:
         """See `Store.create_run`."""
         return await self._call(_create_run, run)
+
+    async def fork_run(self, fork: NewFork) -> tuple[Run, bool]:
+        """See `Store.fork_run`."""
+        return await self._call(_fork_run, fork)
 
     async def get_run(self, run_id: str) -> Run | None:
         """See `Store.get_run`."""
@@ -422,6 +455,32 @@ def _create_run(conn: sqlite3.Connection, run: NewRun) -> tuple[Run, bool]:
     stored = _get_run(conn, run.run_id)
     assert stored is not None
     return stored, created
+
+
+def _fork_run(conn: sqlite3.Connection, fork: NewFork) -> tuple[Run, bool]:
+    params = {
+        "run_id": fork.run_id,
+        "source": fork.source_run_id,
+        "from_step": fork.from_step,
+        "state": fork.state,
+        "state_hash": fork.state_hash,
+        "next_node": fork.next_node,
+        "next_queue": fork.next_queue,
+        "now": _now_us(),
+    }
+    with _Transaction(conn):
+        existing = _get_run(conn, fork.run_id)
+        if existing is not None:
+            return existing, False
+        conn.execute(INSERT_FORK_RUN, params)
+        conn.execute(COPY_STEPS, params)
+        if fork.state is not None:
+            conn.execute(EDIT_FORKED_STATE, params)
+        conn.execute(COPY_ACTIVITIES, params)
+        conn.execute(INSERT_FORK_TASK, params)
+        created = _get_run(conn, fork.run_id)
+    assert created is not None
+    return created, True
 
 
 def _get_run(conn: sqlite3.Connection, run_id: str) -> Run | None:
