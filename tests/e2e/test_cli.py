@@ -134,3 +134,29 @@ async def test_cmoctl_replay_compare_gives_the_match_percentage(processes: Proce
     differs = await asyncio.to_thread(compare, twins[0], other)
     assert differs.returncode == 1, differs.stderr
     assert "match: 0.0%" in differs.stdout  # its input (steps: 2) is in every state, so no state matches
+
+
+async def test_cmoctl_runs_fork_with_an_edited_state(processes: Processes, markers: Markers, tmp_path: Path):
+    server = await processes.start_server(Database(sqlite_path=tmp_path / "cmo.db"))
+    await processes.start_worker(server.address, graph="counter", marker_dir=markers.root)
+    run_id = uuid.uuid4().hex
+    async with await cmo.Client.connect(server.address) as client:
+        await client.start(COUNTER, counter_input(3), run_id=run_id)
+        parent = await client.wait(run_id, timeout=30)
+        edited = {**parent.input, "count": 40, "trail": [0]}
+        (tmp_path / "edited.json").write_text(json.dumps(edited))
+
+        forked = await asyncio.to_thread(
+            cmoctl, server.address, "runs", "fork", run_id, "--from-step", "0",
+            "--state-file", str(tmp_path / "edited.json"),
+        )  # fmt: skip
+        assert forked.returncode == 0, forked.stderr
+        fork_id = forked.stdout.strip()
+        fork = await client.wait(fork_id, timeout=30)
+        assert (fork.parent_run_id, fork.forked_from_step) == (run_id, 0)
+        assert fork.result["count"] == 41  # 40 from the edited step 0, then step 1 (41 >= steps ends it)
+        assert await client.get_run(run_id) == parent
+
+    bad = await asyncio.to_thread(cmoctl, server.address, "runs", "fork", run_id, "--from-step", "9")
+    assert bad.returncode == 1
+    assert "from_step" in bad.stderr
