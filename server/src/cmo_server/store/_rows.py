@@ -8,9 +8,9 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from cmo_server.domain import ActivityRecord, Failure, Run, RunStatus, Step
+from cmo_server.domain import ActivityRecord, Failure, NewFork, Run, RunStatus, Step
 
-__all__ = ["ACTIVITY_COLUMNS", "activity_from_row", "activity_params", "run_from_row", "with_activities"]
+__all__ = ["ACTIVITY_COLUMNS", "activity_from_row", "activity_params", "fork_params", "run_from_row", "with_activities"]
 
 
 def run_from_row(row: Sequence[Any], to_datetime: Callable[[Any], datetime]) -> Run:
@@ -79,3 +79,16 @@ def with_activities(
     for row in rows:
         by_step.setdefault(row[0], []).append(activity_from_row(row[1:], to_datetime))
     return [replace(s, activities=tuple(by_step[s.step_index])) if s.step_index in by_step else s for s in steps]
+
+
+def fork_params(fork: NewFork) -> dict[str, Any]:
+    """Named parameters of the statements that create a fork."""
+    return {
+        "run_id": fork.run_id,
+        "source": fork.source_run_id,
+        "from_step": fork.from_step,
+        "state": fork.state,
+        "state_hash": fork.state_hash,
+        "next_node": fork.next_node,
+        "next_queue": fork.next_queue,
+    }

@@ -24,7 +24,7 @@ from cmo_server.domain import GraphSpec, NewFork, NewRun, Run, RunStatus, Step, 
 from cmo_server.errors import AlreadyExists
 from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
 from cmo_server.store._protocol import RunPage
-from cmo_server.store._rows import ACTIVITY_COLUMNS, run_from_row, with_activities
+from cmo_server.store._rows import ACTIVITY_COLUMNS, fork_params, run_from_row, with_activities
 from cmo_server.store.postgres._activities import PostgresActivities
 from cmo_server.store.postgres._migrate import migrate
 from cmo_server.store.postgres._tasks import Pool, PostgresTasks, same
@@ -287,15 +287,7 @@ class PostgresStore(PostgresTasks, PostgresActivities):
 
     async def fork_run(self, fork: NewFork) -> tuple[Run, bool]:
         """See `Store.fork_run`."""
-        params = {
-            "run_id": fork.run_id,
-            "source": fork.source_run_id,
-            "from_step": fork.from_step,
-            "state": fork.state,
-            "state_hash": fork.state_hash,
-            "next_node": fork.next_node,
-            "next_queue": fork.next_queue,
-        }
+        params = fork_params(fork)
         async with self._pool.connection() as conn, conn.transaction():
             created = (await conn.execute(INSERT_FORK_RUN, params)).rowcount == 1
             if created:

@@ -44,6 +44,7 @@ from cmo_server.store._rows import (
     ACTIVITY_COLUMNS,
     activity_from_row,
     activity_params,
+    fork_params,
     run_from_row,
     with_activities,
 )
@@ -458,16 +459,7 @@ def _create_run(conn: sqlite3.Connection, run: NewRun) -> tuple[Run, bool]:
 
 
 def _fork_run(conn: sqlite3.Connection, fork: NewFork) -> tuple[Run, bool]:
-    params = {
-        "run_id": fork.run_id,
-        "source": fork.source_run_id,
-        "from_step": fork.from_step,
-        "state": fork.state,
-        "state_hash": fork.state_hash,
-        "next_node": fork.next_node,
-        "next_queue": fork.next_queue,
-        "now": _now_us(),
-    }
+    params = {**fork_params(fork), "now": _now_us()}
     with _Transaction(conn):
         existing = _get_run(conn, fork.run_id)
         if existing is not None:
