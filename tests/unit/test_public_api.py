@@ -9,6 +9,7 @@ EXPECTED = [
     "Client",
     "FailureInfo",
     "Graph",
+    "HttpResponse",
     "NodeContext",
     "NodeResult",
     "RetryPolicy",

@@ -4,6 +4,7 @@ from cmo import errors
 from cmo._activity import Activity, ActivityInfo, activity, activity_info
 from cmo._client import Client, RunHandle
 from cmo._graph import END, Graph, NodeContext, NodeResult
+from cmo._http import HttpResponse
 from cmo._retry import RetryPolicy
 from cmo._types import FailureInfo, RunInfo, RunStatus, StepInfo
 from cmo._worker import Worker
@@ -15,6 +16,7 @@ __all__ = [
     "Client",
     "FailureInfo",
     "Graph",
+    "HttpResponse",
     "NodeContext",
     "NodeResult",
     "RetryPolicy",

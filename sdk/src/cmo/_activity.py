@@ -71,6 +71,8 @@ class Activity(Generic[P, T]):
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=3))
     timeout: timedelta | None = None
     """Per try; None means no limit."""
+    kind: str = KIND_CALL
+    """What kind of side effect it is, as recorded ("call" for user-defined activities)."""
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
         """Call the function directly: not recorded (use `ctx.activity` inside nodes)."""
@@ -151,15 +153,15 @@ class ActivityRunner:
         request_hash = state_hash(canonical_json(to_json([list(args), kwargs])))
         recorded = self._recorded.get(seq)
         if recorded is not None:
-            if (recorded.kind, recorded.name, recorded.request_hash) != (KIND_CALL, act.name, request_hash):
+            if (recorded.kind, recorded.name, recorded.request_hash) != (act.kind, act.name, request_hash):
                 raise NondeterminismError(
                     step_index=self._step_index,
                     seq=seq,
                     recorded=f"{recorded.kind} {recorded.name!r} (request {recorded.request_hash[:12]})",
-                    requested=f"{KIND_CALL} {act.name!r} (request {request_hash[:12]})",
+                    requested=f"{act.kind} {act.name!r} (request {request_hash[:12]})",
                 )
             return _outcome(recorded, act)
-        record = common_pb2.Activity(seq=seq, kind=KIND_CALL, name=act.name, request_hash=request_hash)
+        record = common_pb2.Activity(seq=seq, kind=act.kind, name=act.name, request_hash=request_hash)
         try:
             result = await self._execute(seq, act, args, kwargs)
             record.result = canonical_json(to_json(result))

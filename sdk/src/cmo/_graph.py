@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import inspect
 import random as _random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from cmo._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from cmo._activity import Activity, ActivityRunner
+    from cmo._http import HttpResponse
 from cmo.errors import GraphError
 
 __all__ = ["END", "Graph", "Node", "NodeContext", "NodeResult"]
@@ -92,6 +94,34 @@ class NodeContext:
         if self._activities is None:
             raise RuntimeError("ctx.activity needs a worker: this context has no activity recorder")
         return self._activities.start(act, args, kwargs)
+
+    async def http(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        timeout: timedelta = timedelta(seconds=30),
+        retry: RetryPolicy | None = None,
+    ) -> HttpResponse:
+        """Send an HTTP request as a recorded activity; status, headers and body are recorded.
+
+        The request carries an `Idempotency-Key` header, stable for this call. Network errors
+        are retried per `retry`; any response, whatever its status, is recorded and returned.
+        """
+        from cmo._http import HttpResponse, http_activity
+        from cmo.serialization import canonical_json
+
+        sent = dict(headers or {})
+        if json is not None:
+            content = canonical_json(json)
+            sent.setdefault("content-type", "application/json")
+        body = base64.b64encode(content).decode() if content is not None else None
+        act = http_activity(method, retry=retry, timeout=timeout)
+        recorded = await self.activity(act, method.upper(), url, sent, body, timeout.total_seconds())
+        return HttpResponse.from_record(recorded)
 
     @property
     def rng(self) -> _random.Random:
