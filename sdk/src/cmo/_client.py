@@ -143,6 +143,17 @@ class Client:
         )
         return RunHandle(self, response.run.run_id, state_type)
 
+    async def terminate(self, run_id: str, *, reason: str = "") -> RunInfo:
+        """End a run now (TERMINATED); a worker running its step is refused the checkpoint.
+
+        A run that has ended already is returned as it is.
+        """
+        request = run_pb.TerminateRunRequest(run_id=run_id, reason=reason)
+        response = await call(
+            self._runs.TerminateRun, request, timeout=CALL_TIMEOUT, on_error=lambda e: _not_found(run_id, e)
+        )
+        return run_from_proto(response.run)
+
     def get_handle(self, run_id: str, *, state: type[S] | None = None) -> RunHandle[S]:
         """A handle on an existing run."""
         return RunHandle(self, run_id, state)
@@ -254,6 +265,10 @@ class RunHandle(Generic[S]):
     async def history(self) -> list[StepInfo]:
         """The run's checkpointed steps."""
         return await self._client.get_history(self.run_id)
+
+    async def terminate(self, *, reason: str = "") -> RunInfo:
+        """End the run now (see `Client.terminate`)."""
+        return await self._client.terminate(self.run_id, reason=reason)
 
     def __repr__(self) -> str:
         return f"RunHandle({self.run_id!r})"

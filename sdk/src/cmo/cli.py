@@ -189,6 +189,16 @@ def fork_run(address: str, run_id: str, from_step: int, state_file: Any, new_run
     click.echo(handle.run_id)
 
 
+@runs.command("terminate")
+@click.argument("run_id")
+@click.option("--reason", default="terminated by cmoctl", show_default=True, help="Recorded as the failure.")
+@click.pass_obj
+def terminate_run(address: str, run_id: str, reason: str) -> None:
+    """End a run now: TERMINATED; a worker running its step is refused the checkpoint."""
+    run = _run(address, lambda client: client.terminate(run_id, reason=reason))
+    click.echo(f"run {run.run_id} {run.status.name}")
+
+
 @runs.command("export")
 @click.argument("run_id")
 @click.pass_obj

@@ -95,3 +95,13 @@ class RunServicer:
             state=request.state,
         )
         return pb.ForkRunResponse(run=run_to_proto(run), created=created)
+
+    @rpc
+    async def TerminateRun(
+        self, request: pb.TerminateRunRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TerminateRunResponse:
+        """See the proto."""
+        if len(request.reason) > 4096:
+            raise InvalidArgument("reason", "is longer than 4096 characters")
+        run = await self._engine.terminate_run(check_id("run_id", request.run_id), reason=request.reason)
+        return pb.TerminateRunResponse(run=run_to_proto(run))

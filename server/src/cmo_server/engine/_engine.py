@@ -196,6 +196,16 @@ class Engine:
             self._dispatcher.notify(fork.next_queue, graph.key)
         return run, created
 
+    async def terminate_run(self, run_id: str, *, reason: str) -> Run:
+        """End a run now as TERMINATED; an ended run is returned as it is."""
+        failure = Failure(message=reason or "terminated", type="Terminated", non_retryable=True)
+        run = await self._store.terminate_run(run_id, failure=failure)
+        if run is None:
+            raise NotFound(f"run {run_id!r} does not exist")
+        self._run_finished(run_id, None)
+        logger.info("run %s terminated: %s", run_id, failure.message, extra={"run_id": run_id})
+        return run
+
     async def get_run(self, run_id: str) -> Run:
         """One run."""
         run = await self._store.get_run(run_id)

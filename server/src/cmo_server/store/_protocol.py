@@ -66,6 +66,12 @@ class Store(Protocol):
         changed.
         """
 
+    async def terminate_run(self, run_id: str, *, failure: Failure) -> Run | None:
+        """End an unfinished run as TERMINATED with this failure, withdrawing its task.
+
+        A run that has ended already is returned unchanged; None when there is no such run.
+        """
+
     async def get_run(self, run_id: str) -> Run | None:
         """One run."""
 

@@ -65,6 +65,11 @@ class RunServiceStub:
                 request_serializer=cmo_dot_api_dot_v1_dot_run__service__pb2.ForkRunRequest.SerializeToString,
                 response_deserializer=cmo_dot_api_dot_v1_dot_run__service__pb2.ForkRunResponse.FromString,
                 _registered_method=True)
+        self.TerminateRun = channel.unary_unary(
+                '/cmo.api.v1.RunService/TerminateRun',
+                request_serializer=cmo_dot_api_dot_v1_dot_run__service__pb2.TerminateRunRequest.SerializeToString,
+                response_deserializer=cmo_dot_api_dot_v1_dot_run__service__pb2.TerminateRunResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -113,6 +118,14 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TerminateRun(self, request, context):
+        """End the run now, as TERMINATED: its task is withdrawn, so a worker running it is refused its
+        checkpoint. A run that has already ended is returned as it is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +158,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.ForkRun,
                     request_deserializer=cmo_dot_api_dot_v1_dot_run__service__pb2.ForkRunRequest.FromString,
                     response_serializer=cmo_dot_api_dot_v1_dot_run__service__pb2.ForkRunResponse.SerializeToString,
+            ),
+            'TerminateRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.TerminateRun,
+                    request_deserializer=cmo_dot_api_dot_v1_dot_run__service__pb2.TerminateRunRequest.FromString,
+                    response_serializer=cmo_dot_api_dot_v1_dot_run__service__pb2.TerminateRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +328,33 @@ class RunService:
             '/cmo.api.v1.RunService/ForkRun',
             cmo_dot_api_dot_v1_dot_run__service__pb2.ForkRunRequest.SerializeToString,
             cmo_dot_api_dot_v1_dot_run__service__pb2.ForkRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TerminateRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cmo.api.v1.RunService/TerminateRun',
+            cmo_dot_api_dot_v1_dot_run__service__pb2.TerminateRunRequest.SerializeToString,
+            cmo_dot_api_dot_v1_dot_run__service__pb2.TerminateRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,10 @@ class RunServiceStub:
     """A new run whose steps up to from_step are the source's, going on from that checkpoint
     (with an edited state if given). The source is not changed.
     """
+    TerminateRun: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.TerminateRunRequest, _run_service_pb2.TerminateRunResponse]
+    """End the run now, as TERMINATED: its task is withdrawn, so a worker running it is refused its
+    checkpoint. A run that has already ended is returned as it is.
+    """
 
 @_typing.type_check_only
 class RunServiceAsyncStub(RunServiceStub):
@@ -64,6 +68,10 @@ class RunServiceAsyncStub(RunServiceStub):
     ForkRun: _aio.UnaryUnaryMultiCallable[_run_service_pb2.ForkRunRequest, _run_service_pb2.ForkRunResponse]  # type: ignore[assignment]
     """A new run whose steps up to from_step are the source's, going on from that checkpoint
     (with an edited state if given). The source is not changed.
+    """
+    TerminateRun: _aio.UnaryUnaryMultiCallable[_run_service_pb2.TerminateRunRequest, _run_service_pb2.TerminateRunResponse]  # type: ignore[assignment]
+    """End the run now, as TERMINATED: its task is withdrawn, so a worker running it is refused its
+    checkpoint. A run that has already ended is returned as it is.
     """
 
 class RunServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -116,6 +124,16 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_run_service_pb2.ForkRunResponse, _abc.Awaitable[_run_service_pb2.ForkRunResponse]]:
         """A new run whose steps up to from_step are the source's, going on from that checkpoint
         (with an edited state if given). The source is not changed.
+        """
+
+    @_abc_1.abstractmethod
+    def TerminateRun(
+        self,
+        request: _run_service_pb2.TerminateRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_run_service_pb2.TerminateRunResponse, _abc.Awaitable[_run_service_pb2.TerminateRunResponse]]:
+        """End the run now, as TERMINATED: its task is withdrawn, so a worker running it is refused its
+        checkpoint. A run that has already ended is returned as it is.
         """
 
 def add_RunServiceServicer_to_server(servicer: RunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

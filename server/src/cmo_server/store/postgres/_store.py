@@ -20,7 +20,7 @@ from psycopg.pq import ConnStatus
 from psycopg.rows import TupleRow, class_row
 from psycopg_pool import AsyncConnectionPool
 
-from cmo_server.domain import GraphSpec, NewFork, NewRun, Run, RunStatus, Step, graph_key
+from cmo_server.domain import Failure, GraphSpec, NewFork, NewRun, Run, RunStatus, Step, graph_key
 from cmo_server.errors import AlreadyExists
 from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
 from cmo_server.store._protocol import RunPage
@@ -105,6 +105,16 @@ INSERT_FORK_TASK = """
     SELECT %(run_id)s, %(from_step)s + 1, %(next_node)s, %(next_queue)s, graph_id || '@' || graph_version, 0, now(),
            now()
       FROM runs WHERE run_id = %(run_id)s
+"""
+# Withdrawing the task row first makes terminate and a concurrent checkpoint exclusive: whichever
+# takes the row wins, and the other finds it gone (the checkpoint is then a stale attempt).
+TERMINATE_RUN = """
+    WITH withdrawn AS (
+        DELETE FROM tasks WHERE run_id = %(run_id)s RETURNING step_index
+    )
+    UPDATE runs SET status = %(terminated)s, failure = %(failure)s, step_count = withdrawn.step_index,
+                    updated_at = now(), completed_at = now()
+      FROM withdrawn WHERE runs.run_id = %(run_id)s
 """
 # The run joined with its current task, which carries the live step count and node.
 RUN_COLUMNS = """
@@ -299,6 +309,13 @@ class PostgresStore(PostgresTasks, PostgresActivities):
         run = await self.get_run(fork.run_id)
         assert run is not None
         return run, created
+
+    async def terminate_run(self, run_id: str, *, failure: Failure) -> Run | None:
+        """See `Store.terminate_run`."""
+        params = {"run_id": run_id, "terminated": int(RunStatus.TERMINATED), "failure": json.dumps(failure.to_json())}
+        async with self._pool.connection() as conn:
+            await conn.execute(TERMINATE_RUN, params)
+        return await self.get_run(run_id)
 
     async def get_run(self, run_id: str) -> Run | None:
         """See `Store.get_run`."""

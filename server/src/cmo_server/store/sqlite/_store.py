@@ -111,6 +111,11 @@ INSERT_FORK_TASK = """
     SELECT :run_id, :from_step + 1, :next_node, :next_queue, graph_id || '@' || graph_version, 0, :now, :now
       FROM runs WHERE run_id = :run_id
 """
+WITHDRAW_TASK = "DELETE FROM tasks WHERE run_id = ? RETURNING step_index"
+TERMINATE_RUN = """
+    UPDATE runs SET status = 7, failure = :failure, step_count = :step_count, updated_at = :now, completed_at = :now
+     WHERE run_id = :run_id
+"""
 # The run joined with its current task, which carries the live step count and node.
 SELECT_RUN = """
     SELECT r.run_id, r.graph_id, r.graph_version, r.status, r.input, r.seed,
@@ -264,6 +269,10 @@ class SqliteStore:
     async def fork_run(self, fork: NewFork) -> tuple[Run, bool]:
         """See `Store.fork_run`."""
         return await self._call(_fork_run, fork)
+
+    async def terminate_run(self, run_id: str, *, failure: Failure) -> Run | None:
+        """See `Store.terminate_run`."""
+        return await self._call(_terminate_run, run_id, failure)
 
     async def get_run(self, run_id: str) -> Run | None:
         """See `Store.get_run`."""
@@ -473,6 +482,15 @@ def _fork_run(conn: sqlite3.Connection, fork: NewFork) -> tuple[Run, bool]:
         created = _get_run(conn, fork.run_id)
     assert created is not None
     return created, True
+
+
+def _terminate_run(conn: sqlite3.Connection, run_id: str, failure: Failure) -> Run | None:
+    with _Transaction(conn):
+        withdrawn = conn.execute(WITHDRAW_TASK, (run_id,)).fetchone()
+        if withdrawn is not None:
+            params = {"failure": json.dumps(failure.to_json()), "step_count": withdrawn[0], "now": _now_us()}
+            conn.execute(TERMINATE_RUN, {**params, "run_id": run_id})
+    return _get_run(conn, run_id)
 
 
 def _get_run(conn: sqlite3.Connection, run_id: str) -> Run | None:
