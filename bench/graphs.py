@@ -6,7 +6,7 @@ from typing import Any
 
 import cmo
 
-__all__ = ["CHAIN_STEPS", "GRAPHS", "chain", "three_step"]
+__all__ = ["CHAIN_STEPS", "GRAPHS", "chain", "three_step", "three_step_activity"]
 
 CHAIN_STEPS = 100
 
@@ -31,6 +31,31 @@ async def finish(state: dict[str, Any], ctx: cmo.NodeContext) -> cmo.NodeResult[
     return cmo.NodeResult({**state, "done": True}, next=cmo.END)
 
 
+three_step_activity: cmo.Graph[dict[str, Any]] = cmo.Graph("bench-three-step-activity", version=1)
+"""W1A: the W1 graph with its computation in a recorded activity (one RecordActivity per run)."""
+
+
+@cmo.activity(name="square_sum")
+async def square_sum(n: int) -> int:
+    return sum(i * i for i in range(n))
+
+
+@three_step_activity.node(entry=True, edges={"next": "compute"})
+async def begin_a(state: dict[str, Any], ctx: cmo.NodeContext) -> cmo.NodeResult[dict[str, Any]]:
+    return cmo.NodeResult({**state, "begun": True}, next="next")
+
+
+@three_step_activity.node(name="compute", edges={"next": "finish"})
+async def compute_a(state: dict[str, Any], ctx: cmo.NodeContext) -> cmo.NodeResult[dict[str, Any]]:
+    total = await ctx.activity(square_sum, state.get("n", 100))
+    return cmo.NodeResult({**state, "total": total}, next="next")
+
+
+@three_step_activity.node(name="finish")
+async def finish_a(state: dict[str, Any], ctx: cmo.NodeContext) -> cmo.NodeResult[dict[str, Any]]:
+    return cmo.NodeResult({**state, "done": True}, next=cmo.END)
+
+
 chain: cmo.Graph[dict[str, Any]] = cmo.Graph("bench-chain", version=1)
 """W3: one node that loops on itself `steps` times; each pass is one durable step."""
 
@@ -41,4 +66,4 @@ async def step(state: dict[str, Any], ctx: cmo.NodeContext) -> cmo.NodeResult[di
     return cmo.NodeResult({**state, "i": i}, next="again" if i < state["steps"] else cmo.END)
 
 
-GRAPHS: list[cmo.Graph[Any]] = [three_step, chain]
+GRAPHS: list[cmo.Graph[Any]] = [three_step, three_step_activity, chain]

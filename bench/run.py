@@ -1,6 +1,6 @@
 """Run the CMO benchmarks against real processes; print one JSON line per workload and backend.
 
-    uv run python bench/run.py [--backend sqlite|postgres|all] [--workload W1|W2|W3|all] [--quick]
+    uv run python bench/run.py [--backend sqlite|postgres|all] [--workload W1|W1A|W2|W3|all] [--quick]
 
 Each (backend, workload) pair gets a fresh database, its own `cmo-server` process and its own
 worker process (`python -m bench.worker`); the client runs here. Postgres is
