@@ -127,21 +127,53 @@ Recorder = Callable[[common_pb2.Activity], Awaitable[common_pb2.Activity]]
 
 
 class ActivityRunner:
-    """Runs or replays the activities of one step attempt (made by the worker for each task)."""
+    """Runs or replays the activities of one step attempt (made by the worker for each task).
+
+    A new record is sent to the server at once, in the background, and the node goes on with its
+    result; records not yet confirmed also ride on the step's CompleteTask or FailTask (the server
+    keeps the first record of a seq). Before the next activity starts, every earlier record is
+    confirmed durable. So a node with one activity pays no extra round trip, and only the activity
+    just finished or in flight at a crash can run twice.
+    """
 
     def __init__(
-        self, *, run_id: str, step_index: int, recorded: Mapping[int, common_pb2.Activity], record: Recorder
+        self,
+        *,
+        run_id: str,
+        step_index: int,
+        recorded: Mapping[int, common_pb2.Activity],
+        record: Recorder | None,
     ) -> None:
+        """Make the runner of one attempt.
+
+        Args:
+            run_id: The run.
+            step_index: The step.
+            recorded: The step's records from earlier attempts, by seq.
+            record: Sends one record to the server; None replays only (an activity the record
+                does not have is a nondeterminism error, and nothing runs).
+        """
         self._run_id = run_id
         self._step_index = step_index
         self._recorded = dict(recorded)
         self._record = record
         self._next_seq = 0
+        self._unconfirmed: dict[int, common_pb2.Activity] = {}
+        self._sending: set[asyncio.Task[None]] = set()
 
     @property
     def calls(self) -> int:
         """Activity calls the node has made so far."""
         return self._next_seq
+
+    def unconfirmed(self) -> list[common_pb2.Activity]:
+        """Records the server has not confirmed yet: they ride on the step's next request."""
+        return [self._unconfirmed[seq] for seq in sorted(self._unconfirmed)]
+
+    def close(self) -> None:
+        """Stop background sends (the records went with the step's last request)."""
+        for sending in self._sending:
+            sending.cancel()
 
     def start(self, act: Activity[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[T]:
         """Number the call now (deterministic order), run or replay it when awaited."""
@@ -152,23 +184,48 @@ class ActivityRunner:
     async def _run(self, seq: int, act: Activity[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         request_hash = state_hash(canonical_json(to_json([list(args), kwargs])))
         recorded = self._recorded.get(seq)
+        requested = f"{act.kind} {act.name!r} (request {request_hash[:12]})"
         if recorded is not None:
             if (recorded.kind, recorded.name, recorded.request_hash) != (act.kind, act.name, request_hash):
                 raise NondeterminismError(
                     step_index=self._step_index,
                     seq=seq,
                     recorded=f"{recorded.kind} {recorded.name!r} (request {recorded.request_hash[:12]})",
-                    requested=f"{act.kind} {act.name!r} (request {request_hash[:12]})",
+                    requested=requested,
                 )
             return _outcome(recorded, act)
+        if self._record is None:
+            raise NondeterminismError(step_index=self._step_index, seq=seq, recorded="nothing", requested=requested)
+        await self._confirm_all()  # earlier outcomes are durable before this side effect starts
         record = common_pb2.Activity(seq=seq, kind=act.kind, name=act.name, request_hash=request_hash)
         try:
             result = await self._execute(seq, act, args, kwargs)
             record.result = canonical_json(to_json(result))
         except Exception as err:
             record.error.CopyFrom(_failure(err))
-        stored = await self._record(record)  # durable before the node sees the outcome
-        return _outcome(stored, act)
+        self._unconfirmed[seq] = record
+        sending = asyncio.create_task(self._send(record))
+        self._sending.add(sending)
+        sending.add_done_callback(self._sending.discard)
+        return _outcome(record, act)
+
+    async def _send(self, record: common_pb2.Activity) -> None:
+        assert self._record is not None
+        try:
+            await self._record(record)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            return
+        self._unconfirmed.pop(record.seq, None)
+
+    async def _confirm_all(self) -> None:
+        if self._sending:
+            await asyncio.wait(list(self._sending))
+        assert self._record is not None
+        for seq in sorted(self._unconfirmed):
+            await self._record(self._unconfirmed[seq])
+            self._unconfirmed.pop(seq, None)
 
     async def _execute(self, seq: int, act: Activity[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         key = hashlib.sha256(f"{self._run_id}:{self._step_index}:{seq}".encode()).hexdigest()

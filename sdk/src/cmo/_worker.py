@@ -165,8 +165,14 @@ class Worker:
             await self._fail(task, ApplicationError(f"worker has no node {task.node_id!r}", non_retryable=True))
             return None
         started = datetime.now(UTC)
+        activities = ActivityRunner(
+            run_id=task.run_id,
+            step_index=task.step_index,
+            recorded={a.seq: a for a in task.activities},
+            record=functools.partial(self._record_activity, task),
+        )
         try:
-            result = await self._run_node(task, graph, node)
+            result = await self._run_node(task, graph, node, activities)
             state, output = self._encode(node, result)
         except _LeaseLost:
             logger.warning("lease of step %s of run %s lost; dropping it", task.step_index, task.run_id, extra=log)
@@ -177,11 +183,15 @@ class Worker:
             await self._release(task)
             return None
         except Exception as err:
-            await self._fail(task, err)
+            await self._fail(task, err, activities.unconfirmed())
             return None
-        return await self._complete(task, node, state, output, result.next, started)
+        finally:
+            activities.close()  # what was not confirmed rides on the request below (or above)
+        return await self._complete(task, node, state, output, result.next, started, activities.unconfirmed())
 
-    async def _run_node(self, task: common_pb2.Task, graph: Graph[Any], node: Node) -> NodeResult[Any]:
+    async def _run_node(
+        self, task: common_pb2.Task, graph: Graph[Any], node: Node, activities: ActivityRunner
+    ) -> NodeResult[Any]:
         ctx = NodeContext(
             run_id=task.run_id,
             step_index=task.step_index,
@@ -191,12 +201,7 @@ class Worker:
             graph_version=task.graph_version,
             logical_time=task.logical_time.ToDatetime(tzinfo=UTC),
             seed=task.seed,
-            activities=ActivityRunner(
-                run_id=task.run_id,
-                step_index=task.step_index,
-                recorded={a.seq: a for a in task.activities},
-                record=functools.partial(self._record_activity, task),
-            ),
+            activities=activities,
         )
         state: Any = from_json(parse_json(task.state), graph.state_type)
         running = asyncio.create_task(node.run(state, ctx), name=f"cmo-node-{task.run_id}-{task.step_index}")
@@ -277,7 +282,14 @@ class Worker:
         return state, output
 
     async def _complete(
-        self, task: common_pb2.Task, node: Node, state: bytes, output: bytes, next_key: str, started: datetime
+        self,
+        task: common_pb2.Task,
+        node: Node,
+        state: bytes,
+        output: bytes,
+        next_key: str,
+        started: datetime,
+        activities: list[common_pb2.Activity],
     ) -> common_pb2.Task | None:
         request = pb.CompleteTaskRequest(
             worker_id=self.worker_id,
@@ -291,6 +303,7 @@ class Worker:
             output=output,
             next_key=next_key,
             eager_task_queues=self.task_queues if self._eager and not self._stopping.is_set() else [],
+            activities=activities,
         )
         request.started_at.FromDatetime(started)
         try:
@@ -305,7 +318,9 @@ class Worker:
             return None
         return response.next_task if response.HasField("next_task") else None
 
-    async def _fail(self, task: common_pb2.Task, err: BaseException) -> None:
+    async def _fail(
+        self, task: common_pb2.Task, err: BaseException, activities: list[common_pb2.Activity] | None = None
+    ) -> None:
         if isinstance(err, ApplicationError):
             kind, non_retryable = err.type, err.non_retryable
         else:
@@ -325,12 +340,19 @@ class Worker:
             non_retryable=non_retryable,
             details="".join(traceback.format_exception(err))[-16000:],
         )
-        await self._report_failure(task, failure, release=False)
+        await self._report_failure(task, failure, release=False, activities=activities or [])
 
     async def _release(self, task: common_pb2.Task) -> None:
         await self._report_failure(task, common_pb2.Failure(message="released by a stopping worker"), release=True)
 
-    async def _report_failure(self, task: common_pb2.Task, failure: common_pb2.Failure, *, release: bool) -> None:
+    async def _report_failure(
+        self,
+        task: common_pb2.Task,
+        failure: common_pb2.Failure,
+        *,
+        release: bool,
+        activities: list[common_pb2.Activity] | None = None,
+    ) -> None:
         request = pb.FailTaskRequest(
             worker_id=self.worker_id,
             run_id=task.run_id,
@@ -338,6 +360,7 @@ class Worker:
             attempt=task.attempt,
             failure=failure,
             release=release,
+            activities=activities or [],
         )
         try:
             await call(self._stub.FailTask, request, timeout=CALL_TIMEOUT, retry_for=30.0)

@@ -355,6 +355,8 @@ class StepCommit:
     eager_worker: str | None
     """Lease the next task to this worker in the same transaction (eager dispatch)."""
     lease: timedelta
+    activities: tuple[ActivityRecord, ...] = ()
+    """Activity records riding on the checkpoint, stored in its transaction (first writer wins)."""
 
     def leased_next_task(self, *, logical_time: datetime, seed: int, lease_expires_at: datetime) -> Task:
         """The next step's task as leased to the eager worker (attempt 1, from this step's state)."""

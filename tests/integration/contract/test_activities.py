@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -77,3 +78,35 @@ async def test_concurrent_records_of_one_seq_agree(store: Store) -> None:
         *(store.record_activity(task.key, record(0, task.attempt, result=f'{{"w":{i}}}'.encode())) for i in range(8))
     )
     assert len({r.result for r in results}) == 1
+
+
+async def test_records_riding_on_a_checkpoint_are_stored_with_it_and_the_first_record_wins(store: Store) -> None:
+    graph = chain_graph("a", "b", queue=unique("q"))
+    run_id = await start_run(store, graph)
+    task = await claim(store, graph)
+    assert task is not None
+    await store.record_activity(task.key, record(0, task.attempt, result=b'{"first":true}'))
+    riding = (record(0, task.attempt, result=b'{"second":true}'), record(1, task.attempt, name="ship"))
+    outcome = await store.complete_step(replace(commit_for(task, graph), activities=riding))
+    assert not outcome.duplicate
+
+    (step,) = await store.get_steps(run_id)
+    assert [(a.seq, a.name, a.result) for a in step.activities] == [
+        (0, "charge", b'{"first":true}'),
+        (1, "ship", b'{"ok":1}'),
+    ]
+
+
+async def test_records_riding_on_a_stale_checkpoint_are_not_stored(store: Store) -> None:
+    graph = chain_graph("a", queue=unique("q"))
+    run_id = await start_run(store, graph)
+    first = await claim(store, graph, lease=SHORT_LEASE)
+    assert first is not None
+    second = await assert_eventually(lambda: claim(store, graph), timeout=5, what="the lease to lapse")
+    stale = replace(commit_for(first, graph), activities=(record(0, first.attempt, result=b'{"stale":1}'),))
+    with pytest.raises(StaleLease):
+        await store.complete_step(stale)
+    # Had the stale record been stored, the first writer would win over the current attempt's.
+    mine = await store.record_activity(second.key, record(0, second.attempt, result=b'{"mine":1}'))
+    assert (mine.result, mine.attempt) == (b'{"mine":1}', second.attempt)
+    assert await store.get_steps(run_id) == []

@@ -15,7 +15,7 @@ from cmo_server.api._convert import (
 )
 from cmo_server.api._status import rpc
 from cmo_server.api._validate import check_id, check_range, duration_or, timestamp_or_now
-from cmo_server.domain import Failure, TaskKey
+from cmo_server.domain import ActivityRecord, Failure, TaskKey
 from cmo_server.engine import CompletedStep, Engine
 from cmo_server.errors import InvalidArgument
 
@@ -24,6 +24,7 @@ __all__ = ["WorkerServicer"]
 MAX_INT = 2**31 - 1
 MAX_QUEUES = 100
 MAX_GRAPHS = 1000
+MAX_RIDING_ACTIVITIES = 1000
 
 
 class WorkerServicer:
@@ -107,6 +108,7 @@ class WorkerServicer:
             eager_task_queues=frozenset(
                 check_id(f"eager_task_queues[{i}]", q) for i, q in enumerate(request.eager_task_queues)
             ),
+            activities=_activities(request),
         )
         outcome = await self._engine.complete_task(done)
         response = pb.CompleteTaskResponse(run_status=int(outcome.run_status))  # type: ignore[arg-type]
@@ -119,7 +121,9 @@ class WorkerServicer:
         """See the proto."""
         check_id("worker_id", request.worker_id)
         failure = failure_from_proto(request.failure) if request.HasField("failure") else Failure("released")
-        outcome = await self._engine.fail_task(_task_key(request), failure=failure, release=request.release)
+        outcome = await self._engine.fail_task(
+            _task_key(request), failure=failure, release=request.release, activities=_activities(request)
+        )
         response = pb.FailTaskResponse(will_retry=outcome.will_retry, run_status=int(outcome.run_status))  # type: ignore[arg-type]
         response.retry_after.FromTimedelta(outcome.retry_after)
         return response
@@ -133,3 +137,9 @@ def _task_key(
         step_index=check_range("step_index", request.step_index, 0, MAX_INT),
         attempt=check_range("attempt", request.attempt, 1, MAX_INT),
     )
+
+
+def _activities(request: pb.CompleteTaskRequest | pb.FailTaskRequest) -> tuple[ActivityRecord, ...]:
+    if len(request.activities) > MAX_RIDING_ACTIVITIES:
+        raise InvalidArgument("activities", f"at most {MAX_RIDING_ACTIVITIES} records may ride on one request")
+    return tuple(activity_from_proto(a, request.attempt) for a in request.activities)

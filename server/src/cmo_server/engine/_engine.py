@@ -60,6 +60,8 @@ class CompletedStep:
     next_key: str
     started_at: datetime
     eager_task_queues: frozenset[str]
+    activities: tuple[ActivityRecord, ...] = ()
+    """Activity records riding on the checkpoint."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,10 +272,13 @@ class Engine:
 
     async def record_activity(self, key: TaskKey, activity: ActivityRecord) -> ActivityRecord:
         """Record an activity of a running attempt; returns the stored record (first writer wins)."""
-        if activity.result is not None:
-            result = canonical_payload("activity.result", activity.result, self._limits.max_payload_bytes)
-            activity = replace(activity, result=result)
-        return await self._store.record_activity(key, activity)
+        return await self._store.record_activity(key, self._checked_activity(activity))
+
+    def _checked_activity(self, activity: ActivityRecord) -> ActivityRecord:
+        if activity.result is None:
+            return activity
+        result = canonical_payload("activity.result", activity.result, self._limits.max_payload_bytes)
+        return replace(activity, result=result)
 
     async def heartbeat(self, key: TaskKey, *, worker_id: str) -> datetime:
         """Extend the lease of a running attempt."""
@@ -308,6 +313,7 @@ class Engine:
                 started_at=done.started_at,
                 eager_worker=done.worker_id if eager else None,
                 lease=self._limits.task_lease,
+                activities=tuple(self._checked_activity(a) for a in done.activities),
             )
         )
         if outcome.enqueued is not None:
@@ -332,11 +338,18 @@ class Engine:
             self._run_finished(done.key.run_id, finish)
         return outcome
 
-    async def fail_task(self, key: TaskKey, *, failure: Failure, release: bool) -> FailOutcome:
-        """Count a failed attempt: retry with back-off, or fail the run. `release` gives it back."""
+    async def fail_task(
+        self, key: TaskKey, *, failure: Failure, release: bool, activities: tuple[ActivityRecord, ...] = ()
+    ) -> FailOutcome:
+        """Count a failed attempt: retry with back-off, or fail the run. `release` gives it back.
+
+        Riding activity records are stored first, so the next attempt replays them.
+        """
         task = await self._store.get_task(key.run_id)
         if task is None or (task.step_index, task.attempt) != (key.step_index, key.attempt):
             raise StaleLease(key.run_id, key.step_index, key.attempt)
+        for activity in activities:
+            await self.record_activity(key, activity)
         queue_key = (task.task_queue, graph_key(task.graph_id, task.graph_version))
         if release:
             await self._store.release_task(key)

@@ -10,7 +10,15 @@ from typing import Any
 
 from cmo_server.domain import ActivityRecord, Failure, NewFork, Run, RunStatus, Step
 
-__all__ = ["ACTIVITY_COLUMNS", "activity_from_row", "activity_params", "fork_params", "run_from_row", "with_activities"]
+__all__ = [
+    "ACTIVITY_COLUMNS",
+    "activity_arrays",
+    "activity_from_row",
+    "activity_params",
+    "fork_params",
+    "run_from_row",
+    "with_activities",
+]
 
 
 def run_from_row(row: Sequence[Any], to_datetime: Callable[[Any], datetime]) -> Run:
@@ -91,4 +99,16 @@ def fork_params(fork: NewFork) -> dict[str, Any]:
         "state_hash": fork.state_hash,
         "next_node": fork.next_node,
         "next_queue": fork.next_queue,
+    }
+
+
+def activity_arrays(activities: Sequence[ActivityRecord]) -> dict[str, list[Any]]:
+    """Activity records as parallel arrays, for one INSERT … SELECT FROM unnest(…)."""
+    return {
+        "act_seq": [a.seq for a in activities],
+        "act_kind": [a.kind for a in activities],
+        "act_name": [a.name for a in activities],
+        "act_hash": [a.request_hash for a in activities],
+        "act_result": [a.result for a in activities],
+        "act_error": [None if a.error is None else json.dumps(a.error.to_json()) for a in activities],
     }

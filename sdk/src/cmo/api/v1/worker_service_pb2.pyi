@@ -80,7 +80,7 @@ class HeartbeatTaskResponse(_message.Message):
     def __init__(self, lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CompleteTaskRequest(_message.Message):
-    __slots__ = ("worker_id", "run_id", "step_index", "attempt", "node_id", "graph_id", "graph_version", "state", "output", "next_key", "started_at", "eager_task_queues")
+    __slots__ = ("worker_id", "run_id", "step_index", "attempt", "node_id", "graph_id", "graph_version", "state", "output", "next_key", "started_at", "eager_task_queues", "activities")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,7 @@ class CompleteTaskRequest(_message.Message):
     NEXT_KEY_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     EAGER_TASK_QUEUES_FIELD_NUMBER: _ClassVar[int]
+    ACTIVITIES_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     run_id: str
     step_index: int
@@ -105,7 +106,8 @@ class CompleteTaskRequest(_message.Message):
     next_key: str
     started_at: _timestamp_pb2.Timestamp
     eager_task_queues: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, worker_id: _Optional[str] = ..., run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., node_id: _Optional[str] = ..., graph_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., state: _Optional[bytes] = ..., output: _Optional[bytes] = ..., next_key: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., eager_task_queues: _Optional[_Iterable[str]] = ...) -> None: ...
+    activities: _containers.RepeatedCompositeFieldContainer[_common_pb2.Activity]
+    def __init__(self, worker_id: _Optional[str] = ..., run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., node_id: _Optional[str] = ..., graph_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., state: _Optional[bytes] = ..., output: _Optional[bytes] = ..., next_key: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., eager_task_queues: _Optional[_Iterable[str]] = ..., activities: _Optional[_Iterable[_Union[_common_pb2.Activity, _Mapping]]] = ...) -> None: ...
 
 class CompleteTaskResponse(_message.Message):
     __slots__ = ("next_task", "run_status")
@@ -116,20 +118,22 @@ class CompleteTaskResponse(_message.Message):
     def __init__(self, next_task: _Optional[_Union[_common_pb2.Task, _Mapping]] = ..., run_status: _Optional[_Union[_common_pb2.RunStatus, str]] = ...) -> None: ...
 
 class FailTaskRequest(_message.Message):
-    __slots__ = ("worker_id", "run_id", "step_index", "attempt", "failure", "release")
+    __slots__ = ("worker_id", "run_id", "step_index", "attempt", "failure", "release", "activities")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVITIES_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     run_id: str
     step_index: int
     attempt: int
     failure: _common_pb2.Failure
     release: bool
-    def __init__(self, worker_id: _Optional[str] = ..., run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., failure: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., release: _Optional[bool] = ...) -> None: ...
+    activities: _containers.RepeatedCompositeFieldContainer[_common_pb2.Activity]
+    def __init__(self, worker_id: _Optional[str] = ..., run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., failure: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., release: _Optional[bool] = ..., activities: _Optional[_Iterable[_Union[_common_pb2.Activity, _Mapping]]] = ...) -> None: ...
 
 class FailTaskResponse(_message.Message):
     __slots__ = ("will_retry", "retry_after", "run_status")

@@ -27,7 +27,7 @@ from cmo_server.domain import (
     graph_key,
 )
 from cmo_server.errors import StaleLease
-from cmo_server.store._rows import ACTIVITY_COLUMNS, activity_from_row
+from cmo_server.store._rows import ACTIVITY_COLUMNS, activity_arrays, activity_from_row
 
 __all__ = ["Pool", "PostgresTasks"]
 
@@ -134,6 +134,28 @@ FINISH_RUN = f"""
     )
     SELECT run_id, now() FROM gone
 """
+# Activity records riding on a checkpoint: stored in the same statement, only if the fence matched.
+RIDING_ACTIVITIES = """
+    ), acts AS (
+        INSERT INTO activities (run_id, step_index, seq, kind, name, request_hash, result, error, attempt,
+                                recorded_at)
+        SELECT %(run_id)s, %(step_index)s, a.seq, a.kind, a.name, a.request_hash, a.result, a.error, %(attempt)s,
+               now()
+          FROM {fenced}, unnest(%(act_seq)s::integer[], %(act_kind)s::text[], %(act_name)s::text[],
+                                %(act_hash)s::text[], %(act_result)s::bytea[], %(act_error)s::text[])
+               AS a (seq, kind, name, request_hash, result, error)
+        ON CONFLICT (run_id, step_index, seq) DO NOTHING
+    )
+"""
+ADVANCE_TASK_WITH_ACTIVITIES = ADVANCE_TASK.replace(
+    "\n    )\n    SELECT m.visible_at", RIDING_ACTIVITIES.format(fenced="moved") + "    SELECT m.visible_at"
+)
+FINISH_RUN_WITH_ACTIVITIES = FINISH_RUN.replace(
+    "\n    )\n    SELECT run_id, now() FROM gone",
+    RIDING_ACTIVITIES.format(fenced="gone") + "    SELECT run_id, now() FROM gone",
+)
+assert ADVANCE_TASK_WITH_ACTIVITIES != ADVANCE_TASK, "the riding insert found no place in ADVANCE_TASK"
+assert FINISH_RUN_WITH_ACTIVITIES != FINISH_RUN, "the riding insert found no place in FINISH_RUN"
 SELECT_COMPLETED_STEP = """
     SELECT s.attempt, r.status FROM steps s JOIN runs r ON r.run_id = s.run_id
      WHERE s.run_id = %(run_id)s AND s.step_index = %(step_index)s
@@ -265,9 +287,11 @@ class PostgresTasks:
             "next_node": c.next_node,
             "started_at": c.started_at,
         }
+        if c.activities:
+            params.update(activity_arrays(c.activities))
         if c.next_node == END_NODE:
             params["completed"] = int(RunStatus.COMPLETED)
-            finished = await self._fetchone(FINISH_RUN, params)
+            finished = await self._fetchone(FINISH_RUN_WITH_ACTIVITIES if c.activities else FINISH_RUN, params)
             if finished is None:
                 return await self._not_current(key)
             return CompleteOutcome(RunStatus.COMPLETED, finished_at=finished[1])
@@ -277,7 +301,7 @@ class PostgresTasks:
             hold=c.lease if c.eager_worker else timedelta(0),
             owner=c.eager_worker,
         )
-        row = await self._fetchone(ADVANCE_TASK, params)
+        row = await self._fetchone(ADVANCE_TASK_WITH_ACTIVITIES if c.activities else ADVANCE_TASK, params)
         if row is None:
             return await self._not_current(key)
         if not c.eager_worker:

@@ -630,6 +630,10 @@ def _complete_step(conn: sqlite3.Connection, c: StepCommit) -> CompleteOutcome:
             ).rowcount
         if moved == 0:
             return _not_current(conn, key)
+        if c.activities:
+            conn.executemany(
+                INSERT_ACTIVITY, [{**activity_params(key.run_id, key.step_index, a), "now": now} for a in c.activities]
+            )
         conn.execute(
             INSERT_STEP,
             {
