@@ -3,8 +3,9 @@
 A step's activities are numbered by `seq` in the order the node calls `ctx.activity` (the number is
 taken at the call, before anything is awaited, so `asyncio.gather` of several gets the same numbers
 on every attempt). The first attempt runs each one, with its own retries and timeout, and records
-the outcome on the server before the node sees it; a retried or recovered attempt gets the records
-with its task and returns them instead of running the activity again.
+the outcome on the server (durable before the next activity starts or the step ends); a retried
+or recovered attempt gets the records with its task and returns them instead of running the
+activity again.
 """
 
 from __future__ import annotations
