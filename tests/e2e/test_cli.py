@@ -21,9 +21,14 @@ from tests.support.processes import Database, Processes
 pytestmark = pytest.mark.e2e
 
 
+def run_cmoctl(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "cmo.cli", *args]
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, cwd=cwd)
+
+
 def cmoctl(address: str, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "cmo.cli", "--address", address, *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    return run_cmoctl("--address", address, *args)
 
 
 async def test_cmoctl_lists_runs_and_shows_the_step_table(processes: Processes, markers: Markers, tmp_path: Path):
@@ -88,9 +93,8 @@ triage.nodes["close"] = replace(original.nodes["close"], fn=close)
 
 
 def replay_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "cmo.cli", "replay", *args]
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, cwd=cwd)
+    """`cmoctl replay` offline; the repo root on the path so `--graph examples.…` imports."""
+    return run_cmoctl("replay", *args, cwd=cwd)
 
 
 def test_cmoctl_replay_verify_tells_ci_the_verdict_by_its_exit_status(tmp_path: Path):
@@ -124,14 +128,10 @@ async def test_cmoctl_replay_compare_gives_the_match_percentage(processes: Proce
             await client.start(COUNTER, counter_input(steps), run_id=run_id)
             await client.wait(run_id, timeout=30)
 
-    def compare(first: str, second: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "cmo.cli", "--address", server.address, "replay", first, "--compare", second]
-        return subprocess.run(command, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
-
-    same = await asyncio.to_thread(compare, twins[0], twins[1])
+    same = await asyncio.to_thread(cmoctl, server.address, "replay", twins[0], "--compare", twins[1])
     assert same.returncode == 0, same.stdout + same.stderr
     assert "match: 100.0%" in same.stdout
-    differs = await asyncio.to_thread(compare, twins[0], other)
+    differs = await asyncio.to_thread(cmoctl, server.address, "replay", twins[0], "--compare", other)
     assert differs.returncode == 1, differs.stderr
     assert "match: 0.0%" in differs.stdout  # its input (steps: 2) is in every state, so no state matches
 
