@@ -6,8 +6,7 @@ instead turns it into INVALID_ARGUMENT with a plain message.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -18,34 +17,60 @@ from google.protobuf.message_factory import GetMessageClass
 __all__ = ["service_handler"]
 
 
-@dataclass(frozen=True, slots=True)
-class _Malformed:
-    message_name: str
-
-
 def service_handler(service: ServiceDescriptor, servicer: object) -> grpc.GenericRpcHandler:
-    """A handler serving every unary method of `service` with the same-named servicer method."""
-    handlers = {m.name: _method_handler(m, getattr(servicer, m.name)) for m in service.methods}
+    """A handler serving each method of `service` with the same-named servicer method.
+
+    A method the servicer lacks is left out, so grpc answers it with UNIMPLEMENTED.
+    """
+    handlers = {
+        m.name: _method_handler(m, getattr(servicer, m.name)) for m in service.methods if hasattr(servicer, m.name)
+    }
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
-def _method_handler(method: MethodDescriptor, impl: Callable[..., Awaitable[Message]]) -> grpc.RpcMethodHandler:
+def _method_handler(method: MethodDescriptor, impl: Callable[..., Any]) -> grpc.RpcMethodHandler:
     request_class = GetMessageClass(method.input_type)
-    response_class = GetMessageClass(method.output_type)
+    serialize = GetMessageClass(method.output_type).SerializeToString
+    malformed = f"the request body is not a valid {method.input_type.full_name}"
 
-    def decode(data: bytes) -> Message | _Malformed:
+    def decode(data: bytes) -> Message | None:
         try:
             return request_class.FromString(data)
         except DecodeError:
-            return _Malformed(method.input_type.full_name)
+            return None
 
-    async def handle(request: Message | _Malformed, context: grpc.aio.ServicerContext) -> Any:
-        if isinstance(request, _Malformed):
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"the request body is not a valid {request.message_name}"
-            )
-        return await impl(request, context)
+    async def checked(request: Message | None, context: grpc.aio.ServicerContext) -> Message:
+        if request is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, malformed)
+        assert request is not None
+        return request
 
-    return grpc.unary_unary_rpc_method_handler(
-        handle, request_deserializer=decode, response_serializer=response_class.SerializeToString
-    )
+    async def checked_stream(
+        requests: AsyncIterator[Message | None], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Message]:
+        async for request in requests:
+            yield await checked(request, context)
+
+    if method.client_streaming:
+
+        async def take_stream(requests: AsyncIterator[Message | None], context: grpc.aio.ServicerContext) -> Any:
+            return await impl(checked_stream(requests, context), context)
+
+        return grpc.stream_unary_rpc_method_handler(
+            take_stream, request_deserializer=decode, response_serializer=serialize
+        )
+
+    if method.server_streaming:
+
+        async def give_stream(request: Message | None, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for response in impl(await checked(request, context), context):
+                yield response
+
+        return grpc.unary_stream_rpc_method_handler(
+            give_stream, request_deserializer=decode, response_serializer=serialize
+        )
+
+    async def handle(request: Message | None, context: grpc.aio.ServicerContext) -> Any:
+        return await impl(await checked(request, context), context)
+
+    return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=decode, response_serializer=serialize)

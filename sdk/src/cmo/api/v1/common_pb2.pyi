@@ -105,7 +105,7 @@ class Failure(_message.Message):
     def __init__(self, message: _Optional[str] = ..., type: _Optional[str] = ..., non_retryable: _Optional[bool] = ..., details: _Optional[str] = ..., node_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "graph_id", "graph_version", "status", "input", "result", "failure", "step_count", "current_node", "created_at", "updated_at", "completed_at", "seed", "parent_run_id", "forked_from_step")
+    __slots__ = ("run_id", "graph_id", "graph_version", "status", "input", "result", "failure", "step_count", "current_node", "created_at", "updated_at", "completed_at", "seed", "parent_run_id", "forked_from_step", "waiting", "cancel_requested")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     GRAPH_ID_FIELD_NUMBER: _ClassVar[int]
     GRAPH_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +121,8 @@ class Run(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     FORKED_FROM_STEP_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     graph_id: str
     graph_version: int
@@ -136,7 +138,23 @@ class Run(_message.Message):
     seed: int
     parent_run_id: str
     forked_from_step: int
-    def __init__(self, run_id: _Optional[str] = ..., graph_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., status: _Optional[_Union[RunStatus, str]] = ..., input: _Optional[bytes] = ..., result: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., step_count: _Optional[int] = ..., current_node: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[int] = ..., parent_run_id: _Optional[str] = ..., forked_from_step: _Optional[int] = ...) -> None: ...
+    waiting: Wait
+    cancel_requested: bool
+    def __init__(self, run_id: _Optional[str] = ..., graph_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., status: _Optional[_Union[RunStatus, str]] = ..., input: _Optional[bytes] = ..., result: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., step_count: _Optional[int] = ..., current_node: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[int] = ..., parent_run_id: _Optional[str] = ..., forked_from_step: _Optional[int] = ..., waiting: _Optional[_Union[Wait, _Mapping]] = ..., cancel_requested: _Optional[bool] = ...) -> None: ...
+
+class Wait(_message.Message):
+    __slots__ = ("kind", "name", "until", "step_index", "seq")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    until: _timestamp_pb2.Timestamp
+    step_index: int
+    seq: int
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., step_index: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class Step(_message.Message):
     __slots__ = ("run_id", "step_index", "node_id", "attempt", "state", "state_hash", "output", "next_key", "next_node", "logical_time", "started_at", "finished_at", "activities")
@@ -169,7 +187,7 @@ class Step(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., node_id: _Optional[str] = ..., attempt: _Optional[int] = ..., state: _Optional[bytes] = ..., state_hash: _Optional[str] = ..., output: _Optional[bytes] = ..., next_key: _Optional[str] = ..., next_node: _Optional[str] = ..., logical_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activities: _Optional[_Iterable[_Union[Activity, _Mapping]]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("run_id", "step_index", "attempt", "node_id", "graph_id", "graph_version", "task_queue", "state", "logical_time", "seed", "lease_expires_at", "lease_duration", "failures", "activities")
+    __slots__ = ("run_id", "step_index", "attempt", "node_id", "graph_id", "graph_version", "task_queue", "state", "logical_time", "seed", "lease_expires_at", "lease_duration", "failures", "activities", "cancel_requested")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
@@ -184,6 +202,7 @@ class Task(_message.Message):
     LEASE_DURATION_FIELD_NUMBER: _ClassVar[int]
     FAILURES_FIELD_NUMBER: _ClassVar[int]
     ACTIVITIES_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     step_index: int
     attempt: int
@@ -198,7 +217,8 @@ class Task(_message.Message):
     lease_duration: _duration_pb2.Duration
     failures: int
     activities: _containers.RepeatedCompositeFieldContainer[Activity]
-    def __init__(self, run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., node_id: _Optional[str] = ..., graph_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., task_queue: _Optional[str] = ..., state: _Optional[bytes] = ..., logical_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[int] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., failures: _Optional[int] = ..., activities: _Optional[_Iterable[_Union[Activity, _Mapping]]] = ...) -> None: ...
+    cancel_requested: bool
+    def __init__(self, run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., node_id: _Optional[str] = ..., graph_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., task_queue: _Optional[str] = ..., state: _Optional[bytes] = ..., logical_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[int] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., failures: _Optional[int] = ..., activities: _Optional[_Iterable[_Union[Activity, _Mapping]]] = ..., cancel_requested: _Optional[bool] = ...) -> None: ...
 
 class Activity(_message.Message):
     __slots__ = ("seq", "kind", "name", "request_hash", "result", "error", "attempt", "recorded_at")
@@ -219,3 +239,13 @@ class Activity(_message.Message):
     attempt: int
     recorded_at: _timestamp_pb2.Timestamp
     def __init__(self, seq: _Optional[int] = ..., kind: _Optional[str] = ..., name: _Optional[str] = ..., request_hash: _Optional[str] = ..., result: _Optional[bytes] = ..., error: _Optional[_Union[Failure, _Mapping]] = ..., attempt: _Optional[int] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ArtifactRef(_message.Message):
+    __slots__ = ("digest", "size", "media_type")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    size: int
+    media_type: str
+    def __init__(self, digest: _Optional[str] = ..., size: _Optional[int] = ..., media_type: _Optional[str] = ...) -> None: ...

@@ -70,6 +70,16 @@ class RunServiceStub:
                 request_serializer=cmo_dot_api_dot_v1_dot_run__service__pb2.TerminateRunRequest.SerializeToString,
                 response_deserializer=cmo_dot_api_dot_v1_dot_run__service__pb2.TerminateRunResponse.FromString,
                 _registered_method=True)
+        self.SignalRun = channel.unary_unary(
+                '/cmo.api.v1.RunService/SignalRun',
+                request_serializer=cmo_dot_api_dot_v1_dot_run__service__pb2.SignalRunRequest.SerializeToString,
+                response_deserializer=cmo_dot_api_dot_v1_dot_run__service__pb2.SignalRunResponse.FromString,
+                _registered_method=True)
+        self.CancelRun = channel.unary_unary(
+                '/cmo.api.v1.RunService/CancelRun',
+                request_serializer=cmo_dot_api_dot_v1_dot_run__service__pb2.CancelRunRequest.SerializeToString,
+                response_deserializer=cmo_dot_api_dot_v1_dot_run__service__pb2.CancelRunResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -126,6 +136,23 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SignalRun(self, request, context):
+        """Send a signal to a run: it wakes the step waiting for that name, or is kept until the run
+        waits for it (signals of one name are taken in the order sent). Idempotent on request_id;
+        FAILED_PRECONDITION once the run has ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelRun(self, request, context):
+        """Ask a run to stop: a waiting step wakes with the cancellation, a running node sees it at its
+        next ctx call, a step not yet started never starts; the run ends CANCELLED. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +190,16 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.TerminateRun,
                     request_deserializer=cmo_dot_api_dot_v1_dot_run__service__pb2.TerminateRunRequest.FromString,
                     response_serializer=cmo_dot_api_dot_v1_dot_run__service__pb2.TerminateRunResponse.SerializeToString,
+            ),
+            'SignalRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignalRun,
+                    request_deserializer=cmo_dot_api_dot_v1_dot_run__service__pb2.SignalRunRequest.FromString,
+                    response_serializer=cmo_dot_api_dot_v1_dot_run__service__pb2.SignalRunResponse.SerializeToString,
+            ),
+            'CancelRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRun,
+                    request_deserializer=cmo_dot_api_dot_v1_dot_run__service__pb2.CancelRunRequest.FromString,
+                    response_serializer=cmo_dot_api_dot_v1_dot_run__service__pb2.CancelRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -355,6 +392,60 @@ class RunService:
             '/cmo.api.v1.RunService/TerminateRun',
             cmo_dot_api_dot_v1_dot_run__service__pb2.TerminateRunRequest.SerializeToString,
             cmo_dot_api_dot_v1_dot_run__service__pb2.TerminateRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignalRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cmo.api.v1.RunService/SignalRun',
+            cmo_dot_api_dot_v1_dot_run__service__pb2.SignalRunRequest.SerializeToString,
+            cmo_dot_api_dot_v1_dot_run__service__pb2.SignalRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cmo.api.v1.RunService/CancelRun',
+            cmo_dot_api_dot_v1_dot_run__service__pb2.CancelRunRequest.SerializeToString,
+            cmo_dot_api_dot_v1_dot_run__service__pb2.CancelRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,15 @@ class RunServiceStub:
     """End the run now, as TERMINATED: its task is withdrawn, so a worker running it is refused its
     checkpoint. A run that has already ended is returned as it is.
     """
+    SignalRun: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.SignalRunRequest, _run_service_pb2.SignalRunResponse]
+    """Send a signal to a run: it wakes the step waiting for that name, or is kept until the run
+    waits for it (signals of one name are taken in the order sent). Idempotent on request_id;
+    FAILED_PRECONDITION once the run has ended.
+    """
+    CancelRun: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.CancelRunRequest, _run_service_pb2.CancelRunResponse]
+    """Ask a run to stop: a waiting step wakes with the cancellation, a running node sees it at its
+    next ctx call, a step not yet started never starts; the run ends CANCELLED. Idempotent.
+    """
 
 @_typing.type_check_only
 class RunServiceAsyncStub(RunServiceStub):
@@ -72,6 +81,15 @@ class RunServiceAsyncStub(RunServiceStub):
     TerminateRun: _aio.UnaryUnaryMultiCallable[_run_service_pb2.TerminateRunRequest, _run_service_pb2.TerminateRunResponse]  # type: ignore[assignment]
     """End the run now, as TERMINATED: its task is withdrawn, so a worker running it is refused its
     checkpoint. A run that has already ended is returned as it is.
+    """
+    SignalRun: _aio.UnaryUnaryMultiCallable[_run_service_pb2.SignalRunRequest, _run_service_pb2.SignalRunResponse]  # type: ignore[assignment]
+    """Send a signal to a run: it wakes the step waiting for that name, or is kept until the run
+    waits for it (signals of one name are taken in the order sent). Idempotent on request_id;
+    FAILED_PRECONDITION once the run has ended.
+    """
+    CancelRun: _aio.UnaryUnaryMultiCallable[_run_service_pb2.CancelRunRequest, _run_service_pb2.CancelRunResponse]  # type: ignore[assignment]
+    """Ask a run to stop: a waiting step wakes with the cancellation, a running node sees it at its
+    next ctx call, a step not yet started never starts; the run ends CANCELLED. Idempotent.
     """
 
 class RunServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -134,6 +152,27 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_run_service_pb2.TerminateRunResponse, _abc.Awaitable[_run_service_pb2.TerminateRunResponse]]:
         """End the run now, as TERMINATED: its task is withdrawn, so a worker running it is refused its
         checkpoint. A run that has already ended is returned as it is.
+        """
+
+    @_abc_1.abstractmethod
+    def SignalRun(
+        self,
+        request: _run_service_pb2.SignalRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_run_service_pb2.SignalRunResponse, _abc.Awaitable[_run_service_pb2.SignalRunResponse]]:
+        """Send a signal to a run: it wakes the step waiting for that name, or is kept until the run
+        waits for it (signals of one name are taken in the order sent). Idempotent on request_id;
+        FAILED_PRECONDITION once the run has ended.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelRun(
+        self,
+        request: _run_service_pb2.CancelRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_run_service_pb2.CancelRunResponse, _abc.Awaitable[_run_service_pb2.CancelRunResponse]]:
+        """Ask a run to stop: a waiting step wakes with the cancellation, a running node sees it at its
+        next ctx call, a step not yet started never starts; the run ends CANCELLED. Idempotent.
         """
 
 def add_RunServiceServicer_to_server(servicer: RunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

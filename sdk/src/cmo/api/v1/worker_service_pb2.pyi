@@ -56,10 +56,12 @@ class RecordActivityRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., activity: _Optional[_Union[_common_pb2.Activity, _Mapping]] = ...) -> None: ...
 
 class RecordActivityResponse(_message.Message):
-    __slots__ = ("activity",)
+    __slots__ = ("activity", "cancel_requested")
     ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     activity: _common_pb2.Activity
-    def __init__(self, activity: _Optional[_Union[_common_pb2.Activity, _Mapping]] = ...) -> None: ...
+    cancel_requested: bool
+    def __init__(self, activity: _Optional[_Union[_common_pb2.Activity, _Mapping]] = ..., cancel_requested: _Optional[bool] = ...) -> None: ...
 
 class HeartbeatTaskRequest(_message.Message):
     __slots__ = ("worker_id", "run_id", "step_index", "attempt")
@@ -74,10 +76,12 @@ class HeartbeatTaskRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class HeartbeatTaskResponse(_message.Message):
-    __slots__ = ("lease_expires_at",)
+    __slots__ = ("lease_expires_at", "cancel_requested")
     LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     lease_expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    cancel_requested: bool
+    def __init__(self, lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_requested: _Optional[bool] = ...) -> None: ...
 
 class CompleteTaskRequest(_message.Message):
     __slots__ = ("worker_id", "run_id", "step_index", "attempt", "node_id", "graph_id", "graph_version", "state", "output", "next_key", "started_at", "eager_task_queues", "activities")
@@ -144,3 +148,67 @@ class FailTaskResponse(_message.Message):
     retry_after: _duration_pb2.Duration
     run_status: _common_pb2.RunStatus
     def __init__(self, will_retry: _Optional[bool] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., run_status: _Optional[_Union[_common_pb2.RunStatus, str]] = ...) -> None: ...
+
+class SuspendTaskRequest(_message.Message):
+    __slots__ = ("worker_id", "run_id", "step_index", "attempt", "wait", "activities")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVITIES_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    run_id: str
+    step_index: int
+    attempt: int
+    wait: WaitRequest
+    activities: _containers.RepeatedCompositeFieldContainer[_common_pb2.Activity]
+    def __init__(self, worker_id: _Optional[str] = ..., run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., wait: _Optional[_Union[WaitRequest, _Mapping]] = ..., activities: _Optional[_Iterable[_Union[_common_pb2.Activity, _Mapping]]] = ...) -> None: ...
+
+class WaitRequest(_message.Message):
+    __slots__ = ("seq", "kind", "name", "duration", "request_hash")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_HASH_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    kind: str
+    name: str
+    duration: _duration_pb2.Duration
+    request_hash: str
+    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[str] = ..., name: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., request_hash: _Optional[str] = ...) -> None: ...
+
+class SuspendTaskResponse(_message.Message):
+    __slots__ = ("resumed",)
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
+    resumed: bool
+    def __init__(self, resumed: _Optional[bool] = ...) -> None: ...
+
+class PutArtifactRequest(_message.Message):
+    __slots__ = ("run_id", "media_type", "chunk")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    media_type: str
+    chunk: bytes
+    def __init__(self, run_id: _Optional[str] = ..., media_type: _Optional[str] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class PutArtifactResponse(_message.Message):
+    __slots__ = ("artifact",)
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    artifact: _common_pb2.ArtifactRef
+    def __init__(self, artifact: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ...) -> None: ...
+
+class GetArtifactRequest(_message.Message):
+    __slots__ = ("digest",)
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    def __init__(self, digest: _Optional[str] = ...) -> None: ...
+
+class GetArtifactResponse(_message.Message):
+    __slots__ = ("chunk",)
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    chunk: bytes
+    def __init__(self, chunk: _Optional[bytes] = ...) -> None: ...

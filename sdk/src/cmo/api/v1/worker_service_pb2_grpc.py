@@ -65,6 +65,21 @@ class WorkerServiceStub:
                 request_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.FailTaskRequest.SerializeToString,
                 response_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.FailTaskResponse.FromString,
                 _registered_method=True)
+        self.SuspendTask = channel.unary_unary(
+                '/cmo.api.v1.WorkerService/SuspendTask',
+                request_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.SuspendTaskRequest.SerializeToString,
+                response_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.SuspendTaskResponse.FromString,
+                _registered_method=True)
+        self.PutArtifact = channel.stream_unary(
+                '/cmo.api.v1.WorkerService/PutArtifact',
+                request_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.PutArtifactRequest.SerializeToString,
+                response_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.PutArtifactResponse.FromString,
+                _registered_method=True)
+        self.GetArtifact = channel.unary_stream(
+                '/cmo.api.v1.WorkerService/GetArtifact',
+                request_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.GetArtifactRequest.SerializeToString,
+                response_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.GetArtifactResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -115,6 +130,30 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SuspendTask(self, request, context):
+        """End the attempt while the node waits for a signal or a timer, holding no worker slot. The
+        server records the wait's outcome at its seq once it is over and offers the step again as a
+        new attempt, which replays to the wait. FAILED_PRECONDITION for a stale attempt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutArtifact(self, request_iterator, context):
+        """Store an artifact: the first message names the run and the media type, every message may
+        carry a chunk of the content. Content-addressed: the same bytes are stored once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetArtifact(self, request, context):
+        """Read an artifact back in chunks, verified against its digest; NOT_FOUND if unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +186,21 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.FailTask,
                     request_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.FailTaskRequest.FromString,
                     response_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.FailTaskResponse.SerializeToString,
+            ),
+            'SuspendTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuspendTask,
+                    request_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.SuspendTaskRequest.FromString,
+                    response_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.SuspendTaskResponse.SerializeToString,
+            ),
+            'PutArtifact': grpc.stream_unary_rpc_method_handler(
+                    servicer.PutArtifact,
+                    request_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.PutArtifactRequest.FromString,
+                    response_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.PutArtifactResponse.SerializeToString,
+            ),
+            'GetArtifact': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetArtifact,
+                    request_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.GetArtifactRequest.FromString,
+                    response_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.GetArtifactResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -312,6 +366,87 @@ class WorkerService:
             '/cmo.api.v1.WorkerService/FailTask',
             cmo_dot_api_dot_v1_dot_worker__service__pb2.FailTaskRequest.SerializeToString,
             cmo_dot_api_dot_v1_dot_worker__service__pb2.FailTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuspendTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cmo.api.v1.WorkerService/SuspendTask',
+            cmo_dot_api_dot_v1_dot_worker__service__pb2.SuspendTaskRequest.SerializeToString,
+            cmo_dot_api_dot_v1_dot_worker__service__pb2.SuspendTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutArtifact(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/cmo.api.v1.WorkerService/PutArtifact',
+            cmo_dot_api_dot_v1_dot_worker__service__pb2.PutArtifactRequest.SerializeToString,
+            cmo_dot_api_dot_v1_dot_worker__service__pb2.PutArtifactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cmo.api.v1.WorkerService/GetArtifact',
+            cmo_dot_api_dot_v1_dot_worker__service__pb2.GetArtifactRequest.SerializeToString,
+            cmo_dot_api_dot_v1_dot_worker__service__pb2.GetArtifactResponse.FromString,
             options,
             channel_credentials,
             insecure,

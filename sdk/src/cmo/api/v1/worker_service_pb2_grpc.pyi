@@ -49,6 +49,17 @@ class WorkerServiceStub:
     """
     FailTask: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.FailTaskRequest, _worker_service_pb2.FailTaskResponse]
     """Report a failed attempt (retried per the node's policy) or give the task back (release)."""
+    SuspendTask: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.SuspendTaskRequest, _worker_service_pb2.SuspendTaskResponse]
+    """End the attempt while the node waits for a signal or a timer, holding no worker slot. The
+    server records the wait's outcome at its seq once it is over and offers the step again as a
+    new attempt, which replays to the wait. FAILED_PRECONDITION for a stale attempt.
+    """
+    PutArtifact: _grpc.StreamUnaryMultiCallable[_worker_service_pb2.PutArtifactRequest, _worker_service_pb2.PutArtifactResponse]
+    """Store an artifact: the first message names the run and the media type, every message may
+    carry a chunk of the content. Content-addressed: the same bytes are stored once.
+    """
+    GetArtifact: _grpc.UnaryStreamMultiCallable[_worker_service_pb2.GetArtifactRequest, _worker_service_pb2.GetArtifactResponse]
+    """Read an artifact back in chunks, verified against its digest; NOT_FOUND if unknown."""
 
 @_typing.type_check_only
 class WorkerServiceAsyncStub(WorkerServiceStub):
@@ -71,6 +82,17 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     """
     FailTask: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.FailTaskRequest, _worker_service_pb2.FailTaskResponse]  # type: ignore[assignment]
     """Report a failed attempt (retried per the node's policy) or give the task back (release)."""
+    SuspendTask: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.SuspendTaskRequest, _worker_service_pb2.SuspendTaskResponse]  # type: ignore[assignment]
+    """End the attempt while the node waits for a signal or a timer, holding no worker slot. The
+    server records the wait's outcome at its seq once it is over and offers the step again as a
+    new attempt, which replays to the wait. FAILED_PRECONDITION for a stale attempt.
+    """
+    PutArtifact: _aio.StreamUnaryMultiCallable[_worker_service_pb2.PutArtifactRequest, _worker_service_pb2.PutArtifactResponse]  # type: ignore[assignment]
+    """Store an artifact: the first message names the run and the media type, every message may
+    carry a chunk of the content. Content-addressed: the same bytes are stored once.
+    """
+    GetArtifact: _aio.UnaryStreamMultiCallable[_worker_service_pb2.GetArtifactRequest, _worker_service_pb2.GetArtifactResponse]  # type: ignore[assignment]
+    """Read an artifact back in chunks, verified against its digest; NOT_FOUND if unknown."""
 
 class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
     """What workers call: register graphs, take tasks, report their outcome."""
@@ -126,5 +148,34 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_worker_service_pb2.FailTaskResponse, _abc.Awaitable[_worker_service_pb2.FailTaskResponse]]:
         """Report a failed attempt (retried per the node's policy) or give the task back (release)."""
+
+    @_abc_1.abstractmethod
+    def SuspendTask(
+        self,
+        request: _worker_service_pb2.SuspendTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_worker_service_pb2.SuspendTaskResponse, _abc.Awaitable[_worker_service_pb2.SuspendTaskResponse]]:
+        """End the attempt while the node waits for a signal or a timer, holding no worker slot. The
+        server records the wait's outcome at its seq once it is over and offers the step again as a
+        new attempt, which replays to the wait. FAILED_PRECONDITION for a stale attempt.
+        """
+
+    @_abc_1.abstractmethod
+    def PutArtifact(
+        self,
+        request_iterator: _MaybeAsyncIterator[_worker_service_pb2.PutArtifactRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_worker_service_pb2.PutArtifactResponse, _abc.Awaitable[_worker_service_pb2.PutArtifactResponse]]:
+        """Store an artifact: the first message names the run and the media type, every message may
+        carry a chunk of the content. Content-addressed: the same bytes are stored once.
+        """
+
+    @_abc_1.abstractmethod
+    def GetArtifact(
+        self,
+        request: _worker_service_pb2.GetArtifactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_worker_service_pb2.GetArtifactResponse], _abc.AsyncIterator[_worker_service_pb2.GetArtifactResponse]]:
+        """Read an artifact back in chunks, verified against its digest; NOT_FOUND if unknown."""
 
 def add_WorkerServiceServicer_to_server(servicer: WorkerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
