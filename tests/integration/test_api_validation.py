@@ -179,7 +179,7 @@ def nested(depth: int) -> bytes:
 # -- garbage on the wire ------------------------------------------------------------------------
 
 # Methods of the contract this server does not serve yet (grpc answers UNIMPLEMENTED).
-UNSERVED = {"SignalRun", "CancelRun", "SuspendTask", "PutArtifact", "GetArtifact"}
+UNSERVED = {"PutArtifact", "GetArtifact"}
 
 METHODS = [
     (service.full_name, method.name)

@@ -12,21 +12,34 @@ from cmo.serialization import canonical_json
 __all__ = [
     "END_NODE",
     "ActivityRecord",
+    "CANCELLED_ERROR",
+    "SIGNAL_TIMEOUT_ERROR",
+    "WAIT_KINDS",
+    "WAIT_SIGNAL",
+    "WAIT_TIMER",
+    "CancelOutcome",
     "CompleteOutcome",
     "Failure",
     "GraphSpec",
     "NewFork",
     "NewRun",
+    "NewSignal",
     "NodeSpec",
     "RetrySpec",
     "Run",
     "RunStatus",
+    "SignalOutcome",
     "Step",
     "StepCommit",
     "Task",
     "TaskKey",
     "TaskState",
+    "Wait",
+    "WaitRequest",
+    "WaitOutcome",
+    "cancelled_failure",
     "graph_key",
+    "timeout_failure",
 ]
 
 END_NODE = "__end__"
@@ -248,6 +261,10 @@ class Run:
     """Set on a fork: the run it was forked from."""
     forked_from_step: int = 0
     """Set on a fork: the last step it shares with its parent."""
+    waiting: Wait | None = None
+    """Set while the run is WAITING: what its current step waits for."""
+    cancel_requested: bool = False
+    """CancelRun was called."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +304,109 @@ class ActivityRecord:
     """Set by the store."""
 
 
+WAIT_SIGNAL = "signal"
+WAIT_TIMER = "timer"
+WAIT_KINDS = (WAIT_SIGNAL, WAIT_TIMER)
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """What a suspended step waits for."""
+
+    kind: str
+    """WAIT_SIGNAL or WAIT_TIMER."""
+    name: str
+    """The signal's name; empty for a timer."""
+    until: datetime | None
+    """When the timer fires or the wait for the signal times out; None: never."""
+    step_index: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class WaitRequest:
+    """A wait as the node code asked for it (SuspendTask)."""
+
+    seq: int
+    kind: str
+    name: str
+    duration: timedelta | None
+    """A timer's length, or the signal's timeout; None: no timeout (signals only)."""
+    request_hash: str
+
+    def record(self, *, result: bytes | None, error: Failure | None, attempt: int) -> ActivityRecord:
+        """The activity record of this wait's outcome."""
+        return ActivityRecord(
+            seq=self.seq,
+            kind=self.kind,
+            name=self.name,
+            request_hash=self.request_hash,
+            result=result,
+            error=error,
+            attempt=attempt,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WaitOutcome:
+    """What a SuspendTask did."""
+
+    resumed: bool
+    """The wait was over at once (a signal sent before, a cancelled run): the step is ready."""
+    ready: tuple[str, str]
+    """(task_queue, graph key) of the step's task, to wake pollers when it is ready."""
+    wake_at: datetime | None = None
+    """When the wait times out, if it does and it did not resume."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignalOutcome:
+    """What a SignalRun did."""
+
+    run: Run
+    delivered: bool
+    """The signal woke the step waiting for it."""
+    ready: tuple[str, str] | None = None
+    """(task_queue, graph key) of the task it made ready."""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    """What a CancelRun did."""
+
+    run: Run
+    ready: tuple[str, str] | None = None
+    """(task_queue, graph key) of a waiting task it woke with the cancellation."""
+
+
+CANCELLED_ERROR = "RunCancelledError"
+"""Failure type of a wait or activity cut short by CancelRun (`cmo.errors.RunCancelledError`)."""
+SIGNAL_TIMEOUT_ERROR = "SignalTimeoutError"
+"""Failure type of a signal wait that timed out (`cmo.errors.SignalTimeoutError`)."""
+
+
+def cancelled_failure(reason: str) -> Failure:
+    """The failure a cancelled run and its cut-short wait carry."""
+    return Failure(message=reason or "cancelled", type=CANCELLED_ERROR, non_retryable=True)
+
+
+def timeout_failure(name: str) -> Failure:
+    """The recorded outcome of a signal wait that timed out."""
+    return Failure(message=f"no signal {name!r} arrived in time", type=SIGNAL_TIMEOUT_ERROR, non_retryable=True)
+
+
+@dataclass(frozen=True, slots=True)
+class NewSignal:
+    """A signal to deliver to a run."""
+
+    run_id: str
+    name: str
+    payload: bytes
+    """Canonical JSON."""
+    request_id: str
+    """The sender's id for the signal; a repeat of one already delivered is ignored. May be empty."""
+
+
 @dataclass(frozen=True, slots=True)
 class TaskKey:
     """Names one attempt of one step: the fencing identity of every worker write."""
@@ -314,6 +434,8 @@ class Task:
     failures: int
     activities: tuple[ActivityRecord, ...] = ()
     """The step's activities recorded by earlier attempts, by seq."""
+    cancel_requested: bool = False
+    """CancelRun was called for the run."""
 
     @property
     def key(self) -> TaskKey:
@@ -334,6 +456,8 @@ class TaskState:
     task_queue: str
     failures: int
     lease_owner: str | None
+    cancel_requested: bool = False
+    """CancelRun was called for the run."""
 
 
 @dataclass(frozen=True, slots=True)

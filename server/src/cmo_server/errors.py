@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = [
     "AlreadyExists",
+    "FailedPrecondition",
     "CmoServerError",
     "InvalidArgument",
     "NotFound",
@@ -41,6 +42,10 @@ class NotFound(CmoServerError):
 
 class AlreadyExists(CmoServerError):
     """Something with this identity exists and differs from what was asked."""
+
+
+class FailedPrecondition(CmoServerError):
+    """The request is valid but the target is not in a state that allows it (a finished run)."""
 
 
 class StaleLease(CmoServerError):

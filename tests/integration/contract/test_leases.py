@@ -171,7 +171,7 @@ async def test_extend_lease_pushes_the_expiry(store: Store) -> None:
     task = await claim(store, graph, lease=timedelta(seconds=5))
     assert task is not None
 
-    expires = await store.extend_lease(task.key, worker_id="w1", lease=timedelta(seconds=60))
+    expires, _ = await store.extend_lease(task.key, worker_id="w1", lease=timedelta(seconds=60))
 
     assert expires - task.lease_expires_at >= timedelta(seconds=55)
     assert await store.next_ready_at([queue]) == expires
@@ -185,7 +185,7 @@ async def test_extend_lease_revives_an_expired_lease_nobody_took(store: Store) -
     task = await claim(store, graph, lease=timedelta(0))
     assert task is not None
 
-    expires = await store.extend_lease(task.key, worker_id="w1", lease=LONG_LEASE)
+    expires, _ = await store.extend_lease(task.key, worker_id="w1", lease=LONG_LEASE)
 
     assert expires > task.lease_expires_at
     assert await claim(store, graph, worker_id="w2") is None

@@ -7,12 +7,35 @@ from datetime import datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from cmo.api.v1 import common_pb2
-from cmo_server.api._validate import check_id, check_range
-from cmo_server.domain import END_NODE, ActivityRecord, Failure, GraphSpec, NodeSpec, RetrySpec, Run, Step, Task
+from cmo.api.v1 import common_pb2, worker_service_pb2
+from cmo_server.api._validate import check_id, check_range, duration_or
+from cmo_server.domain import (
+    END_NODE,
+    WAIT_KINDS,
+    WAIT_SIGNAL,
+    WAIT_TIMER,
+    ActivityRecord,
+    Failure,
+    GraphSpec,
+    NodeSpec,
+    RetrySpec,
+    Run,
+    Step,
+    Task,
+    WaitRequest,
+)
 from cmo_server.errors import InvalidArgument
 
-__all__ = ["failure_from_proto", "graph_from_proto", "run_to_proto", "step_to_proto", "task_to_proto"]
+__all__ = [
+    "activity_from_proto",
+    "activity_to_proto",
+    "failure_from_proto",
+    "graph_from_proto",
+    "run_to_proto",
+    "step_to_proto",
+    "task_to_proto",
+    "wait_from_proto",
+]
 
 MAX_NODES = 1000
 MAX_SEQ = 1_000_000
@@ -95,6 +118,27 @@ def activity_from_proto(msg: common_pb2.Activity, attempt: int) -> ActivityRecor
     )
 
 
+def wait_from_proto(msg: worker_service_pb2.WaitRequest, *, max_duration: timedelta) -> WaitRequest:
+    """A validated wait: a signal by name (timeout optional) or a timer (duration required)."""
+    if msg.kind not in WAIT_KINDS:
+        raise InvalidArgument("wait.kind", f"must be one of {', '.join(WAIT_KINDS)}, got {msg.kind!r}")
+    if not 0 <= msg.seq <= MAX_SEQ:
+        raise InvalidArgument("wait.seq", f"must be between 0 and {MAX_SEQ}, got {msg.seq}")
+    if len(msg.request_hash) > 128:
+        raise InvalidArgument("wait.request_hash", "is longer than 128 characters")
+    if msg.kind == WAIT_SIGNAL:
+        name = check_id("wait.name", msg.name)
+    elif msg.name:
+        raise InvalidArgument("wait.name", "must be empty for a timer")
+    else:
+        name = ""
+    if msg.kind == WAIT_TIMER and not msg.HasField("duration"):
+        raise InvalidArgument("wait.duration", "is required for a timer")
+    has = msg.HasField("duration")
+    duration = duration_or("wait.duration", msg.duration, has, timedelta(0), max_duration) if has else None
+    return WaitRequest(seq=msg.seq, kind=msg.kind, name=name, duration=duration, request_hash=msg.request_hash)
+
+
 def activity_to_proto(activity: ActivityRecord) -> common_pb2.Activity:
     """An activity record for the wire."""
     msg = common_pb2.Activity(
@@ -151,7 +195,13 @@ def run_to_proto(run: Run) -> common_pb2.Run:
         seed=run.seed,
         parent_run_id=run.parent_run_id,
         forked_from_step=run.forked_from_step,
+        cancel_requested=run.cancel_requested,
     )
+    if run.waiting is not None:
+        wait = run.waiting
+        msg.waiting.CopyFrom(common_pb2.Wait(kind=wait.kind, name=wait.name, step_index=wait.step_index, seq=wait.seq))
+        if wait.until is not None:
+            msg.waiting.until.CopyFrom(_ts(wait.until))
     if run.completed_at is not None:
         msg.completed_at.CopyFrom(_ts(run.completed_at))
     if run.failure is not None:
@@ -194,6 +244,7 @@ def task_to_proto(task: Task, lease: timedelta) -> common_pb2.Task:
         lease_expires_at=_ts(task.lease_expires_at),
         failures=task.failures,
         activities=[activity_to_proto(a) for a in task.activities],
+        cancel_requested=task.cancel_requested,
     )
     msg.lease_duration.FromTimedelta(lease)
     return msg

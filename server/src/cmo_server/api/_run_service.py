@@ -10,7 +10,7 @@ from cmo.api.v1 import run_service_pb2 as pb
 from cmo_server.api._convert import run_to_proto, step_to_proto
 from cmo_server.api._status import rpc
 from cmo_server.api._validate import check_id, check_range, duration_or
-from cmo_server.domain import RunStatus
+from cmo_server.domain import NewSignal, RunStatus
 from cmo_server.engine import Engine
 from cmo_server.errors import InvalidArgument
 
@@ -105,3 +105,23 @@ class RunServicer:
             raise InvalidArgument("reason", "is longer than 4096 characters")
         run = await self._engine.terminate_run(check_id("run_id", request.run_id), reason=request.reason)
         return pb.TerminateRunResponse(run=run_to_proto(run))
+
+    @rpc
+    async def SignalRun(self, request: pb.SignalRunRequest, context: grpc.aio.ServicerContext) -> pb.SignalRunResponse:
+        """See the proto."""
+        signal = NewSignal(
+            run_id=check_id("run_id", request.run_id),
+            name=check_id("name", request.name),
+            payload=request.payload,
+            request_id=check_id("request_id", request.request_id, required=False),
+        )
+        outcome = await self._engine.signal_run(signal)
+        return pb.SignalRunResponse(run=run_to_proto(outcome.run), delivered=outcome.delivered)
+
+    @rpc
+    async def CancelRun(self, request: pb.CancelRunRequest, context: grpc.aio.ServicerContext) -> pb.CancelRunResponse:
+        """See the proto."""
+        if len(request.reason) > 4096:
+            raise InvalidArgument("reason", "is longer than 4096 characters")
+        run = await self._engine.cancel_run(check_id("run_id", request.run_id), reason=request.reason)
+        return pb.CancelRunResponse(run=run_to_proto(run))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -12,6 +14,7 @@ from cmo_server.api._convert import (
     failure_from_proto,
     graph_from_proto,
     task_to_proto,
+    wait_from_proto,
 )
 from cmo_server.api._status import rpc
 from cmo_server.api._validate import check_id, check_range, duration_or, timestamp_or_now
@@ -25,6 +28,8 @@ MAX_INT = 2**31 - 1
 MAX_QUEUES = 100
 MAX_GRAPHS = 1000
 MAX_RIDING_ACTIVITIES = 1000
+MAX_WAIT = timedelta(days=3650)
+"""Longest timer or signal timeout: ten years, well inside what a timestamp holds."""
 
 
 class WorkerServicer:
@@ -85,10 +90,10 @@ class WorkerServicer:
     ) -> pb.HeartbeatTaskResponse:
         """See the proto."""
         worker_id = check_id("worker_id", request.worker_id)
-        expires = await self._engine.heartbeat(_task_key(request), worker_id=worker_id)
+        expires, cancel_requested = await self._engine.heartbeat(_task_key(request), worker_id=worker_id)
         ts = Timestamp()
         ts.FromDatetime(expires)
-        return pb.HeartbeatTaskResponse(lease_expires_at=ts)
+        return pb.HeartbeatTaskResponse(lease_expires_at=ts, cancel_requested=cancel_requested)
 
     @rpc
     async def CompleteTask(
@@ -128,9 +133,26 @@ class WorkerServicer:
         response.retry_after.FromTimedelta(outcome.retry_after)
         return response
 
+    @rpc
+    async def SuspendTask(
+        self, request: pb.SuspendTaskRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SuspendTaskResponse:
+        """See the proto."""
+        check_id("worker_id", request.worker_id)
+        key = _task_key(request)
+        if not request.HasField("wait"):
+            raise InvalidArgument("wait", "is required")
+        wait = wait_from_proto(request.wait, max_duration=MAX_WAIT)
+        outcome = await self._engine.suspend_task(key, wait, activities=_activities(request))
+        return pb.SuspendTaskResponse(resumed=outcome.resumed)
+
 
 def _task_key(
-    request: pb.HeartbeatTaskRequest | pb.CompleteTaskRequest | pb.FailTaskRequest | pb.RecordActivityRequest,
+    request: pb.HeartbeatTaskRequest
+    | pb.CompleteTaskRequest
+    | pb.FailTaskRequest
+    | pb.RecordActivityRequest
+    | pb.SuspendTaskRequest,
 ) -> TaskKey:
     return TaskKey(
         run_id=check_id("run_id", request.run_id),
@@ -139,7 +161,9 @@ def _task_key(
     )
 
 
-def _activities(request: pb.CompleteTaskRequest | pb.FailTaskRequest) -> tuple[ActivityRecord, ...]:
+def _activities(
+    request: pb.CompleteTaskRequest | pb.FailTaskRequest | pb.SuspendTaskRequest,
+) -> tuple[ActivityRecord, ...]:
     if len(request.activities) > MAX_RIDING_ACTIVITIES:
         raise InvalidArgument("activities", f"at most {MAX_RIDING_ACTIVITIES} records may ride on one request")
     return tuple(activity_from_proto(a, request.attempt) for a in request.activities)

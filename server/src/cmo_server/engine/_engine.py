@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from cmo.serialization import state_hash
 from cmo_server.config import EngineLimits
 from cmo_server.domain import (
+    CANCELLED_ERROR,
     END_NODE,
     ActivityRecord,
     CompleteOutcome,
@@ -22,16 +23,22 @@ from cmo_server.domain import (
     GraphSpec,
     NewFork,
     NewRun,
+    NewSignal,
     Run,
     RunStatus,
+    SignalOutcome,
     Step,
     StepCommit,
     Task,
     TaskKey,
+    WaitOutcome,
+    WaitRequest,
+    cancelled_failure,
     graph_key,
 )
 from cmo_server.engine._dispatcher import TaskDispatcher
 from cmo_server.engine._payloads import canonical_payload
+from cmo_server.engine._timers import WaitTimers
 from cmo_server.errors import InvalidArgument, NotFound, StaleLease
 from cmo_server.store import RunPage, Store
 
@@ -80,6 +87,7 @@ class Engine:
         self._store = store
         self._limits = limits or EngineLimits()
         self._dispatcher = TaskDispatcher(store, sweep_interval=self._limits.sweep_interval.total_seconds())
+        self._timers = WaitTimers(self.fire_due_waits, sweep_interval=self._limits.sweep_interval.total_seconds())
         self._graphs: dict[tuple[str, int], GraphSpec] = {}
         self._run_watchers: defaultdict[str, list[asyncio.Future[_Finish | None]]] = defaultdict(list)
         self._background: asyncio.Task[None] | None = None
@@ -96,14 +104,18 @@ class Engine:
         return self._limits
 
     async def start(self) -> None:
-        """Start background work (the ready-task sweep)."""
+        """Start background work (the ready-task and wait sweeps)."""
         if self._background is None:
-            self._background = asyncio.create_task(self._dispatcher.run_sweeps(), name="cmo-sweeps")
+            self._background = asyncio.create_task(self._run_sweeps(), name="cmo-sweeps")
+
+    async def _run_sweeps(self) -> None:
+        await asyncio.gather(self._dispatcher.run_sweeps(), self._timers.run())
 
     async def aclose(self) -> None:
         """Stop taking polls, release parked pollers and watchers; idempotent."""
         self._closed = True
         self._dispatcher.close()
+        self._timers.close()
         for futures in self._run_watchers.values():
             for f in futures:
                 if not f.done():
@@ -280,8 +292,8 @@ class Engine:
         result = canonical_payload("activity.result", activity.result, self._limits.max_payload_bytes)
         return replace(activity, result=result)
 
-    async def heartbeat(self, key: TaskKey, *, worker_id: str) -> datetime:
-        """Extend the lease of a running attempt."""
+    async def heartbeat(self, key: TaskKey, *, worker_id: str) -> tuple[datetime, bool]:
+        """Extend the lease of a running attempt; also says whether the run is to be cancelled."""
         return await self._store.extend_lease(key, worker_id=worker_id, lease=self._limits.task_lease)
 
     async def complete_task(self, done: CompletedStep) -> CompleteOutcome:
@@ -355,6 +367,7 @@ class Engine:
             await self._store.release_task(key)
             self._dispatcher.notify(*queue_key)
             return FailOutcome(True, timedelta(0), RunStatus.RUNNING)
+        cancelled = task.cancel_requested and failure.type == CANCELLED_ERROR
         graph = await self.graph(task.graph_id, task.graph_version)
         retry = graph.nodes[task.node_id].retry
         failures = task.failures + 1
@@ -367,7 +380,7 @@ class Engine:
             step_index=key.step_index,
             attempt=key.attempt,
         )
-        if retry.allows_another(failures, failure.type, non_retryable=failure.non_retryable):
+        if not cancelled and retry.allows_another(failures, failure.type, non_retryable=failure.non_retryable):
             delay = retry.delay_after(failures)
             await self._store.retry_task(key, failure=failure, delay=delay)
             asyncio.get_running_loop().call_later(delay.total_seconds(), self._dispatcher.notify, *queue_key)
@@ -381,17 +394,68 @@ class Engine:
                 extra={"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt},
             )
             return FailOutcome(True, delay, RunStatus.RUNNING)
-        await self._store.fail_run(key, failure=failure)
+        await self._store.fail_run(key, failure=failure, cancelled=cancelled)
         self._run_finished(key.run_id, None)
         logger.info(
-            "run %s failed at step %s after %s failed attempts: %s",
+            "run %s %s at step %s after %s failed attempts: %s",
             key.run_id,
+            "was cancelled" if cancelled else "failed",
             key.step_index,
             failures,
             failure.message,
             extra={"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt},
         )
-        return FailOutcome(False, timedelta(0), RunStatus.FAILED)
+        return FailOutcome(False, timedelta(0), RunStatus.CANCELLED if cancelled else RunStatus.FAILED)
+
+    # -- waits ------------------------------------------------------------------------------------
+
+    async def suspend_task(
+        self, key: TaskKey, wait: WaitRequest, *, activities: tuple[ActivityRecord, ...] = ()
+    ) -> WaitOutcome:
+        """End an attempt whose node waits for a signal or a timer; the step runs again once it is over."""
+        checked = tuple(self._checked_activity(a) for a in activities)
+        outcome = await self._store.suspend_task(key, wait, activities=checked)
+        if outcome.resumed:
+            self._dispatcher.notify(*outcome.ready)
+        elif outcome.wake_at is not None:
+            self._timers.wake_at(outcome.wake_at)
+        logger.info(
+            "step %s of run %s %s %s %r",
+            key.step_index,
+            key.run_id,
+            "resumed at once from its" if outcome.resumed else "waits for a",
+            wait.kind,
+            wait.name,
+            extra={"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt},
+        )
+        return outcome
+
+    async def signal_run(self, signal: NewSignal) -> SignalOutcome:
+        """Deliver a signal to a run, or keep it until the run waits for it."""
+        payload = canonical_payload("payload", signal.payload or b"null", self._limits.max_payload_bytes)
+        outcome = await self._store.signal_run(replace(signal, payload=payload))
+        if outcome is None:
+            raise NotFound(f"run {signal.run_id!r} does not exist")
+        if outcome.ready is not None:
+            self._dispatcher.notify(*outcome.ready)
+        return outcome
+
+    async def cancel_run(self, run_id: str, *, reason: str) -> Run:
+        """Ask a run to stop (cooperatively); an ended run is returned as it is."""
+        outcome = await self._store.cancel_run(run_id, failure=cancelled_failure(reason))
+        if outcome is None:
+            raise NotFound(f"run {run_id!r} does not exist")
+        if outcome.ready is not None:
+            self._dispatcher.notify(*outcome.ready)
+        if outcome.run.status.terminal:
+            self._run_finished(run_id, None)
+        logger.info("run %s: cancel requested: %s", run_id, reason or "-", extra={"run_id": run_id})
+        return outcome.run
+
+    async def fire_due_waits(self) -> None:
+        """End the waits whose time has come and wake pollers for their tasks."""
+        for ready in await self._store.fire_due_waits():
+            self._dispatcher.notify(*ready)
 
     async def _release_lost_eager_task(self, done: CompletedStep) -> None:
         """Hand back a next task leased to a worker that never got the reply leasing it.

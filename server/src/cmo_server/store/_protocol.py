@@ -8,18 +8,23 @@ from typing import Protocol
 
 from cmo_server.domain import (
     ActivityRecord,
+    CancelOutcome,
     CompleteOutcome,
     Failure,
     GraphSpec,
     NewFork,
     NewRun,
+    NewSignal,
     Run,
     RunStatus,
+    SignalOutcome,
     Step,
     StepCommit,
     Task,
     TaskKey,
     TaskState,
+    WaitOutcome,
+    WaitRequest,
 )
 
 __all__ = ["RunPage", "Store"]
@@ -98,8 +103,12 @@ class Store(Protocol):
     async def next_ready_at(self, task_queues: Sequence[str]) -> datetime | None:
         """When the next task of these queues becomes ready, if none is ready now."""
 
-    async def extend_lease(self, key: TaskKey, *, worker_id: str, lease: timedelta) -> datetime:
-        """Push the lease of the current attempt forward; returns the new expiry."""
+    async def extend_lease(self, key: TaskKey, *, worker_id: str, lease: timedelta) -> tuple[datetime, bool]:
+        """Push the lease of the current attempt forward.
+
+        Returns:
+            The new expiry, and whether CancelRun was called for the run.
+        """
 
     async def complete_step(self, commit: StepCommit) -> CompleteOutcome:
         """Checkpoint a step and move the run on (next task or completion), atomically.
@@ -126,5 +135,45 @@ class Store(Protocol):
     async def release_task(self, key: TaskKey) -> None:
         """Give the task back unrun: ready at once, no failure counted."""
 
-    async def fail_run(self, key: TaskKey, *, failure: Failure) -> None:
-        """Finish the run as FAILED with this failure."""
+    async def fail_run(self, key: TaskKey, *, failure: Failure, cancelled: bool = False) -> None:
+        """Finish the run as FAILED (CANCELLED if `cancelled`) with this failure."""
+
+    # -- waits ------------------------------------------------------------------------------------
+
+    async def suspend_task(
+        self, key: TaskKey, wait: WaitRequest, *, activities: tuple[ActivityRecord, ...] = ()
+    ) -> WaitOutcome:
+        """End the current attempt while its node waits, storing `activities` first.
+
+        If the wait is over already (its seq is recorded, the run is cancelled, or a signal of
+        that name is pending, which it then consumes) its outcome is recorded at `wait.seq` and the
+        task is ready at once. Otherwise the task waits unleased, with the run WAITING, until
+        `signal_run`, `cancel_run` or `fire_due_waits` ends the wait.
+
+        Raises:
+            StaleLease: `key` is not the task's current, leased attempt.
+        """
+
+    async def signal_run(self, signal: NewSignal) -> SignalOutcome | None:
+        """Keep a signal for a run, delivering it at once if the run waits for it; None: no run.
+
+        A repeat of a signal with the same non-empty request_id changes nothing.
+
+        Raises:
+            FailedPrecondition: the run has ended.
+        """
+
+    async def cancel_run(self, run_id: str, *, failure: Failure) -> CancelOutcome | None:
+        """Mark a run cancelled; None when there is no such run. An ended run is returned as it is.
+
+        A waiting step gets the cancellation recorded as its wait's outcome and is ready at once;
+        a step nobody runs (queued, or backing off before a retry) ends the run CANCELLED now; a
+        running step is left to see the mark.
+        """
+
+    async def fire_due_waits(self) -> set[tuple[str, str]]:
+        """Record the outcome of every wait whose time has come and make those tasks ready.
+
+        A timer records a null result, a signal wait a SignalTimeoutError. Returns the
+        (task_queue, graph key) pairs of the tasks made ready.
+        """

@@ -8,10 +8,11 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from cmo_server.domain import ActivityRecord, Failure, NewFork, Run, RunStatus, Step
+from cmo_server.domain import ActivityRecord, Failure, NewFork, Run, RunStatus, Step, Wait
 
 __all__ = [
     "ACTIVITY_COLUMNS",
+    "RUN_COLUMNS",
     "activity_arrays",
     "activity_from_row",
     "activity_params",
@@ -22,10 +23,11 @@ __all__ = [
 
 
 def run_from_row(row: Sequence[Any], to_datetime: Callable[[Any], datetime]) -> Run:
-    """A run from a row of its 15 columns, timestamps converted by `to_datetime`.
+    """A run from a row of its 20 columns, timestamps converted by `to_datetime`.
 
     The columns: run_id, graph_id, graph_version, status, input, seed, step_count, current_node,
-    created_at, updated_at, completed_at, result, failure, parent_run_id, forked_from_step.
+    created_at, updated_at, completed_at, result, failure, parent_run_id, forked_from_step,
+    wait_kind, wait_name, wait_until, wait_seq, cancel_requested (RUN_COLUMNS).
     """
     return Run(
         run_id=row[0],
@@ -43,7 +45,28 @@ def run_from_row(row: Sequence[Any], to_datetime: Callable[[Any], datetime]) -> 
         failure=None if row[12] is None else Failure.from_json(json.loads(row[12])),
         parent_run_id=row[13] or "",
         forked_from_step=row[14] or 0,
+        waiting=None
+        if row[15] is None
+        else Wait(
+            kind=row[15],
+            name=row[16],
+            until=None if row[17] is None else to_datetime(row[17]),
+            step_index=row[6],
+            seq=row[18],
+        ),
+        cancel_requested=bool(row[19]),
     )
+
+
+RUN_COLUMNS = """
+    SELECT r.run_id, r.graph_id, r.graph_version, r.status, r.input, r.seed,
+           coalesce(t.step_index, r.step_count), coalesce(t.node_id, ''),
+           r.created_at, r.updated_at, r.completed_at, r.result, r.failure, r.parent_run_id,
+           r.forked_from_step, t.wait_kind, t.wait_name, t.wait_until, t.wait_seq, r.cancel_requested
+      FROM runs r LEFT JOIN tasks t ON t.run_id = r.run_id
+"""
+"""The run joined with its current task, which carries the live step count and node and the wait:
+the columns `run_from_row` reads."""
 
 
 ACTIVITY_COLUMNS = "seq, kind, name, request_hash, result, error, attempt, recorded_at"

@@ -56,12 +56,10 @@ class RecordActivityRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., activity: _Optional[_Union[_common_pb2.Activity, _Mapping]] = ...) -> None: ...
 
 class RecordActivityResponse(_message.Message):
-    __slots__ = ("activity", "cancel_requested")
+    __slots__ = ("activity",)
     ACTIVITY_FIELD_NUMBER: _ClassVar[int]
-    CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     activity: _common_pb2.Activity
-    cancel_requested: bool
-    def __init__(self, activity: _Optional[_Union[_common_pb2.Activity, _Mapping]] = ..., cancel_requested: _Optional[bool] = ...) -> None: ...
+    def __init__(self, activity: _Optional[_Union[_common_pb2.Activity, _Mapping]] = ...) -> None: ...
 
 class HeartbeatTaskRequest(_message.Message):
     __slots__ = ("worker_id", "run_id", "step_index", "attempt")

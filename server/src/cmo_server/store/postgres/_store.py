@@ -24,10 +24,11 @@ from cmo_server.domain import Failure, GraphSpec, NewFork, NewRun, Run, RunStatu
 from cmo_server.errors import AlreadyExists
 from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
 from cmo_server.store._protocol import RunPage
-from cmo_server.store._rows import ACTIVITY_COLUMNS, fork_params, run_from_row, with_activities
+from cmo_server.store._rows import ACTIVITY_COLUMNS, RUN_COLUMNS, fork_params, run_from_row, with_activities
 from cmo_server.store.postgres._activities import PostgresActivities
 from cmo_server.store.postgres._migrate import migrate
 from cmo_server.store.postgres._tasks import Pool, PostgresTasks, same
+from cmo_server.store.postgres._waits import SELECT_RUN, PostgresWaits
 
 __all__ = ["PostgresStore"]
 
@@ -116,15 +117,6 @@ TERMINATE_RUN = """
                     updated_at = now(), completed_at = now()
       FROM withdrawn WHERE runs.run_id = %(run_id)s
 """
-# The run joined with its current task, which carries the live step count and node.
-RUN_COLUMNS = """
-    SELECT r.run_id, r.graph_id, r.graph_version, r.status, r.input, r.seed,
-           coalesce(t.step_index, r.step_count), coalesce(t.node_id, ''),
-           r.created_at, r.updated_at, r.completed_at, r.result, r.failure, r.parent_run_id,
-           r.forked_from_step
-      FROM runs r LEFT JOIN tasks t ON t.run_id = r.run_id
-"""
-SELECT_RUN = RUN_COLUMNS + " WHERE r.run_id = %(run_id)s"
 LIST_RUNS = (
     RUN_COLUMNS
     + """
@@ -181,7 +173,7 @@ async def _check_connection(conn: AsyncConnection[TupleRow]) -> None:
         raise psycopg.OperationalError("the server closed the connection")
 
 
-class PostgresStore(PostgresTasks, PostgresActivities):
+class PostgresStore(PostgresTasks, PostgresActivities, PostgresWaits):
     """`Store` on a Postgres database."""
 
     def __init__(self, pool: Pool) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,7 +30,7 @@ from cmo_server.domain import (
 from cmo_server.errors import StaleLease
 from cmo_server.store._rows import ACTIVITY_COLUMNS, activity_arrays, activity_from_row
 
-__all__ = ["Pool", "PostgresTasks"]
+__all__ = ["FENCE", "Pool", "PostgresTasks", "fence", "same"]
 
 Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
 
@@ -71,7 +72,8 @@ CLAIM_TASK = """
     )
     SELECT l.run_id, l.step_index, l.attempt, l.node_id, l.task_queue, l.graph_key, l.logical_time,
            l.failures, l.visible_at, r.seed, CASE WHEN l.step_index = 0 THEN r.input ELSE s.state END,
-           EXISTS (SELECT 1 FROM activities a WHERE a.run_id = l.run_id AND a.step_index = l.step_index)
+           EXISTS (SELECT 1 FROM activities a WHERE a.run_id = l.run_id AND a.step_index = l.step_index),
+           r.cancel_requested
       FROM leased l JOIN runs r ON r.run_id = l.run_id
       LEFT JOIN steps s ON s.run_id = l.run_id AND s.step_index = l.step_index - 1
 """
@@ -79,16 +81,22 @@ SELECT_STEP_STATE = "SELECT state FROM steps WHERE run_id = %(run_id)s AND step_
 SELECT_READY_QUEUES = """
     SELECT DISTINCT task_queue, graph_key FROM tasks WHERE task_queue = ANY(%(queues)s) AND visible_at <= now()
 """
-SELECT_NEXT_READY_AT = "SELECT min(visible_at) FROM tasks WHERE task_queue = ANY(%(queues)s)"
+SELECT_NEXT_READY_AT = """
+    SELECT min(visible_at) FROM tasks WHERE task_queue = ANY(%(queues)s) AND wait_kind IS NULL
+"""
 SELECT_TASK = """
-    SELECT run_id, step_index, attempt, node_id, graph_key, task_queue, failures, lease_owner
-      FROM tasks WHERE run_id = %(run_id)s
+    SELECT t.run_id, t.step_index, t.attempt, t.node_id, t.graph_key, t.task_queue, t.failures, t.lease_owner,
+           r.cancel_requested
+      FROM tasks t JOIN runs r ON r.run_id = t.run_id WHERE t.run_id = %(run_id)s
 """
 
 # Every worker write names the attempt it holds; a newer attempt or a finished step matches no row.
 FENCE = "run_id = %(run_id)s AND step_index = %(step_index)s AND attempt = %(attempt)s AND lease_owner IS NOT NULL"
 
-EXTEND_LEASE = f"UPDATE tasks SET visible_at = now() + %(lease)s WHERE {FENCE} RETURNING visible_at"
+EXTEND_LEASE = f"""
+    UPDATE tasks SET visible_at = now() + %(lease)s WHERE {FENCE}
+ RETURNING visible_at, (SELECT cancel_requested FROM runs r WHERE r.run_id = tasks.run_id)
+"""
 
 # complete_step: checkpoint the step and move the task to the next one, as one statement. The
 # step's logical time is the task's before the move; the `task` CTE reads it from the statement's
@@ -117,7 +125,7 @@ ADVANCE_TASK = f"""
     ), step AS (
         {INSERT_STEP} {STEP_VALUES} FROM moved
     )
-    SELECT m.visible_at, m.logical_time, r.seed FROM moved m JOIN runs r ON r.run_id = %(run_id)s
+    SELECT m.visible_at, m.logical_time, r.seed, r.cancel_requested FROM moved m JOIN runs r ON r.run_id = %(run_id)s
 """
 # The last step: checkpoint it, drop the task and complete the run with the final state.
 FINISH_RUN = f"""
@@ -170,7 +178,7 @@ FAIL_RUN = f"""
     WITH gone AS (
         DELETE FROM tasks WHERE {FENCE} RETURNING run_id
     )
-    UPDATE runs SET status = %(failed)s, failure = %(failure)s, step_count = %(step_index)s,
+    UPDATE runs SET status = %(status)s, failure = %(failure)s, step_count = %(step_index)s,
                     updated_at = now(), completed_at = now()
      WHERE run_id = (SELECT run_id FROM gone)
 """
@@ -227,7 +235,8 @@ class PostgresTasks:
             row = await cur.fetchone()
             if row is None:
                 return None
-            run_id, step_index, attempt, node_id, queue, key, logical_time, failures, expires, seed, state, acted = row
+            run_id, step_index, attempt, node_id, queue, key, logical_time, failures, expires, seed, state = row[:11]
+            acted, cancelled = row[11:]
             if state is None:
                 # The previous step committed after this statement's snapshot (see CLAIM_TASK).
                 cur = await conn.execute(SELECT_STEP_STATE, {"run_id": run_id, "step_index": step_index - 1})
@@ -252,6 +261,7 @@ class PostgresTasks:
             lease_expires_at=expires,
             failures=failures,
             activities=activities,
+            cancel_requested=cancelled,
         )
 
     async def ready_queues(self, task_queues: Sequence[str]) -> set[tuple[str, str]]:
@@ -265,19 +275,18 @@ class PostgresTasks:
         row = await self._fetchone(SELECT_NEXT_READY_AT, {"queues": list(task_queues)})
         return None if row is None else row[0]
 
-    async def extend_lease(self, key: TaskKey, *, worker_id: str, lease: timedelta) -> datetime:
+    async def extend_lease(self, key: TaskKey, *, worker_id: str, lease: timedelta) -> tuple[datetime, bool]:
         """See `Store.extend_lease`."""
-        row = await self._fetchone(EXTEND_LEASE, {**_fence(key), "lease": lease})
+        row = await self._fetchone(EXTEND_LEASE, {**fence(key), "lease": lease})
         if row is None:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
-        expires: datetime = row[0]
-        return expires
+        return row[0], row[1]
 
     async def complete_step(self, commit: StepCommit) -> CompleteOutcome:
         """See `Store.complete_step`."""
         c, key = commit, commit.key
         params: dict[str, Any] = {
-            **_fence(key),
+            **fence(key),
             "node_id": c.node_id,
             "graph_key": graph_key(c.graph_id, c.graph_version),
             "state": c.state,
@@ -306,11 +315,9 @@ class PostgresTasks:
             return await self._not_current(key)
         if not c.eager_worker:
             return CompleteOutcome(RunStatus.RUNNING, enqueued=(c.next_queue, params["graph_key"]))
-        expires, logical_time, seed = row
-        return CompleteOutcome(
-            RunStatus.RUNNING,
-            next_task=c.leased_next_task(logical_time=logical_time, seed=seed, lease_expires_at=expires),
-        )
+        expires, logical_time, seed, cancelled = row
+        next_task = c.leased_next_task(logical_time=logical_time, seed=seed, lease_expires_at=expires)
+        return CompleteOutcome(RunStatus.RUNNING, next_task=replace(next_task, cancel_requested=cancelled))
 
     async def _not_current(self, key: TaskKey) -> CompleteOutcome:
         """A fenced write matched nothing: a harmless re-send of a done step, or a stale attempt.
@@ -338,25 +345,28 @@ class PostgresTasks:
             task_queue=row[5],
             failures=row[6],
             lease_owner=row[7],
+            cancel_requested=row[8],
         )
 
     async def retry_task(self, key: TaskKey, *, failure: Failure, delay: timedelta) -> None:
         """See `Store.retry_task`."""
-        params = {**_fence(key), "delay": delay, "failure": json.dumps(failure.to_json())}
+        params = {**fence(key), "delay": delay, "failure": json.dumps(failure.to_json())}
         if await self._rowcount(RETRY_TASK, params) == 0:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
 
     async def release_task(self, key: TaskKey) -> None:
         """See `Store.release_task`."""
-        if await self._rowcount(RELEASE_TASK, _fence(key)) == 0:
+        if await self._rowcount(RELEASE_TASK, fence(key)) == 0:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
 
-    async def fail_run(self, key: TaskKey, *, failure: Failure) -> None:
+    async def fail_run(self, key: TaskKey, *, failure: Failure, cancelled: bool = False) -> None:
         """See `Store.fail_run`."""
-        params = {**_fence(key), "failure": json.dumps(failure.to_json()), "failed": int(RunStatus.FAILED)}
+        status = RunStatus.CANCELLED if cancelled else RunStatus.FAILED
+        params = {**fence(key), "failure": json.dumps(failure.to_json()), "status": int(status)}
         if await self._rowcount(FAIL_RUN, params) == 0:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
 
 
-def _fence(key: TaskKey) -> dict[str, Any]:
+def fence(key: TaskKey) -> dict[str, Any]:
+    """The named parameters of FENCE."""
     return {"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt}

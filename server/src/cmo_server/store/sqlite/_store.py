@@ -15,25 +15,31 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from cmo_server.domain import (
     END_NODE,
     ActivityRecord,
+    CancelOutcome,
     CompleteOutcome,
     Failure,
     GraphSpec,
     NewFork,
     NewRun,
+    NewSignal,
     Run,
     RunStatus,
+    SignalOutcome,
     Step,
     StepCommit,
     Task,
     TaskKey,
     TaskState,
+    WaitOutcome,
+    WaitRequest,
     graph_key,
 )
 from cmo_server.errors import AlreadyExists, StaleLease
@@ -42,28 +48,19 @@ from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
 from cmo_server.store._protocol import RunPage
 from cmo_server.store._rows import (
     ACTIVITY_COLUMNS,
+    RUN_COLUMNS,
     activity_from_row,
     activity_params,
     fork_params,
     run_from_row,
     with_activities,
 )
+from cmo_server.store.sqlite import _waits as waits
+from cmo_server.store.sqlite._db import FENCE, INSERT_ACTIVITY, Transaction, dt, fence, now_us, us
 
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
-
-
-def _us(delta: timedelta) -> int:
-    return int(delta.total_seconds() * 1_000_000)
-
-
-def _dt(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, UTC)
 
 
 # -- graphs ---------------------------------------------------------------------------------------
@@ -116,14 +113,7 @@ TERMINATE_RUN = """
     UPDATE runs SET status = 7, failure = :failure, step_count = :step_count, updated_at = :now, completed_at = :now
      WHERE run_id = :run_id
 """
-# The run joined with its current task, which carries the live step count and node.
-SELECT_RUN = """
-    SELECT r.run_id, r.graph_id, r.graph_version, r.status, r.input, r.seed,
-           coalesce(t.step_index, r.step_count), coalesce(t.node_id, ''),
-           r.created_at, r.updated_at, r.completed_at, r.result, r.failure, r.parent_run_id,
-           r.forked_from_step
-      FROM runs r LEFT JOIN tasks t ON t.run_id = r.run_id
-"""
+SELECT_RUN = RUN_COLUMNS
 LIST_RUNS_WHERE = """
      WHERE (:graph_id = '' OR r.graph_id = :graph_id) AND (:status = 0 OR r.status = :status)
        AND (r.created_at, r.run_id) < (:before_us, :before_id)
@@ -154,31 +144,25 @@ LEASE_TASK = """
  RETURNING step_index, attempt, node_id, task_queue, graph_key, logical_time, failures
 """
 MARK_RUN_RUNNING = "UPDATE runs SET status = 2, updated_at = ? WHERE run_id = ? AND status = 1"
-SELECT_RUN_INPUT_AND_SEED = "SELECT input, seed FROM runs WHERE run_id = ?"
+SELECT_RUN_START = "SELECT input, seed, cancel_requested FROM runs WHERE run_id = ?"
 SELECT_STEP_STATE = "SELECT state FROM steps WHERE run_id = ? AND step_index = ?"
 SELECT_READY_QUEUES = """
     SELECT DISTINCT task_queue, graph_key FROM tasks
      WHERE task_queue IN (SELECT value FROM json_each(?)) AND visible_at <= ?
 """
 SELECT_NEXT_READY_AT = """
-    SELECT min(visible_at) FROM tasks WHERE task_queue IN (SELECT value FROM json_each(?))
+    SELECT min(visible_at) FROM tasks WHERE task_queue IN (SELECT value FROM json_each(?)) AND wait_kind IS NULL
 """
 SELECT_ACTIVITIES = f"""
     SELECT {ACTIVITY_COLUMNS} FROM activities WHERE run_id = ? AND step_index = ? ORDER BY seq
 """
 SELECT_ACTIVITY = f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE run_id = ? AND step_index = ? AND seq = ?"
-INSERT_ACTIVITY = """
-    INSERT INTO activities (run_id, step_index, seq, kind, name, request_hash, result, error, attempt, recorded_at)
-    VALUES (:run_id, :step_index, :seq, :kind, :name, :request_hash, :result, :error, :attempt, :now)
-    ON CONFLICT (run_id, step_index, seq) DO NOTHING
-"""
 SELECT_TASK = """
-    SELECT run_id, step_index, attempt, node_id, graph_key, task_queue, failures, lease_owner
-      FROM tasks WHERE run_id = ?
+    SELECT t.run_id, t.step_index, t.attempt, t.node_id, t.graph_key, t.task_queue, t.failures, t.lease_owner,
+           r.cancel_requested
+      FROM tasks t JOIN runs r ON r.run_id = t.run_id WHERE t.run_id = ?
 """
 
-# Every worker write names the attempt it holds; a newer attempt or a finished step matches no row.
-FENCE = "run_id = :run_id AND step_index = :step_index AND attempt = :attempt AND lease_owner IS NOT NULL"
 
 EXTEND_LEASE = f"UPDATE tasks SET visible_at = :expires WHERE {FENCE}"
 SELECT_FENCED_TASK = f"SELECT 1 FROM tasks WHERE {FENCE}"
@@ -211,7 +195,7 @@ RETRY_TASK = f"""
 """
 RELEASE_TASK = f"UPDATE tasks SET lease_owner = NULL, visible_at = :now WHERE {FENCE}"
 FAIL_RUN = """
-    UPDATE runs SET status = 5, failure = :failure, step_count = :step_index, updated_at = :now,
+    UPDATE runs SET status = :status, failure = :failure, step_count = :step_index, updated_at = :now,
                     completed_at = :now
      WHERE run_id = :run_id
 """
@@ -305,7 +289,7 @@ class SqliteStore:
         """See `Store.next_ready_at`."""
         return await self._call(_next_ready_at, list(task_queues))
 
-    async def extend_lease(self, key: TaskKey, *, worker_id: str, lease: timedelta) -> datetime:
+    async def extend_lease(self, key: TaskKey, *, worker_id: str, lease: timedelta) -> tuple[datetime, bool]:
         """See `Store.extend_lease`."""
         return await self._call(_extend_lease, key, lease)
 
@@ -329,9 +313,29 @@ class SqliteStore:
         """See `Store.release_task`."""
         await self._call(_release_task, key)
 
-    async def fail_run(self, key: TaskKey, *, failure: Failure) -> None:
+    async def fail_run(self, key: TaskKey, *, failure: Failure, cancelled: bool = False) -> None:
         """See `Store.fail_run`."""
-        await self._call(_fail_run, key, failure)
+        await self._call(_fail_run, key, failure, cancelled)
+
+    # -- waits ------------------------------------------------------------------------------------
+
+    async def suspend_task(
+        self, key: TaskKey, wait: WaitRequest, *, activities: tuple[ActivityRecord, ...] = ()
+    ) -> WaitOutcome:
+        """See `Store.suspend_task`."""
+        return await self._call(waits.suspend_task, key, wait, activities)
+
+    async def signal_run(self, signal: NewSignal) -> SignalOutcome | None:
+        """See `Store.signal_run`."""
+        return await self._call(waits.signal_run, signal, _get_run)
+
+    async def cancel_run(self, run_id: str, *, failure: Failure) -> CancelOutcome | None:
+        """See `Store.cancel_run`."""
+        return await self._call(waits.cancel_run, run_id, failure, _get_run)
+
+    async def fire_due_waits(self) -> set[tuple[str, str]]:
+        """See `Store.fire_due_waits`."""
+        return await self._call(waits.fire_due_waits)
 
 
 # -- one function per store call, each given the connection --------------------------------------
@@ -373,25 +377,11 @@ def _switch_to_wal(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode = WAL")
 
 
-class _Transaction:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._conn.execute("BEGIN IMMEDIATE")
-        return self._conn
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
-
-
 def _migrate(conn: sqlite3.Connection) -> None:
     # Each migration is checked and applied under one write lock, so processes opening the same
     # new file at once apply it exactly once.
     for migration in load_migrations("cmo_server.store.sqlite"):
-        with _Transaction(conn):
+        with Transaction(conn):
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
@@ -401,7 +391,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
             for statement in _statements(migration.sql):
                 conn.execute(statement)
             conn.execute(
-                "INSERT INTO schema_migrations VALUES (?, ?, ?)", (migration.version, migration.name, _now_us())
+                "INSERT INTO schema_migrations VALUES (?, ?, ?)", (migration.version, migration.name, now_us())
             )
 
 
@@ -420,7 +410,7 @@ def _statements(script: str) -> list[str]:
 
 def _register_graph(conn: sqlite3.Connection, graph: GraphSpec) -> bool:
     definition = graph.definition_json().decode()
-    with _Transaction(conn):
+    with Transaction(conn):
         row = conn.execute(SELECT_GRAPH_DEFINITION, (graph.graph_id, graph.version)).fetchone()
         if row is not None:
             if row[0] != definition:
@@ -429,7 +419,7 @@ def _register_graph(conn: sqlite3.Connection, graph: GraphSpec) -> bool:
                     "definition; a version is immutable, register a new version"
                 )
             return False
-        conn.execute(INSERT_GRAPH, (graph.graph_id, graph.version, definition, _now_us()))
+        conn.execute(INSERT_GRAPH, (graph.graph_id, graph.version, definition, now_us()))
         return True
 
 
@@ -442,7 +432,7 @@ def _get_graph(conn: sqlite3.Connection, graph_id: str, version: int) -> GraphSp
 
 
 def _create_run(conn: sqlite3.Connection, run: NewRun) -> tuple[Run, bool]:
-    now = _now_us()
+    now = now_us()
     params = {
         "run_id": run.run_id,
         "graph_id": run.graph_id,
@@ -450,7 +440,7 @@ def _create_run(conn: sqlite3.Connection, run: NewRun) -> tuple[Run, bool]:
         "status": int(RunStatus.RUNNING if run.lease_to else RunStatus.PENDING),
         "attempt": 1 if run.lease_to else 0,
         "owner": run.lease_to,
-        "visible_at": now + (_us(run.lease) if run.lease_to else 0),
+        "visible_at": now + (us(run.lease) if run.lease_to else 0),
         "input": run.input,
         "seed": run.seed,
         "now": now,
@@ -458,7 +448,7 @@ def _create_run(conn: sqlite3.Connection, run: NewRun) -> tuple[Run, bool]:
         "task_queue": run.entry_queue,
         "graph_key": graph_key(run.graph_id, run.graph_version),
     }
-    with _Transaction(conn):
+    with Transaction(conn):
         created = conn.execute(INSERT_RUN, params).rowcount == 1
         if created:
             conn.execute(INSERT_TASK, params)
@@ -468,8 +458,8 @@ def _create_run(conn: sqlite3.Connection, run: NewRun) -> tuple[Run, bool]:
 
 
 def _fork_run(conn: sqlite3.Connection, fork: NewFork) -> tuple[Run, bool]:
-    params = {**fork_params(fork), "now": _now_us()}
-    with _Transaction(conn):
+    params = {**fork_params(fork), "now": now_us()}
+    with Transaction(conn):
         existing = _get_run(conn, fork.run_id)
         if existing is not None:
             return existing, False
@@ -485,17 +475,17 @@ def _fork_run(conn: sqlite3.Connection, fork: NewFork) -> tuple[Run, bool]:
 
 
 def _terminate_run(conn: sqlite3.Connection, run_id: str, failure: Failure) -> Run | None:
-    with _Transaction(conn):
+    with Transaction(conn):
         withdrawn = conn.execute(WITHDRAW_TASK, (run_id,)).fetchone()
         if withdrawn is not None:
-            params = {"failure": json.dumps(failure.to_json()), "step_count": withdrawn[0], "now": _now_us()}
+            params = {"failure": json.dumps(failure.to_json()), "step_count": withdrawn[0], "now": now_us()}
             conn.execute(TERMINATE_RUN, {**params, "run_id": run_id})
     return _get_run(conn, run_id)
 
 
 def _get_run(conn: sqlite3.Connection, run_id: str) -> Run | None:
     row = conn.execute(SELECT_RUN + " WHERE r.run_id = ?", (run_id,)).fetchone()
-    return None if row is None else run_from_row(row, _dt)
+    return None if row is None else run_from_row(row, dt)
 
 
 def _list_runs(conn: sqlite3.Connection, graph_id: str, status: int, limit: int, before: tuple[int, str]) -> RunPage:
@@ -507,7 +497,7 @@ def _list_runs(conn: sqlite3.Connection, graph_id: str, status: int, limit: int,
         "limit": limit + 1,
     }
     rows = conn.execute(SELECT_RUN + LIST_RUNS_WHERE, params).fetchall()
-    runs = [run_from_row(r, _dt) for r in rows[:limit]]
+    runs = [run_from_row(r, dt) for r in rows[:limit]]
     token = encode_run_page_token(rows[limit - 1][8], rows[limit - 1][0]) if len(rows) > limit else ""
     return runs, token
 
@@ -524,32 +514,32 @@ def _get_steps(conn: sqlite3.Connection, run_id: str, after: int, limit: int) ->
             output=r[6],
             next_key=r[7],
             next_node=r[8],
-            logical_time=_dt(r[9]),
-            started_at=_dt(r[10]),
-            finished_at=_dt(r[11]),
+            logical_time=dt(r[9]),
+            started_at=dt(r[10]),
+            finished_at=dt(r[11]),
         )
         for r in conn.execute(SELECT_STEPS, (run_id, after, limit))
     ]
     if not steps:
         return steps
     rows = conn.execute(SELECT_STEP_ACTIVITIES, (run_id, steps[0].step_index, steps[-1].step_index)).fetchall()
-    return with_activities(steps, rows, _dt)
+    return with_activities(steps, rows, dt)
 
 
-def _state_before(conn: sqlite3.Connection, run_id: str, step_index: int) -> tuple[bytes, int]:
-    """The state a step starts from (the previous checkpoint's, or the run input) and the seed."""
-    run_input, seed = conn.execute(SELECT_RUN_INPUT_AND_SEED, (run_id,)).fetchone()
+def _state_before(conn: sqlite3.Connection, run_id: str, step_index: int) -> tuple[bytes, int, bool]:
+    """What a step starts from: the previous checkpoint's state (or the run input), the seed, cancelled."""
+    run_input, seed, cancelled = conn.execute(SELECT_RUN_START, (run_id,)).fetchone()
     if step_index == 0:
-        return run_input, seed
-    return conn.execute(SELECT_STEP_STATE, (run_id, step_index - 1)).fetchone()[0], seed
+        return run_input, seed, bool(cancelled)
+    return conn.execute(SELECT_STEP_STATE, (run_id, step_index - 1)).fetchone()[0], seed, bool(cancelled)
 
 
 def _claim_task(
     conn: sqlite3.Connection, queues: list[str], graphs: list[str], worker_id: str, lease: timedelta
 ) -> Task | None:
-    now = _now_us()
-    expires = now + _us(lease)
-    with _Transaction(conn):
+    now = now_us()
+    expires = now + us(lease)
+    with Transaction(conn):
         hits = [
             hit
             for queue in queues
@@ -564,8 +554,8 @@ def _claim_task(
         ).fetchone()
         if step_index == 0:
             conn.execute(MARK_RUN_RUNNING, (now, run_id))
-        state, seed = _state_before(conn, run_id, step_index)
-        activities = tuple(activity_from_row(row, _dt) for row in conn.execute(SELECT_ACTIVITIES, (run_id, step_index)))
+        state, seed, cancelled = _state_before(conn, run_id, step_index)
+        activities = tuple(activity_from_row(row, dt) for row in conn.execute(SELECT_ACTIVITIES, (run_id, step_index)))
     graph_id, _, version = key.rpartition("@")
     return Task(
         run_id=run_id,
@@ -576,50 +566,48 @@ def _claim_task(
         graph_version=int(version),
         task_queue=queue,
         state=state,
-        logical_time=_dt(logical_time),
+        logical_time=dt(logical_time),
         seed=seed,
-        lease_expires_at=_dt(expires),
+        lease_expires_at=dt(expires),
         failures=failures,
         activities=activities,
+        cancel_requested=cancelled,
     )
 
 
 def _ready_queues(conn: sqlite3.Connection, queues: list[str]) -> set[tuple[str, str]]:
-    return {(q, k) for q, k in conn.execute(SELECT_READY_QUEUES, (json.dumps(queues), _now_us()))}
+    return {(q, k) for q, k in conn.execute(SELECT_READY_QUEUES, (json.dumps(queues), now_us()))}
 
 
 def _next_ready_at(conn: sqlite3.Connection, queues: list[str]) -> datetime | None:
     (at,) = conn.execute(SELECT_NEXT_READY_AT, (json.dumps(queues),)).fetchone()
-    return None if at is None else _dt(at)
+    return None if at is None else dt(at)
 
 
-def _fence(key: TaskKey) -> dict[str, Any]:
-    return {"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt}
-
-
-def _extend_lease(conn: sqlite3.Connection, key: TaskKey, lease: timedelta) -> datetime:
-    expires = _now_us() + _us(lease)
-    with _Transaction(conn):
-        if conn.execute(EXTEND_LEASE, {**_fence(key), "expires": expires}).rowcount == 0:
+def _extend_lease(conn: sqlite3.Connection, key: TaskKey, lease: timedelta) -> tuple[datetime, bool]:
+    expires = now_us() + us(lease)
+    with Transaction(conn):
+        if conn.execute(EXTEND_LEASE, {**fence(key), "expires": expires}).rowcount == 0:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
-    return _dt(expires)
+        (cancelled,) = conn.execute(SELECT_RUN_START, (key.run_id,)).fetchone()[2:]
+    return dt(expires), bool(cancelled)
 
 
 def _complete_step(conn: sqlite3.Connection, c: StepCommit) -> CompleteOutcome:
-    now = _now_us()
+    now = now_us()
     key = c.key
-    fence = {**_fence(key), "node_id": c.node_id, "graph_key": graph_key(c.graph_id, c.graph_version)}
-    with _Transaction(conn):
+    fenced = {**fence(key), "node_id": c.node_id, "graph_key": graph_key(c.graph_id, c.graph_version)}
+    with Transaction(conn):
         logical = conn.execute(SELECT_TASK_LOGICAL_TIME, (key.run_id,)).fetchone()
         finished = c.next_node == END_NODE
         if finished:
-            moved = conn.execute(DELETE_TASK, fence).rowcount
+            moved = conn.execute(DELETE_TASK, fenced).rowcount
         else:
-            lease_expires = now + _us(c.lease)
+            lease_expires = now + us(c.lease)
             moved = conn.execute(
                 ADVANCE_TASK,
                 {
-                    **fence,
+                    **fenced,
                     "next_node": c.next_node,
                     "next_queue": c.next_queue,
                     "next_attempt": 1 if c.eager_worker else 0,
@@ -655,14 +643,12 @@ def _complete_step(conn: sqlite3.Connection, c: StepCommit) -> CompleteOutcome:
             conn.execute(
                 COMPLETE_RUN, {"state": c.state, "step_count": key.step_index + 1, "now": now, "run_id": key.run_id}
             )
-            return CompleteOutcome(RunStatus.COMPLETED, finished_at=_dt(now))
+            return CompleteOutcome(RunStatus.COMPLETED, finished_at=dt(now))
         if not c.eager_worker:
-            return CompleteOutcome(RunStatus.RUNNING, enqueued=(c.next_queue, fence["graph_key"]))
-        (seed,) = conn.execute(SELECT_RUN_INPUT_AND_SEED, (key.run_id,)).fetchone()[1:]
-    return CompleteOutcome(
-        RunStatus.RUNNING,
-        next_task=c.leased_next_task(logical_time=_dt(now), seed=seed, lease_expires_at=_dt(lease_expires)),
-    )
+            return CompleteOutcome(RunStatus.RUNNING, enqueued=(c.next_queue, fenced["graph_key"]))
+        seed, cancelled = conn.execute(SELECT_RUN_START, (key.run_id,)).fetchone()[1:]
+    next_task = c.leased_next_task(logical_time=dt(now), seed=seed, lease_expires_at=dt(lease_expires))
+    return CompleteOutcome(RunStatus.RUNNING, next_task=replace(next_task, cancel_requested=bool(cancelled)))
 
 
 def _not_current(conn: sqlite3.Connection, key: TaskKey) -> CompleteOutcome:
@@ -675,12 +661,12 @@ def _not_current(conn: sqlite3.Connection, key: TaskKey) -> CompleteOutcome:
 
 
 def _record_activity(conn: sqlite3.Connection, key: TaskKey, activity: ActivityRecord) -> ActivityRecord:
-    with _Transaction(conn):
-        if conn.execute(SELECT_FENCED_TASK, _fence(key)).fetchone() is None:
+    with Transaction(conn):
+        if conn.execute(SELECT_FENCED_TASK, fence(key)).fetchone() is None:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
-        conn.execute(INSERT_ACTIVITY, {**activity_params(key.run_id, key.step_index, activity), "now": _now_us()})
+        conn.execute(INSERT_ACTIVITY, {**activity_params(key.run_id, key.step_index, activity), "now": now_us()})
         row = conn.execute(SELECT_ACTIVITY, (key.run_id, key.step_index, activity.seq)).fetchone()
-    return activity_from_row(row, _dt)
+    return activity_from_row(row, dt)
 
 
 def _get_task(conn: sqlite3.Connection, run_id: str) -> TaskState | None:
@@ -698,25 +684,27 @@ def _get_task(conn: sqlite3.Connection, run_id: str) -> TaskState | None:
         task_queue=row[5],
         failures=row[6],
         lease_owner=row[7],
+        cancel_requested=bool(row[8]),
     )
 
 
 def _retry_task(conn: sqlite3.Connection, key: TaskKey, failure: Failure, delay: timedelta) -> None:
-    params = {**_fence(key), "visible_at": _now_us() + _us(delay), "failure": json.dumps(failure.to_json())}
-    with _Transaction(conn):
+    params = {**fence(key), "visible_at": now_us() + us(delay), "failure": json.dumps(failure.to_json())}
+    with Transaction(conn):
         if conn.execute(RETRY_TASK, params).rowcount == 0:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
 
 
 def _release_task(conn: sqlite3.Connection, key: TaskKey) -> None:
-    with _Transaction(conn):
-        if conn.execute(RELEASE_TASK, {**_fence(key), "now": _now_us()}).rowcount == 0:
+    with Transaction(conn):
+        if conn.execute(RELEASE_TASK, {**fence(key), "now": now_us()}).rowcount == 0:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
 
 
-def _fail_run(conn: sqlite3.Connection, key: TaskKey, failure: Failure) -> None:
-    params = {**_fence(key), "failure": json.dumps(failure.to_json()), "now": _now_us()}
-    with _Transaction(conn):
+def _fail_run(conn: sqlite3.Connection, key: TaskKey, failure: Failure, cancelled: bool) -> None:
+    status = RunStatus.CANCELLED if cancelled else RunStatus.FAILED
+    params = {**fence(key), "failure": json.dumps(failure.to_json()), "now": now_us(), "status": int(status)}
+    with Transaction(conn):
         if conn.execute(DELETE_TASK_FENCED, params).rowcount == 0:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
         conn.execute(FAIL_RUN, params)

@@ -1,0 +1,248 @@
+"""Waits on Postgres: suspending a step, signals, cancellation, timers.
+
+Off the hot path, so each is a short explicit transaction of a few statements; the rows they
+change are locked first (the task with FOR UPDATE, the run with FOR UPDATE in signal and cancel),
+so a wait, a signal, a cancellation and the timer sweep of any replica are serialised per run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import TupleRow
+
+from cmo_server.domain import (
+    WAIT_SIGNAL,
+    WAIT_TIMER,
+    ActivityRecord,
+    CancelOutcome,
+    Failure,
+    NewSignal,
+    Run,
+    RunStatus,
+    SignalOutcome,
+    TaskKey,
+    WaitOutcome,
+    WaitRequest,
+    cancelled_failure,
+    timeout_failure,
+)
+from cmo_server.errors import FailedPrecondition, StaleLease
+from cmo_server.store._rows import RUN_COLUMNS, activity_params, run_from_row
+from cmo_server.store.postgres._activities import INSERT_ACTIVITY
+from cmo_server.store.postgres._tasks import FENCE, Pool, fence, same
+
+__all__ = ["PostgresWaits"]
+
+Conn = AsyncConnection[TupleRow]
+
+NULL = b"null"
+"""A fired timer's recorded result."""
+
+LOCK_LEASED_TASK = f"""
+    SELECT task_queue, graph_key, cancel_requested, cancel_reason FROM tasks JOIN runs USING (run_id)
+     WHERE {FENCE} FOR UPDATE OF tasks
+"""
+SELECT_RECORDED = """
+    SELECT 1 FROM activities WHERE run_id = %(run_id)s AND step_index = %(step_index)s AND seq = %(seq)s
+"""
+TAKE_PENDING_SIGNAL = """
+    UPDATE signals SET consumed_step = %(step_index)s, consumed_seq = %(seq)s
+     WHERE signal_id = (SELECT signal_id FROM signals
+                         WHERE run_id = %(run_id)s AND name = %(name)s AND consumed_step IS NULL
+                         ORDER BY signal_id LIMIT 1 FOR UPDATE)
+ RETURNING payload
+"""
+START_WAIT = """
+    UPDATE tasks SET lease_owner = NULL, visible_at = 'infinity', wait_kind = %(kind)s, wait_name = %(name)s,
+                     wait_seq = %(seq)s, wait_hash = %(request_hash)s,
+                     wait_until = now() + %(duration)s::interval
+     WHERE run_id = %(run_id)s
+ RETURNING wait_until
+"""
+MARK_WAITING = "UPDATE runs SET status = %(waiting)s, updated_at = now() WHERE run_id = %(run_id)s"
+# The wait is over: the task is ready for its next attempt, which replays to the recorded outcome.
+END_WAIT = """
+    UPDATE tasks SET lease_owner = NULL, visible_at = now(), wait_kind = NULL, wait_name = NULL, wait_seq = NULL,
+                     wait_hash = NULL, wait_until = NULL
+     WHERE run_id = %(run_id)s
+"""
+MARK_RESUMED = """
+    UPDATE runs SET status = %(running)s, updated_at = now() WHERE run_id = %(run_id)s AND status = %(waiting)s
+"""
+LOCK_RUN = "SELECT status FROM runs WHERE run_id = %(run_id)s FOR UPDATE"
+INSERT_SIGNAL = """
+    INSERT INTO signals (run_id, name, payload, request_id, sent_at)
+    VALUES (%(run_id)s, %(name)s, %(payload)s, %(request_id)s, now())
+    ON CONFLICT (run_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
+"""
+WAIT_COLUMNS = "run_id, step_index, attempt, wait_kind, wait_name, wait_seq, wait_hash, task_queue, graph_key"
+LOCK_WAIT = f"SELECT {WAIT_COLUMNS} FROM tasks WHERE run_id = %(run_id)s FOR UPDATE"
+SELECT_TASK_FOR_CANCEL = "SELECT step_index, lease_owner, wait_kind FROM tasks WHERE run_id = %(run_id)s FOR UPDATE"
+MARK_CANCEL_REQUESTED = """
+    UPDATE runs SET cancel_requested = true, cancel_reason = %(reason)s, updated_at = now() WHERE run_id = %(run_id)s
+"""
+CANCEL_NOW = """
+    WITH gone AS (
+        DELETE FROM tasks WHERE run_id = %(run_id)s RETURNING step_index
+    )
+    UPDATE runs SET status = %(cancelled)s, failure = %(failure)s, step_count = gone.step_index,
+                    updated_at = now(), completed_at = now()
+      FROM gone WHERE runs.run_id = %(run_id)s
+"""
+# SKIP LOCKED: replicas sweeping at once split the due waits between them.
+LOCK_DUE = f"""
+    SELECT {WAIT_COLUMNS} FROM tasks WHERE wait_until <= now() ORDER BY wait_until LIMIT 1000 FOR UPDATE SKIP LOCKED
+"""
+SELECT_RUN = RUN_COLUMNS + " WHERE r.run_id = %(run_id)s"
+
+
+class PostgresWaits:
+    """The waits part of `PostgresStore`."""
+
+    _pool: Pool
+
+    async def suspend_task(
+        self, key: TaskKey, wait: WaitRequest, *, activities: tuple[ActivityRecord, ...] = ()
+    ) -> WaitOutcome:
+        """See `Store.suspend_task`."""
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await (await conn.execute(LOCK_LEASED_TASK, fence(key))).fetchone()
+            if row is None:
+                raise StaleLease(key.run_id, key.step_index, key.attempt)
+            queue, graph, cancelled, reason = row
+            for activity in activities:
+                await _record(conn, key.run_id, key.step_index, activity)
+            where = {"run_id": key.run_id, "step_index": key.step_index, "seq": wait.seq}
+            if await (await conn.execute(SELECT_RECORDED, where)).fetchone() is None:
+                outcome = await _ready_outcome(conn, key, wait, cancelled=cancelled, reason=reason or "")
+                if outcome is None:
+                    params = {
+                        "kind": wait.kind,
+                        "name": wait.name,
+                        "seq": wait.seq,
+                        "request_hash": wait.request_hash,
+                        "duration": wait.duration,
+                        "run_id": key.run_id,
+                    }
+                    started = await (await conn.execute(START_WAIT, params)).fetchone()
+                    assert started is not None
+                    await conn.execute(MARK_WAITING, {"waiting": int(RunStatus.WAITING), "run_id": key.run_id})
+                    return WaitOutcome(False, (queue, graph), started[0])
+                await _record(conn, key.run_id, key.step_index, outcome)
+            await conn.execute(END_WAIT, {"run_id": key.run_id})
+        return WaitOutcome(True, (queue, graph))
+
+    async def signal_run(self, signal: NewSignal) -> SignalOutcome | None:
+        """See `Store.signal_run`."""
+        delivered, ready = False, None
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await (await conn.execute(LOCK_RUN, {"run_id": signal.run_id})).fetchone()
+            if row is None:
+                return None
+            status = RunStatus(row[0])
+            if status.terminal:
+                raise FailedPrecondition(f"run {signal.run_id!r} has ended ({status.name}); it takes no more signals")
+            params = {
+                "run_id": signal.run_id,
+                "name": signal.name,
+                "payload": signal.payload,
+                "request_id": signal.request_id or None,
+            }
+            if (await conn.execute(INSERT_SIGNAL, params)).rowcount == 1:
+                waiting = await (await conn.execute(LOCK_WAIT, {"run_id": signal.run_id})).fetchone()
+                if waiting is not None and waiting[3] == WAIT_SIGNAL and waiting[4] == signal.name:
+                    run_id, step_index, attempt, kind, name, seq, request_hash, queue, graph = waiting
+                    take = {"run_id": run_id, "name": name, "step_index": step_index, "seq": seq}
+                    taken = await (await conn.execute(TAKE_PENDING_SIGNAL, take)).fetchone()
+                    assert taken is not None
+                    wait = WaitRequest(seq=seq, kind=kind, name=name, duration=None, request_hash=request_hash)
+                    await _record(conn, run_id, step_index, wait.record(result=taken[0], error=None, attempt=attempt))
+                    await _end_wait(conn, run_id)
+                    delivered, ready = True, (queue, graph)
+            run = await _get_run(conn, signal.run_id)
+        return SignalOutcome(run, delivered, ready)
+
+    async def cancel_run(self, run_id: str, *, failure: Failure) -> CancelOutcome | None:
+        """See `Store.cancel_run`."""
+        ready = None
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await (await conn.execute(LOCK_RUN, {"run_id": run_id})).fetchone()
+            if row is None:
+                return None
+            if not RunStatus(row[0]).terminal:
+                await conn.execute(MARK_CANCEL_REQUESTED, {"reason": failure.message, "run_id": run_id})
+                task = await (await conn.execute(SELECT_TASK_FOR_CANCEL, {"run_id": run_id})).fetchone()
+                assert task is not None
+                _, lease_owner, wait_kind = task
+                if wait_kind is not None:
+                    waiting = await (await conn.execute(LOCK_WAIT, {"run_id": run_id})).fetchone()
+                    assert waiting is not None
+                    ready = await _wake(conn, waiting, failure)
+                elif lease_owner is None:
+                    # Nothing runs the step: there is nobody to see the request, so the run ends now.
+                    params = {
+                        "run_id": run_id,
+                        "cancelled": int(RunStatus.CANCELLED),
+                        "failure": json.dumps(failure.to_json()),
+                    }
+                    await conn.execute(CANCEL_NOW, params)
+            run = await _get_run(conn, run_id)
+        return CancelOutcome(run, ready)
+
+    async def fire_due_waits(self) -> set[tuple[str, str]]:
+        """See `Store.fire_due_waits`."""
+        async with self._pool.connection() as conn, conn.transaction():
+            due = await (await conn.execute(LOCK_DUE)).fetchall()
+            return {await _wake(conn, row, None) for row in due}
+
+
+async def _ready_outcome(
+    conn: Conn, key: TaskKey, wait: WaitRequest, *, cancelled: bool, reason: str
+) -> ActivityRecord | None:
+    """The wait's outcome if it is over before it starts (consuming a pending signal), else None."""
+    if cancelled:
+        return wait.record(result=None, error=cancelled_failure(reason), attempt=key.attempt)
+    if wait.kind == WAIT_TIMER and wait.duration is not None and wait.duration.total_seconds() <= 0:
+        return wait.record(result=NULL, error=None, attempt=key.attempt)
+    if wait.kind == WAIT_SIGNAL:
+        take = {"run_id": key.run_id, "name": wait.name, "step_index": key.step_index, "seq": wait.seq}
+        taken = await (await conn.execute(TAKE_PENDING_SIGNAL, take)).fetchone()
+        if taken is not None:
+            return wait.record(result=taken[0], error=None, attempt=key.attempt)
+    return None
+
+
+async def _wake(conn: Conn, waiting: Sequence[Any], failure: Failure | None) -> tuple[str, str]:
+    """End a task's wait (a WAIT_COLUMNS row) with `failure` as its outcome, or else its timeout's.
+
+    Returns the task's (task_queue, graph key).
+    """
+    run_id, step_index, attempt, kind, name, seq, request_hash, queue, graph = waiting
+    wait = WaitRequest(seq=seq, kind=kind, name=name, duration=None, request_hash=request_hash)
+    if failure is None and kind == WAIT_TIMER:
+        record = wait.record(result=NULL, error=None, attempt=attempt)
+    else:
+        record = wait.record(result=None, error=failure or timeout_failure(name), attempt=attempt)
+    await _record(conn, run_id, step_index, record)
+    await _end_wait(conn, run_id)
+    return queue, graph
+
+
+async def _end_wait(conn: Conn, run_id: str) -> None:
+    params = {"run_id": run_id, "running": int(RunStatus.RUNNING), "waiting": int(RunStatus.WAITING)}
+    await conn.execute(END_WAIT, params)
+    await conn.execute(MARK_RESUMED, params)
+
+
+async def _record(conn: Conn, run_id: str, step_index: int, activity: ActivityRecord) -> None:
+    await conn.execute(INSERT_ACTIVITY, activity_params(run_id, step_index, activity))
+
+
+async def _get_run(conn: Conn, run_id: str) -> Run:
+    row = await (await conn.execute(SELECT_RUN, {"run_id": run_id})).fetchone()
+    assert row is not None
+    return run_from_row(row, same)
