@@ -17,6 +17,7 @@ EXPECTED = [
     "RunInfo",
     "RunStatus",
     "StepInfo",
+    "WaitInfo",
     "Worker",
     "activity",
     "activity_info",
@@ -41,5 +42,13 @@ def test_errors_module_exports_the_tree():
     assert issubclass(cmo.errors.RunNotFoundError, cmo.errors.RpcError)
     assert issubclass(cmo.errors.RpcError, cmo.errors.CmoError)
     assert issubclass(cmo.errors.WaitTimeoutError, TimeoutError)
+    assert issubclass(cmo.errors.SignalTimeoutError, TimeoutError)
+
+
+def test_wait_outcome_error_names_match_the_server():
+    from cmo_server.domain import CANCELLED_ERROR, SIGNAL_TIMEOUT_ERROR
+
+    assert cmo.errors.RunCancelledError.__name__ == CANCELLED_ERROR
+    assert cmo.errors.SignalTimeoutError.__name__ == SIGNAL_TIMEOUT_ERROR
     for name in cmo.errors.__all__:
         assert inspect.getdoc(getattr(cmo.errors, name))

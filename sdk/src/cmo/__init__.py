@@ -6,7 +6,7 @@ from cmo._client import Client, RunHandle
 from cmo._graph import END, Graph, NodeContext, NodeResult
 from cmo._http import HttpResponse
 from cmo._retry import RetryPolicy
-from cmo._types import FailureInfo, RunInfo, RunStatus, StepInfo
+from cmo._types import FailureInfo, RunInfo, RunStatus, StepInfo, WaitInfo
 from cmo._worker import Worker
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "RunInfo",
     "RunStatus",
     "StepInfo",
+    "WaitInfo",
     "Worker",
     "activity",
     "activity_info",

@@ -22,17 +22,34 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from cmo._converter import from_json, to_json
 from cmo._retry import RetryPolicy
-from cmo.api.v1 import common_pb2
-from cmo.errors import ActivityError, ApplicationError, NondeterminismError
+from cmo.api.v1 import common_pb2, worker_service_pb2
+from cmo.errors import ActivityError, ApplicationError, NondeterminismError, RunCancelledError, SignalTimeoutError
 from cmo.serialization import canonical_json, parse_json, state_hash
 
-__all__ = ["Activity", "ActivityInfo", "ActivityRunner", "activity", "activity_info"]
+__all__ = ["Activity", "ActivityInfo", "ActivityRunner", "Suspend", "activity", "activity_info"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 KIND_CALL = "call"
 """The kind of a user-defined activity."""
+KIND_SIGNAL = "signal"
+"""The kind of a wait for a signal; the server records its outcome."""
+KIND_TIMER = "timer"
+"""The kind of a durable timer; the server records its outcome."""
+
+
+class Suspend(BaseException):
+    """Unwinds a node that waits for a signal or a timer not yet over: the step is suspended.
+
+    A BaseException, so node code's `except Exception` does not swallow it. The worker ends the
+    attempt with SuspendTask; the server runs the step again once the wait is over, and the wait
+    then returns its recorded outcome.
+    """
+
+    def __init__(self, wait: worker_service_pb2.WaitRequest) -> None:
+        super().__init__(f"waiting for {wait.kind} {wait.name!r}" if wait.name else f"waiting for a {wait.kind}")
+        self.wait = wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +178,29 @@ class ActivityRunner:
         self._next_seq = 0
         self._unconfirmed: dict[int, common_pb2.Activity] = {}
         self._sending: set[asyncio.Task[None]] = set()
+        self._cancel_reason: str | None = None
+        self._cancel_delivered = False
+
+    @property
+    def cancel_requested(self) -> bool:
+        """CancelRun was called for the run (as far as this worker has heard)."""
+        return self._cancel_reason is not None or self._cancel_delivered
+
+    def request_cancel(self, reason: str = "") -> None:
+        """The run is to stop: the next call not recorded yet raises RunCancelledError (recorded).
+
+        Only that one call raises, so a node that catches the error can still run activities to
+        wind up before it raises the error again.
+        """
+        if self._cancel_reason is None:
+            self._cancel_reason = reason
+
+    def _cancel_pending(self) -> bool:
+        return self._cancel_reason is not None and not self._cancel_delivered
+
+    def _deliver_cancel(self, reason: str) -> RunCancelledError:
+        self._cancel_delivered = True
+        return RunCancelledError(reason)
 
     @property
     def calls(self) -> int:
@@ -194,21 +234,79 @@ class ActivityRunner:
                     recorded=f"{recorded.kind} {recorded.name!r} (request {recorded.request_hash[:12]})",
                     requested=requested,
                 )
-            return _outcome(recorded, act)
+            return self._outcome(recorded, act)
         if self._record is None:
             raise NondeterminismError(step_index=self._step_index, seq=seq, recorded="nothing", requested=requested)
-        await self._confirm_all()  # earlier outcomes are durable before this side effect starts
         record = common_pb2.Activity(seq=seq, kind=act.kind, name=act.name, request_hash=request_hash)
+        if self._cancel_pending():
+            return self._cancelled(record)
+        await self._confirm_all()  # earlier outcomes are durable before this side effect starts
         try:
             result = await self._execute(seq, act, args, kwargs)
             record.result = canonical_json(to_json(result))
         except Exception as err:
             record.error.CopyFrom(_failure(err))
-        self._unconfirmed[seq] = record
+        self._keep(record)
+        return self._outcome(record, act)
+
+    def wait(self, kind: str, name: str, duration: timedelta | None) -> Awaitable[bytes]:
+        """Number a wait now (like an activity); when awaited, its recorded result or a `Suspend`."""
+        seq = self._next_seq
+        self._next_seq += 1
+        return self._wait(seq, kind, name, duration)
+
+    async def _wait(self, seq: int, kind: str, name: str, duration: timedelta | None) -> bytes:
+        seconds = None if duration is None else duration.total_seconds()
+        request_hash = state_hash(canonical_json([kind, name, seconds]))
+        requested = f"{kind} {name!r} (request {request_hash[:12]})"
+        recorded = self._recorded.get(seq)
+        if recorded is not None:
+            if (recorded.kind, recorded.name, recorded.request_hash) != (kind, name, request_hash):
+                raise NondeterminismError(
+                    step_index=self._step_index,
+                    seq=seq,
+                    recorded=f"{recorded.kind} {recorded.name!r} (request {recorded.request_hash[:12]})",
+                    requested=requested,
+                )
+            if recorded.HasField("error"):
+                raise self._wait_error(recorded, name)
+            return recorded.result
+        if self._record is None:
+            raise NondeterminismError(step_index=self._step_index, seq=seq, recorded="nothing", requested=requested)
+        if self._cancel_pending():
+            self._cancelled(common_pb2.Activity(seq=seq, kind=kind, name=name, request_hash=request_hash))
+        wait = worker_service_pb2.WaitRequest(seq=seq, kind=kind, name=name, request_hash=request_hash)
+        if duration is not None:
+            wait.duration.FromTimedelta(duration)
+        raise Suspend(wait)
+
+    def _cancelled(self, record: common_pb2.Activity) -> typing.NoReturn:
+        """Record the cancellation as this call's outcome (so a replay raises it here too) and raise it."""
+        reason = self._cancel_reason or ""
+        record.error.CopyFrom(common_pb2.Failure(message=reason or "cancelled", type=RunCancelledError.__name__))
+        self._keep(record)
+        raise self._deliver_cancel(reason)
+
+    def _outcome(self, record: common_pb2.Activity, act: Activity[..., T]) -> T:
+        if record.HasField("error"):
+            if record.error.type == RunCancelledError.__name__:
+                raise self._deliver_cancel(record.error.message)
+            raise ActivityError(act.name, record.seq, record.error.type, record.error.message)
+        return typing.cast(T, from_json(parse_json(record.result), act.result_type))
+
+    def _wait_error(self, record: common_pb2.Activity, name: str) -> Exception:
+        if record.error.type == RunCancelledError.__name__:
+            return self._deliver_cancel(record.error.message)
+        if record.error.type == SignalTimeoutError.__name__:
+            return SignalTimeoutError(name)
+        return ActivityError(name or record.kind, record.seq, record.error.type, record.error.message)
+
+    def _keep(self, record: common_pb2.Activity) -> None:
+        """Send a new record in the background; until confirmed it also rides on the step's next request."""
+        self._unconfirmed[record.seq] = record
         sending = asyncio.create_task(self._send(record))
         self._sending.add(sending)
         sending.add_done_callback(self._sending.discard)
-        return _outcome(record, act)
 
     async def _send(self, record: common_pb2.Activity) -> None:
         assert self._record is not None
@@ -262,9 +360,3 @@ def _failure(err: Exception) -> common_pb2.Failure:
     kind = err.type if isinstance(err, ApplicationError) else type(err).__name__
     details = "".join(traceback.format_exception(err))[-8000:]
     return common_pb2.Failure(message=str(err) or kind, type=kind, details=details)
-
-
-def _outcome(record: common_pb2.Activity, act: Activity[..., T]) -> T:
-    if record.HasField("error"):
-        raise ActivityError(act.name, record.seq, record.error.type, record.error.message)
-    return typing.cast(T, from_json(parse_json(record.result), act.result_type))

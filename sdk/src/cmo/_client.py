@@ -154,6 +154,39 @@ class Client:
         )
         return run_from_proto(response.run)
 
+    async def signal(self, run_id: str, name: str, payload: Any = None, *, request_id: str = "") -> bool:
+        """Send the signal `name` with a JSON-shaped payload to a run.
+
+        It wakes the step waiting in `ctx.wait_for_signal(name)`, or is kept until the run waits
+        for it. Give a `request_id` to make retries safe: a repeat of it is ignored.
+
+        Returns:
+            Whether it woke a waiting step (False: kept for later, or a repeat).
+
+        Raises:
+            RunNotFoundError: no run has this id.
+            RpcError: FAILED_PRECONDITION once the run has ended.
+        """
+        request = run_pb.SignalRunRequest(
+            run_id=run_id, name=name, payload=canonical_json(to_json(payload)), request_id=request_id
+        )
+        response = await call(
+            self._runs.SignalRun, request, timeout=CALL_TIMEOUT, on_error=lambda e: _not_found(run_id, e)
+        )
+        return bool(response.delivered)
+
+    async def cancel(self, run_id: str, *, reason: str = "") -> RunInfo:
+        """Ask a run to stop; the node sees it at its next ctx call and the run ends CANCELLED.
+
+        A waiting step wakes with the cancellation; a step not yet started never starts. A run
+        that has ended already is returned as it is.
+        """
+        request = run_pb.CancelRunRequest(run_id=run_id, reason=reason)
+        response = await call(
+            self._runs.CancelRun, request, timeout=CALL_TIMEOUT, on_error=lambda e: _not_found(run_id, e)
+        )
+        return run_from_proto(response.run)
+
     def get_handle(self, run_id: str, *, state: type[S] | None = None) -> RunHandle[S]:
         """A handle on an existing run."""
         return RunHandle(self, run_id, state)
@@ -269,6 +302,14 @@ class RunHandle(Generic[S]):
     async def terminate(self, *, reason: str = "") -> RunInfo:
         """End the run now (see `Client.terminate`)."""
         return await self._client.terminate(self.run_id, reason=reason)
+
+    async def signal(self, name: str, payload: Any = None, *, request_id: str = "") -> bool:
+        """Send it a signal (see `Client.signal`)."""
+        return await self._client.signal(self.run_id, name, payload, request_id=request_id)
+
+    async def cancel(self, *, reason: str = "") -> RunInfo:
+        """Ask it to stop (see `Client.cancel`)."""
+        return await self._client.cancel(self.run_id, reason=reason)
 
     def __repr__(self) -> str:
         return f"RunHandle({self.run_id!r})"

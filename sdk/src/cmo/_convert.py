@@ -8,7 +8,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from cmo._graph import Graph
-from cmo._types import FailureInfo, RecordedActivity, RunInfo, RunStatus, StepInfo
+from cmo._types import FailureInfo, RecordedActivity, RunInfo, RunStatus, StepInfo, WaitInfo
 from cmo.api.v1 import common_pb2
 from cmo.serialization import canonical_json, parse_json
 
@@ -78,6 +78,18 @@ def run_from_proto(msg: common_pb2.Run) -> RunInfo:
         seed=msg.seed,
         parent_run_id=msg.parent_run_id,
         forked_from_step=msg.forked_from_step,
+        waiting=_wait_from_proto(msg.waiting) if msg.HasField("waiting") else None,
+        cancel_requested=msg.cancel_requested,
+    )
+
+
+def _wait_from_proto(msg: common_pb2.Wait) -> WaitInfo:
+    return WaitInfo(
+        kind=msg.kind,
+        name=msg.name,
+        until=_dt(msg.until) if msg.HasField("until") else None,
+        step_index=msg.step_index,
+        seq=msg.seq,
     )
 
 

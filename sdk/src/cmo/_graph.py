@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from cmo._activity import KIND_SIGNAL, KIND_TIMER
 from cmo._retry import RetryPolicy
+from cmo.serialization import parse_json
 
 if TYPE_CHECKING:
     from cmo._activity import Activity, ActivityRunner
@@ -91,9 +93,7 @@ class NodeContext:
             ActivityError: the activity failed after its own retries.
             NondeterminismError: the step recorded a different activity at this point.
         """
-        if self._activities is None:
-            raise RuntimeError("ctx.activity needs a worker: this context has no activity recorder")
-        return self._activities.start(act, args, kwargs)
+        return self._runner("activity").start(act, args, kwargs)
 
     async def http(
         self,
@@ -123,12 +123,59 @@ class NodeContext:
         recorded = await self.activity(act, method.upper(), url, sent, body, timeout.total_seconds())
         return HttpResponse.from_record(recorded)
 
+    async def sleep(self, duration: float | timedelta) -> None:
+        """Wait `duration` (seconds or a timedelta) on a durable timer, holding no worker slot.
+
+        The step is suspended and runs again once the timer has fired, after server or worker
+        restarts too; this call then returns at once.
+
+        Raises:
+            RunCancelledError: the run was cancelled before or during the wait.
+        """
+        await self._runner("sleep").wait(KIND_TIMER, "", _duration("duration", duration))
+
+    async def wait_for_signal(self, name: str, *, timeout: float | timedelta | None = None) -> Any:
+        """Wait for the signal `name` (`client.signal` / `cmoctl runs signal`), holding no worker slot.
+
+        A signal sent before the wait is kept and taken here at once. Signals of one name are
+        taken in the order they were sent, one per wait.
+
+        Returns:
+            The signal's payload (JSON data; None when it had none).
+
+        Raises:
+            SignalTimeoutError: `timeout` passed first.
+            RunCancelledError: the run was cancelled before or during the wait.
+        """
+        if not name or not name.isprintable() or any(c.isspace() for c in name) or len(name) > 128:
+            raise ValueError(f"signal name must be 1 to 128 printable characters without white space, got {name!r}")
+        limit = None if timeout is None else _duration("timeout", timeout)
+        payload = await self._runner("wait_for_signal").wait(KIND_SIGNAL, name, limit)
+        return parse_json(payload) if payload else None
+
+    @property
+    def cancel_requested(self) -> bool:
+        """CancelRun was called for the run: wind up (the next ctx call raises RunCancelledError)."""
+        return self._activities is not None and self._activities.cancel_requested
+
+    def _runner(self, what: str) -> ActivityRunner:
+        if self._activities is None:
+            raise RuntimeError(f"ctx.{what} needs a worker: this context has no activity recorder")
+        return self._activities
+
     @property
     def rng(self) -> _random.Random:
         """The step's deterministic generator, for other distributions (randint, choice …)."""
         if self._rng is None:  # seeded on first use: most nodes never draw
             self._rng = _random.Random(f"{self._seed}:{self.step_index}")
         return self._rng
+
+
+def _duration(field: str, value: float | timedelta) -> timedelta:
+    duration = value if isinstance(value, timedelta) else timedelta(seconds=value)
+    if duration < timedelta(0):
+        raise ValueError(f"{field} must not be negative, got {value!r}")
+    return duration
 
 
 NodeFn = Callable[[Any, NodeContext], "Awaitable[NodeResult[Any]] | NodeResult[Any]"]

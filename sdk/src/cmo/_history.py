@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cmo._types import FailureInfo, RecordedActivity, RunInfo, RunStatus, StepInfo
+from cmo._types import FailureInfo, RecordedActivity, RunInfo, RunStatus, StepInfo, WaitInfo
 
 __all__ = ["FORMAT", "RunHistory"]
 
@@ -40,9 +40,11 @@ class RunHistory:
         if doc.get("format") != FORMAT:
             raise ValueError(f"not a run history: format is {doc.get('format')!r}, expected {FORMAT!r}")
         r = doc["run"]
+        waiting = r.get("waiting")
         run = RunInfo(
             **{**r, "status": RunStatus[r["status"]], "failure": _failure(r["failure"])}
             | {k: _when(r[k]) for k in ("created_at", "updated_at", "completed_at")}
+            | {"waiting": None if waiting is None else WaitInfo(**{**waiting, "until": _when(waiting["until"])})}
         )
         steps = tuple(
             StepInfo(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["FailureInfo", "RecordedActivity", "RunInfo", "RunStatus", "StepInfo"]
+__all__ = ["FailureInfo", "RecordedActivity", "RunInfo", "RunStatus", "StepInfo", "WaitInfo"]
 
 
 class RunStatus(enum.IntEnum):
@@ -40,6 +40,20 @@ class FailureInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitInfo:
+    """What a WAITING run waits for."""
+
+    kind: str
+    """"signal" or "timer"."""
+    name: str
+    """The signal's name; empty for a timer."""
+    until: datetime | None
+    """When the timer fires or the signal wait times out; None: no timeout."""
+    step_index: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class RunInfo:
     """A run as the server describes it."""
 
@@ -65,6 +79,10 @@ class RunInfo:
     """Set on a fork: the run it was forked from."""
     forked_from_step: int = 0
     """Set on a fork: the last step it shares with its parent."""
+    waiting: WaitInfo | None = None
+    """Set while the run is WAITING."""
+    cancel_requested: bool = False
+    """CancelRun was called (the run ends CANCELLED once its node winds up)."""
 
 
 @dataclass(frozen=True, slots=True)

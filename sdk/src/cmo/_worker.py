@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from cmo._activity import ActivityRunner
+from cmo._activity import ActivityRunner, Suspend
 from cmo._client import Client
 from cmo._convert import duration
 from cmo._converter import from_json, to_json
@@ -23,7 +23,7 @@ from cmo._graph import END, Graph, Node, NodeContext, NodeResult
 from cmo._rpc import call
 from cmo.api.v1 import common_pb2
 from cmo.api.v1 import worker_service_pb2 as pb
-from cmo.errors import ApplicationError, RpcError
+from cmo.errors import ApplicationError, RpcError, RunCancelledError
 from cmo.serialization import canonical_json, parse_json
 
 __all__ = ["Worker"]
@@ -171,9 +171,17 @@ class Worker:
             recorded={a.seq: a for a in task.activities},
             record=functools.partial(self._record_activity, task),
         )
+        if task.cancel_requested:
+            if not task.activities:  # nothing started in this step: nothing to wind up
+                await self._fail(task, RunCancelledError(""))
+                return None
+            activities.request_cancel()
         try:
             result = await self._run_node(task, graph, node, activities)
             state, output = self._encode(node, result)
+        except Suspend as suspend:
+            await self._suspend(task, suspend.wait, activities.unconfirmed())
+            return None
         except _LeaseLost:
             logger.warning("lease of step %s of run %s lost; dropping it", task.step_index, task.run_id, extra=log)
             return None
@@ -212,7 +220,8 @@ class Worker:
         # step than a heartbeat task started and cancelled every time (3-7% of worker CPU).
         beats: list[asyncio.Task[None]] = []
         timer = asyncio.get_running_loop().call_later(
-            interval, lambda: beats.append(asyncio.create_task(self._heartbeat(task, interval, running, lost)))
+            interval,
+            lambda: beats.append(asyncio.create_task(self._heartbeat(task, interval, running, lost, activities))),
         )
         try:
             return await running
@@ -229,14 +238,21 @@ class Worker:
             self._nodes.discard(running)
 
     async def _heartbeat(
-        self, task: common_pb2.Task, interval: float, running: asyncio.Task[Any], lost: asyncio.Event
+        self,
+        task: common_pb2.Task,
+        interval: float,
+        running: asyncio.Task[Any],
+        lost: asyncio.Event,
+        activities: ActivityRunner,
     ) -> None:
         request = pb.HeartbeatTaskRequest(
             worker_id=self.worker_id, run_id=task.run_id, step_index=task.step_index, attempt=task.attempt
         )
         while True:
             try:
-                await self._stub.HeartbeatTask(request, timeout=interval)
+                response = await self._stub.HeartbeatTask(request, timeout=interval)
+                if response.cancel_requested:
+                    activities.request_cancel()
             except grpc.aio.AioRpcError as err:
                 if err.code() == grpc.StatusCode.FAILED_PRECONDITION:
                     lost.set()
@@ -341,6 +357,31 @@ class Worker:
             details="".join(traceback.format_exception(err))[-16000:],
         )
         await self._report_failure(task, failure, release=False, activities=activities or [])
+
+    async def _suspend(
+        self, task: common_pb2.Task, wait: pb.WaitRequest, activities: list[common_pb2.Activity]
+    ) -> None:
+        """End the attempt while its node waits; the server offers the step again once the wait is over."""
+        request = pb.SuspendTaskRequest(
+            worker_id=self.worker_id,
+            run_id=task.run_id,
+            step_index=task.step_index,
+            attempt=task.attempt,
+            wait=wait,
+            activities=activities,
+        )
+        log = {"run_id": task.run_id, "step_index": task.step_index, "attempt": task.attempt}
+        try:
+            await call(self._stub.SuspendTask, request, timeout=CALL_TIMEOUT, retry_for=COMPLETE_RETRY_FOR)
+        except RpcError as err:
+            if err.code == "FAILED_PRECONDITION":
+                logger.warning("suspending step %s of run %s refused: %s", task.step_index, task.run_id, err.message)
+            elif err.code in ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"):
+                await self._fail(task, ApplicationError(err.message, type=err.code, non_retryable=True), activities)
+            else:
+                logger.error("suspending step %s of run %s failed: %s", task.step_index, task.run_id, err, extra=log)
+            return
+        logger.debug("step %s of run %s waits for a %s", task.step_index, task.run_id, wait.kind, extra=log)
 
     async def _release(self, task: common_pb2.Task) -> None:
         await self._report_failure(task, common_pb2.Failure(message="released by a stopping worker"), release=True)

@@ -6,6 +6,10 @@ CmoError
  ├── RunFailedError           a run ended FAILED, CANCELLED or TERMINATED
  ├── WaitTimeoutError         waiting for a run's result timed out (also a TimeoutError)
  ├── GraphError               a graph definition is invalid
+ ├── ActivityError            an activity failed for good (recorded, raised again on replay)
+ ├── NondeterminismError      node code asked for another activity than the recorded one
+ ├── RunCancelledError        CancelRun was called: raised at the node's next ctx call
+ ├── SignalTimeoutError       ctx.wait_for_signal ran out (also a TimeoutError)
  └── ApplicationError         raised by node code; retried per the node's policy unless
                               non_retryable
 """
@@ -25,7 +29,9 @@ __all__ = [
     "NondeterminismError",
     "RpcError",
     "RunFailedError",
+    "RunCancelledError",
     "RunNotFoundError",
+    "SignalTimeoutError",
     "WaitTimeoutError",
 ]
 
@@ -107,6 +113,29 @@ class NondeterminismError(CmoError):
         self.seq = seq
         self.recorded = recorded
         self.requested = requested
+
+
+class RunCancelledError(CmoError):
+    """The run was asked to stop (CancelRun): raised at the node's next ctx call.
+
+    Let it propagate and the run ends CANCELLED; catch it to clean up first (activities still
+    run), then raise it again. Like any outcome it is recorded, so a replay raises it at the same
+    point.
+    """
+
+    non_retryable = True
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the run was cancelled: {reason}" if reason else "the run was cancelled")
+        self.reason = reason
+
+
+class SignalTimeoutError(CmoError, TimeoutError):
+    """`ctx.wait_for_signal` ran out before the signal arrived (recorded, so replays raise it too)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no signal {name!r} arrived in time")
+        self.name = name
 
 
 class ApplicationError(CmoError):
