@@ -28,10 +28,12 @@ from typing import Any
 import cmo
 
 __all__ = [
+    "APPROVAL",
     "COUNTER",
     "GRAPHS",
     "ORDERS",
     "Markers",
+    "approval_graph",
     "check_counter_history",
     "counter_graph",
     "counter_input",
@@ -207,5 +209,29 @@ def orders_graph(markers: Markers, worker_id: str) -> cmo.Graph[State]:
     return graph
 
 
-GRAPHS: dict[str, Callable[[Markers, str], cmo.Graph[State]]] = {"counter": counter_graph, "orders": orders_graph}
+APPROVAL = "e2e-approval"
+"""graph_id of the approval graph (version 1)."""
+
+
+def approval_graph(markers: Markers, worker_id: str) -> cmo.Graph[State]:
+    """One node, `gate`, that waits for the signal "approve" if `signal` is set in the state, then
+    sleeps `nap` seconds on a durable timer; each attempt leaves a `started` marker."""
+    graph: cmo.Graph[State] = cmo.Graph(APPROVAL, version=1)
+
+    @graph.node(entry=True)
+    async def gate(state: State, ctx: cmo.NodeContext) -> cmo.NodeResult[State]:
+        markers.write(ctx.run_id, ctx.step_index, ctx.attempt, "started", {"worker_id": worker_id})
+        decision = await ctx.wait_for_signal("approve") if state.get("signal") else None
+        if state.get("nap"):
+            await ctx.sleep(state["nap"])
+        return cmo.NodeResult({**state, "decision": decision, "by": worker_id}, next=cmo.END)
+
+    return graph
+
+
+GRAPHS: dict[str, Callable[[Markers, str], cmo.Graph[State]]] = {
+    "approval": approval_graph,
+    "counter": counter_graph,
+    "orders": orders_graph,
+}
 """Graphs a worker process can serve, by the name `--graph` takes."""
