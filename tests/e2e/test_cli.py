@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 import cmo
-from tests.e2e.graphs import COUNTER, Markers, counter_input
+from tests.e2e.graphs import APPROVAL, COUNTER, Markers, counter_input
 from tests.support.processes import Database, Processes
+from tests.support.waiting import assert_eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -160,3 +161,50 @@ async def test_cmoctl_runs_fork_with_an_edited_state(processes: Processes, marke
     bad = await asyncio.to_thread(cmoctl, server.address, "runs", "fork", run_id, "--from-step", "9")
     assert bad.returncode == 1
     assert "from_step" in bad.stderr
+
+
+async def test_cmoctl_shows_what_a_run_waits_for_signals_it_and_cancels_another(
+    processes: Processes, markers: Markers, tmp_path: Path
+):
+    server = await processes.start_server(Database(sqlite_path=tmp_path / "cmo.db"))
+    await processes.start_worker(server.address, graph="approval", marker_dir=markers.root)
+    approved, dropped = uuid.uuid4().hex, uuid.uuid4().hex
+    async with await cmo.Client.connect(server.address) as client:
+        for run_id in (approved, dropped):
+            await client.start(APPROVAL, {"signal": True}, run_id=run_id)
+
+        async def waiting(run_id: str) -> bool:
+            return (await client.get_run(run_id)).waiting is not None
+
+        for run_id in (approved, dropped):
+            await assert_eventually(lambda r=run_id: waiting(r), timeout=20, what="the run waiting")
+
+        shown = await asyncio.to_thread(cmoctl, server.address, "runs", "show", approved)
+        assert shown.returncode == 0, shown.stderr
+        assert "WAITING" in shown.stdout
+        assert "waiting for signal 'approve'" in shown.stdout
+        shown_json = await asyncio.to_thread(cmoctl, server.address, "runs", "show", approved, "--json")
+        as_json = json.loads(shown_json.stdout)
+        assert (as_json["waiting"]["kind"], as_json["waiting"]["name"]) == ("signal", "approve")
+
+        bad = await asyncio.to_thread(cmoctl, server.address, "runs", "signal", approved, "approve", "--payload", "{")
+        assert bad.returncode == 2
+        assert "--payload" in bad.stderr
+
+        sent = await asyncio.to_thread(
+            cmoctl, server.address, "runs", "signal", approved, "approve", "--payload", '{"by": "cli"}'
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert "delivered" in sent.stdout
+        assert (await client.wait(approved, timeout=30)).result["decision"] == {"by": "cli"}
+
+        cancelled = await asyncio.to_thread(cmoctl, server.address, "runs", "cancel", dropped, "--reason", "no longer")
+        assert cancelled.returncode == 0, cancelled.stderr
+        done = await client.wait(dropped, timeout=30)
+        assert done.status is cmo.RunStatus.CANCELLED
+        assert done.failure is not None
+        assert "no longer" in done.failure.message
+
+        late = await asyncio.to_thread(cmoctl, server.address, "runs", "signal", dropped, "approve")
+        assert late.returncode == 1
+        assert "has ended" in late.stderr

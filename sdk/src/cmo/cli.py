@@ -17,7 +17,7 @@ from rich.table import Table
 
 from cmo._client import Client, RunHandle
 from cmo._history import RunHistory
-from cmo._types import RunInfo, RunStatus
+from cmo._types import RunInfo, RunStatus, WaitInfo
 from cmo.errors import CmoError
 
 __all__ = ["main"]
@@ -49,6 +49,16 @@ def _table(*columns: str, keep: tuple[str, ...] = ()) -> Table:
 
 def _when(run: RunInfo) -> str:
     return run.created_at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _describe_wait(wait: WaitInfo) -> str:
+    what = f"signal {wait.name!r}" if wait.kind == "signal" else "a timer"
+    until = "" if wait.until is None else f" until {wait.until.strftime('%Y-%m-%d %H:%M:%S')} UTC"
+    return f"{what}{until} (step {wait.step_index}, seq {wait.seq})"
+
+
+def _plain_wait(wait: WaitInfo) -> dict[str, Any]:
+    return {**dataclasses.asdict(wait), "until": None if wait.until is None else wait.until.isoformat()}
 
 
 @click.group()
@@ -104,7 +114,7 @@ def list_runs(address: str, graph_id: str, status: str | None, limit: int, as_js
         table.add_row(
             r.run_id,
             f"{r.graph_id}@{r.graph_version}",
-            r.status.name,
+            r.status.name if r.waiting is None else f"{r.status.name} ({r.waiting.kind} {r.waiting.name})".strip(),
             str(r.step_count),
             r.current_node or "-",
             _when(r),
@@ -131,6 +141,8 @@ def show_run(address: str, run_id: str, as_json: bool) -> None:
             "status": run.status.name,
             "result": run.result,
             "failure": None if run.failure is None else run.failure.message,
+            "waiting": None if run.waiting is None else _plain_wait(run.waiting),
+            "cancel_requested": run.cancel_requested,
             "steps": [
                 {
                     "step_index": s.step_index,
@@ -151,6 +163,10 @@ def show_run(address: str, run_id: str, as_json: bool) -> None:
         f"run [bold]{run.run_id}[/]  graph {run.graph_id}@{run.graph_version}  "
         f"status [bold]{run.status.name}[/]  steps {run.step_count}  created {_when(run)}"
     )
+    if run.waiting is not None:
+        console.print(f"waiting for {_describe_wait(run.waiting)}")
+    if run.cancel_requested and not run.status.terminal:
+        console.print("cancel requested: the node stops at its next ctx call")
     if run.failure is not None:
         console.print(
             f"failure at step {run.failure.step_index} ({run.failure.node_id}, attempt "
@@ -197,6 +213,33 @@ def terminate_run(address: str, run_id: str, reason: str) -> None:
     """End a run now: TERMINATED; a worker running its step is refused the checkpoint."""
     run = _run(address, lambda client: client.terminate(run_id, reason=reason))
     click.echo(f"run {run.run_id} {run.status.name}")
+
+
+@runs.command("signal")
+@click.argument("run_id")
+@click.argument("name")
+@click.option("--payload", default="null", show_default=True, help="The signal's value, as JSON.")
+@click.option("--request-id", default="", help="Makes a retry safe: a repeat of this id is ignored.")
+@click.pass_obj
+def signal_run(address: str, run_id: str, name: str, payload: str, request_id: str) -> None:
+    """Send the signal NAME to a run: it wakes ctx.wait_for_signal(NAME), or waits for it."""
+    try:
+        value = json.loads(payload)
+    except json.JSONDecodeError as err:
+        raise click.BadParameter(f"not JSON: {err}", param_hint="--payload") from None
+    delivered = _run(address, lambda client: client.signal(run_id, name, value, request_id=request_id))
+    click.echo(f"run {run_id}: signal {name!r} " + ("delivered" if delivered else "kept until the run waits for it"))
+
+
+@runs.command("cancel")
+@click.argument("run_id")
+@click.option("--reason", default="cancelled by cmoctl", show_default=True, help="Recorded as the failure.")
+@click.pass_obj
+def cancel_run(address: str, run_id: str, reason: str) -> None:
+    """Ask a run to stop: its node sees it at its next ctx call and the run ends CANCELLED."""
+    run = _run(address, lambda client: client.cancel(run_id, reason=reason))
+    state = run.status.name if run.status.terminal else f"{run.status.name}, cancel requested"
+    click.echo(f"run {run.run_id} {state}")
 
 
 @runs.command("export")
