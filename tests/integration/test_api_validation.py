@@ -644,3 +644,115 @@ async def test_a_resent_checkpoint_frees_the_eager_task_its_lost_reply_carried(
     assert not again.HasField("next_task")
     freed = await claim(api, graph, worker_id="w2")
     assert (freed.run_id, freed.step_index, freed.attempt) == (run_id, 1, 2)
+
+
+# -- waits: SuspendTask, SignalRun, CancelRun ----------------------------------------------------
+
+
+def suspension(task: common_pb2.Task, **wait: Any) -> worker_service_pb2.SuspendTaskRequest:
+    return worker_service_pb2.SuspendTaskRequest(
+        worker_id="w1",
+        run_id=task.run_id,
+        step_index=task.step_index,
+        attempt=task.attempt,
+        wait=worker_service_pb2.WaitRequest(**wait),
+    )
+
+
+@pytest.mark.parametrize(
+    ("wait", "field"),
+    [
+        ({"kind": "nap", "seq": 0}, "wait.kind"),
+        ({"kind": "signal", "seq": -1, "name": "go"}, "wait.seq"),
+        ({"kind": "signal", "seq": 0, "name": ""}, "wait.name"),
+        ({"kind": "signal", "seq": 0, "name": "has space"}, "wait.name"),
+        ({"kind": "timer", "seq": 0, "name": "x", "duration": Duration(seconds=1)}, "wait.name"),
+        ({"kind": "timer", "seq": 0}, "wait.duration"),
+        ({"kind": "timer", "seq": 0, "duration": Duration(seconds=-1)}, "wait.duration"),
+        ({"kind": "timer", "seq": 0, "duration": Duration(seconds=10**10)}, "wait.duration"),
+        ({"kind": "timer", "seq": 0, "duration": Duration(seconds=1), "request_hash": "h" * 129}, "wait.request_hash"),
+    ],
+)
+async def test_suspend_task_rejects_a_bad_wait_and_leaves_the_task_leased(
+    api: Api, graph: common_pb2.GraphDef, wait: dict[str, Any], field: str
+):
+    run_id = await start(api, graph)
+    task = await claim(api, graph)
+    await rejected(api.workers.SuspendTask(suspension(task, **wait), timeout=10), Code.INVALID_ARGUMENT, field)
+    run, _ = await snapshot(api, run_id)
+    assert run.status == common_pb2.RUN_STATUS_RUNNING
+    assert not run.HasField("waiting")
+    await api.workers.CompleteTask(completion(task), timeout=10)  # the attempt still holds the task
+
+
+async def test_suspend_task_without_a_wait_or_by_a_stale_attempt_is_refused(api: Api, graph: common_pb2.GraphDef):
+    await start(api, graph)
+    task = await claim(api, graph)
+    bare = worker_service_pb2.SuspendTaskRequest(
+        worker_id="w1", run_id=task.run_id, step_index=task.step_index, attempt=task.attempt
+    )
+    await rejected(api.workers.SuspendTask(bare, timeout=10), Code.INVALID_ARGUMENT, "wait")
+    stale = suspension(task, kind="signal", seq=0, name="go")
+    stale.attempt = task.attempt + 1
+    await rejected(api.workers.SuspendTask(stale, timeout=10), Code.FAILED_PRECONDITION)
+    await api.workers.SuspendTask(suspension(task, kind="signal", seq=0, name="go"), timeout=10)
+    # A repeat after the suspension: the attempt no longer holds the task.
+    await rejected(
+        api.workers.SuspendTask(suspension(task, kind="signal", seq=0, name="go"), timeout=10), Code.FAILED_PRECONDITION
+    )
+    run, _ = await snapshot(api, task.run_id)
+    assert run.status == common_pb2.RUN_STATUS_WAITING
+    assert (run.waiting.kind, run.waiting.name, run.waiting.seq) == ("signal", "go", 0)
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "field"),
+    [
+        ({"run_id": ""}, Code.INVALID_ARGUMENT, "run_id"),
+        ({"name": ""}, Code.INVALID_ARGUMENT, "name"),
+        ({"name": LONG_ID}, Code.INVALID_ARGUMENT, "name"),
+        ({"request_id": "a b"}, Code.INVALID_ARGUMENT, "request_id"),
+        ({"payload": b"{"}, Code.INVALID_ARGUMENT, "payload"),
+        ({"payload": b'"' + b"x" * LIMIT + b'"'}, Code.RESOURCE_EXHAUSTED, ""),
+        ({"run_id": "no-such-run"}, Code.NOT_FOUND, ""),
+    ],
+)
+async def test_signal_run_rejects_bad_input_and_keeps_nothing(
+    api: Api, graph: common_pb2.GraphDef, fields: dict[str, Any], code: grpc.StatusCode, field: str
+):
+    run_id = await start(api, graph)
+    task = await claim(api, graph)
+    await api.workers.SuspendTask(suspension(task, kind="signal", seq=0, name="go"), timeout=10)
+    request = run_service_pb2.SignalRunRequest(**{"run_id": run_id, "name": "go", **fields})
+    await rejected(api.runs.SignalRun(request, timeout=10), code, field)
+    run, _ = await snapshot(api, run_id)
+    assert run.status == common_pb2.RUN_STATUS_WAITING  # no signal was kept
+    good = run_service_pb2.SignalRunRequest(run_id=run_id, name="go", payload=b"1")
+    assert (await api.runs.SignalRun(good, timeout=10)).delivered
+
+
+async def test_signal_to_an_ended_run_is_a_failed_precondition(api: Api, graph: common_pb2.GraphDef):
+    run_id = await start(api, graph)
+    await api.runs.TerminateRun(run_service_pb2.TerminateRunRequest(run_id=run_id), timeout=10)
+    request = run_service_pb2.SignalRunRequest(run_id=run_id, name="go")
+    details = await rejected(api.runs.SignalRun(request, timeout=10), Code.FAILED_PRECONDITION)
+    assert "has ended" in details
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "field"),
+    [
+        ({"run_id": ""}, Code.INVALID_ARGUMENT, "run_id"),
+        ({"reason": "r" * 4097}, Code.INVALID_ARGUMENT, "reason"),
+        ({"run_id": "no-such-run"}, Code.NOT_FOUND, ""),
+    ],
+)
+async def test_cancel_run_rejects_bad_input_and_changes_nothing(
+    api: Api, graph: common_pb2.GraphDef, fields: dict[str, Any], code: grpc.StatusCode, field: str
+):
+    run_id = await start(api, graph)
+    request = run_service_pb2.CancelRunRequest(**{"run_id": run_id, **fields})
+    await rejected(api.runs.CancelRun(request, timeout=10), code, field)
+    run, _ = await snapshot(api, run_id)
+    assert run.status == common_pb2.RUN_STATUS_PENDING
+    assert not run.cancel_requested
