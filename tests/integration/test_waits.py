@@ -254,3 +254,15 @@ async def test_later_steps_of_a_cancelled_run_do_not_start(client: cmo.Client):
         info = await status_of(handle, cmo.RunStatus.CANCELLED)
     assert second == []
     assert info.step_count == 1
+
+
+async def test_terminating_a_waiting_run_ends_it_and_a_late_signal_is_refused(client: cmo.Client):
+    graph = approval_graph([])
+    async with serving(client, [graph]):
+        handle = await client.start(graph, {})
+        await status_of(handle, cmo.RunStatus.WAITING)
+        ended = await handle.terminate(reason="gone")
+        assert ended.status is cmo.RunStatus.TERMINATED
+        assert ended.waiting is None
+        with pytest.raises(RpcError, match="has ended"):
+            await handle.signal("approve", True)
