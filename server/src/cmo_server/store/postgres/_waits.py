@@ -1,8 +1,9 @@
 """Waits on Postgres: suspending a step, signals, cancellation, timers.
 
-Off the hot path, so each is a short explicit transaction of a few statements; the rows they
-change are locked first (the task with FOR UPDATE, the run with FOR UPDATE in signal and cancel),
-so a wait, a signal, a cancellation and the timer sweep of any replica are serialised per run.
+Off the hot path, so each is a short explicit transaction of a few statements. Each locks the
+run's task row first (FOR UPDATE) and only then writes its run row, the order every transition
+of the hot path takes too (checkpoint, termination), so they serialise per run without deadlocks.
+An unfinished run always has its task row: no row means the run has ended, or never existed.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ END_WAIT = """
 MARK_RESUMED = """
     UPDATE runs SET status = %(running)s, updated_at = now() WHERE run_id = %(run_id)s AND status = %(waiting)s
 """
-LOCK_RUN = "SELECT status FROM runs WHERE run_id = %(run_id)s FOR UPDATE"
+SELECT_RUN_STATUS = "SELECT status FROM runs WHERE run_id = %(run_id)s"
 INSERT_SIGNAL = """
     INSERT INTO signals (run_id, name, payload, request_id, sent_at)
     VALUES (%(run_id)s, %(name)s, %(payload)s, %(request_id)s, now())
@@ -81,7 +82,7 @@ INSERT_SIGNAL = """
 """
 WAIT_COLUMNS = "run_id, step_index, attempt, wait_kind, wait_name, wait_seq, wait_hash, task_queue, graph_key"
 LOCK_WAIT = f"SELECT {WAIT_COLUMNS} FROM tasks WHERE run_id = %(run_id)s FOR UPDATE"
-SELECT_TASK_FOR_CANCEL = "SELECT step_index, lease_owner, wait_kind FROM tasks WHERE run_id = %(run_id)s FOR UPDATE"
+LOCK_TASK_FOR_CANCEL = f"SELECT lease_owner, {WAIT_COLUMNS} FROM tasks WHERE run_id = %(run_id)s FOR UPDATE"
 MARK_CANCEL_REQUESTED = """
     UPDATE runs SET cancel_requested = true, cancel_reason = %(reason)s, updated_at = now() WHERE run_id = %(run_id)s
 """
@@ -140,11 +141,12 @@ class PostgresWaits:
         """See `Store.signal_run`."""
         delivered, ready = False, None
         async with self._pool.connection() as conn, conn.transaction():
-            row = await (await conn.execute(LOCK_RUN, {"run_id": signal.run_id})).fetchone()
-            if row is None:
-                return None
-            status = RunStatus(row[0])
-            if status.terminal:
+            waiting = await (await conn.execute(LOCK_WAIT, {"run_id": signal.run_id})).fetchone()
+            if waiting is None:
+                row = await (await conn.execute(SELECT_RUN_STATUS, {"run_id": signal.run_id})).fetchone()
+                if row is None:
+                    return None
+                status = RunStatus(row[0])
                 raise FailedPrecondition(f"run {signal.run_id!r} has ended ({status.name}); it takes no more signals")
             params = {
                 "run_id": signal.run_id,
@@ -152,17 +154,16 @@ class PostgresWaits:
                 "payload": signal.payload,
                 "request_id": signal.request_id or None,
             }
-            if (await conn.execute(INSERT_SIGNAL, params)).rowcount == 1:
-                waiting = await (await conn.execute(LOCK_WAIT, {"run_id": signal.run_id})).fetchone()
-                if waiting is not None and waiting[3] == WAIT_SIGNAL and waiting[4] == signal.name:
-                    run_id, step_index, attempt, kind, name, seq, request_hash, queue, graph = waiting
-                    take = {"run_id": run_id, "name": name, "step_index": step_index, "seq": seq}
-                    taken = await (await conn.execute(TAKE_PENDING_SIGNAL, take)).fetchone()
-                    assert taken is not None
-                    wait = WaitRequest(seq=seq, kind=kind, name=name, duration=None, request_hash=request_hash)
-                    await _record(conn, run_id, step_index, wait.record(result=taken[0], error=None, attempt=attempt))
-                    await _end_wait(conn, run_id)
-                    delivered, ready = True, (queue, graph)
+            kept = (await conn.execute(INSERT_SIGNAL, params)).rowcount == 1
+            if kept and waiting[3] == WAIT_SIGNAL and waiting[4] == signal.name:
+                run_id, step_index, attempt, kind, name, seq, request_hash, queue, graph = waiting
+                take = {"run_id": run_id, "name": name, "step_index": step_index, "seq": seq}
+                taken = await (await conn.execute(TAKE_PENDING_SIGNAL, take)).fetchone()
+                assert taken is not None
+                wait = WaitRequest(seq=seq, kind=kind, name=name, duration=None, request_hash=request_hash)
+                await _record(conn, run_id, step_index, wait.record(result=taken[0], error=None, attempt=attempt))
+                await _end_wait(conn, run_id)
+                delivered, ready = True, (queue, graph)
             run = await _get_run(conn, signal.run_id)
         return SignalOutcome(run, delivered, ready)
 
@@ -170,17 +171,11 @@ class PostgresWaits:
         """See `Store.cancel_run`."""
         ready = None
         async with self._pool.connection() as conn, conn.transaction():
-            row = await (await conn.execute(LOCK_RUN, {"run_id": run_id})).fetchone()
-            if row is None:
-                return None
-            if not RunStatus(row[0]).terminal:
+            task = await (await conn.execute(LOCK_TASK_FOR_CANCEL, {"run_id": run_id})).fetchone()
+            if task is not None:
+                lease_owner, waiting = task[0], task[1:]
                 await conn.execute(MARK_CANCEL_REQUESTED, {"reason": failure.message, "run_id": run_id})
-                task = await (await conn.execute(SELECT_TASK_FOR_CANCEL, {"run_id": run_id})).fetchone()
-                assert task is not None
-                _, lease_owner, wait_kind = task
-                if wait_kind is not None:
-                    waiting = await (await conn.execute(LOCK_WAIT, {"run_id": run_id})).fetchone()
-                    assert waiting is not None
+                if waiting[3] is not None:
                     ready = await _wake(conn, waiting, failure)
                 elif lease_owner is None:
                     # Nothing runs the step: there is nobody to see the request, so the run ends now.
@@ -190,8 +185,8 @@ class PostgresWaits:
                         "failure": json.dumps(failure.to_json()),
                     }
                     await conn.execute(CANCEL_NOW, params)
-            run = await _get_run(conn, run_id)
-        return CancelOutcome(run, ready)
+            row = await (await conn.execute(SELECT_RUN, {"run_id": run_id})).fetchone()
+        return None if row is None else CancelOutcome(run_from_row(row, same), ready)
 
     async def fire_due_waits(self) -> set[tuple[str, str]]:
         """See `Store.fire_due_waits`."""
