@@ -12,6 +12,7 @@ from cmo.serialization import canonical_json
 __all__ = [
     "END_NODE",
     "ActivityRecord",
+    "Artifact",
     "CompleteOutcome",
     "Failure",
     "GraphSpec",
@@ -389,3 +390,16 @@ class CompleteOutcome:
     """The step had been completed by this attempt before: nothing was written."""
     finished_at: datetime | None = None
     """When the run completed, if this step finished it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """Content a run put as an artifact: stored once in the blob store, named by its SHA-256."""
+
+    run_id: str
+    sha256: str
+    """Lowercase hex SHA-256 of the content."""
+    size: int
+    media_type: str
+    created_at: datetime | None = None
+    """Set by the store: when this run first put this content."""

@@ -9,10 +9,29 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from cmo.api.v1 import common_pb2
 from cmo_server.api._validate import check_id, check_range
-from cmo_server.domain import END_NODE, ActivityRecord, Failure, GraphSpec, NodeSpec, RetrySpec, Run, Step, Task
+from cmo_server.artifacts import format_digest
+from cmo_server.domain import (
+    END_NODE,
+    ActivityRecord,
+    Artifact,
+    Failure,
+    GraphSpec,
+    NodeSpec,
+    RetrySpec,
+    Run,
+    Step,
+    Task,
+)
 from cmo_server.errors import InvalidArgument
 
-__all__ = ["failure_from_proto", "graph_from_proto", "run_to_proto", "step_to_proto", "task_to_proto"]
+__all__ = [
+    "artifact_to_proto",
+    "failure_from_proto",
+    "graph_from_proto",
+    "run_to_proto",
+    "step_to_proto",
+    "task_to_proto",
+]
 
 MAX_NODES = 1000
 MAX_SEQ = 1_000_000
@@ -197,3 +216,10 @@ def task_to_proto(task: Task, lease: timedelta) -> common_pb2.Task:
     )
     msg.lease_duration.FromTimedelta(lease)
     return msg
+
+
+def artifact_to_proto(artifact: Artifact) -> common_pb2.ArtifactRef:
+    """The ref a worker gets for a stored artifact."""
+    return common_pb2.ArtifactRef(
+        digest=format_digest(artifact.sha256), size=artifact.size, media_type=artifact.media_type
+    )

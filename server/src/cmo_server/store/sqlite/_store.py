@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from cmo_server.domain import (
     END_NODE,
     ActivityRecord,
+    Artifact,
     CompleteOutcome,
     Failure,
     GraphSpec,
@@ -36,7 +37,7 @@ from cmo_server.domain import (
     TaskState,
     graph_key,
 )
-from cmo_server.errors import AlreadyExists, StaleLease
+from cmo_server.errors import AlreadyExists, NotFound, StaleLease
 from cmo_server.store._migrations import load_migrations
 from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
 from cmo_server.store._protocol import RunPage
@@ -216,6 +217,20 @@ FAIL_RUN = """
      WHERE run_id = :run_id
 """
 
+# -- artifacts ------------------------------------------------------------------------------------
+
+INSERT_ARTIFACT = """
+    INSERT INTO artifacts (run_id, digest, size, media_type, created_at)
+    SELECT run_id, :digest, :size, :media_type, :now FROM runs WHERE run_id = :run_id
+    ON CONFLICT (run_id, digest) DO NOTHING
+"""
+SELECT_RUN_ARTIFACT = """
+    SELECT run_id, digest, size, media_type, created_at FROM artifacts WHERE run_id = :run_id AND digest = :digest
+"""
+SELECT_OLDEST_ARTIFACT = """
+    SELECT run_id, digest, size, media_type, created_at FROM artifacts WHERE digest = ? ORDER BY created_at LIMIT 1
+"""
+
 
 class SqliteStore:
     """`Store` on an SQLite file."""
@@ -332,6 +347,17 @@ class SqliteStore:
     async def fail_run(self, key: TaskKey, *, failure: Failure) -> None:
         """See `Store.fail_run`."""
         await self._call(_fail_run, key, failure)
+
+    # -- artifacts --------------------------------------------------------------------------------
+
+    async def add_artifact(self, artifact: Artifact) -> Artifact:
+        """See `Store.add_artifact`."""
+        return await self._call(_add_artifact, artifact)
+
+    async def find_artifact(self, sha256: str) -> Artifact | None:
+        """See `Store.find_artifact`."""
+        row = await self._call(lambda conn: conn.execute(SELECT_OLDEST_ARTIFACT, (sha256,)).fetchone())
+        return None if row is None else _artifact(row)
 
 
 # -- one function per store call, each given the connection --------------------------------------
@@ -720,3 +746,23 @@ def _fail_run(conn: sqlite3.Connection, key: TaskKey, failure: Failure) -> None:
         if conn.execute(DELETE_TASK_FENCED, params).rowcount == 0:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
         conn.execute(FAIL_RUN, params)
+
+
+def _add_artifact(conn: sqlite3.Connection, artifact: Artifact) -> Artifact:
+    params = {
+        "run_id": artifact.run_id,
+        "digest": artifact.sha256,
+        "size": artifact.size,
+        "media_type": artifact.media_type,
+        "now": _now_us(),
+    }
+    with _Transaction(conn):
+        conn.execute(INSERT_ARTIFACT, params)
+        row = conn.execute(SELECT_RUN_ARTIFACT, params).fetchone()
+    if row is None:
+        raise NotFound(f"run {artifact.run_id!r} does not exist")
+    return _artifact(row)
+
+
+def _artifact(row: Sequence[Any]) -> Artifact:
+    return Artifact(run_id=row[0], sha256=row[1], size=row[2], media_type=row[3], created_at=_dt(row[4]))
