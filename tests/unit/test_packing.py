@@ -151,7 +151,8 @@ def test_pack_then_unpack_gives_back_the_exact_bytes(fields, threshold, segment)
     assert unpacked == payload
     assert is_manifest(packed) == (len(payload) > threshold)
     if len(payload) <= threshold:
-        assert packed == payload and not blobs.blobs
+        assert packed == payload
+        assert not blobs.blobs
 
 
 @given(st.dictionaries(st.text(max_size=8), json_values, max_size=6) | json_values)
