@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from cmo_server.blob import BlobStore, pack, unpack
+from cmo_server.blob import BlobStore, is_manifest, pack, unpack
 from cmo_server.domain import (
     ActivityRecord,
     Artifact,
@@ -62,15 +62,20 @@ class OffloadingStore:
         await self._inner.aclose()
 
     # -- payload helpers --------------------------------------------------------------------------
+    # Each checks sizes or the manifest marker first and returns at once when there is nothing to
+    # do: the common case must not create tasks (asyncio.gather would) or touch the blob store.
 
     async def _pack(self, data: bytes) -> bytes:
-        return await pack(data, self._blobs, self._threshold)
+        return data if len(data) <= self._threshold else await pack(data, self._blobs, self._threshold)
 
     async def _pack_optional(self, data: bytes | None) -> bytes | None:
-        return None if data is None else await pack(data, self._blobs, self._threshold)
+        return None if data is None else await self._pack(data)
+
+    async def _unpack(self, stored: bytes) -> bytes:
+        return await unpack(stored, self._blobs) if is_manifest(stored) else stored
 
     async def _unpack_optional(self, stored: bytes | None) -> bytes | None:
-        return None if stored is None else await unpack(stored, self._blobs)
+        return None if stored is None else await self._unpack(stored)
 
     async def _pack_activity(self, activity: ActivityRecord) -> ActivityRecord:
         if activity.result is None or len(activity.result) <= self._threshold:
@@ -78,28 +83,30 @@ class OffloadingStore:
         return replace(activity, result=await self._pack(activity.result))
 
     async def _unpack_activities(self, activities: tuple[ActivityRecord, ...]) -> tuple[ActivityRecord, ...]:
-        async def one(activity: ActivityRecord) -> ActivityRecord:
-            result = await self._unpack_optional(activity.result)
-            return activity if result is activity.result else replace(activity, result=result)
-
-        return tuple(await asyncio.gather(*(one(a) for a in activities))) if activities else activities
+        if not any(a.result is not None and is_manifest(a.result) for a in activities):
+            return activities
+        return tuple([replace(a, result=await self._unpack_optional(a.result)) for a in activities])
 
     async def _unpack_run(self, run: Run) -> Run:
-        input_, result = await asyncio.gather(unpack(run.input, self._blobs), self._unpack_optional(run.result))
-        if input_ is run.input and result is run.result:
+        if not is_manifest(run.input) and (run.result is None or not is_manifest(run.result)):
             return run
+        input_, result = await asyncio.gather(self._unpack(run.input), self._unpack_optional(run.result))
         return replace(run, input=input_, result=result)
 
     async def _unpack_step(self, step: Step) -> Step:
+        if not is_manifest(step.state) and not is_manifest(step.output):
+            activities = await self._unpack_activities(step.activities)
+            return step if activities is step.activities else replace(step, activities=activities)
         state, output, activities = await asyncio.gather(
-            unpack(step.state, self._blobs), unpack(step.output, self._blobs), self._unpack_activities(step.activities)
+            self._unpack(step.state), self._unpack(step.output), self._unpack_activities(step.activities)
         )
         return replace(step, state=state, output=output, activities=activities)
 
     async def _unpack_task(self, task: Task) -> Task:
-        state, activities = await asyncio.gather(
-            unpack(task.state, self._blobs), self._unpack_activities(task.activities)
-        )
+        state = await self._unpack(task.state)
+        activities = await self._unpack_activities(task.activities)
+        if state is task.state and activities is task.activities:
+            return task
         return replace(task, state=state, activities=activities)
 
     # -- graphs: no payloads ----------------------------------------------------------------------
@@ -139,12 +146,12 @@ class OffloadingStore:
     ) -> RunPage:
         """See `Store.list_runs`."""
         runs, token = await self._inner.list_runs(graph_id=graph_id, status=status, limit=limit, page_token=page_token)
-        return list(await asyncio.gather(*(self._unpack_run(r) for r in runs))), token
+        return [await self._unpack_run(r) for r in runs], token
 
     async def get_steps(self, run_id: str, *, after: int = -1, limit: int = 1000) -> list[Step]:
         """See `Store.get_steps`."""
         steps = await self._inner.get_steps(run_id, after=after, limit=limit)
-        return list(await asyncio.gather(*(self._unpack_step(s) for s in steps)))
+        return [await self._unpack_step(s) for s in steps]
 
     # -- tasks ------------------------------------------------------------------------------------
 
@@ -171,19 +178,20 @@ class OffloadingStore:
 
     async def complete_step(self, commit: StepCommit) -> CompleteOutcome:
         """See `Store.complete_step`; state, output and riding activity results are packed."""
-        state, output, activities = await asyncio.gather(
-            self._pack(commit.state),
-            self._pack(commit.output),
-            asyncio.gather(*(self._pack_activity(a) for a in commit.activities)),
-        )
-        outcome = await self._inner.complete_step(
-            replace(commit, state=state, output=output, activities=tuple(activities))
-        )
+        state = await self._pack(commit.state)
+        output = await self._pack(commit.output)
+        activities = tuple([await self._pack_activity(a) for a in commit.activities])
+        if state is commit.state and output is commit.output and activities == commit.activities:
+            outcome = await self._inner.complete_step(commit)
+        else:
+            outcome = await self._inner.complete_step(
+                replace(commit, state=state, output=output, activities=activities)
+            )
         if outcome.next_task is None:
             return outcome
         next_task = outcome.next_task
-        if next_task.state == state:
-            # The eager next task starts from the state just written: no need to read it back.
+        if state is not commit.state and next_task.state == state:
+            # The eager next task starts from the state just packed: no need to read it back.
             next_task = replace(next_task, state=commit.state)
         return replace(outcome, next_task=await self._unpack_task(next_task))
 
@@ -191,9 +199,11 @@ class OffloadingStore:
         """See `Store.record_activity`; the result is packed."""
         packed = await self._pack_activity(activity)
         stored = await self._inner.record_activity(key, packed)
+        if stored.result is None or not is_manifest(stored.result):
+            return stored
         if stored.result == packed.result:
             return replace(stored, result=activity.result)  # this record won: it holds our payload
-        return replace(stored, result=await self._unpack_optional(stored.result))
+        return replace(stored, result=await self._unpack(stored.result))
 
     async def get_task(self, run_id: str) -> TaskState | None:
         """See `Store.get_task`."""
