@@ -39,6 +39,8 @@ class ServerSpec:
     description: str = ""
     database_pids: Callable[[], list[int]] | None = None
     """The database server's processes, when they run on this machine (for CPU accounting)."""
+    storage: Callable[[], dict[str, int]] | None = None
+    """What the server has stored so far: blob_files, blob_bytes, database_bytes."""
 
 
 def _cmo_server() -> list[str]:

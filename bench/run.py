@@ -1,6 +1,6 @@
 """Run the CMO benchmarks against real processes; print one JSON line per workload and backend.
 
-    uv run python bench/run.py [--backend sqlite|postgres|all] [--workload W1|W1A|W2|W3|all] [--quick]
+    uv run python bench/run.py [--backend sqlite|postgres|all] [--workload W1|W1A|W1H|W2|W3|WB|all] [--quick]
 
 Each (backend, workload) pair gets a fresh database, its own `cmo-server` process and its own
 worker process (`python -m bench.worker`); the client runs here. Postgres is
@@ -34,6 +34,8 @@ if str(ROOT) not in sys.path:  # `python bench/run.py` puts bench/, not the repo
 
 import cmo  # noqa: E402
 from bench.cpu import CpuMeter, calibrate, process_tree  # noqa: E402
+from bench.graphs import HTTP_URL_VARIABLE  # noqa: E402
+from bench.http_server import local_http_server  # noqa: E402
 from bench.processes import ServerSpec, layer_timings, py_spy, running_server, running_worker, tail  # noqa: E402
 from bench.server_main import PATCHES  # noqa: E402
 from bench.workloads import WORKLOADS, Workload, wait_until_registered  # noqa: E402
@@ -65,9 +67,17 @@ def sqlite_databases(workdir: Path) -> Iterator[Callable[[str], contextlib.Abstr
     @contextlib.contextmanager
     def fresh(name: str) -> Iterator[ServerSpec]:
         path = workdir / f"{name}.db"
+        blobs = workdir / f"{name}-blobs"
+
+        def storage() -> dict[str, int]:
+            files = [workdir / f"{name}.db{suffix}" for suffix in ("", "-wal", "-shm")]
+            return {**blob_usage(blobs), "database_bytes": sum(f.stat().st_size for f in files if f.exists())}
+
         yield ServerSpec(
             ["start-dev", "--db", str(path), "--listen", "127.0.0.1:0"],
+            env={"CMO_BLOB_DIR": str(blobs)},
             description="SQLite file, WAL, synchronous=NORMAL",
+            storage=storage,
         )
 
     yield fresh
@@ -89,17 +99,42 @@ def postgres_databases(workdir: Path) -> Iterator[Callable[[str], contextlib.Abs
         @contextlib.contextmanager
         def fresh(name: str) -> Iterator[ServerSpec]:
             url = create_database(server_url)
+            blobs = workdir / f"{name}-blobs"
             try:
                 yield ServerSpec(
                     ["start", "--listen", "127.0.0.1:0"],
-                    env={"CMO_DATABASE_URL": url},
+                    env={"CMO_DATABASE_URL": url, "CMO_BLOB_DIR": str(blobs)},
                     description=f"Postgres, {where}, pool {os.environ.get('CMO_POOL_SIZE', '8')}",
                     database_pids=postgres_processes(url),
+                    storage=lambda: {**blob_usage(blobs), "database_bytes": postgres_table_bytes(url)},
                 )
             finally:
                 drop_database(server_url, url)
 
         yield fresh
+
+
+def blob_usage(root: Path) -> dict[str, int]:
+    """Files and bytes in a filesystem blob store (temporary files of unfinished puts excluded)."""
+    files = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")] if root.exists() else []
+    return {"blob_files": len(files), "blob_bytes": sum(p.stat().st_size for p in files)}
+
+
+# Tables, their indexes and their TOAST tables: everything a run writes.
+TABLE_BYTES = """
+    SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind = 'r' AND n.nspname = 'public'
+"""
+
+
+def postgres_table_bytes(url: str) -> int:
+    """The size of the database's tables (`pg_total_relation_size`: with indexes and TOAST)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute(TABLE_BYTES).fetchone()
+    return int(row[0]) if row else 0
 
 
 def postgres_processes(url: str) -> Callable[[], list[int]] | None:
@@ -148,7 +183,11 @@ async def run_one(
                 with meter:
                     yield
 
-        numbers = await workload.run(client, measured=measured, **sizes)
+        extra: dict[str, Any] = {}
+        if workload.needs_storage:
+            assert spec.storage is not None
+            extra["storage"] = spec.storage
+        numbers = await workload.run(client, measured=measured, **sizes, **extra)
     steps = numbers["n"] * numbers["steps_per_run"]
     numbers["loadavg_1m_before"] = load_before
     numbers["calibration_ms"] = calibration
@@ -233,7 +272,11 @@ def main(argv: list[str] | None = None) -> int:
 
     env = environment()
     failed = False
-    with tempfile.TemporaryDirectory(prefix="cmo-bench-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="cmo-bench-"))
+        if any(w.needs_http for w in workloads):
+            # Inherited by the worker processes started below, whose nodes call it.
+            os.environ[HTTP_URL_VARIABLE] = stack.enter_context(local_http_server())
         for backend in backends:
             factory = sqlite_databases if backend == "sqlite" else postgres_databases
             with factory(Path(tmp)) as fresh_database:

@@ -1,4 +1,5 @@
-"""The workloads: W1 sequential latency, W2 concurrent throughput, W3 per-step overhead.
+"""The workloads: W1 sequential latency (W1A, W1H with activities), W2 throughput, W3 per-step overhead,
+WB the bytes a large unchanged state field costs.
 
 Each takes a connected client (the worker is already serving) and returns the numbers of one
 JSON line. Timings are wall clock in the bench process: from just before `client.start` to
@@ -8,8 +9,10 @@ just after `handle.result()` returns.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import math
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,7 +21,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import cmo
-from bench.graphs import CHAIN_STEPS, chain, three_step, three_step_activity
+from bench.graphs import (
+    BIG_STATE_STEPS,
+    CHAIN_STEPS,
+    big_state,
+    chain,
+    three_step,
+    three_step_activity,
+    three_step_http,
+)
 from cmo.errors import RpcError
 
 __all__ = ["WORKLOADS", "Measured", "Workload", "percentile", "wait_until_registered"]
@@ -47,6 +58,10 @@ class Workload:
     meets: Callable[[dict[str, Any]], bool]
     measured_size: str = "runs"
     """The size `scale` multiplies; the warm-up stays as it is."""
+    needs_storage: bool = False
+    """`run` takes `storage`, which measures the bytes the server has stored."""
+    needs_http: bool = False
+    """The worker's nodes call the local HTTP server (bench/http_server.py)."""
 
     def sizes(self, *, quick: bool = False, scale: float = 1.0) -> dict[str, int]:
         """The keyword arguments of `run`."""
@@ -188,6 +203,50 @@ async def w3_long_run(
     }
 
 
+Storage = Callable[[], dict[str, int]]
+"""Measures what the server has stored: blob_files, blob_bytes, database_bytes."""
+
+BIG_FIELD_BYTES = 1024 * 1024
+
+
+async def wb_big_state(
+    client: cmo.Client, *, runs: int, warmup: int, storage: Storage, measured: Measured = _nothing
+) -> dict[str, Any]:
+    """WB: `runs` runs of `BIG_STATE_STEPS` steps whose state keeps an unchanged 1 MiB field.
+
+    The field is random base64, so neither Postgres's TOAST compression nor anything else can
+    shrink an inline copy: the comparison is with what inline storage would really take.
+    """
+    field = base64.b64encode(os.urandom(BIG_FIELD_BYTES * 3 // 4)).decode()
+    before = storage()
+    async with measured():
+        t0 = time.perf_counter()
+        for _ in range(runs):
+            handle = await client.start(big_state, {"big": field, "i": 0, "steps": BIG_STATE_STEPS})
+            result = await handle.result(timeout=RESULT_TIMEOUT)
+            if result != {"big": field, "i": BIG_STATE_STEPS, "steps": BIG_STATE_STEPS}:
+                raise RuntimeError(f"run {handle.run_id} came back different")
+        elapsed = time.perf_counter() - t0
+    after = storage()
+    blob_bytes = after["blob_bytes"] - before["blob_bytes"]
+    database_bytes = after["database_bytes"] - before["database_bytes"]
+    # Inline, the field would be in the input, in every step's state and in the result.
+    inline_bytes = runs * (BIG_STATE_STEPS + 2) * (len(field) + 2)
+    return {
+        "n": runs,
+        "warmup": warmup,
+        "steps_per_run": BIG_STATE_STEPS,
+        "field_bytes": len(field),
+        "blob_files": after["blob_files"] - before["blob_files"],
+        "blob_bytes": blob_bytes,
+        "database_bytes": database_bytes,
+        "stored_bytes": blob_bytes + database_bytes,
+        "inline_field_bytes": inline_bytes,
+        "run_s": round(elapsed / runs, 3),
+        "ms_per_step": _ms(elapsed / (runs * BIG_STATE_STEPS)),
+    }
+
+
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
@@ -213,6 +272,18 @@ WORKLOADS: dict[str, Workload] = {
             meets=lambda r: r["p50_ms"] <= 8.9,
         ),
         Workload(
+            "W1H",
+            "W1 with step 2 making a recorded HTTP request to a local server: start -> result latency",
+            worker_concurrency=8,
+            full={"runs": 300, "warmup": 30},
+            quick={"runs": 50, "warmup": 10},
+            run=functools.partial(w1_sequential, graph=three_step_http),
+            # W1A's target plus the HTTP call itself on loopback (a new connection per request).
+            target="p50_ms <= 10.9",
+            meets=lambda r: r["p50_ms"] <= 10.9,
+            needs_http=True,
+        ),
+        Workload(
             "W2",
             "runs of a 3-step graph started at once, one worker: throughput",
             worker_concurrency=100,
@@ -232,6 +303,17 @@ WORKLOADS: dict[str, Workload] = {
             target="ms_per_step <= 2.5",
             meets=lambda r: r["ms_per_step"] <= 2.5,
             measured_size="repeats",
+        ),
+        Workload(
+            "WB",
+            f"a {BIG_STATE_STEPS}-step run whose state keeps an unchanged 1 MiB field: bytes stored",
+            worker_concurrency=8,
+            full={"runs": 1, "warmup": 0},
+            quick={"runs": 1, "warmup": 0},
+            run=wb_big_state,
+            target="blob_files == n (the field stored once per run) and stored_bytes <= 5% of inline_field_bytes",
+            meets=lambda r: r["blob_files"] == r["n"] and r["stored_bytes"] <= 0.05 * r["inline_field_bytes"],
+            needs_storage=True,
         ),
     )
 }

@@ -18,14 +18,20 @@ FAST_LIMITS = EngineLimits(task_lease=timedelta(seconds=1), sweep_interval=timed
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def server_config(request: pytest.FixtureRequest, tmp_path: Path):
-    """A config for a fresh database on each backend, with short leases."""
+    """A config for a fresh database on each backend, with short leases; blobs in tmp_path/blobs."""
     if request.param == "sqlite":
         yield ServerConfig(listen="127.0.0.1:0", sqlite_path=str(tmp_path / "cmo.db"), limits=FAST_LIMITS)
         return
     server_url = request.getfixturevalue("postgres_server")
     database = create_database(server_url)
     try:
-        yield ServerConfig(listen="127.0.0.1:0", database_url=database, pool_size=4, limits=FAST_LIMITS)
+        yield ServerConfig(
+            listen="127.0.0.1:0",
+            database_url=database,
+            pool_size=4,
+            blob_dir=str(tmp_path / "blobs"),
+            limits=FAST_LIMITS,
+        )
     finally:
         drop_database(server_url, database)
 

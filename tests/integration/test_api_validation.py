@@ -63,7 +63,13 @@ async def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     else:
         server_url = request.getfixturevalue("postgres_server")
         database = await asyncio.to_thread(create_database, server_url)
-        config = ServerConfig(listen="127.0.0.1:0", database_url=database, pool_size=4, limits=limits)
+        config = ServerConfig(
+            listen="127.0.0.1:0",
+            database_url=database,
+            pool_size=4,
+            blob_dir=str(tmp_path_factory.mktemp("blobs")),
+            limits=limits,
+        )
     try:
         async with CmoServer.running(config) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
             yield Api(run_service_pb2_grpc.RunServiceStub(ch), worker_service_pb2_grpc.WorkerServiceStub(ch), ch)
@@ -179,7 +185,7 @@ def nested(depth: int) -> bytes:
 # -- garbage on the wire ------------------------------------------------------------------------
 
 # Methods of the contract this server does not serve yet (grpc answers UNIMPLEMENTED).
-UNSERVED = {"PutArtifact", "GetArtifact"}
+UNSERVED: set[str] = set()
 
 METHODS = [
     (service.full_name, method.name)

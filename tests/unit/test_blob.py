@@ -16,9 +16,13 @@ def test_blob_package_exports_are_pinned_sorted_and_documented():
         "BlobRef",
         "BlobStore",
         "FilesystemBlobStore",
+        "ManifestError",
+        "is_manifest",
         "offload",
+        "pack",
         "resolve",
         "should_offload",
+        "unpack",
     ]
     assert cmo_server.blob.__all__ == sorted(cmo_server.blob.__all__)
     for name in cmo_server.blob.__all__:
@@ -59,9 +63,12 @@ async def test_offload_keeps_small_payloads_inline_and_resolve_reverses_it(tmp_p
 
 def test_config_reads_and_validates_the_blob_settings():
     default = ServerConfig.from_env({})
-    assert (default.blob_dir, default.inline_threshold_bytes) == (".cmo/blobs", 262144)
+    assert (default.blob_root, default.inline_threshold_bytes) == (".cmo/blobs", 262144)
+    assert default.max_artifact_bytes == 64 * 1024 * 1024
+    assert ServerConfig.from_env({"CMO_SQLITE_PATH": "data/dev.db"}).blob_root == "data/blobs"
+    assert ServerConfig.from_env({"CMO_DATABASE_URL": "postgresql://db/cmo"}).blob_root == ".cmo/blobs"
     config = ServerConfig.from_env({"CMO_BLOB_DIR": "/var/lib/cmo/blobs", "CMO_INLINE_THRESHOLD_BYTES": "0"})
-    assert (config.blob_dir, config.inline_threshold_bytes) == ("/var/lib/cmo/blobs", 0)
+    assert (config.blob_root, config.inline_threshold_bytes) == ("/var/lib/cmo/blobs", 0)
     assert config.redacted()["blob_dir"] == "/var/lib/cmo/blobs"
     with pytest.raises(ConfigError, match="CMO_INLINE_THRESHOLD_BYTES"):
         ServerConfig.from_env({"CMO_INLINE_THRESHOLD_BYTES": "256KiB"})
@@ -69,3 +76,5 @@ def test_config_reads_and_validates_the_blob_settings():
         ServerConfig.from_env({"CMO_INLINE_THRESHOLD_BYTES": "-1"})
     with pytest.raises(ConfigError, match="CMO_BLOB_DIR"):
         ServerConfig.from_env({"CMO_BLOB_DIR": " "})
+    with pytest.raises(ConfigError, match="CMO_MAX_ARTIFACT_BYTES"):
+        ServerConfig.from_env({"CMO_MAX_ARTIFACT_BYTES": "0"})

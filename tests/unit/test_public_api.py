@@ -6,6 +6,7 @@ EXPECTED = [
     "END",
     "Activity",
     "ActivityInfo",
+    "ArtifactRef",
     "Client",
     "FailureInfo",
     "Graph",

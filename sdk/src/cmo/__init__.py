@@ -2,6 +2,7 @@
 
 from cmo import errors
 from cmo._activity import Activity, ActivityInfo, activity, activity_info
+from cmo._artifacts import ArtifactRef
 from cmo._client import Client, RunHandle
 from cmo._graph import END, Graph, NodeContext, NodeResult
 from cmo._http import HttpResponse
@@ -13,6 +14,7 @@ __all__ = [
     "END",
     "Activity",
     "ActivityInfo",
+    "ArtifactRef",
     "Client",
     "FailureInfo",
     "Graph",

@@ -16,7 +16,9 @@ from cmo.serialization import parse_json
 
 if TYPE_CHECKING:
     from cmo._activity import Activity, ActivityRunner
+    from cmo._artifacts import Artifacts
     from cmo._http import HttpResponse
+    from cmo.api.v1.worker_service_pb2_grpc import WorkerServiceStub
 from cmo.errors import GraphError
 
 __all__ = ["END", "Graph", "Node", "NodeContext", "NodeResult"]
@@ -61,6 +63,7 @@ class NodeContext:
         logical_time: datetime,
         seed: int,
         activities: ActivityRunner | None = None,
+        worker_stub: WorkerServiceStub | None = None,
     ) -> None:
         self.run_id = run_id
         self.step_index = step_index
@@ -73,6 +76,8 @@ class NodeContext:
         self._seed = seed
         self._rng: _random.Random | None = None
         self._activities = activities
+        self._worker_stub = worker_stub
+        self._artifacts: Artifacts | None = None
 
     def now(self) -> datetime:
         """The step's logical time (UTC): the same on every attempt and on replay."""
@@ -162,6 +167,15 @@ class NodeContext:
         if self._activities is None:
             raise RuntimeError(f"ctx.{what} needs a worker: this context has no activity recorder")
         return self._activities
+
+    @property
+    def artifacts(self) -> Artifacts:
+        """Put and get artifacts of this run (`await ctx.artifacts.put(data)`), as recorded activities."""
+        if self._artifacts is None:
+            from cmo._artifacts import Artifacts
+
+            self._artifacts = Artifacts(self, self._worker_stub)
+        return self._artifacts
 
     @property
     def rng(self) -> _random.Random:

@@ -210,6 +210,7 @@ class Worker:
             logical_time=task.logical_time.ToDatetime(tzinfo=UTC),
             seed=task.seed,
             activities=activities,
+            worker_stub=self._stub,
         )
         state: Any = from_json(parse_json(task.state), graph.state_type)
         running = asyncio.create_task(node.run(state, ctx), name=f"cmo-node-{task.run_id}-{task.step_index}")

@@ -13,9 +13,11 @@ from grpc_reflection.v1alpha import reflection
 
 from cmo.api.v1 import run_service_pb2, worker_service_pb2
 from cmo_server.api import RunServicer, WorkerServicer, service_handler
+from cmo_server.artifacts import Artifacts
+from cmo_server.blob import FilesystemBlobStore
 from cmo_server.config import ServerConfig
 from cmo_server.engine import Engine
-from cmo_server.store import Store
+from cmo_server.store import OffloadingStore, Store
 
 __all__ = ["CmoServer", "open_store"]
 
@@ -59,11 +61,18 @@ class CmoServer:
     @classmethod
     @asynccontextmanager
     async def running(cls, config: ServerConfig, store: Store | None = None) -> AsyncIterator[CmoServer]:
-        """Serve until the context exits, then shut down gracefully."""
+        """Serve until the context exits, then shut down gracefully.
+
+        `store` is a backend to use instead of the configured one; either way, payloads above the
+        inline threshold go to the blob store in `config.blob_root`, transparently to the engine.
+        """
         async with AsyncExitStack() as stack:
             if store is None:
                 store = await stack.enter_async_context(open_store(config))
-            engine = Engine(store, config.limits)
+            blobs = await stack.enter_async_context(FilesystemBlobStore(config.blob_root))
+            engine = Engine(OffloadingStore(store, blobs, threshold=config.inline_threshold_bytes), config.limits)
+            # Artifact records carry no payloads: they use the backend directly.
+            artifacts = Artifacts(store, blobs, max_bytes=config.max_artifact_bytes)
             await engine.start()
             stack.push_async_callback(engine.aclose)
             # Leave room above the payload limit so the engine, not grpc, refuses a large state:
@@ -83,7 +92,7 @@ class CmoServer:
             server.add_generic_rpc_handlers(
                 (
                     service_handler(SERVICES[0], RunServicer(engine)),
-                    service_handler(SERVICES[1], WorkerServicer(engine)),
+                    service_handler(SERVICES[1], WorkerServicer(engine, artifacts=artifacts)),
                 )
             )
             health_servicer = health.aio.HealthServicer()

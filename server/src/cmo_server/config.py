@@ -48,10 +48,12 @@ class ServerConfig:
     log_level: str = "INFO"
     log_format: str = "text"
     """text or json."""
-    blob_dir: str = ".cmo/blobs"
-    """Directory of the filesystem blob store, which holds payloads above the inline threshold."""
+    blob_dir: str = ""
+    """Directory of the filesystem blob store (large payloads, artifacts); empty: see `blob_root`."""
     inline_threshold_bytes: int = 256 * 1024
     """Payloads larger than this go to the blob store; smaller ones stay inline."""
+    max_artifact_bytes: int = 64 * 1024 * 1024
+    """Largest artifact a worker may put (the server holds one in memory while it stores it)."""
     limits: EngineLimits = field(default_factory=EngineLimits)
 
     @classmethod
@@ -78,6 +80,7 @@ class ServerConfig:
             log_format=env.get("CMO_LOG_FORMAT", base.log_format),
             blob_dir=env.get("CMO_BLOB_DIR") or base.blob_dir,
             inline_threshold_bytes=_int(env, "CMO_INLINE_THRESHOLD_BYTES", base.inline_threshold_bytes),
+            max_artifact_bytes=_int(env, "CMO_MAX_ARTIFACT_BYTES", base.max_artifact_bytes),
             limits=limits,
         )
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
@@ -99,10 +102,24 @@ class ServerConfig:
             raise ConfigError("CMO_TASK_LEASE_SECONDS must be positive")
         if self.limits.max_payload_bytes < 1024:
             raise ConfigError("CMO_MAX_PAYLOAD_BYTES must be at least 1024")
-        if not self.blob_dir.strip():
-            raise ConfigError("CMO_BLOB_DIR must be a directory path, got an empty value")
+        if self.blob_dir and not self.blob_dir.strip():
+            raise ConfigError(f"CMO_BLOB_DIR must be a directory path, got {self.blob_dir!r}")
         if self.inline_threshold_bytes < 0:
             raise ConfigError(f"CMO_INLINE_THRESHOLD_BYTES must be 0 or more, got {self.inline_threshold_bytes}")
+        if self.max_artifact_bytes < 1:
+            raise ConfigError(f"CMO_MAX_ARTIFACT_BYTES must be at least 1, got {self.max_artifact_bytes}")
+
+    @property
+    def blob_root(self) -> str:
+        """The blob store's directory: `blob_dir`, else `blobs` beside the SQLite file, else `.cmo/blobs`.
+
+        So `start-dev --db data/dev.db` keeps its blobs in `data/blobs`, with the data they belong to.
+        """
+        if self.blob_dir:
+            return self.blob_dir
+        if not self.database_url:
+            return os.path.join(os.path.dirname(self.sqlite_path), "blobs")
+        return os.path.join(".cmo", "blobs")
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets (the database password) masked, for logs."""
@@ -113,8 +130,9 @@ class ServerConfig:
             "pool_size": self.pool_size,
             "task_lease_s": self.limits.task_lease.total_seconds(),
             "max_payload_bytes": self.limits.max_payload_bytes,
-            "blob_dir": self.blob_dir,
+            "blob_dir": self.blob_root,
             "inline_threshold_bytes": self.inline_threshold_bytes,
+            "max_artifact_bytes": self.max_artifact_bytes,
         }
         return shown
 

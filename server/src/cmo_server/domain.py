@@ -17,6 +17,7 @@ __all__ = [
     "WAIT_KINDS",
     "WAIT_SIGNAL",
     "WAIT_TIMER",
+    "Artifact",
     "CancelOutcome",
     "CompleteOutcome",
     "Failure",
@@ -513,3 +514,16 @@ class CompleteOutcome:
     """The step had been completed by this attempt before: nothing was written."""
     finished_at: datetime | None = None
     """When the run completed, if this step finished it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """Content a run put as an artifact: stored once in the blob store, named by its SHA-256."""
+
+    run_id: str
+    sha256: str
+    """Lowercase hex SHA-256 of the content."""
+    size: int
+    media_type: str
+    created_at: datetime | None = None
+    """Set by the store: when this run first put this content."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cmo._activity import ActivityRunner
 from cmo._convert import activity_to_proto
@@ -13,6 +13,9 @@ from cmo._graph import Graph, NodeContext
 from cmo._history import RunHistory
 from cmo.errors import CmoError, NondeterminismError
 from cmo.serialization import canonical_json, state_hash
+
+if TYPE_CHECKING:
+    from cmo._client import Client
 
 __all__ = ["ReplayDivergenceError", "ReplayReport", "Replayer", "StepVerdict"]
 
@@ -67,6 +70,8 @@ class Replayer:
 
     Each step runs its node code from the recorded state before it, with the step's logical time,
     seed and recorded activities; an activity the record does not have is a nondeterminism error.
+    `ctx.artifacts.get` is recorded by digest, not content: replaying it reads the content from
+    `client`'s server (read-only), and without a client the node gets an error saying so.
 
     Example:
         ```python
@@ -76,8 +81,9 @@ class Replayer:
         ```
     """
 
-    def __init__(self, graphs: Sequence[Graph[Any]]) -> None:
+    def __init__(self, graphs: Sequence[Graph[Any]], *, client: Client | None = None) -> None:
         self._graphs = {(g.graph_id, g.version): g for g in graphs}
+        self._client = client
 
     async def replay(self, history: RunHistory, *, to_step: int | None = None) -> ReplayReport:
         """Replay the steps of `history` (up to and including `to_step`)."""
@@ -113,6 +119,7 @@ class Replayer:
             logical_time=step.logical_time,
             seed=history.run.seed,
             activities=runner,
+            worker_stub=self._client.worker_stub if self._client is not None else None,
         )
         try:
             result = await node.run(from_json(before, graph.state_type), ctx)

@@ -9,12 +9,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from cmo.api.v1 import common_pb2, worker_service_pb2
 from cmo_server.api._validate import check_id, check_range, duration_or
+from cmo_server.artifacts import format_digest
 from cmo_server.domain import (
     END_NODE,
     WAIT_KINDS,
     WAIT_SIGNAL,
     WAIT_TIMER,
     ActivityRecord,
+    Artifact,
     Failure,
     GraphSpec,
     NodeSpec,
@@ -29,6 +31,7 @@ from cmo_server.errors import InvalidArgument
 __all__ = [
     "activity_from_proto",
     "activity_to_proto",
+    "artifact_to_proto",
     "failure_from_proto",
     "graph_from_proto",
     "run_to_proto",
@@ -248,3 +251,10 @@ def task_to_proto(task: Task, lease: timedelta) -> common_pb2.Task:
     )
     msg.lease_duration.FromTimedelta(lease)
     return msg
+
+
+def artifact_to_proto(artifact: Artifact) -> common_pb2.ArtifactRef:
+    """The ref a worker gets for a stored artifact."""
+    return common_pb2.ArtifactRef(
+        digest=format_digest(artifact.sha256), size=artifact.size, media_type=artifact.media_type
+    )

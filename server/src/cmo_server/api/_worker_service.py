@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import grpc
@@ -11,6 +12,7 @@ from cmo.api.v1 import worker_service_pb2 as pb
 from cmo_server.api._convert import (
     activity_from_proto,
     activity_to_proto,
+    artifact_to_proto,
     failure_from_proto,
     graph_from_proto,
     task_to_proto,
@@ -18,6 +20,7 @@ from cmo_server.api._convert import (
 )
 from cmo_server.api._status import rpc
 from cmo_server.api._validate import check_id, check_range, duration_or, timestamp_or_now
+from cmo_server.artifacts import Artifacts, check_media_type, parse_digest
 from cmo_server.domain import ActivityRecord, Failure, TaskKey
 from cmo_server.engine import CompletedStep, Engine
 from cmo_server.errors import InvalidArgument
@@ -30,13 +33,16 @@ MAX_GRAPHS = 1000
 MAX_RIDING_ACTIVITIES = 1000
 MAX_WAIT = timedelta(days=3650)
 """Longest timer or signal timeout: ten years, well inside what a timestamp holds."""
+ARTIFACT_CHUNK_BYTES = 1024 * 1024
+"""GetArtifact's chunk size: well under any message limit, few messages for a large artifact."""
 
 
 class WorkerServicer:
     """What workers call."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, artifacts: Artifacts) -> None:
         self._engine = engine
+        self._artifacts = artifacts
 
     @rpc
     async def RegisterGraph(
@@ -145,6 +151,42 @@ class WorkerServicer:
         wait = wait_from_proto(request.wait, max_duration=MAX_WAIT)
         outcome = await self._engine.suspend_task(key, wait, activities=_activities(request))
         return pb.SuspendTaskResponse(resumed=outcome.resumed)
+
+    @rpc
+    async def PutArtifact(
+        self, requests: AsyncIterator[pb.PutArtifactRequest], context: grpc.aio.ServicerContext
+    ) -> pb.PutArtifactResponse:
+        """See the proto."""
+        first = await anext(requests, None)
+        if first is None or not first.run_id:
+            raise InvalidArgument("run_id", "must be set on the first message")
+        run_id = check_id("run_id", first.run_id)
+        media_type = check_media_type("media_type", first.media_type)
+        await self._artifacts.check_run(run_id)  # before the content is sent, not after
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield first.chunk
+            async for request in requests:
+                if request.run_id not in ("", run_id):
+                    raise InvalidArgument("run_id", "names another run than the first message did")
+                yield request.chunk
+
+        artifact = await self._artifacts.put(run_id, media_type, chunks())
+        return pb.PutArtifactResponse(artifact=artifact_to_proto(artifact))
+
+    async def GetArtifact(
+        self, request: pb.GetArtifactRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GetArtifactResponse]:
+        """See the proto."""
+        content = await self._read_artifact(request, context)
+        for start in range(0, max(len(content), 1), ARTIFACT_CHUNK_BYTES):
+            yield pb.GetArtifactResponse(chunk=content[start : start + ARTIFACT_CHUNK_BYTES])
+
+    @rpc
+    async def _read_artifact(self, request: pb.GetArtifactRequest, context: grpc.aio.ServicerContext) -> bytes:
+        # Everything that can fail happens here, before the first chunk, under `rpc`'s statuses.
+        _, content = await self._artifacts.get(parse_digest("digest", request.digest))
+        return content
 
 
 def _task_key(

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from cmo_server.domain import (
     ActivityRecord,
+    Artifact,
     CancelOutcome,
     CompleteOutcome,
     Failure,
@@ -137,6 +138,21 @@ class Store(Protocol):
 
     async def fail_run(self, key: TaskKey, *, failure: Failure, cancelled: bool = False) -> None:
         """Finish the run as FAILED (CANCELLED if `cancelled`) with this failure."""
+
+    # -- artifacts --------------------------------------------------------------------------------
+
+    async def add_artifact(self, artifact: Artifact) -> Artifact:
+        """Record that a run put this content; a second record of the same (run, content) changes nothing.
+
+        Returns:
+            The stored record (with `created_at`): this one, or the one stored before.
+
+        Raises:
+            NotFound: the run does not exist.
+        """
+
+    async def find_artifact(self, sha256: str) -> Artifact | None:
+        """The oldest record of this content as an artifact, by any run; None if no run put it."""
 
     # -- waits ------------------------------------------------------------------------------------
 

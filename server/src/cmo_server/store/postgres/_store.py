@@ -26,6 +26,7 @@ from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
 from cmo_server.store._protocol import RunPage
 from cmo_server.store._rows import ACTIVITY_COLUMNS, RUN_COLUMNS, fork_params, run_from_row, with_activities
 from cmo_server.store.postgres._activities import PostgresActivities
+from cmo_server.store.postgres._artifacts import PostgresArtifacts
 from cmo_server.store.postgres._migrate import migrate
 from cmo_server.store.postgres._tasks import Pool, PostgresTasks, same
 from cmo_server.store.postgres._waits import SELECT_RUN, PostgresWaits
@@ -173,7 +174,7 @@ async def _check_connection(conn: AsyncConnection[TupleRow]) -> None:
         raise psycopg.OperationalError("the server closed the connection")
 
 
-class PostgresStore(PostgresTasks, PostgresActivities, PostgresWaits):
+class PostgresStore(PostgresTasks, PostgresActivities, PostgresArtifacts, PostgresWaits):
     """`Store` on a Postgres database."""
 
     def __init__(self, pool: Pool) -> None:

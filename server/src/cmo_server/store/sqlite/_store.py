@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from cmo_server.domain import (
     END_NODE,
     ActivityRecord,
+    Artifact,
     CancelOutcome,
     CompleteOutcome,
     Failure,
@@ -42,7 +43,7 @@ from cmo_server.domain import (
     WaitRequest,
     graph_key,
 )
-from cmo_server.errors import AlreadyExists, StaleLease
+from cmo_server.errors import AlreadyExists, NotFound, StaleLease
 from cmo_server.store._migrations import load_migrations
 from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
 from cmo_server.store._protocol import RunPage
@@ -200,6 +201,20 @@ FAIL_RUN = """
      WHERE run_id = :run_id
 """
 
+# -- artifacts ------------------------------------------------------------------------------------
+
+INSERT_ARTIFACT = """
+    INSERT INTO artifacts (run_id, digest, size, media_type, created_at)
+    SELECT run_id, :digest, :size, :media_type, :now FROM runs WHERE run_id = :run_id
+    ON CONFLICT (run_id, digest) DO NOTHING
+"""
+SELECT_RUN_ARTIFACT = """
+    SELECT run_id, digest, size, media_type, created_at FROM artifacts WHERE run_id = :run_id AND digest = :digest
+"""
+SELECT_OLDEST_ARTIFACT = """
+    SELECT run_id, digest, size, media_type, created_at FROM artifacts WHERE digest = ? ORDER BY created_at LIMIT 1
+"""
+
 
 class SqliteStore:
     """`Store` on an SQLite file."""
@@ -336,6 +351,17 @@ class SqliteStore:
     async def fire_due_waits(self) -> set[tuple[str, str]]:
         """See `Store.fire_due_waits`."""
         return await self._call(waits.fire_due_waits)
+
+    # -- artifacts --------------------------------------------------------------------------------
+
+    async def add_artifact(self, artifact: Artifact) -> Artifact:
+        """See `Store.add_artifact`."""
+        return await self._call(_add_artifact, artifact)
+
+    async def find_artifact(self, sha256: str) -> Artifact | None:
+        """See `Store.find_artifact`."""
+        row = await self._call(lambda conn: conn.execute(SELECT_OLDEST_ARTIFACT, (sha256,)).fetchone())
+        return None if row is None else _artifact(row)
 
 
 # -- one function per store call, each given the connection --------------------------------------
@@ -708,3 +734,23 @@ def _fail_run(conn: sqlite3.Connection, key: TaskKey, failure: Failure, cancelle
         if conn.execute(DELETE_TASK_FENCED, params).rowcount == 0:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
         conn.execute(FAIL_RUN, params)
+
+
+def _add_artifact(conn: sqlite3.Connection, artifact: Artifact) -> Artifact:
+    params = {
+        "run_id": artifact.run_id,
+        "digest": artifact.sha256,
+        "size": artifact.size,
+        "media_type": artifact.media_type,
+        "now": now_us(),
+    }
+    with Transaction(conn):
+        conn.execute(INSERT_ARTIFACT, params)
+        row = conn.execute(SELECT_RUN_ARTIFACT, params).fetchone()
+    if row is None:
+        raise NotFound(f"run {artifact.run_id!r} does not exist")
+    return _artifact(row)
+
+
+def _artifact(row: Sequence[Any]) -> Artifact:
+    return Artifact(run_id=row[0], sha256=row[1], size=row[2], media_type=row[3], created_at=dt(row[4]))
