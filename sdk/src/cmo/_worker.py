@@ -20,6 +20,7 @@ from cmo._client import Client
 from cmo._convert import duration
 from cmo._converter import from_json, to_json
 from cmo._graph import END, Graph, Node, NodeContext, NodeResult
+from cmo._http import close_http_client
 from cmo._rpc import call
 from cmo.api.v1 import common_pb2
 from cmo.api.v1 import worker_service_pb2 as pb
@@ -104,10 +105,13 @@ class Worker:
         for graph in self._graphs.values():
             await self._client.register_graph(graph)
         logger.info("worker %s serving %s on %s", self.worker_id, sorted(self._graphs), self.task_queues)
-        async with asyncio.TaskGroup() as group:
-            for slot in range(self._concurrency):
-                group.create_task(self._slot(), name=f"cmo-slot-{slot}")
-            group.create_task(self._drain_on_shutdown())
+        try:
+            async with asyncio.TaskGroup() as group:
+                for slot in range(self._concurrency):
+                    group.create_task(self._slot(), name=f"cmo-slot-{slot}")
+                group.create_task(self._drain_on_shutdown())
+        finally:
+            await close_http_client()
 
     def shutdown(self) -> None:
         """Stop polling; in-flight tasks finish within the grace period or are handed back."""
