@@ -110,7 +110,9 @@ async def test_a_stale_attempt_cannot_suspend(store: Store) -> None:
     current = await store.get_task(run_id)
     assert current is not None
     assert (current.attempt, current.lease_owner) == (second.attempt, "w1")
-    mine = await store.record_activity(second.key, ActivityRecord(0, "call", "charge", "hash-0", b"1", None, 2))
+    mine = await store.record_activity(
+        second.key, ActivityRecord(0, "call", "charge", "hash-0", b"1", None, second.attempt)
+    )
     assert mine.result == b"1"  # the stale riding record was not stored
 
 
@@ -166,12 +168,15 @@ async def test_a_timer_fires_once_when_it_is_due(store: Store) -> None:
     run = await store.get_run(task.run_id)
     assert run is not None
     assert run.waiting == Wait(WAIT_TIMER, "", outcome.wake_at, step_index=0, seq=0)
-    assert outcome.wake_at - run.updated_at == timedelta(milliseconds=200)
+    suspended_at = task.lease_expires_at - LONG_LEASE  # the claim's time: the suspension came after
+    assert (
+        suspended_at + timedelta(milliseconds=200) <= outcome.wake_at <= datetime.now(UTC) + timedelta(milliseconds=250)
+    )
     assert await store.fire_due_waits() == set()  # not due yet
     assert await store.get_run(task.run_id) == run
     assert await claim(store, graph) is None
 
-    fired = await assert_eventually(store.fire_due_waits, timeout=5, what="the timer to be due")
+    fired: set[tuple[str, str]] = await assert_eventually(store.fire_due_waits, timeout=5, what="the timer to be due")
 
     assert fired == {(queue, graph.key)}
     assert await store.fire_due_waits() == set()
@@ -195,13 +200,29 @@ async def test_a_signal_wait_times_out(store: Store) -> None:
     outcome = await store.suspend_task(task.key, signal_wait(0, timeout=timedelta(milliseconds=50)))
     assert outcome.wake_at is not None
 
-    fired = await assert_eventually(store.fire_due_waits, timeout=5, what="the signal wait to time out")
+    fired: set[tuple[str, str]] = await assert_eventually(
+        store.fire_due_waits, timeout=5, what="the signal wait to time out"
+    )
 
     assert fired == {(queue, graph.key)}
     (record,) = (await claimed(store, graph)).activities
     assert (record.seq, record.kind, record.name, record.result) == (0, WAIT_SIGNAL, "approve", None)
     assert record.error is not None
     assert (record.error.type, record.error.non_retryable) == (SIGNAL_TIMEOUT_ERROR, True)
+
+
+async def test_a_signal_that_arrives_in_time_ends_the_timeout(store: Store) -> None:
+    graph, task = await started(store)
+    outcome = await store.suspend_task(task.key, signal_wait(0, timeout=timedelta(milliseconds=50)))
+    wake_at = outcome.wake_at
+    assert wake_at is not None
+    delivered = await store.signal_run(signal(task.run_id, b"1"))
+    assert delivered is not None
+    assert delivered.delivered
+    await assert_eventually(lambda: datetime.now(UTC) > wake_at, timeout=5, what="the timeout to pass")
+
+    assert await store.fire_due_waits() == set()
+    assert [(a.seq, a.result, a.error) for a in (await claimed(store, graph)).activities] == [(0, b"1", None)]
 
 
 async def test_concurrent_sweeps_end_each_wait_once(store: Store, database: Database) -> None:
@@ -318,3 +339,19 @@ async def test_cancel_run_on_an_ended_or_unknown_run(store: Store) -> None:
     assert outcome is not None
     assert (outcome.run, outcome.ready) == (ended, None)
     assert outcome.run.cancel_requested is False
+
+
+async def test_a_second_cancel_lets_the_woken_step_wind_up(store: Store) -> None:
+    graph, task = await started(store)
+    await store.suspend_task(task.key, signal_wait(0))
+    first = await store.cancel_run(task.run_id, failure=STOP)
+    assert first is not None
+    assert first.ready is not None
+
+    again = await store.cancel_run(task.run_id, failure=STOP)
+
+    assert again is not None
+    assert (again.run.status, again.ready) == (RunStatus.RUNNING, None)  # not ended over the node's head
+    resumed = await claimed(store, graph)
+    assert resumed.cancel_requested
+    assert outcomes(resumed)[0][5] == CANCELLED_ERROR

@@ -82,7 +82,10 @@ INSERT_SIGNAL = """
 """
 WAIT_COLUMNS = "run_id, step_index, attempt, wait_kind, wait_name, wait_seq, wait_hash, task_queue, graph_key"
 LOCK_WAIT = f"SELECT {WAIT_COLUMNS} FROM tasks WHERE run_id = %(run_id)s FOR UPDATE"
-LOCK_TASK_FOR_CANCEL = f"SELECT lease_owner, {WAIT_COLUMNS} FROM tasks WHERE run_id = %(run_id)s FOR UPDATE"
+LOCK_TASK_FOR_CANCEL = f"""
+    SELECT cancel_requested, lease_owner, {WAIT_COLUMNS} FROM tasks JOIN runs USING (run_id)
+     WHERE run_id = %(run_id)s FOR UPDATE OF tasks
+"""
 MARK_CANCEL_REQUESTED = """
     UPDATE runs SET cancel_requested = true, cancel_reason = %(reason)s, updated_at = now() WHERE run_id = %(run_id)s
 """
@@ -172,8 +175,9 @@ class PostgresWaits:
         ready = None
         async with self._pool.connection() as conn, conn.transaction():
             task = await (await conn.execute(LOCK_TASK_FOR_CANCEL, {"run_id": run_id})).fetchone()
-            if task is not None:
-                lease_owner, waiting = task[0], task[1:]
+            # A repeat changes nothing: the node may be winding up from the first request.
+            if task is not None and not task[0]:
+                lease_owner, waiting = task[1], task[2:]
                 await conn.execute(MARK_CANCEL_REQUESTED, {"reason": failure.message, "run_id": run_id})
                 if waiting[3] is not None:
                     ready = await _wake(conn, waiting, failure)

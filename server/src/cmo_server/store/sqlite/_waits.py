@@ -167,7 +167,8 @@ def cancel_run(conn: sqlite3.Connection, run_id: str, failure: Failure, get_run:
         row = conn.execute(SELECT_RUN_STATE, (run_id,)).fetchone()
         if row is None:
             return None
-        if not RunStatus(row[0]).terminal:
+        # A repeat changes nothing: the node may be winding up from the first request.
+        if not RunStatus(row[0]).terminal and not row[1]:
             conn.execute(MARK_CANCEL_REQUESTED, (failure.message, now, run_id))
             step_index, lease_owner, wait_kind = conn.execute(SELECT_TASK_FOR_CANCEL, (run_id,)).fetchone()
             if wait_kind is not None:
