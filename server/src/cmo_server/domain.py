@@ -208,6 +208,8 @@ class NewRun:
     """Lease the entry task to this worker at once (a parked poller): attempt 1, run RUNNING."""
     lease: timedelta = timedelta(0)
     """Length of that lease."""
+    trace_context: dict[str, str] = field(default_factory=dict)
+    """W3C Trace Context of the StartRun call; every task of the run carries it."""
 
     def entry_task(self, run: Run) -> Task:
         """The entry task as leased to `lease_to`, from the run as created."""
@@ -224,6 +226,7 @@ class NewRun:
             seed=run.seed,
             lease_expires_at=run.created_at + self.lease,
             failures=0,
+            trace_context=self.trace_context,
         )
 
 
@@ -239,6 +242,8 @@ class NewFork:
     state_hash: str | None
     next_node: str
     next_queue: str
+    trace_context: dict[str, str] = field(default_factory=dict)
+    """W3C Trace Context of the ForkRun call; every task of the fork carries it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,6 +442,8 @@ class Task:
     """The step's activities recorded by earlier attempts, by seq."""
     cancel_requested: bool = False
     """CancelRun was called for the run."""
+    trace_context: dict[str, str] = field(default_factory=dict)
+    """The run's W3C Trace Context (see NewRun)."""
 
     @property
     def key(self) -> TaskKey:

@@ -248,6 +248,7 @@ def task_to_proto(task: Task, lease: timedelta) -> common_pb2.Task:
         failures=task.failures,
         activities=[activity_to_proto(a) for a in task.activities],
         cancel_requested=task.cancel_requested,
+        trace_context=task.trace_context,
     )
     msg.lease_duration.FromTimedelta(lease)
     return msg

@@ -148,8 +148,19 @@ class Engine:
 
     # -- runs -------------------------------------------------------------------------------------
 
-    async def start_run(self, *, run_id: str, graph_id: str, graph_version: int, input: bytes) -> tuple[Run, bool]:
-        """Create a run and its entry task; idempotent on run_id."""
+    async def start_run(
+        self,
+        *,
+        run_id: str,
+        graph_id: str,
+        graph_version: int,
+        input: bytes,
+        trace_context: dict[str, str] | None = None,
+    ) -> tuple[Run, bool]:
+        """Create a run and its entry task; idempotent on run_id.
+
+        `trace_context` (W3C headers of the caller's span) goes with every task of the run.
+        """
         graph = await self.graph(graph_id, graph_version)
         state = canonical_payload("input", input or b"{}", self._limits.max_payload_bytes, object_only=True)
         entry = graph.nodes[graph.entry_node]
@@ -166,6 +177,7 @@ class Engine:
             entry_queue=entry.task_queue,
             lease_to=poller.worker_id if poller is not None else None,
             lease=self._limits.task_lease,
+            trace_context=dict(trace_context or {}),
         )
         try:
             run, created = await self._store.create_run(new_run)
@@ -185,7 +197,15 @@ class Engine:
             self._dispatcher.notify(entry.task_queue, graph.key)
         return run, created
 
-    async def fork_run(self, run_id: str, *, from_step: int, new_run_id: str, state: bytes) -> tuple[Run, bool]:
+    async def fork_run(
+        self,
+        run_id: str,
+        *,
+        from_step: int,
+        new_run_id: str,
+        state: bytes,
+        trace_context: dict[str, str] | None = None,
+    ) -> tuple[Run, bool]:
         """A new run that shares the source's steps up to `from_step` and goes on from there."""
         source = await self.get_run(run_id)
         steps = await self._store.get_steps(run_id, after=from_step - 1, limit=1)
@@ -204,6 +224,7 @@ class Engine:
             state_hash=state_hash(edited) if edited is not None else None,
             next_node=step.next_node,
             next_queue=graph.nodes[step.next_node].task_queue,
+            trace_context=dict(trace_context or {}),
         )
         run, created = await self._store.fork_run(fork)
         if created:

@@ -18,6 +18,8 @@ __all__ = [
     "activity_params",
     "fork_params",
     "run_from_row",
+    "trace_from_text",
+    "trace_to_text",
     "with_activities",
 ]
 
@@ -112,9 +114,20 @@ def with_activities(
     return [replace(s, activities=tuple(by_step[s.step_index])) if s.step_index in by_step else s for s in steps]
 
 
+def trace_to_text(context: dict[str, str]) -> str | None:
+    """A trace context as stored: a JSON object, or NULL when there is none."""
+    return json.dumps(context, sort_keys=True) if context else None
+
+
+def trace_from_text(text: str | None) -> dict[str, str]:
+    """A stored trace context back as a dict (empty for NULL)."""
+    return {} if not text else dict(json.loads(text))
+
+
 def fork_params(fork: NewFork) -> dict[str, Any]:
     """Named parameters of the statements that create a fork."""
     return {
+        "trace_context": trace_to_text(fork.trace_context),
         "run_id": fork.run_id,
         "source": fork.source_run_id,
         "from_step": fork.from_step,

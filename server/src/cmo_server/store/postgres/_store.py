@@ -24,7 +24,14 @@ from cmo_server.domain import Failure, GraphSpec, NewFork, NewRun, Run, RunStatu
 from cmo_server.errors import AlreadyExists
 from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
 from cmo_server.store._protocol import RunPage
-from cmo_server.store._rows import ACTIVITY_COLUMNS, RUN_COLUMNS, fork_params, run_from_row, with_activities
+from cmo_server.store._rows import (
+    ACTIVITY_COLUMNS,
+    RUN_COLUMNS,
+    fork_params,
+    run_from_row,
+    trace_to_text,
+    with_activities,
+)
 from cmo_server.store.postgres._activities import PostgresActivities
 from cmo_server.store.postgres._artifacts import PostgresArtifacts
 from cmo_server.store.postgres._migrate import migrate
@@ -65,8 +72,10 @@ SELECT_NEWEST_GRAPH = "SELECT definition FROM graphs WHERE graph_id = %(graph_id
 # The entry task is inserted only when the run is: a second StartRun changes nothing.
 INSERT_RUN_AND_ENTRY_TASK = """
     WITH created AS (
-        INSERT INTO runs (run_id, graph_id, graph_version, status, input, seed, created_at, updated_at)
-        VALUES (%(run_id)s, %(graph_id)s, %(graph_version)s, %(status)s, %(input)s, %(seed)s, now(), now())
+        INSERT INTO runs (run_id, graph_id, graph_version, status, input, seed, created_at, updated_at,
+                          trace_context)
+        VALUES (%(run_id)s, %(graph_id)s, %(graph_version)s, %(status)s, %(input)s, %(seed)s, now(), now(),
+                %(trace_context)s)
         ON CONFLICT (run_id) DO NOTHING
         RETURNING run_id, created_at
     ), entry AS (
@@ -81,8 +90,9 @@ INSERT_RUN_AND_ENTRY_TASK = """
 # A fork: the new run (PENDING), the source's steps and activities up to from_step, the next task.
 INSERT_FORK_RUN = """
     INSERT INTO runs (run_id, graph_id, graph_version, status, input, seed, created_at, updated_at, parent_run_id,
-                      forked_from_step)
-    SELECT %(run_id)s, graph_id, graph_version, 1, input, seed, now(), now(), run_id, %(from_step)s
+                      forked_from_step, trace_context)
+    SELECT %(run_id)s, graph_id, graph_version, 1, input, seed, now(), now(), run_id, %(from_step)s,
+           %(trace_context)s
       FROM runs WHERE run_id = %(source)s
     ON CONFLICT (run_id) DO NOTHING
 """
@@ -266,6 +276,7 @@ class PostgresStore(PostgresTasks, PostgresActivities, PostgresArtifacts, Postgr
             "node_id": run.entry_node,
             "task_queue": run.entry_queue,
             "graph_key": graph_key(run.graph_id, run.graph_version),
+            "trace_context": trace_to_text(run.trace_context),
         }
         row = await self._fetchone(INSERT_RUN_AND_ENTRY_TASK, params)
         if row is None:

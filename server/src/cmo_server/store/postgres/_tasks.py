@@ -28,7 +28,7 @@ from cmo_server.domain import (
     graph_key,
 )
 from cmo_server.errors import StaleLease
-from cmo_server.store._rows import ACTIVITY_COLUMNS, activity_arrays, activity_from_row
+from cmo_server.store._rows import ACTIVITY_COLUMNS, activity_arrays, activity_from_row, trace_from_text
 
 __all__ = ["FENCE", "Pool", "PostgresTasks", "fence", "same"]
 
@@ -73,7 +73,7 @@ CLAIM_TASK = """
     SELECT l.run_id, l.step_index, l.attempt, l.node_id, l.task_queue, l.graph_key, l.logical_time,
            l.failures, l.visible_at, r.seed, CASE WHEN l.step_index = 0 THEN r.input ELSE s.state END,
            EXISTS (SELECT 1 FROM activities a WHERE a.run_id = l.run_id AND a.step_index = l.step_index),
-           r.cancel_requested
+           r.cancel_requested, r.trace_context
       FROM leased l JOIN runs r ON r.run_id = l.run_id
       LEFT JOIN steps s ON s.run_id = l.run_id AND s.step_index = l.step_index - 1
 """
@@ -125,7 +125,8 @@ ADVANCE_TASK = f"""
     ), step AS (
         {INSERT_STEP} {STEP_VALUES} FROM moved
     )
-    SELECT m.visible_at, m.logical_time, r.seed, r.cancel_requested FROM moved m JOIN runs r ON r.run_id = %(run_id)s
+    SELECT m.visible_at, m.logical_time, r.seed, r.cancel_requested, r.trace_context
+      FROM moved m JOIN runs r ON r.run_id = %(run_id)s
 """
 # The last step: checkpoint it, drop the task and complete the run with the final state.
 FINISH_RUN = f"""
@@ -236,7 +237,7 @@ class PostgresTasks:
             if row is None:
                 return None
             run_id, step_index, attempt, node_id, queue, key, logical_time, failures, expires, seed, state = row[:11]
-            acted, cancelled = row[11:]
+            acted, cancelled, trace = row[11:]
             if state is None:
                 # The previous step committed after this statement's snapshot (see CLAIM_TASK).
                 cur = await conn.execute(SELECT_STEP_STATE, {"run_id": run_id, "step_index": step_index - 1})
@@ -262,6 +263,7 @@ class PostgresTasks:
             failures=failures,
             activities=activities,
             cancel_requested=cancelled,
+            trace_context=trace_from_text(trace),
         )
 
     async def ready_queues(self, task_queues: Sequence[str]) -> set[tuple[str, str]]:
@@ -315,9 +317,10 @@ class PostgresTasks:
             return await self._not_current(key)
         if not c.eager_worker:
             return CompleteOutcome(RunStatus.RUNNING, enqueued=(c.next_queue, params["graph_key"]))
-        expires, logical_time, seed, cancelled = row
+        expires, logical_time, seed, cancelled, trace = row
         next_task = c.leased_next_task(logical_time=logical_time, seed=seed, lease_expires_at=expires)
-        return CompleteOutcome(RunStatus.RUNNING, next_task=replace(next_task, cancel_requested=cancelled))
+        next_task = replace(next_task, cancel_requested=cancelled, trace_context=trace_from_text(trace))
+        return CompleteOutcome(RunStatus.RUNNING, next_task=next_task)
 
     async def _not_current(self, key: TaskKey) -> CompleteOutcome:
         """A fenced write matched nothing: a harmless re-send of a done step, or a stale attempt.

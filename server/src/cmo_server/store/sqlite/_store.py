@@ -54,6 +54,8 @@ from cmo_server.store._rows import (
     activity_params,
     fork_params,
     run_from_row,
+    trace_from_text,
+    trace_to_text,
     with_activities,
 )
 from cmo_server.store.sqlite import _waits as waits
@@ -73,8 +75,8 @@ SELECT_NEWEST_GRAPH = "SELECT definition FROM graphs WHERE graph_id = ? ORDER BY
 # -- runs -----------------------------------------------------------------------------------------
 
 INSERT_RUN = """
-    INSERT INTO runs (run_id, graph_id, graph_version, status, input, seed, created_at, updated_at)
-    VALUES (:run_id, :graph_id, :graph_version, :status, :input, :seed, :now, :now)
+    INSERT INTO runs (run_id, graph_id, graph_version, status, input, seed, created_at, updated_at, trace_context)
+    VALUES (:run_id, :graph_id, :graph_version, :status, :input, :seed, :now, :now, :trace_context)
     ON CONFLICT (run_id) DO NOTHING
 """
 INSERT_TASK = """
@@ -85,8 +87,8 @@ INSERT_TASK = """
 # A fork: the new run (PENDING), the source's steps and activities up to from_step, the next task.
 INSERT_FORK_RUN = """
     INSERT INTO runs (run_id, graph_id, graph_version, status, input, seed, created_at, updated_at, parent_run_id,
-                      forked_from_step)
-    SELECT :run_id, graph_id, graph_version, 1, input, seed, :now, :now, run_id, :from_step
+                      forked_from_step, trace_context)
+    SELECT :run_id, graph_id, graph_version, 1, input, seed, :now, :now, run_id, :from_step, :trace_context
       FROM runs WHERE run_id = :source
 """
 COPY_STEPS = """
@@ -145,7 +147,7 @@ LEASE_TASK = """
  RETURNING step_index, attempt, node_id, task_queue, graph_key, logical_time, failures
 """
 MARK_RUN_RUNNING = "UPDATE runs SET status = 2, updated_at = ? WHERE run_id = ? AND status = 1"
-SELECT_RUN_START = "SELECT input, seed, cancel_requested FROM runs WHERE run_id = ?"
+SELECT_RUN_START = "SELECT input, seed, cancel_requested, trace_context FROM runs WHERE run_id = ?"
 SELECT_STEP_STATE = "SELECT state FROM steps WHERE run_id = ? AND step_index = ?"
 SELECT_READY_QUEUES = """
     SELECT DISTINCT task_queue, graph_key FROM tasks
@@ -473,6 +475,7 @@ def _create_run(conn: sqlite3.Connection, run: NewRun) -> tuple[Run, bool]:
         "node_id": run.entry_node,
         "task_queue": run.entry_queue,
         "graph_key": graph_key(run.graph_id, run.graph_version),
+        "trace_context": trace_to_text(run.trace_context),
     }
     with Transaction(conn):
         created = conn.execute(INSERT_RUN, params).rowcount == 1
@@ -552,12 +555,12 @@ def _get_steps(conn: sqlite3.Connection, run_id: str, after: int, limit: int) ->
     return with_activities(steps, rows, dt)
 
 
-def _state_before(conn: sqlite3.Connection, run_id: str, step_index: int) -> tuple[bytes, int, bool]:
-    """What a step starts from: the previous checkpoint's state (or the run input), the seed, cancelled."""
-    run_input, seed, cancelled = conn.execute(SELECT_RUN_START, (run_id,)).fetchone()
-    if step_index == 0:
-        return run_input, seed, bool(cancelled)
-    return conn.execute(SELECT_STEP_STATE, (run_id, step_index - 1)).fetchone()[0], seed, bool(cancelled)
+def _state_before(conn: sqlite3.Connection, run_id: str, step_index: int) -> tuple[bytes, int, bool, dict[str, str]]:
+    """A step's start: the previous checkpoint's state (or the input), seed, cancelled, trace context."""
+    run_input, seed, cancelled, trace = conn.execute(SELECT_RUN_START, (run_id,)).fetchone()
+    if step_index > 0:
+        run_input = conn.execute(SELECT_STEP_STATE, (run_id, step_index - 1)).fetchone()[0]
+    return run_input, seed, bool(cancelled), trace_from_text(trace)
 
 
 def _claim_task(
@@ -580,7 +583,7 @@ def _claim_task(
         ).fetchone()
         if step_index == 0:
             conn.execute(MARK_RUN_RUNNING, (now, run_id))
-        state, seed, cancelled = _state_before(conn, run_id, step_index)
+        state, seed, cancelled, trace = _state_before(conn, run_id, step_index)
         activities = tuple(activity_from_row(row, dt) for row in conn.execute(SELECT_ACTIVITIES, (run_id, step_index)))
     graph_id, _, version = key.rpartition("@")
     return Task(
@@ -598,6 +601,7 @@ def _claim_task(
         failures=failures,
         activities=activities,
         cancel_requested=cancelled,
+        trace_context=trace,
     )
 
 
@@ -615,7 +619,7 @@ def _extend_lease(conn: sqlite3.Connection, key: TaskKey, lease: timedelta) -> t
     with Transaction(conn):
         if conn.execute(EXTEND_LEASE, {**fence(key), "expires": expires}).rowcount == 0:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
-        (cancelled,) = conn.execute(SELECT_RUN_START, (key.run_id,)).fetchone()[2:]
+        cancelled = conn.execute(SELECT_RUN_START, (key.run_id,)).fetchone()[2]
     return dt(expires), bool(cancelled)
 
 
@@ -672,9 +676,10 @@ def _complete_step(conn: sqlite3.Connection, c: StepCommit) -> CompleteOutcome:
             return CompleteOutcome(RunStatus.COMPLETED, finished_at=dt(now))
         if not c.eager_worker:
             return CompleteOutcome(RunStatus.RUNNING, enqueued=(c.next_queue, fenced["graph_key"]))
-        seed, cancelled = conn.execute(SELECT_RUN_START, (key.run_id,)).fetchone()[1:]
+        seed, cancelled, trace = conn.execute(SELECT_RUN_START, (key.run_id,)).fetchone()[1:]
     next_task = c.leased_next_task(logical_time=dt(now), seed=seed, lease_expires_at=dt(lease_expires))
-    return CompleteOutcome(RunStatus.RUNNING, next_task=replace(next_task, cancel_requested=bool(cancelled)))
+    next_task = replace(next_task, cancel_requested=bool(cancelled), trace_context=trace_from_text(trace))
+    return CompleteOutcome(RunStatus.RUNNING, next_task=next_task)
 
 
 def _not_current(conn: sqlite3.Connection, key: TaskKey) -> CompleteOutcome:
