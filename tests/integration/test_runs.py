@@ -40,7 +40,7 @@ def counting_graph(graph_id: str, steps: int = 3) -> cmo.Graph[Counter]:
 
 @contextlib.asynccontextmanager
 async def serving(client: cmo.Client, graphs: list[cmo.Graph[Any]], **options: Any) -> AsyncIterator[cmo.Worker]:
-    worker = cmo.Worker(client, graphs, poll_wait=1.0, **options)
+    worker = cmo.Worker(client, graphs, **{"poll_wait": 1.0, **options})
     task = asyncio.create_task(worker.run())
     try:
         yield worker

@@ -26,10 +26,16 @@ RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
 
 def open_channel(target: str) -> grpc.aio.Channel:
-    """An insecure channel with keep-alives and large-message limits."""
+    """An insecure channel with keep-alives and large-message limits.
+
+    Calls are spread over every address the target resolves to (a DNS name with several
+    addresses, or "ipv4:10.0.0.1:7233,10.0.0.2:7233"), skipping servers that are down: server
+    replicas are stateless, so any one can take any call.
+    """
     return grpc.aio.insecure_channel(
         target,
         options=[
+            ("grpc.lb_policy_name", "round_robin"),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.keepalive_time_ms", 30_000),

@@ -28,7 +28,10 @@ class EngineLimits:
     max_payload_bytes: int = 4 * 1024 * 1024
     """Largest state, input or output accepted."""
     sweep_interval: timedelta = timedelta(seconds=1)
-    """How often parked pollers look for tasks that became ready by time (retries, lease expiry)."""
+    """How often parked pollers look for tasks that became ready by time (retries, lease expiry),
+    and due waits are looked for, when the store pushes nothing (SQLite, or a broken connection)."""
+    fallback_sweep_interval: timedelta = timedelta(seconds=30)
+    """With Postgres notifications: the longest time between those looks, in case one was missed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,7 @@ class ServerConfig:
             task_lease=_seconds(env, "CMO_TASK_LEASE_SECONDS", base_limits.task_lease),
             max_payload_bytes=_int(env, "CMO_MAX_PAYLOAD_BYTES", base_limits.max_payload_bytes),
             sweep_interval=_seconds(env, "CMO_SWEEP_INTERVAL_SECONDS", base_limits.sweep_interval),
+            fallback_sweep_interval=_seconds(env, "CMO_FALLBACK_SWEEP_SECONDS", base_limits.fallback_sweep_interval),
         )
         config = cls(
             listen=env.get("CMO_LISTEN", base.listen),

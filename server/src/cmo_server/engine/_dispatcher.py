@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from cmo_server.domain import Task
 from cmo_server.store import Store
@@ -15,6 +15,10 @@ from cmo_server.store import Store
 __all__ = ["TaskDispatcher"]
 
 logger = logging.getLogger(__name__)
+
+_CLOCK_SLACK = 0.005
+"""Seconds added to a wake-up at a database time: a little late beats early (the claim compares
+with the database's clock)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -41,17 +45,24 @@ class _Waiter:
 class TaskDispatcher:
     """Hands ready tasks to long-polling workers.
 
-    Tasks this process enqueues wake one matching poller at once. Tasks that become ready by
-    time (retry back-off, expired leases) or that another server enqueued are found by a sweep
-    every `sweep_interval`, which runs only while someone is waiting.
+    Tasks this process enqueues wake one matching poller at once. Without pushed notifications
+    (SQLite), tasks that become ready by time (retry back-off, expired leases) are found by a
+    sweep every `sweep_interval`. With them (Postgres), another server's tasks wake a poller when
+    they become claimable, and the sweep runs when the next task of the parked pollers' queues
+    becomes ready by time (an expired lease), or after `fallback_interval` at the latest. Sweeps
+    run only while someone is waiting, so an idle server reads nothing.
     """
 
-    def __init__(self, store: Store, *, sweep_interval: float = 1.0) -> None:
+    def __init__(self, store: Store, *, sweep_interval: float = 1.0, fallback_interval: float = 30.0) -> None:
         self._store = store
         self._sweep_interval = sweep_interval
+        self._fallback_interval = max(fallback_interval, sweep_interval)
         self._waiters: list[_Waiter] = []
         self._closed = False
         self._has_waiters = asyncio.Event()
+        self._pushed = False
+        self._sweep_now = asyncio.Event()
+        self._later: dict[tuple[str, str], asyncio.TimerHandle] = {}
 
     async def poll(
         self,
@@ -133,25 +144,79 @@ class TaskDispatcher:
     def close(self) -> None:
         """Stop taking polls; parked pollers return empty-handed."""
         self._closed = True
+        for handle in self._later.values():
+            handle.cancel()
+        self._later.clear()
+        self._sweep_now.set()
         for waiter in self._waiters:
             waiter.wake()
+
+    # -- what other servers do (see Store.watch) --------------------------------------------------
+
+    def task_ready(self, task_queue: str, graph_key: str, at: datetime) -> None:
+        """Another server made a task claimable from `at`: wake a poller then."""
+        delay = (at - datetime.now(UTC)).total_seconds()
+        if delay <= 0:
+            self.notify(task_queue, graph_key)
+            return
+        key = (task_queue, graph_key)
+        earlier = self._later.get(key)
+        if earlier is not None and earlier.when() <= asyncio.get_running_loop().time() + delay:
+            return  # a wake-up for this queue comes sooner; the poller it wakes claims the oldest task
+        if earlier is not None:
+            earlier.cancel()
+        self._later[key] = asyncio.get_running_loop().call_later(delay + _CLOCK_SLACK, self._wake_later, key)
+
+    def _wake_later(self, key: tuple[str, str]) -> None:
+        self._later.pop(key, None)
+        self.wake_all([key[0]], [key[1]])
+
+    def push_started(self) -> None:
+        """Notifications flow: sweep once now for what was missed, then rarely."""
+        self._pushed = True
+        self._sweep_now.set()
+
+    def push_stopped(self) -> None:
+        """Notifications stopped: sweep every `sweep_interval` until they resume."""
+        self._pushed = False
+        self._sweep_now.set()
 
     async def run_sweeps(self) -> None:
         """Find tasks that became ready without a notification; runs until cancelled."""
         while not self._closed:
             await self._has_waiters.wait()
-            await asyncio.sleep(self._sweep_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sweep_now.wait(), await self._next_sweep_in())
+            self._sweep_now.clear()
             if not self._waiters:
                 self._has_waiters.clear()
                 continue
-            queues = sorted({q for w in self._waiters for q in w.queues})
             try:
-                ready = await self._store.ready_queues(queues)
+                ready = await self._store.ready_queues(self._parked_queues())
             except Exception:
                 logger.exception("sweep for ready tasks failed; retrying")
                 continue
             for queue, key in ready:
                 self.wake_all([queue], [key])
+
+    async def _next_sweep_in(self) -> float:
+        """Seconds until the next sweep: soon without notifications, else when a lease lapses."""
+        if not self._pushed:
+            return self._sweep_interval
+        try:
+            at = await self._store.next_ready_at(self._parked_queues())
+        except Exception:
+            logger.exception("reading when the next task is ready failed; sweeping on a timer")
+            return self._sweep_interval
+        delay = None if at is None else (at - datetime.now(UTC)).total_seconds()
+        if delay is None or delay <= 0:
+            # Nothing becomes ready later; a task ready already is one these pollers cannot take
+            # (another graph version) or one whose notification is on its way.
+            return self._fallback_interval
+        return min(delay + _CLOCK_SLACK, self._fallback_interval)
+
+    def _parked_queues(self) -> list[str]:
+        return sorted({q for w in self._waiters for q in w.queues})
 
     def _remove(self, waiter: _Waiter) -> None:
         with contextlib.suppress(ValueError):

@@ -50,7 +50,8 @@ _Finish = Callable[[Run], Run]
 """Turns a run as read before it finished into the finished run."""
 
 RUN_RECHECK_SECONDS = 5.0
-"""How often WaitRun re-reads a run no local event has woken (runs finished by other replicas)."""
+"""How often WaitRun re-reads a run no event has woken: a run finished by another server wakes it
+through the store's notifications where there are any (Postgres), else by this re-read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +81,44 @@ class FailOutcome:
     run_status: RunStatus
 
 
+class _OtherServers:
+    """What the store pushes of other servers' work, passed to the dispatcher and the timers."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._dispatcher = engine._dispatcher
+        self._timers = engine._timers
+
+    def task_ready(self, task_queue: str, graph_key: str, at: datetime) -> None:
+        self._dispatcher.task_ready(task_queue, graph_key, at)
+
+    def wait_scheduled(self, at: datetime) -> None:
+        self._timers.wake_at(at)
+
+    def run_ended(self, run_id: str) -> None:
+        self._engine._run_finished(run_id, None)  # its waiters read the run again
+
+    def push_started(self) -> None:
+        self._dispatcher.push_started()
+        self._timers.push_started()
+
+    def push_stopped(self) -> None:
+        self._dispatcher.push_stopped()
+        self._timers.push_stopped()
+
+
 class Engine:
     """Owns every state transition of every run; each is one `Store` transaction."""
 
     def __init__(self, store: Store, limits: EngineLimits | None = None) -> None:
         self._store = store
         self._limits = limits or EngineLimits()
-        self._dispatcher = TaskDispatcher(store, sweep_interval=self._limits.sweep_interval.total_seconds())
-        self._timers = WaitTimers(self.fire_due_waits, sweep_interval=self._limits.sweep_interval.total_seconds())
+        sweep = self._limits.sweep_interval.total_seconds()
+        fallback = self._limits.fallback_sweep_interval.total_seconds()
+        self._dispatcher = TaskDispatcher(store, sweep_interval=sweep, fallback_interval=fallback)
+        self._timers = WaitTimers(
+            self.fire_due_waits, store.next_wait_at, sweep_interval=sweep, fallback_interval=fallback
+        )
         self._graphs: dict[tuple[str, int], GraphSpec] = {}
         self._run_watchers: defaultdict[str, list[asyncio.Future[_Finish | None]]] = defaultdict(list)
         self._background: asyncio.Task[None] | None = None
@@ -109,7 +140,7 @@ class Engine:
             self._background = asyncio.create_task(self._run_sweeps(), name="cmo-sweeps")
 
     async def _run_sweeps(self) -> None:
-        await asyncio.gather(self._dispatcher.run_sweeps(), self._timers.run())
+        await asyncio.gather(self._dispatcher.run_sweeps(), self._timers.run(), self._store.watch(_OtherServers(self)))
 
     async def aclose(self) -> None:
         """Stop taking polls, release parked pollers and watchers; idempotent."""

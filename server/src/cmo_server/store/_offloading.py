@@ -37,7 +37,7 @@ from cmo_server.domain import (
     WaitOutcome,
     WaitRequest,
 )
-from cmo_server.store._protocol import RunPage, Store
+from cmo_server.store._protocol import ReadyListener, RunPage, Store
 
 __all__ = ["OffloadingStore"]
 
@@ -248,6 +248,16 @@ class OffloadingStore:
     async def fire_due_waits(self) -> set[tuple[str, str]]:
         """See `Store.fire_due_waits`."""
         return await self._inner.fire_due_waits()
+
+    async def next_wait_at(self) -> datetime | None:
+        """See `Store.next_wait_at`."""
+        return await self._inner.next_wait_at()
+
+    # -- other servers ----------------------------------------------------------------------------
+
+    async def watch(self, listener: ReadyListener) -> None:
+        """See `Store.watch`."""
+        await self._inner.watch(listener)
 
     # -- artifacts: their content is in the blob store already ----------------------------------
 

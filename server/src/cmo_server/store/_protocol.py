@@ -28,10 +28,29 @@ from cmo_server.domain import (
     WaitRequest,
 )
 
-__all__ = ["RunPage", "Store"]
+__all__ = ["ReadyListener", "RunPage", "Store"]
 
 RunPage = tuple[list[Run], str]
 """Runs and the token of the next page ("" when there is none)."""
+
+
+class ReadyListener(Protocol):
+    """Receives what other servers on the same database did, from a store that can push it."""
+
+    def task_ready(self, task_queue: str, graph_key: str, at: datetime) -> None:
+        """Another server made a task of this queue and graph version claimable from `at` on."""
+
+    def wait_scheduled(self, at: datetime) -> None:
+        """Another server suspended a step on a wait that times out at `at`."""
+
+    def run_ended(self, run_id: str) -> None:
+        """Another server ended this run (completed, failed, cancelled or terminated)."""
+
+    def push_started(self) -> None:
+        """Notifications flow (again); any sent while they did not were missed: look now."""
+
+    def push_stopped(self) -> None:
+        """Notifications stopped (the connection broke): look for work by sweeping until they resume."""
 
 
 class Store(Protocol):
@@ -187,9 +206,21 @@ class Store(Protocol):
         running step is left to see the mark.
         """
 
+    async def next_wait_at(self) -> datetime | None:
+        """When the next wait times out (timer or signal timeout), if any does."""
+
     async def fire_due_waits(self) -> set[tuple[str, str]]:
         """Record the outcome of every wait whose time has come and make those tasks ready.
 
         A timer records a null result, a signal wait a SignalTimeoutError. Returns the
         (task_queue, graph key) pairs of the tasks made ready.
+        """
+
+    # -- other servers ----------------------------------------------------------------------------
+
+    async def watch(self, listener: ReadyListener) -> None:
+        """Tell `listener` what other servers on this database do, until cancelled.
+
+        A backend that cannot push (SQLite: one server per file) returns at once without calling
+        it; the caller then sweeps for work on a timer.
         """

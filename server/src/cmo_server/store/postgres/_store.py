@@ -9,6 +9,7 @@ from the database's `now()`, never from Python.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,6 +36,7 @@ from cmo_server.store._rows import (
 from cmo_server.store.postgres._activities import PostgresActivities
 from cmo_server.store.postgres._artifacts import PostgresArtifacts
 from cmo_server.store.postgres._migrate import migrate
+from cmo_server.store.postgres._notify import PostgresNotifications
 from cmo_server.store.postgres._tasks import Pool, PostgresTasks, same
 from cmo_server.store.postgres._waits import SELECT_RUN, PostgresWaits
 
@@ -156,11 +158,12 @@ CONFIGURE_SESSION = """
 """
 
 
-async def _configure(conn: AsyncConnection[TupleRow]) -> None:
+async def _configure(conn: AsyncConnection[TupleRow], *, own_pids: set[int]) -> None:
     # Prepare every statement on its first use: the server then skips parsing and planning it.
     # Measured: create_run, claim_task and complete_step each took 0.05-0.2 ms less (p50).
     conn.prepare_threshold = 0
     await conn.execute(CONFIGURE_SESSION, prepare=False)
+    own_pids.add(conn.info.backend_pid)  # its notifications are this server's own (see _notify)
 
 
 async def _check_connection(conn: AsyncConnection[TupleRow]) -> None:
@@ -184,11 +187,13 @@ async def _check_connection(conn: AsyncConnection[TupleRow]) -> None:
         raise psycopg.OperationalError("the server closed the connection")
 
 
-class PostgresStore(PostgresTasks, PostgresActivities, PostgresArtifacts, PostgresWaits):
+class PostgresStore(PostgresTasks, PostgresActivities, PostgresArtifacts, PostgresWaits, PostgresNotifications):
     """`Store` on a Postgres database."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, *, url: str, own_pids: set[int] | None = None) -> None:
         self._pool = pool
+        self._url = url
+        self._own_pids = own_pids if own_pids is not None else set()
         self._closed = False
 
     @classmethod
@@ -209,13 +214,14 @@ class PostgresStore(PostgresTasks, PostgresActivities, PostgresArtifacts, Postgr
         connections, at start and on each call.
         """
         await migrate(url, connect_timeout=timeout)
+        own_pids: set[int] = set()
         pool: Pool = AsyncConnectionPool(
             url,
             min_size=pool_size,
             max_size=pool_size,
             open=False,
             kwargs={"autocommit": True},
-            configure=_configure,
+            configure=functools.partial(_configure, own_pids=own_pids),
             check=_check_connection,
             timeout=timeout,
             name="cmo-store",
@@ -225,7 +231,7 @@ class PostgresStore(PostgresTasks, PostgresActivities, PostgresArtifacts, Postgr
         except BaseException:
             await pool.close()
             raise
-        return cls(pool)
+        return cls(pool, url=url, own_pids=own_pids)
 
     async def aclose(self) -> None:
         """Close the pool; idempotent."""

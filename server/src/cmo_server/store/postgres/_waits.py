@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -102,6 +103,7 @@ LOCK_DUE = f"""
     SELECT {WAIT_COLUMNS} FROM tasks WHERE wait_until <= now() ORDER BY wait_until LIMIT 1000 FOR UPDATE SKIP LOCKED
 """
 SELECT_RUN = RUN_COLUMNS + " WHERE r.run_id = %(run_id)s"
+SELECT_NEXT_WAIT_AT = "SELECT min(wait_until) FROM tasks WHERE wait_until IS NOT NULL"
 
 
 class PostgresWaits:
@@ -191,6 +193,12 @@ class PostgresWaits:
                     await conn.execute(CANCEL_NOW, params)
             row = await (await conn.execute(SELECT_RUN, {"run_id": run_id})).fetchone()
         return None if row is None else CancelOutcome(run_from_row(row, same), ready)
+
+    async def next_wait_at(self) -> datetime | None:
+        """See `Store.next_wait_at`."""
+        async with self._pool.connection() as conn:
+            row = await (await conn.execute(SELECT_NEXT_WAIT_AT)).fetchone()
+        return None if row is None else row[0]
 
     async def fire_due_waits(self) -> set[tuple[str, str]]:
         """See `Store.fire_due_waits`."""

@@ -46,7 +46,7 @@ from cmo_server.domain import (
 from cmo_server.errors import AlreadyExists, NotFound, StaleLease
 from cmo_server.store._migrations import load_migrations
 from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
-from cmo_server.store._protocol import RunPage
+from cmo_server.store._protocol import ReadyListener, RunPage
 from cmo_server.store._rows import (
     ACTIVITY_COLUMNS,
     RUN_COLUMNS,
@@ -353,6 +353,15 @@ class SqliteStore:
     async def fire_due_waits(self) -> set[tuple[str, str]]:
         """See `Store.fire_due_waits`."""
         return await self._call(waits.fire_due_waits)
+
+    async def next_wait_at(self) -> datetime | None:
+        """See `Store.next_wait_at`."""
+        return await self._call(waits.next_wait_at)
+
+    # -- other servers ----------------------------------------------------------------------------
+
+    async def watch(self, listener: ReadyListener) -> None:
+        """See `Store.watch`: SQLite has one server per file, so there is nothing to hear."""
 
     # -- artifacts --------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from cmo_server.domain import (
@@ -27,7 +28,7 @@ from cmo_server.errors import FailedPrecondition, StaleLease
 from cmo_server.store._rows import activity_params
 from cmo_server.store.sqlite._db import FENCE, INSERT_ACTIVITY, Transaction, dt, fence, now_us, us
 
-__all__ = ["cancel_run", "fire_due_waits", "signal_run", "suspend_task"]
+__all__ = ["cancel_run", "fire_due_waits", "next_wait_at", "signal_run", "suspend_task"]
 
 GetRun = Callable[[sqlite3.Connection, str], Run | None]
 
@@ -181,6 +182,12 @@ def cancel_run(conn: sqlite3.Connection, run_id: str, failure: Failure, get_run:
         run = get_run(conn, run_id)
     assert run is not None
     return CancelOutcome(run, ready)
+
+
+def next_wait_at(conn: sqlite3.Connection) -> datetime | None:
+    """See `Store.next_wait_at`."""
+    (at,) = conn.execute("SELECT min(wait_until) FROM tasks WHERE wait_until IS NOT NULL").fetchone()
+    return None if at is None else dt(at)
 
 
 def fire_due_waits(conn: sqlite3.Connection) -> set[tuple[str, str]]:
