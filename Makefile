@@ -38,6 +38,9 @@ protos: install ## Regenerate the checked-in protobuf/gRPC code from proto/
 check-protos: install ## Fail if the checked-in generated code is stale
 	$(RUN) python scripts/gen_protos.py --check
 
+image: ## Build the server image (needs a Docker engine)
+	docker build -f deploy/Dockerfile -t cmo-server:dev .
+
 bench: install ## Run the benchmarks (JSON lines; results in bench/README.md)
 	$(RUN) python bench/run.py
 
