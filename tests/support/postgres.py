@@ -17,11 +17,20 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
-__all__ = ["create_database", "drop_database", "postgres_bin", "postgres_url", "throwaway_postgres"]
+__all__ = [
+    "Cluster",
+    "create_database",
+    "drop_database",
+    "postgres_bin",
+    "postgres_url",
+    "throwaway_cluster",
+    "throwaway_postgres",
+]
 
 
 def postgres_bin(name: str) -> str:
@@ -46,9 +55,40 @@ def _as_postgres_user() -> list[str]:
     return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """A private Postgres cluster: its maintenance database's URL, and a way to restart it."""
+
+    url: str
+    data: Path
+    log: Path
+    options: str
+
+    def restart(self, mode: str = "fast") -> None:
+        """`pg_ctl restart -m MODE`: every session is cut, the server is back when this returns."""
+        subprocess.run(
+            [
+                *_as_postgres_user(),
+                postgres_bin("pg_ctl"),
+                "-D",
+                str(self.data),
+                "-w",
+                "-m",
+                mode,
+                "-l",
+                str(self.log),
+                "-o",
+                self.options,
+                "restart",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+
 @contextlib.contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    """Start a private Postgres cluster on a free port; yields its URL; removes it after."""
+def throwaway_cluster() -> Iterator[Cluster]:
+    """Start a private Postgres cluster on a free port; removes it after."""
     root = Path(tempfile.mkdtemp(prefix="cmo-pg-"))
     data = root / "data"
     if os.geteuid() == 0:
@@ -82,10 +122,17 @@ def throwaway_postgres() -> Iterator[str]:
         capture_output=True,
     )
     try:
-        yield f"postgresql://cmo@127.0.0.1:{port}/postgres"
+        yield Cluster(f"postgresql://cmo@127.0.0.1:{port}/postgres", data, root / "log", options)
     finally:
         subprocess.run([*run, pg_ctl, "-D", str(data), "-w", "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """Start a private Postgres cluster on a free port; yields its URL; removes it after."""
+    with throwaway_cluster() as cluster:
+        yield cluster.url
 
 
 @contextlib.contextmanager
