@@ -103,7 +103,7 @@ def postgres_databases(workdir: Path) -> Iterator[Callable[[str], contextlib.Abs
             try:
                 yield ServerSpec(
                     ["start", "--listen", "127.0.0.1:0"],
-                    env={"CMO_DATABASE_URL": url, "CMO_BLOB_DIR": str(blobs)},
+                    env={"CMO_DATABASE_URL": url, "CMO_BLOB_DIR": str(blobs), "CMO_METRICS_LISTEN": "127.0.0.1:0"},
                     description=f"Postgres, {where}, pool {os.environ.get('CMO_POOL_SIZE', '8')}",
                     database_pids=postgres_processes(url),
                     storage=lambda: {**blob_usage(blobs), "database_bytes": postgres_table_bytes(url)},

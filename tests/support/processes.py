@@ -171,6 +171,7 @@ class Processes:
             "CMO_TASK_LEASE_SECONDS": str(lease_seconds),
             "CMO_SWEEP_INTERVAL_SECONDS": str(sweep_seconds),
             "CMO_SHUTDOWN_GRACE_SECONDS": "1",
+            "CMO_METRICS_LISTEN": "127.0.0.1:0",  # several servers per test: no fixed port
             **(env or {}),
         }
         return await self._launch_server(database, "127.0.0.1:0", settings)

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode, Tracer
+
 from cmo._converter import from_json, to_json
 from cmo._retry import RetryPolicy
 from cmo.api.v1 import common_pb2, worker_service_pb2
@@ -161,6 +164,7 @@ class ActivityRunner:
         step_index: int,
         recorded: Mapping[int, common_pb2.Activity],
         record: Recorder | None,
+        tracer: Tracer | None = None,
     ) -> None:
         """Make the runner of one attempt.
 
@@ -170,6 +174,8 @@ class ActivityRunner:
             recorded: The step's records from earlier attempts, by seq.
             record: Sends one record to the server; None replays only (an activity the record
                 does not have is a nondeterminism error, and nothing runs).
+            tracer: Makes a `cmo.activity` span of each activity run (not of replayed ones); the
+                global provider's by default.
         """
         self._run_id = run_id
         self._step_index = step_index
@@ -180,6 +186,7 @@ class ActivityRunner:
         self._sending: set[asyncio.Task[None]] = set()
         self._cancel_reason: str | None = None
         self._cancel_delivered = False
+        self._tracer = tracer or trace.get_tracer("cmo")
 
     @property
     def cancel_requested(self) -> bool:
@@ -234,6 +241,7 @@ class ActivityRunner:
                     recorded=f"{recorded.kind} {recorded.name!r} (request {recorded.request_hash[:12]})",
                     requested=requested,
                 )
+            _replayed(recorded)
             return self._outcome(recorded, act)
         if self._record is None:
             raise NondeterminismError(step_index=self._step_index, seq=seq, recorded="nothing", requested=requested)
@@ -241,11 +249,18 @@ class ActivityRunner:
         if self._cancel_pending():
             return self._cancelled(record)
         await self._confirm_all()  # earlier outcomes are durable before this side effect starts
-        try:
-            result = await self._execute(seq, act, args, kwargs)
-            record.result = canonical_json(to_json(result))
-        except Exception as err:
-            record.error.CopyFrom(_failure(err))
+        attributes: dict[str, str | int] = {"cmo.activity.name": act.name, "cmo.activity.kind": act.kind}
+        attributes["cmo.activity.seq"] = seq
+        with self._tracer.start_as_current_span(
+            "cmo.activity", attributes=attributes, record_exception=False, set_status_on_exception=False
+        ) as span:
+            try:
+                result = await self._execute(seq, act, args, kwargs)
+                record.result = canonical_json(to_json(result))
+            except Exception as err:
+                record.error.CopyFrom(_failure(err))
+                span.record_exception(err)
+                span.set_status(StatusCode.ERROR, f"{record.error.type}: {record.error.message}")
         self._keep(record)
         return self._outcome(record, act)
 
@@ -268,6 +283,7 @@ class ActivityRunner:
                     recorded=f"{recorded.kind} {recorded.name!r} (request {recorded.request_hash[:12]})",
                     requested=requested,
                 )
+            _replayed(recorded)
             if recorded.HasField("error"):
                 raise self._wait_error(recorded, name)
             return recorded.result
@@ -330,7 +346,9 @@ class ActivityRunner:
         key = hashlib.sha256(f"{self._run_id}:{self._step_index}:{seq}".encode()).hexdigest()
         delay = act.retry.initial_interval.total_seconds()
         try_number = 1
+        span = trace.get_current_span()
         while True:
+            span.set_attribute("cmo.activity.try_count", try_number)
             token = _current.set(ActivityInfo(self._run_id, self._step_index, seq, key, try_number))
             try:
                 call = act.fn(*args, **kwargs)
@@ -346,6 +364,14 @@ class ActivityRunner:
             if act.retry.max_interval is not None:
                 delay = min(delay, act.retry.max_interval.total_seconds())
             try_number += 1
+
+
+def _replayed(record: common_pb2.Activity) -> None:
+    """Mark on the step's span that a call returned its recorded outcome instead of running."""
+    trace.get_current_span().add_event(
+        "cmo.activity.replayed",
+        {"cmo.activity.name": record.name, "cmo.activity.kind": record.kind, "cmo.activity.seq": record.seq},
+    )
 
 
 def _retryable(err: Exception, retry: RetryPolicy, try_number: int) -> bool:

@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 from typing import Any, Generic, TypeVar, cast
 
 import grpc
+from opentelemetry.trace import TracerProvider
 
 from cmo._convert import duration, graph_to_proto, run_from_proto, step_from_proto
 from cmo._converter import from_json, to_json
 from cmo._graph import Graph
 from cmo._history import RunHistory
 from cmo._rpc import call, open_channel, rpc_error
+from cmo._telemetry import client_interceptors, trace_metadata
 from cmo._types import RunInfo, RunStatus, StepInfo
 from cmo.api.v1 import run_service_pb2 as run_pb
 from cmo.api.v1 import run_service_pb2_grpc as run_grpc
@@ -34,23 +36,45 @@ WAIT_SLICE = 30.0  # the server caps one WaitRun at 60 s; ask for less and loop
 class Client:
     """A connection to a CMO server. Use `await Client.connect(...)`; close with `aclose()`."""
 
-    def __init__(self, channel: grpc.aio.Channel, *, target: str) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, *, target: str, tracer_provider: TracerProvider | None = None
+    ) -> None:
         self._channel = channel
         self.target = target
         """The server address."""
+        self.tracer_provider = tracer_provider
+        """Records the spans of this client and its workers; None: the global OpenTelemetry provider."""
         self._runs = run_grpc.RunServiceStub(channel)
         self._workers = worker_grpc.WorkerServiceStub(channel)
+        self._traced_channel = False  # the channel's interceptors carry the trace context themselves
 
     @classmethod
-    async def connect(cls, target: str = DEFAULT_TARGET, *, wait_ready: float = 10.0) -> Client:
-        """Connect to the server at `target` (host:port), waiting up to `wait_ready` s for it."""
-        channel = open_channel(target)
+    async def connect(
+        cls,
+        target: str = DEFAULT_TARGET,
+        *,
+        wait_ready: float = 10.0,
+        tracer_provider: TracerProvider | None = None,
+    ) -> Client:
+        """Connect to the server at `target` (host:port), waiting up to `wait_ready` s for it.
+
+        Spans (steps, activities, and calls with `cmo-sdk[otel]` installed) go to `tracer_provider`,
+        else to the global OpenTelemetry provider: none are recorded until the application sets one.
+        """
+        interceptors = client_interceptors(tracer_provider)
+        channel = open_channel(target, interceptors=interceptors)
         try:
             await asyncio.wait_for(channel.channel_ready(), wait_ready)
         except TimeoutError:
             await channel.close()
             raise ConnectionError(f"no CMO server answered at {target} within {wait_ready:g}s") from None
-        return cls(channel, target=target)
+        client = cls(channel, target=target, tracer_provider=tracer_provider)
+        client._traced_channel = bool(interceptors)
+        return client
+
+    def _trace_metadata(self) -> list[tuple[str, str]]:
+        """The caller's trace context for a call that starts a run, unless the channel adds it."""
+        return [] if self._traced_channel else trace_metadata()
 
     async def __aenter__(self) -> Client:
         return self
@@ -94,14 +118,16 @@ class Client:
             graph_version=graph_version,
             input=canonical_json(to_json(state if state is not None else {})),
         )
+        # The run's steps join the caller's current trace, under the StartRun call.
+        metadata = self._trace_metadata()
         try:
-            response = await call(self._runs.StartRun, request, timeout=CALL_TIMEOUT)
+            response = await call(self._runs.StartRun, request, timeout=CALL_TIMEOUT, metadata=metadata)
         except RpcError as err:
             if err.code != "NOT_FOUND" or not isinstance(graph, Graph):
                 raise
             # The client has the definition: register it, and the run waits for a worker.
             await self.register_graph(graph)
-            response = await call(self._runs.StartRun, request, timeout=CALL_TIMEOUT)
+            response = await call(self._runs.StartRun, request, timeout=CALL_TIMEOUT, metadata=metadata)
         return RunHandle(self, response.run.run_id, state_type)
 
     async def register_graph(self, graph: Graph[Any]) -> bool:
@@ -139,7 +165,11 @@ class Client:
             state=canonical_json(to_json(state)) if state is not None else b"",
         )
         response = await call(
-            self._runs.ForkRun, request, timeout=CALL_TIMEOUT, on_error=lambda e: _not_found(run_id, e)
+            self._runs.ForkRun,
+            request,
+            timeout=CALL_TIMEOUT,
+            on_error=lambda e: _not_found(run_id, e),
+            metadata=self._trace_metadata(),
         )
         return RunHandle(self, response.run.run_id, state_type)
 

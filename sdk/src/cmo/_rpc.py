@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -25,7 +25,7 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
 
-def open_channel(target: str) -> grpc.aio.Channel:
+def open_channel(target: str, *, interceptors: Sequence[Any] = ()) -> grpc.aio.Channel:
     """An insecure channel with keep-alives and large-message limits.
 
     Calls are spread over every address the target resolves to (a DNS name with several
@@ -34,6 +34,7 @@ def open_channel(target: str) -> grpc.aio.Channel:
     """
     return grpc.aio.insecure_channel(
         target,
+        interceptors=list(interceptors) or None,
         options=[
             ("grpc.lb_policy_name", "round_robin"),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -58,16 +59,19 @@ async def call(
     timeout: float,
     retry_for: float = 30.0,
     on_error: Callable[[grpc.aio.AioRpcError], Exception] = rpc_error,
+    metadata: Sequence[tuple[str, str]] = (),
 ) -> T:
     """Call a unary method, retrying UNAVAILABLE with jittered back-off for up to `retry_for` s.
 
-    Only idempotent calls should use a non-zero `retry_for`.
+    Only idempotent calls should use a non-zero `retry_for`. `metadata` goes with the call.
     """
     loop = asyncio.get_running_loop()
     give_up = loop.time() + retry_for
     delay = 0.05
     while True:
         try:
+            if metadata:
+                return await fn(request, timeout=timeout, metadata=tuple(metadata))
             return await fn(request, timeout=timeout)
         except grpc.aio.AioRpcError as err:
             code = err.code()

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
 
 from cmo._activity import ActivityRunner, Suspend
 from cmo._client import Client
@@ -22,6 +24,7 @@ from cmo._converter import from_json, to_json
 from cmo._graph import END, Graph, Node, NodeContext, NodeResult
 from cmo._http import close_http_client
 from cmo._rpc import call
+from cmo._telemetry import step_span, tracer
 from cmo.api.v1 import common_pb2
 from cmo.api.v1 import worker_service_pb2 as pb
 from cmo.errors import ApplicationError, RpcError, RunCancelledError
@@ -97,6 +100,7 @@ class Worker:
         self._polls: set[asyncio.Task[Any]] = set()
         self._nodes: set[asyncio.Task[Any]] = set()
         self._releasing = False
+        self._tracer = tracer(client.tracer_provider)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -104,7 +108,13 @@ class Worker:
         """Register the graphs and serve until `shutdown()`; returns when drained."""
         for graph in self._graphs.values():
             await self._client.register_graph(graph)
-        logger.info("worker %s serving %s on %s", self.worker_id, sorted(self._graphs), self.task_queues)
+        logger.info(
+            "worker %s serving %s on %s",
+            self.worker_id,
+            sorted(self._graphs),
+            self.task_queues,
+            extra={"worker_id": self.worker_id},
+        )
         try:
             async with asyncio.TaskGroup() as group:
                 for slot in range(self._concurrency):
@@ -133,7 +143,7 @@ class Worker:
         while not self._stopping.is_set():
             task = await self._poll()
             while task is not None:
-                task = await self._execute(task)
+                task = await self._traced(task)
 
     async def _poll(self) -> common_pb2.Task | None:
         graphs = [common_pb2.GraphRef(graph_id=g, version=v) for g, v in self._graphs]
@@ -160,6 +170,11 @@ class Worker:
 
     # -- one task ---------------------------------------------------------------------------------
 
+    async def _traced(self, task: common_pb2.Task) -> common_pb2.Task | None:
+        """`_execute` in a `cmo.step` span under the run's trace context (its node and calls inherit it)."""
+        with step_span(self._tracer, task, worker_id=self.worker_id):
+            return await self._execute(task)
+
     async def _execute(self, task: common_pb2.Task) -> common_pb2.Task | None:
         """Run one task to its checkpoint; returns the eagerly dispatched next task, if any."""
         log = {"run_id": task.run_id, "step_index": task.step_index, "attempt": task.attempt}
@@ -174,6 +189,7 @@ class Worker:
             step_index=task.step_index,
             recorded={a.seq: a for a in task.activities},
             record=functools.partial(self._record_activity, task),
+            tracer=self._tracer,
         )
         if task.cancel_requested:
             if not task.activities:  # nothing started in this step: nothing to wind up
@@ -184,14 +200,20 @@ class Worker:
             result = await self._run_node(task, graph, node, activities)
             state, output = self._encode(node, result)
         except Suspend as suspend:
-            await self._suspend(task, suspend.wait, activities.unconfirmed())
+            wait = suspend.wait
+            trace.get_current_span().add_event(
+                "cmo.suspend", {"cmo.wait.kind": wait.kind, "cmo.wait.name": wait.name, "cmo.wait.seq": wait.seq}
+            )
+            await self._suspend(task, wait, activities.unconfirmed())
             return None
         except _LeaseLost:
+            trace.get_current_span().add_event("cmo.lease_lost")
             logger.warning("lease of step %s of run %s lost; dropping it", task.step_index, task.run_id, extra=log)
             return None
         except asyncio.CancelledError:
             if not self._releasing:
                 raise
+            trace.get_current_span().add_event("cmo.released")
             await self._release(task)
             return None
         except Exception as err:
@@ -263,7 +285,11 @@ class Worker:
                     lost.set()
                     running.cancel()
                     return
-                logger.debug("heartbeat failed (%s); trying again", err.code().name)
+                logger.debug(
+                    "heartbeat failed (%s); trying again",
+                    err.code().name,
+                    extra={"run_id": task.run_id, "step_index": task.step_index, "attempt": task.attempt},
+                )
             await asyncio.sleep(interval)
 
     async def _record_activity(self, task: common_pb2.Task, activity: common_pb2.Activity) -> common_pb2.Activity:
@@ -327,15 +353,18 @@ class Worker:
             activities=activities,
         )
         request.started_at.FromDatetime(started)
+        log = {"run_id": task.run_id, "step_index": task.step_index, "attempt": task.attempt}
         try:
             response = await call(self._stub.CompleteTask, request, timeout=CALL_TIMEOUT, retry_for=COMPLETE_RETRY_FOR)
         except RpcError as err:
             if err.code == "FAILED_PRECONDITION":
-                logger.warning("checkpoint of step %s of run %s refused: %s", task.step_index, task.run_id, err.message)
+                logger.warning(
+                    "checkpoint of step %s of run %s refused: %s", task.step_index, task.run_id, err.message, extra=log
+                )
             elif err.code in ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"):
                 await self._fail(task, ApplicationError(err.message, type=err.code, non_retryable=True))
             else:
-                logger.error("checkpoint of step %s of run %s failed: %s", task.step_index, task.run_id, err)
+                logger.error("checkpoint of step %s of run %s failed: %s", task.step_index, task.run_id, err, extra=log)
             return None
         return response.next_task if response.HasField("next_task") else None
 
@@ -355,6 +384,9 @@ class Worker:
             err,
             extra={"run_id": task.run_id, "step_index": task.step_index, "attempt": task.attempt},
         )
+        span = trace.get_current_span()
+        span.set_status(StatusCode.ERROR, f"{kind}: {err}")
+        span.record_exception(err)
         failure = common_pb2.Failure(
             message=str(err) or kind,
             type=kind,
@@ -380,7 +412,9 @@ class Worker:
             await call(self._stub.SuspendTask, request, timeout=CALL_TIMEOUT, retry_for=COMPLETE_RETRY_FOR)
         except RpcError as err:
             if err.code == "FAILED_PRECONDITION":
-                logger.warning("suspending step %s of run %s refused: %s", task.step_index, task.run_id, err.message)
+                logger.warning(
+                    "suspending step %s of run %s refused: %s", task.step_index, task.run_id, err.message, extra=log
+                )
             elif err.code in ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"):
                 await self._fail(task, ApplicationError(err.message, type=err.code, non_retryable=True), activities)
             else:
@@ -412,4 +446,10 @@ class Worker:
             await call(self._stub.FailTask, request, timeout=CALL_TIMEOUT, retry_for=30.0)
         except RpcError as err:
             # A lease that lapsed meanwhile: the server re-dispatches the task anyway.
-            logger.warning("could not report step %s of run %s: %s", task.step_index, task.run_id, err)
+            logger.warning(
+                "could not report step %s of run %s: %s",
+                task.step_index,
+                task.run_id,
+                err,
+                extra={"run_id": task.run_id, "step_index": task.step_index, "attempt": task.attempt},
+            )

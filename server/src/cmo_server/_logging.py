@@ -1,4 +1,9 @@
-"""Logging set-up for the server process: text or JSON lines, run context in every record."""
+"""Logging set-up for the server process: text or JSON lines, run context in every record.
+
+Records logged with `extra={"run_id": ..., "step_index": ..., "attempt": ...}` (the engine's and
+the SDK worker's do) show those fields in both formats, and so do the ids of the current span
+when a trace is being recorded, so a log line leads to its run and its trace.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +11,58 @@ import json
 import logging
 import sys
 
-__all__ = ["configure_logging"]
+from opentelemetry import trace
+
+__all__ = ["configure_logging", "log_formatter"]
 
 _CONTEXT = ("run_id", "step_index", "attempt", "worker_id")
 
 
+def _context(record: logging.LogRecord) -> dict[str, object]:
+    """The record's run context, then the current span's trace and span ids (hex, as W3C writes them)."""
+    fields: dict[str, object] = {k: getattr(record, k) for k in _CONTEXT if hasattr(record, k)}
+    span = trace.get_current_span().get_span_context()
+    if span.is_valid:
+        fields["trace_id"] = trace.format_trace_id(span.trace_id)
+        fields["span_id"] = trace.format_span_id(span.span_id)
+    return fields
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line = {
+        line: dict[str, object] = {
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
-        line.update({k: getattr(record, k) for k in _CONTEXT if hasattr(record, k)})
+        line.update(_context(record))
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
 
 
+class _TextFormatter(logging.Formatter):
+    """`time LEVEL logger: message key=value ...`, the run context as key=value pairs."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        fields = _context(record)
+        return line + "".join(f" {k}={v}" for k, v in fields.items()) if fields else line
+
+
+def log_formatter(fmt: str) -> logging.Formatter:
+    """The formatter of `fmt`: "json" (one object a line) or "text"."""
+    return _JsonFormatter() if fmt == "json" else _TextFormatter()
+
+
 def configure_logging(level: str, fmt: str) -> None:
     """Install one stderr handler on the root logger (only entry points call this)."""
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(log_formatter(fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -10,6 +11,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace import TracerProvider
 
 from cmo.api.v1 import run_service_pb2, worker_service_pb2
 from cmo_server.api import RunServicer, WorkerServicer, service_handler
@@ -18,6 +20,7 @@ from cmo_server.blob import FilesystemBlobStore
 from cmo_server.config import ServerConfig
 from cmo_server.engine import Engine
 from cmo_server.store import OffloadingStore, Store
+from cmo_server.telemetry import PrometheusMetrics, serve_metrics, server_interceptors, tracer_provider
 
 __all__ = ["CmoServer", "open_store"]
 
@@ -50,27 +53,48 @@ async def open_store(config: ServerConfig) -> AsyncIterator[Store]:
 class CmoServer:
     """The gRPC server of one replica. Use `CmoServer.running(config)`."""
 
-    def __init__(self, server: grpc.aio.Server, engine: Engine, health: health.aio.HealthServicer, port: int) -> None:
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        engine: Engine,
+        health: health.aio.HealthServicer,
+        port: int,
+        *,
+        metrics: PrometheusMetrics | None = None,
+        metrics_port: int = 0,
+    ) -> None:
         self._server = server
         self._engine = engine
         self._health = health
         self.port = port
         """The bound port (useful when the configured port was 0)."""
+        self.metrics = metrics or PrometheusMetrics()
+        """This server's Prometheus metrics (its own registry)."""
+        self.metrics_port = metrics_port
+        """The bound port of /metrics, /healthz and /readyz; 0 when there is no such endpoint."""
         self._stopped = False
 
     @classmethod
     @asynccontextmanager
-    async def running(cls, config: ServerConfig, store: Store | None = None) -> AsyncIterator[CmoServer]:
+    async def running(
+        cls, config: ServerConfig, store: Store | None = None, *, tracer_provider: TracerProvider | None = None
+    ) -> AsyncIterator[CmoServer]:
         """Serve until the context exits, then shut down gracefully.
 
         `store` is a backend to use instead of the configured one; either way, payloads above the
         inline threshold go to the blob store in `config.blob_root`, transparently to the engine.
+        `tracer_provider` records the server's spans instead of the one the config describes.
         """
         async with AsyncExitStack() as stack:
+            if tracer_provider is None and (tracer_provider := _configured_tracer_provider(config)) is not None:
+                stack.push_async_callback(asyncio.to_thread, tracer_provider.shutdown)  # flushes the exporter
             if store is None:
                 store = await stack.enter_async_context(open_store(config))
             blobs = await stack.enter_async_context(FilesystemBlobStore(config.blob_root))
-            engine = Engine(OffloadingStore(store, blobs, threshold=config.inline_threshold_bytes), config.limits)
+            metrics = PrometheusMetrics()
+            engine = Engine(
+                OffloadingStore(store, blobs, threshold=config.inline_threshold_bytes), config.limits, metrics=metrics
+            )
             # Artifact records carry no payloads: they use the backend directly.
             artifacts = Artifacts(store, blobs, max_bytes=config.max_artifact_bytes)
             await engine.start()
@@ -79,6 +103,7 @@ class CmoServer:
             # its message names the field.
             max_message = 2 * config.limits.max_payload_bytes + 1024 * 1024
             server = grpc.aio.server(
+                interceptors=server_interceptors(tracer_provider),
                 options=[
                     ("grpc.max_receive_message_length", max_message),
                     ("grpc.max_send_message_length", max_message),
@@ -87,7 +112,7 @@ class CmoServer:
                     # a burst of 1000+ starts (or long-polls) is normal load here.
                     ("grpc.server.max_pending_requests", 20_000),
                     ("grpc.server.max_pending_requests_hard_limit", 40_000),
-                ]
+                ],
             )
             server.add_generic_rpc_handlers(
                 (
@@ -106,7 +131,19 @@ class CmoServer:
             await server.start()
             for name in ["", *(s.full_name for s in SERVICES)]:
                 await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-            this = cls(server, engine, health_servicer, port)
+            metrics_port = 0
+            if config.metrics_listen:
+                endpoint = await stack.enter_async_context(
+                    serve_metrics(
+                        config.metrics_listen,
+                        metrics,
+                        store=store,
+                        parked_polls=lambda: engine.parked_polls,
+                        ready=functools.partial(_serving, health_servicer),
+                    )
+                )
+                metrics_port = endpoint.port
+            this = cls(server, engine, health_servicer, port, metrics=metrics, metrics_port=metrics_port)
             try:
                 yield this
             finally:
@@ -131,6 +168,23 @@ class CmoServer:
         # Parked long-polls return empty now, so the grace period is spent on real work.
         await self._engine.aclose()
         await self._server.stop(grace)
+
+
+def _configured_tracer_provider(config: ServerConfig) -> TracerProvider | None:
+    provider = tracer_provider(config)
+    if provider is not None:
+        logger.info("traces go to %s (service %s)", config.traces_exporter, config.otel_service_name)
+    return provider
+
+
+async def _serving(health_servicer: health.aio.HealthServicer) -> bool:
+    """Whether the gRPC health status of the whole server is SERVING (what /readyz answers).
+
+    Asks the servicer's own Check: the status of "" is always set, so the call context it would
+    use to report an unknown service is never touched.
+    """
+    reply = await health_servicer.Check(health_pb2.HealthCheckRequest(service=""), None)
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 async def serve_forever(config: ServerConfig, *, announce: bool = True) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from typing import Any
 
@@ -10,7 +11,7 @@ import click
 
 from cmo_server._logging import configure_logging
 from cmo_server.app import open_store, serve_forever
-from cmo_server.config import ConfigError, ServerConfig
+from cmo_server.config import DEFAULT_METRICS_LISTEN, ConfigError, ServerConfig
 
 __all__ = ["main"]
 
@@ -42,7 +43,9 @@ def start_dev(sqlite_path: str | None, listen: str | None) -> None:
 @click.option("--listen", help="host:port to serve on (default 127.0.0.1:7233, or $CMO_LISTEN).")
 def start(listen: str | None) -> None:
     """Serve on Postgres ($CMO_DATABASE_URL); migrates it first."""
-    config = _config(listen=listen)
+    # Production serves /metrics and the probes unless CMO_METRICS_LISTEN says otherwise ("" = off).
+    metrics = None if "CMO_METRICS_LISTEN" in os.environ else DEFAULT_METRICS_LISTEN
+    config = _config(listen=listen, metrics_listen=metrics)
     if not config.database_url:
         raise click.UsageError("CMO_DATABASE_URL must be set for `start` (use `start-dev` for SQLite)")
     asyncio.run(serve_forever(config))

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-__all__ = ["ConfigError", "EngineLimits", "ServerConfig"]
+__all__ = ["DEFAULT_METRICS_LISTEN", "ConfigError", "EngineLimits", "ServerConfig", "parse_otlp_headers"]
+
+DEFAULT_METRICS_LISTEN = "0.0.0.0:9464"
+"""Where `cmo-server start` serves /metrics, /healthz and /readyz unless CMO_METRICS_LISTEN says otherwise."""
+TRACES_EXPORTERS = ("otlp", "console", "none")
 
 
 class ConfigError(ValueError):
@@ -58,6 +63,16 @@ class ServerConfig:
     max_artifact_bytes: int = 64 * 1024 * 1024
     """Largest artifact a worker may put (the server holds one in memory while it stores it)."""
     limits: EngineLimits = field(default_factory=EngineLimits)
+    metrics_listen: str = ""
+    """host:port of the HTTP endpoint serving /metrics, /healthz and /readyz; empty: no endpoint."""
+    otel_service_name: str = "cmo-server"
+    """service.name of the server's spans (OTEL_SERVICE_NAME)."""
+    otlp_endpoint: str = ""
+    """OTLP/gRPC collector address for spans (OTEL_EXPORTER_OTLP_ENDPOINT)."""
+    otlp_headers: str = ""
+    """Headers sent to the collector, `k=v,k2=v2` (OTEL_EXPORTER_OTLP_HEADERS); may carry tokens."""
+    otel_traces_exporter: str = ""
+    """otlp, console or none (OTEL_TRACES_EXPORTER); empty: otlp when an endpoint is set, else none."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
@@ -86,6 +101,11 @@ class ServerConfig:
             inline_threshold_bytes=_int(env, "CMO_INLINE_THRESHOLD_BYTES", base.inline_threshold_bytes),
             max_artifact_bytes=_int(env, "CMO_MAX_ARTIFACT_BYTES", base.max_artifact_bytes),
             limits=limits,
+            metrics_listen=env.get("CMO_METRICS_LISTEN", base.metrics_listen).strip(),
+            otel_service_name=env.get("OTEL_SERVICE_NAME") or base.otel_service_name,
+            otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", base.otlp_endpoint).strip(),
+            otlp_headers=env.get("OTEL_EXPORTER_OTLP_HEADERS", base.otlp_headers),
+            otel_traces_exporter=env.get("OTEL_TRACES_EXPORTER", base.otel_traces_exporter).strip().lower(),
         )
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
         config.validate()
@@ -112,6 +132,23 @@ class ServerConfig:
             raise ConfigError(f"CMO_INLINE_THRESHOLD_BYTES must be 0 or more, got {self.inline_threshold_bytes}")
         if self.max_artifact_bytes < 1:
             raise ConfigError(f"CMO_MAX_ARTIFACT_BYTES must be at least 1, got {self.max_artifact_bytes}")
+        if self.metrics_listen:
+            host, _, port = self.metrics_listen.rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(f"CMO_METRICS_LISTEN must be host:port or empty, got {self.metrics_listen!r}")
+        if self.otel_traces_exporter not in ("", *TRACES_EXPORTERS):
+            raise ConfigError(f"OTEL_TRACES_EXPORTER must be otlp, console or none, got {self.otel_traces_exporter!r}")
+        try:
+            parse_otlp_headers(self.otlp_headers)
+        except ValueError as err:
+            raise ConfigError(
+                f"OTEL_EXPORTER_OTLP_HEADERS must be key=value pairs separated by commas: {err}"
+            ) from None
+
+    @property
+    def traces_exporter(self) -> str:
+        """Where spans go: otlp, console or none (the OTLP exporter when only an endpoint is set)."""
+        return self.otel_traces_exporter or ("otlp" if self.otlp_endpoint else "none")
 
     @property
     def blob_root(self) -> str:
@@ -137,8 +174,29 @@ class ServerConfig:
             "blob_dir": self.blob_root,
             "inline_threshold_bytes": self.inline_threshold_bytes,
             "max_artifact_bytes": self.max_artifact_bytes,
+            "metrics_listen": self.metrics_listen,
+            "otel_service_name": self.otel_service_name,
+            "traces_exporter": self.traces_exporter,
+            "otlp_endpoint": _redact_url(self.otlp_endpoint),
+            # Header values are often bearer tokens or API keys: only the names are shown.
+            "otlp_headers": {k: "***" for k in parse_otlp_headers(self.otlp_headers)},
         }
         return shown
+
+
+def parse_otlp_headers(raw: str) -> dict[str, str]:
+    """OTEL_EXPORTER_OTLP_HEADERS as a dict: `key=value` pairs, comma-separated, values URL-encoded.
+
+    Raises:
+        ValueError: a pair has no `=` or an empty key; the message names the key, not the value.
+    """
+    headers: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in raw.split(","))):
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"{key.strip()!r} has no value" if key.strip() else "a pair has no key")
+        headers[key.strip().lower()] = urllib.parse.unquote(value.strip())
+    return headers
 
 
 def _redact_url(url: str) -> str:

@@ -444,6 +444,8 @@ class Task:
     """CancelRun was called for the run."""
     trace_context: dict[str, str] = field(default_factory=dict)
     """The run's W3C Trace Context (see NewRun)."""
+    previous_lease_expired: bool = False
+    """Set by a claim that took the task from an attempt whose lease had lapsed (its worker died or stalled)."""
 
     @property
     def key(self) -> TaskKey:

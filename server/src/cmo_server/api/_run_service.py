@@ -13,6 +13,7 @@ from cmo_server.api._validate import check_id, check_range, duration_or
 from cmo_server.domain import NewSignal, RunStatus
 from cmo_server.engine import Engine
 from cmo_server.errors import InvalidArgument
+from cmo_server.telemetry import call_trace_context
 
 __all__ = ["RunServicer"]
 
@@ -34,6 +35,7 @@ class RunServicer:
             graph_id=check_id("graph_id", request.graph_id),
             graph_version=check_range("graph_version", request.graph_version, 0, 2**31 - 1),
             input=request.input,
+            trace_context=call_trace_context(context.invocation_metadata()),
         )
         return pb.StartRunResponse(run=run_to_proto(run), created=created)
 
@@ -93,6 +95,7 @@ class RunServicer:
             from_step=check_range("from_step", request.from_step, 0, 2**31 - 2),
             new_run_id=check_id("new_run_id", request.new_run_id, required=False),
             state=request.state,
+            trace_context=call_trace_context(context.invocation_metadata()),
         )
         return pb.ForkRunResponse(run=run_to_proto(run), created=created)
 

@@ -2,5 +2,6 @@
 
 from cmo_server.engine._dispatcher import TaskDispatcher
 from cmo_server.engine._engine import CompletedStep, Engine, FailOutcome
+from cmo_server.engine._metrics import EngineMetrics
 
-__all__ = ["CompletedStep", "Engine", "FailOutcome", "TaskDispatcher"]
+__all__ = ["CompletedStep", "Engine", "EngineMetrics", "FailOutcome", "TaskDispatcher"]

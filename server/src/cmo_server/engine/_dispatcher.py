@@ -47,16 +47,24 @@ class TaskDispatcher:
 
     Tasks this process enqueues wake one matching poller at once. Without pushed notifications
     (SQLite), tasks that become ready by time (retry back-off, expired leases) are found by a
-    sweep every `sweep_interval`. With them (Postgres), another server's tasks wake a poller when
-    they become claimable, and the sweep runs when the next task of the parked pollers' queues
-    becomes ready by time (an expired lease), or after `fallback_interval` at the latest. Sweeps
-    run only while someone is waiting, so an idle server reads nothing.
+    sweep every `sweep_interval`. With them (Postgres), tasks another server makes ready, now or
+    at a later time, wake a poller when they become claimable; what nobody announces is a lease
+    that lapses, so the sweep runs every `lease_check_interval` (half a lease: a dead worker's task
+    is found at most half a lease after its lease ran out), and never more than
+    `fallback_interval` apart. Sweeps run only while someone is waiting.
     """
 
-    def __init__(self, store: Store, *, sweep_interval: float = 1.0, fallback_interval: float = 30.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        sweep_interval: float = 1.0,
+        fallback_interval: float = 30.0,
+        lease_check_interval: float = 15.0,
+    ) -> None:
         self._store = store
         self._sweep_interval = sweep_interval
-        self._fallback_interval = max(fallback_interval, sweep_interval)
+        self._pushed_interval = max(min(fallback_interval, lease_check_interval), sweep_interval)
         self._waiters: list[_Waiter] = []
         self._closed = False
         self._has_waiters = asyncio.Event()
@@ -186,7 +194,7 @@ class TaskDispatcher:
         while not self._closed:
             await self._has_waiters.wait()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sweep_now.wait(), await self._next_sweep_in())
+                await asyncio.wait_for(self._sweep_now.wait(), self._next_sweep_in())
             self._sweep_now.clear()
             if not self._waiters:
                 self._has_waiters.clear()
@@ -199,21 +207,9 @@ class TaskDispatcher:
             for queue, key in ready:
                 self.wake_all([queue], [key])
 
-    async def _next_sweep_in(self) -> float:
-        """Seconds until the next sweep: soon without notifications, else when a lease lapses."""
-        if not self._pushed:
-            return self._sweep_interval
-        try:
-            at = await self._store.next_ready_at(self._parked_queues())
-        except Exception:
-            logger.exception("reading when the next task is ready failed; sweeping on a timer")
-            return self._sweep_interval
-        delay = None if at is None else (at - datetime.now(UTC)).total_seconds()
-        if delay is None or delay <= 0:
-            # Nothing becomes ready later; a task ready already is one these pollers cannot take
-            # (another graph version) or one whose notification is on its way.
-            return self._fallback_interval
-        return min(delay + _CLOCK_SLACK, self._fallback_interval)
+    def _next_sweep_in(self) -> float:
+        """Seconds until the next sweep: soon without notifications, else to catch lapsed leases."""
+        return self._pushed_interval if self._pushed else self._sweep_interval
 
     def _parked_queues(self) -> list[str]:
         return sorted({q for w in self._waiters for q in w.queues})

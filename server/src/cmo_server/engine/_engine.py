@@ -37,6 +37,7 @@ from cmo_server.domain import (
     graph_key,
 )
 from cmo_server.engine._dispatcher import TaskDispatcher
+from cmo_server.engine._metrics import EngineMetrics
 from cmo_server.engine._payloads import canonical_payload
 from cmo_server.engine._timers import WaitTimers
 from cmo_server.errors import InvalidArgument, NotFound, StaleLease
@@ -110,12 +111,20 @@ class _OtherServers:
 class Engine:
     """Owns every state transition of every run; each is one `Store` transaction."""
 
-    def __init__(self, store: Store, limits: EngineLimits | None = None) -> None:
+    def __init__(
+        self, store: Store, limits: EngineLimits | None = None, *, metrics: EngineMetrics | None = None
+    ) -> None:
         self._store = store
         self._limits = limits or EngineLimits()
+        self._metrics = metrics or EngineMetrics()
         sweep = self._limits.sweep_interval.total_seconds()
         fallback = self._limits.fallback_sweep_interval.total_seconds()
-        self._dispatcher = TaskDispatcher(store, sweep_interval=sweep, fallback_interval=fallback)
+        self._dispatcher = TaskDispatcher(
+            store,
+            sweep_interval=sweep,
+            fallback_interval=fallback,
+            lease_check_interval=self._limits.task_lease.total_seconds() / 2,
+        )
         self._timers = WaitTimers(
             self.fire_due_waits, store.next_wait_at, sweep_interval=sweep, fallback_interval=fallback
         )
@@ -326,17 +335,25 @@ class Engine:
         self, *, worker_id: str, task_queues: list[str], graphs: list[tuple[str, int]], wait: float
     ) -> Task | None:
         """Lease one task, waiting up to `wait` seconds."""
-        return await self._dispatcher.poll(
+        loop = asyncio.get_running_loop()
+        polled_at = loop.time()
+        task = await self._dispatcher.poll(
             task_queues=task_queues,
             graph_keys=[graph_key(g, v) for g, v in graphs],
             worker_id=worker_id,
             lease=self._limits.task_lease,
             wait=wait,
         )
+        self._metrics.poll_waited(loop.time() - polled_at, got_task=task is not None)
+        if task is not None:
+            self._metrics.task_dispatched(task)
+        return task
 
     async def record_activity(self, key: TaskKey, activity: ActivityRecord) -> ActivityRecord:
         """Record an activity of a running attempt; returns the stored record (first writer wins)."""
-        return await self._store.record_activity(key, self._checked_activity(activity))
+        stored = await self._store.record_activity(key, self._checked_activity(activity))
+        self._metrics.activity_recorded(key, activity)
+        return stored
 
     def _checked_activity(self, activity: ActivityRecord) -> ActivityRecord:
         if activity.result is None:
@@ -382,6 +399,12 @@ class Engine:
         )
         if outcome.enqueued is not None:
             self._dispatcher.notify(*outcome.enqueued)
+        if not outcome.duplicate:
+            self._metrics.step_completed(done.graph_id, done.node_id, started_at=done.started_at)
+            for activity in done.activities:
+                self._metrics.activity_recorded(done.key, activity)
+        if outcome.next_task is not None:
+            self._metrics.task_dispatched(outcome.next_task)
         if outcome.duplicate and eager:
             await self._release_lost_eager_task(done)
         if outcome.run_status.terminal and not outcome.duplicate:
@@ -467,6 +490,8 @@ class Engine:
         """End an attempt whose node waits for a signal or a timer; the step runs again once it is over."""
         checked = tuple(self._checked_activity(a) for a in activities)
         outcome = await self._store.suspend_task(key, wait, activities=checked)
+        for activity in activities:
+            self._metrics.activity_recorded(key, activity)
         if outcome.resumed:
             self._dispatcher.notify(*outcome.ready)
         elif outcome.wake_at is not None:

@@ -268,3 +268,13 @@ class OffloadingStore:
     async def find_artifact(self, sha256: str) -> Artifact | None:
         """See `Store.find_artifact`."""
         return await self._inner.find_artifact(sha256)
+
+    # -- metrics: counts only ---------------------------------------------------------------------
+
+    async def queue_depths(self) -> dict[str, int]:
+        """See `Store.queue_depths`."""
+        return await self._inner.queue_depths()
+
+    async def count_runs_by_status(self) -> dict[RunStatus, int]:
+        """See `Store.count_runs_by_status`."""
+        return await self._inner.count_runs_by_status()

@@ -114,7 +114,8 @@ class Store(Protocol):
         """Lease the oldest ready task of these queues and graph versions, attempt + 1.
 
         A task is ready when it is visible and unleased or its lease has expired. It carries the
-        step's activities recorded by earlier attempts.
+        step's activities recorded by earlier attempts, and `previous_lease_expired` when it was
+        still leased (every other end of an attempt gives the lease up).
         """
 
     async def ready_queues(self, task_queues: Sequence[str]) -> set[tuple[str, str]]:
@@ -215,6 +216,17 @@ class Store(Protocol):
         A timer records a null result, a signal wait a SignalTimeoutError. Returns the
         (task_queue, graph key) pairs of the tasks made ready.
         """
+
+    # -- metrics ----------------------------------------------------------------------------------
+
+    async def queue_depths(self) -> dict[str, int]:
+        """Ready tasks by task queue: visible now and unleased or with a lapsed lease.
+
+        Queues with no ready task are left out. Read on a metrics scrape, not on the hot path.
+        """
+
+    async def count_runs_by_status(self) -> dict[RunStatus, int]:
+        """Runs by status; statuses no run has are left out. May scan every run: cache the answer."""
 
     # -- other servers ----------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from cmo_server.store.postgres._activities import PostgresActivities
 from cmo_server.store.postgres._artifacts import PostgresArtifacts
 from cmo_server.store.postgres._migrate import migrate
 from cmo_server.store.postgres._notify import PostgresNotifications
+from cmo_server.store.postgres._stats import PostgresStats
 from cmo_server.store.postgres._tasks import Pool, PostgresTasks, same
 from cmo_server.store.postgres._waits import SELECT_RUN, PostgresWaits
 
@@ -187,7 +188,9 @@ async def _check_connection(conn: AsyncConnection[TupleRow]) -> None:
         raise psycopg.OperationalError("the server closed the connection")
 
 
-class PostgresStore(PostgresTasks, PostgresActivities, PostgresArtifacts, PostgresWaits, PostgresNotifications):
+class PostgresStore(
+    PostgresTasks, PostgresActivities, PostgresArtifacts, PostgresWaits, PostgresNotifications, PostgresStats
+):
     """`Store` on a Postgres database."""
 
     def __init__(self, pool: Pool, *, url: str, own_pids: set[int] | None = None) -> None:

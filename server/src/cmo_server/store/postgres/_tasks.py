@@ -48,14 +48,15 @@ def _split_graph_key(key: str) -> tuple[str, int]:
 # stay there when the backlog belongs to another queue or graph version. The
 # state before the step is the run input (step 0) or the previous checkpoint; it is read from the
 # statement's snapshot, which misses that checkpoint if the step was completed after the snapshot
-# was taken and before the row was locked: `claim_task` then reads it again.
+# was taken and before the row was locked: `claim_task` then reads it again. A ready row that still
+# has a lease owner is one whose lease lapsed (every other end of an attempt clears the owner).
 CLAIM_TASK = """
     WITH picked AS (
-        SELECT ready.run_id
+        SELECT ready.run_id, ready.lapsed
           FROM unnest(%(queues)s::text[]) AS q (task_queue)
          CROSS JOIN unnest(%(graphs)s::text[]) AS g (graph_key)
          CROSS JOIN LATERAL (
-                SELECT run_id, visible_at FROM tasks
+                SELECT run_id, visible_at, lease_owner IS NOT NULL AS lapsed FROM tasks
                  WHERE task_queue = q.task_queue AND graph_key = g.graph_key AND visible_at <= now()
                  ORDER BY visible_at LIMIT 1
                    FOR UPDATE SKIP LOCKED
@@ -73,7 +74,7 @@ CLAIM_TASK = """
     SELECT l.run_id, l.step_index, l.attempt, l.node_id, l.task_queue, l.graph_key, l.logical_time,
            l.failures, l.visible_at, r.seed, CASE WHEN l.step_index = 0 THEN r.input ELSE s.state END,
            EXISTS (SELECT 1 FROM activities a WHERE a.run_id = l.run_id AND a.step_index = l.step_index),
-           r.cancel_requested, r.trace_context
+           r.cancel_requested, r.trace_context, (SELECT lapsed FROM picked)
       FROM leased l JOIN runs r ON r.run_id = l.run_id
       LEFT JOIN steps s ON s.run_id = l.run_id AND s.step_index = l.step_index - 1
 """
@@ -237,7 +238,7 @@ class PostgresTasks:
             if row is None:
                 return None
             run_id, step_index, attempt, node_id, queue, key, logical_time, failures, expires, seed, state = row[:11]
-            acted, cancelled, trace = row[11:]
+            acted, cancelled, trace, lapsed = row[11:]
             if state is None:
                 # The previous step committed after this statement's snapshot (see CLAIM_TASK).
                 cur = await conn.execute(SELECT_STEP_STATE, {"run_id": run_id, "step_index": step_index - 1})
@@ -264,6 +265,7 @@ class PostgresTasks:
             activities=activities,
             cancel_requested=cancelled,
             trace_context=trace_from_text(trace),
+            previous_lease_expired=lapsed,
         )
 
     async def ready_queues(self, task_queues: Sequence[str]) -> set[tuple[str, str]]:

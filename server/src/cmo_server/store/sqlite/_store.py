@@ -58,6 +58,7 @@ from cmo_server.store._rows import (
     trace_to_text,
     with_activities,
 )
+from cmo_server.store.sqlite import _stats as stats
 from cmo_server.store.sqlite import _waits as waits
 from cmo_server.store.sqlite._db import FENCE, INSERT_ACTIVITY, Transaction, dt, fence, now_us, us
 
@@ -137,7 +138,7 @@ SELECT_STEPS = """
 # One ordered probe of tasks_ready per (queue, graph key) pair, the oldest hit wins: a backlog of
 # other queues or graph versions is never read or sorted (the same plan as the Postgres claim).
 SELECT_READY_TASK = """
-    SELECT run_id, visible_at FROM tasks
+    SELECT run_id, visible_at, lease_owner IS NOT NULL FROM tasks
      WHERE task_queue = ? AND graph_key = ? AND visible_at <= ?
      ORDER BY visible_at LIMIT 1
 """
@@ -374,6 +375,16 @@ class SqliteStore:
         row = await self._call(lambda conn: conn.execute(SELECT_OLDEST_ARTIFACT, (sha256,)).fetchone())
         return None if row is None else _artifact(row)
 
+    # -- metrics ----------------------------------------------------------------------------------
+
+    async def queue_depths(self) -> dict[str, int]:
+        """See `Store.queue_depths`."""
+        return await self._call(stats.queue_depths)
+
+    async def count_runs_by_status(self) -> dict[RunStatus, int]:
+        """See `Store.count_runs_by_status`."""
+        return await self._call(stats.count_runs_by_status)
+
 
 # -- one function per store call, each given the connection --------------------------------------
 
@@ -586,7 +597,7 @@ def _claim_task(
         ]
         if not hits:
             return None
-        run_id = min(hits, key=lambda hit: hit[1])[0]
+        run_id, _, lapsed = min(hits, key=lambda hit: hit[1])
         step_index, attempt, node_id, queue, key, logical_time, failures = conn.execute(
             LEASE_TASK, {"worker_id": worker_id, "expires": expires, "run_id": run_id}
         ).fetchone()
@@ -611,6 +622,7 @@ def _claim_task(
         activities=activities,
         cancel_requested=cancelled,
         trace_context=trace,
+        previous_lease_expired=bool(lapsed),
     )
 
 

@@ -1,0 +1,94 @@
+"""What the metrics endpoint reads: ready tasks by queue, runs by status, lapsed leases at claim."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from cmo_server.domain import Failure, RunStatus, Task
+from cmo_server.store import Store
+from tests.integration.contract.helpers import (
+    LONG_LEASE,
+    SHORT_LEASE,
+    chain_graph,
+    claim,
+    commit_for,
+    start_run,
+    unique,
+)
+from tests.support.waiting import assert_eventually
+
+
+async def test_queue_depths_count_ready_tasks_by_queue(store: Store) -> None:
+    q1, q2 = unique("q"), unique("q")
+    g1, g2 = chain_graph("a", queue=q1), chain_graph("a", queue=q2)
+    for graph in (g1, g1, g1, g2):
+        await start_run(store, graph)
+    assert await store.queue_depths() == {q1: 3, q2: 1}
+
+    leased = await claim(store, g1, lease=LONG_LEASE)
+    lapsing = await claim(store, g1, lease=SHORT_LEASE)
+    assert leased is not None
+    assert lapsing is not None
+    assert await store.queue_depths() == {q1: 1, q2: 1}  # leased tasks are not ready
+
+    # A lapsed lease makes its task ready again; a finished run leaves the queue.
+    await assert_eventually(lambda: _depths_are(store, {q1: 2, q2: 1}), what="the lapsed task counted")
+    await store.complete_step(commit_for(leased, g1))
+    assert await store.queue_depths() == {q1: 2, q2: 1}
+    only = await claim(store, g2)
+    assert only is not None
+    await store.complete_step(commit_for(only, g2))
+    assert await store.queue_depths() == {q1: 2}
+
+
+async def _depths_are(store: Store, expected: dict[str, int]) -> bool:
+    return await store.queue_depths() == expected
+
+
+async def test_runs_are_counted_by_status(store: Store) -> None:
+    assert await store.count_runs_by_status() == {}
+    graph = chain_graph("a", queue=unique("q"))
+    for _ in range(3):
+        await start_run(store, graph)
+    assert await store.count_runs_by_status() == {RunStatus.PENDING: 3}
+
+    first = await claim(store, graph)
+    second = await claim(store, graph)
+    assert first is not None
+    assert second is not None
+    await store.complete_step(commit_for(first, graph))
+    await store.fail_run(second.key, failure=Failure("boom", type="RuntimeError"))
+
+    assert await store.count_runs_by_status() == {
+        RunStatus.PENDING: 1,
+        RunStatus.COMPLETED: 1,
+        RunStatus.FAILED: 1,
+    }
+
+
+async def test_a_claim_says_when_it_took_the_task_from_a_lapsed_lease(store: Store) -> None:
+    graph = chain_graph("a", "b", queue=unique("q"))
+    await start_run(store, graph)
+    first = await claim(store, graph, worker_id="w1", lease=SHORT_LEASE)
+    assert first is not None
+    assert not first.previous_lease_expired
+
+    second: Task = await assert_eventually(lambda: claim(store, graph, worker_id="w2"))
+    assert second.previous_lease_expired
+    assert second.attempt == first.attempt + 1
+
+    # A released or retried attempt gave its lease up: the next claim is no expiry.
+    await store.release_task(second.key)
+    third = await claim(store, graph, worker_id="w3")
+    assert third is not None
+    assert not third.previous_lease_expired
+    await store.retry_task(third.key, failure=Failure("boom", type="RuntimeError"), delay=timedelta(0))
+    fourth = await claim(store, graph, worker_id="w4")
+    assert fourth is not None
+    assert not fourth.previous_lease_expired
+
+    # The next step's task starts afresh.
+    await store.complete_step(commit_for(fourth, graph))
+    fifth = await claim(store, graph, worker_id="w5")
+    assert fifth is not None
+    assert (fifth.step_index, fifth.previous_lease_expired) == (1, False)
