@@ -206,3 +206,33 @@ async def test_a_server_whose_s3_refuses_its_credentials_does_not_start(s3: S3Se
     with pytest.raises(BlobStoreUnavailable, match="S3_SECRET_KEY"):
         async with CmoServer.running(config):
             pass
+
+
+@pytest.mark.s3
+def test_cmo_server_refused_by_s3_exits_with_one_line_naming_the_setting(s3: S3Server, tmp_path: Path):
+    secret = "wrong-" + os.urandom(4).hex()
+    env = {
+        **os.environ,
+        "CMO_BLOB_BACKEND": "s3",
+        "S3_ENDPOINT": s3.endpoint,
+        "S3_BUCKET": unique_bucket(),
+        "S3_ACCESS_KEY": s3.access_key,
+        "S3_SECRET_KEY": secret,
+        "S3_REGION": s3.region,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "cmo_server.cli",
+        "start-dev",
+        "--db",
+        str(tmp_path / "cmo.db"),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 1
+    assert "Error: blob store: cannot check the bucket" in result.stderr
+    assert "check S3_ACCESS_KEY, S3_SECRET_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert secret not in result.stderr + result.stdout
