@@ -15,9 +15,12 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
+import grpc
 import pytest
 
 import cmo
+from cmo.api.v1 import run_service_pb2 as run_pb
+from cmo.api.v1 import run_service_pb2_grpc as run_grpc
 from cmo_server.app import CmoServer
 from cmo_server.blob import BlobCorrupted, BlobRef, BlobStoreUnavailable, S3BlobStore, open_blob_store
 from cmo_server.config import ServerConfig
@@ -236,3 +239,29 @@ def test_cmo_server_refused_by_s3_exits_with_one_line_naming_the_setting(s3: S3S
     assert "check S3_ACCESS_KEY, S3_SECRET_KEY" in result.stderr
     assert "Traceback" not in result.stderr
     assert secret not in result.stderr + result.stdout
+
+
+@pytest.mark.s3
+async def test_a_call_that_needs_s3_while_it_fails_is_unavailable_not_internal(
+    s3: S3Server, s3_server_config: tuple[ServerConfig, str]
+):
+    config, bucket = s3_server_config
+    async with (
+        CmoServer.running(config) as server,
+        await cmo.Client.connect(f"127.0.0.1:{server.port}") as cmo_client,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        graph = counting_graph()
+        await cmo_client.register_graph(graph)
+        with s3.client() as client:
+            client.remove_bucket(bucket)  # empty yet; the test server does not create buckets on upload
+        request = run_pb.StartRunRequest(
+            run_id="r1",
+            graph_id=graph.graph_id,
+            graph_version=graph.version,
+            input=json.dumps({"big": big_field()}).encode(),
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await run_grpc.RunServiceStub(channel).StartRun(request, timeout=30)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert caught.value.details() == "the blob store is unavailable; retry"

@@ -100,9 +100,16 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: no orphan server
 
 
-def _wait_until_ready(server: S3Server, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_until_ready(server: S3Server, port: int, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + _START_TIMEOUT
     last: Exception | None = None
+    while time.monotonic() < deadline and process.poll() is None:  # listening first: no client retries
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError as err:
+            last = err
+            time.sleep(0.05)
     with server.client() as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -166,7 +173,7 @@ def throwaway_s3() -> Iterator[S3Server]:
         )
     server = S3Server(f"http://127.0.0.1:{s3}", _ACCESS_KEY, _SECRET_KEY)
     try:
-        _wait_until_ready(server, process, log)
+        _wait_until_ready(server, s3, process, log)
         yield server
     finally:
         process.kill()
