@@ -179,6 +179,17 @@ def throwaway_s3() -> Iterator[S3Server]:
         process.kill()
         process.wait(timeout=30)
         shutil.rmtree(root, ignore_errors=True)
+        # Each gRPC server also listens on a fixed-place socket that no flag moves; a killed
+        # server leaves them behind.
+        grpc_ports = {
+            "s3": s3_grpc,
+            "master": master_grpc,
+            "volume": volume_grpc,
+            "filer": filer_grpc,
+            "admin": admin_grpc,
+        }
+        for name, port in grpc_ports.items():
+            Path(f"/tmp/seaweedfs-{name}-grpc-{port}.sock").unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
