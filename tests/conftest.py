@@ -1,4 +1,4 @@
-"""Shared fixtures: real backends only (SQLite files, Postgres servers)."""
+"""Shared fixtures: real backends only (SQLite files, Postgres servers, an S3 server)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.postgres import postgres_url
+from tests.support.s3 import S3Server, s3_server
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +15,10 @@ def postgres_server() -> Iterator[str]:
     """URL of a real Postgres server's maintenance database: $CMO_TEST_POSTGRES_URL or a throwaway one."""
     with postgres_url() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """A real S3 endpoint and credentials: $CMO_TEST_S3_ENDPOINT or a throwaway SeaweedFS."""
+    with s3_server() as server:
+        yield server

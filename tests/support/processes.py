@@ -46,7 +46,7 @@ if os.getppid() != int(sys.argv[1]):
 os.execv(sys.argv[2], sys.argv[2:])
 """
 # Settings a developer's shell may hold that must not leak into a test's server.
-_SCRUBBED = ("CMO_DATABASE_URL", "CMO_SQLITE_PATH", "CMO_LISTEN", "CMO_MAX_PAYLOAD_BYTES")
+_SCRUBBED = ("CMO_DATABASE_URL", "CMO_SQLITE_PATH", "CMO_LISTEN", "CMO_MAX_PAYLOAD_BYTES", "CMO_BLOB_BACKEND")
 
 
 @dataclass(frozen=True, slots=True)

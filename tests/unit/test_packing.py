@@ -36,6 +36,9 @@ class MemoryBlobs:
     async def delete(self, blob: BlobRef | str, /) -> None:
         self.blobs.pop(blob.sha256 if isinstance(blob, BlobRef) else blob, None)
 
+    async def ping(self) -> None:
+        pass
+
     async def aclose(self) -> None:
         pass
 

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from cmo.api.v1 import run_service_pb2, worker_service_pb2
 from cmo_server.api import RunServicer, WorkerServicer, service_handler
 from cmo_server.artifacts import Artifacts
-from cmo_server.blob import FilesystemBlobStore
+from cmo_server.blob import open_blob_store
 from cmo_server.config import ServerConfig
 from cmo_server.engine import Engine
 from cmo_server.store import OffloadingStore, Store
@@ -82,15 +82,16 @@ class CmoServer:
         """Serve until the context exits, then shut down gracefully.
 
         `store` is a backend to use instead of the configured one; either way, payloads above the
-        inline threshold go to the blob store in `config.blob_root`, transparently to the engine.
-        `tracer_provider` records the server's spans instead of the one the config describes.
+        inline threshold go to the configured blob store (a directory or an S3 bucket),
+        transparently to the engine. `tracer_provider` records the server's spans instead of the one
+        the config describes.
         """
         async with AsyncExitStack() as stack:
             if tracer_provider is None and (tracer_provider := _configured_tracer_provider(config)) is not None:
                 stack.push_async_callback(asyncio.to_thread, tracer_provider.shutdown)  # flushes the exporter
             if store is None:
                 store = await stack.enter_async_context(open_store(config))
-            blobs = await stack.enter_async_context(FilesystemBlobStore(config.blob_root))
+            blobs = await stack.enter_async_context(open_blob_store(config))
             metrics = PrometheusMetrics()
             engine = Engine(
                 OffloadingStore(store, blobs, threshold=config.inline_threshold_bytes), config.limits, metrics=metrics

@@ -11,6 +11,7 @@ import click
 
 from cmo_server._logging import configure_logging
 from cmo_server.app import open_store, serve_forever
+from cmo_server.blob import BlobStoreUnavailable
 from cmo_server.config import DEFAULT_METRICS_LISTEN, ConfigError, ServerConfig
 
 __all__ = ["main"]
@@ -25,6 +26,13 @@ def _config(**overrides: Any) -> ServerConfig:
     return config
 
 
+def _serve(config: ServerConfig) -> None:
+    try:
+        asyncio.run(serve_forever(config))
+    except BlobStoreUnavailable as err:  # unreachable S3, refused credentials, missing bucket
+        raise click.ClickException(f"blob store: {err}") from None
+
+
 @click.group()
 def main() -> None:
     """The CMO orchestrator."""
@@ -36,7 +44,7 @@ def main() -> None:
 def start_dev(sqlite_path: str | None, listen: str | None) -> None:
     """Serve on the embedded SQLite file: no database server needed."""
     config = _config(sqlite_path=sqlite_path, listen=listen, database_url="")
-    asyncio.run(serve_forever(config))
+    _serve(config)
 
 
 @main.command()
@@ -48,7 +56,7 @@ def start(listen: str | None) -> None:
     config = _config(listen=listen, metrics_listen=metrics)
     if not config.database_url:
         raise click.UsageError("CMO_DATABASE_URL must be set for `start` (use `start-dev` for SQLite)")
-    asyncio.run(serve_forever(config))
+    _serve(config)
 
 
 @main.command()

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-__all__ = ["DEFAULT_METRICS_LISTEN", "ConfigError", "EngineLimits", "ServerConfig", "parse_otlp_headers"]
+__all__ = [
+    "BLOB_BACKENDS",
+    "DEFAULT_METRICS_LISTEN",
+    "ConfigError",
+    "EngineLimits",
+    "S3Settings",
+    "ServerConfig",
+    "parse_otlp_headers",
+]
 
 DEFAULT_METRICS_LISTEN = "0.0.0.0:9464"
 """Where `cmo-server start` serves /metrics, /healthz and /readyz unless CMO_METRICS_LISTEN says otherwise."""
 TRACES_EXPORTERS = ("otlp", "console", "none")
+
+BLOB_BACKENDS = ("filesystem", "s3")
+"""Values of `CMO_BLOB_BACKEND`."""
+
+# S3 bucket naming rules: 3-63 lowercase letters, digits, dots and hyphens, alphanumeric at both ends.
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 class ConfigError(ValueError):
@@ -40,6 +55,74 @@ class EngineLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class S3Settings:
+    """Where the S3 blob store (`CMO_BLOB_BACKEND=s3`) keeps its objects, and how it signs in."""
+
+    endpoint: str = ""
+    """`host:port`, or a URL `http://host:port` / `https://host[:port]` whose scheme sets TLS (S3_ENDPOINT)."""
+    bucket: str = ""
+    """Bucket holding the blobs (S3_BUCKET)."""
+    access_key: str = ""
+    """Access key id (S3_ACCESS_KEY)."""
+    secret_key: str = field(default="", repr=False)
+    """Secret key (S3_SECRET_KEY); never logged nor shown by `ServerConfig.redacted`."""
+    region: str = ""
+    """Region to sign for (S3_REGION); empty: the client asks the server for the bucket's region."""
+    secure: bool | None = None
+    """Whether to use TLS (S3_SECURE); None: from the endpoint's scheme, and TLS when it has none."""
+    prefix: str = ""
+    """Prepended verbatim to every object key, e.g. `cmo/` (S3_PREFIX)."""
+    ca_file: str = ""
+    """PEM file of the CA certificates to trust for TLS (CMO_S3_CA_FILE); empty: the public CAs."""
+    create_bucket: bool = True
+    """Create the bucket at start when it is missing (CMO_S3_CREATE_BUCKET)."""
+
+    @property
+    def host(self) -> str:
+        """The endpoint without its scheme: `host:port` (or `host`) as the client wants it."""
+        return self.endpoint.partition("://")[2] if "://" in self.endpoint else self.endpoint
+
+    @property
+    def tls(self) -> bool:
+        """Whether connections use TLS: `secure` if set, else the endpoint's scheme, else True."""
+        if self.secure is not None:
+            return self.secure
+        return not self.endpoint.startswith("http://")
+
+    def validate(self) -> None:
+        """Raise `ConfigError` naming the first bad S3 setting."""
+        for name, value in (
+            ("S3_ENDPOINT", self.endpoint),
+            ("S3_BUCKET", self.bucket),
+            ("S3_ACCESS_KEY", self.access_key),
+            ("S3_SECRET_KEY", self.secret_key),
+        ):
+            if not value:
+                raise ConfigError(f"{name} is required when CMO_BLOB_BACKEND=s3")
+        scheme = self.endpoint.partition("://")[0] if "://" in self.endpoint else ""
+        if scheme not in ("", "http", "https"):
+            raise ConfigError(f"S3_ENDPOINT must be host:port or an http(s):// URL, got {self.endpoint!r}")
+        host, _, port = self.host.partition(":")
+        if not host or "/" in self.host.rstrip("/") or (port and not port.rstrip("/").isdigit()):
+            raise ConfigError(
+                f"S3_ENDPOINT must be host:port or an http(s):// URL without a path, got {self.endpoint!r}"
+            )
+        if scheme and self.secure is not None and self.secure != (scheme == "https"):
+            raise ConfigError(
+                f"S3_SECURE={str(self.secure).lower()} contradicts the scheme of S3_ENDPOINT {self.endpoint!r}"
+            )
+        if not _BUCKET_NAME.fullmatch(self.bucket) or ".." in self.bucket:
+            raise ConfigError(
+                "S3_BUCKET must be 3-63 lowercase letters, digits, dots and hyphens, starting and ending with a"
+                f" letter or digit, got {self.bucket!r}"
+            )
+        if self.prefix.startswith("/"):
+            raise ConfigError(f"S3_PREFIX must not start with '/', got {self.prefix!r}")
+        if self.ca_file and not os.path.isfile(self.ca_file):
+            raise ConfigError(f"CMO_S3_CA_FILE must name a readable PEM file, got {self.ca_file!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Everything `cmo-server` needs to start."""
 
@@ -56,6 +139,10 @@ class ServerConfig:
     log_level: str = "INFO"
     log_format: str = "text"
     """text or json."""
+    blob_backend: str = "filesystem"
+    """Where blobs go (CMO_BLOB_BACKEND): `filesystem` (in `blob_root`) or `s3` (see `s3`)."""
+    s3: S3Settings = field(default_factory=S3Settings)
+    """The S3 blob store's settings, used when `blob_backend` is `s3`."""
     blob_dir: str = ""
     """Directory of the filesystem blob store (large payloads, artifacts); empty: see `blob_root`."""
     inline_threshold_bytes: int = 256 * 1024
@@ -76,7 +163,7 @@ class ServerConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
-        """Read `CMO_*` variables (and LOG_LEVEL); keyword arguments (CLI flags) win.
+        """Read `CMO_*` variables (and LOG_LEVEL, `S3_*`); keyword arguments (CLI flags) win.
 
         Raises:
             ConfigError: a variable is malformed; the message names it.
@@ -97,6 +184,8 @@ class ServerConfig:
             shutdown_grace=_seconds(env, "CMO_SHUTDOWN_GRACE_SECONDS", base.shutdown_grace),
             log_level=env.get("CMO_LOG_LEVEL", env.get("LOG_LEVEL", base.log_level)).upper(),
             log_format=env.get("CMO_LOG_FORMAT", base.log_format),
+            blob_backend=env.get("CMO_BLOB_BACKEND") or base.blob_backend,
+            s3=_s3_settings(env),
             blob_dir=env.get("CMO_BLOB_DIR") or base.blob_dir,
             inline_threshold_bytes=_int(env, "CMO_INLINE_THRESHOLD_BYTES", base.inline_threshold_bytes),
             max_artifact_bytes=_int(env, "CMO_MAX_ARTIFACT_BYTES", base.max_artifact_bytes),
@@ -126,6 +215,10 @@ class ServerConfig:
             raise ConfigError("CMO_TASK_LEASE_SECONDS must be positive")
         if self.limits.max_payload_bytes < 1024:
             raise ConfigError("CMO_MAX_PAYLOAD_BYTES must be at least 1024")
+        if self.blob_backend not in BLOB_BACKENDS:
+            raise ConfigError(f"CMO_BLOB_BACKEND must be one of {', '.join(BLOB_BACKENDS)}, got {self.blob_backend!r}")
+        if self.blob_backend == "s3":
+            self.s3.validate()
         if self.blob_dir and not self.blob_dir.strip():
             raise ConfigError(f"CMO_BLOB_DIR must be a directory path, got {self.blob_dir!r}")
         if self.inline_threshold_bytes < 0:
@@ -163,7 +256,7 @@ class ServerConfig:
         return os.path.join(".cmo", "blobs")
 
     def redacted(self) -> dict[str, Any]:
-        """The settings as a dict with secrets (the database password) masked, for logs."""
+        """The settings as a dict with secrets (the database password, the S3 secret key) masked, for logs."""
         shown: dict[str, Any] = {
             "listen": self.listen,
             "database_url": _redact_url(self.database_url),
@@ -171,7 +264,7 @@ class ServerConfig:
             "pool_size": self.pool_size,
             "task_lease_s": self.limits.task_lease.total_seconds(),
             "max_payload_bytes": self.limits.max_payload_bytes,
-            "blob_dir": self.blob_root,
+            "blob_backend": self.blob_backend,
             "inline_threshold_bytes": self.inline_threshold_bytes,
             "max_artifact_bytes": self.max_artifact_bytes,
             "metrics_listen": self.metrics_listen,
@@ -181,6 +274,20 @@ class ServerConfig:
             # Header values are often bearer tokens or API keys: only the names are shown.
             "otlp_headers": {k: "***" for k in parse_otlp_headers(self.otlp_headers)},
         }
+        if self.blob_backend == "s3":
+            shown["s3"] = {
+                "endpoint": self.s3.endpoint,
+                "tls": self.s3.tls,
+                "bucket": self.s3.bucket,
+                "prefix": self.s3.prefix,
+                "region": self.s3.region,
+                "access_key": self.s3.access_key,
+                "secret_key": "***" if self.s3.secret_key else "",
+                "ca_file": self.s3.ca_file,
+                "create_bucket": self.s3.create_bucket,
+            }
+        else:
+            shown["blob_dir"] = self.blob_root
         return shown
 
 
@@ -205,6 +312,31 @@ def _redact_url(url: str) -> str:
     if not sep or not at or ":" not in userinfo:
         return url
     return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+
+
+def _s3_settings(env: Mapping[str, str]) -> S3Settings:
+    return S3Settings(
+        endpoint=env.get("S3_ENDPOINT", ""),
+        bucket=env.get("S3_BUCKET", ""),
+        access_key=env.get("S3_ACCESS_KEY", ""),
+        secret_key=env.get("S3_SECRET_KEY", ""),
+        region=env.get("S3_REGION", ""),
+        secure=_bool(env, "S3_SECURE", None),
+        prefix=env.get("S3_PREFIX", ""),
+        ca_file=env.get("CMO_S3_CA_FILE", ""),
+        create_bucket=_bool(env, "CMO_S3_CREATE_BUCKET", True) is not False,
+    )
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool | None) -> bool | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("true", "1", "yes", "on"):
+        return True
+    if raw.lower() in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

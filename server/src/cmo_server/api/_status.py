@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import grpc
 
+from cmo_server.blob import BlobStoreUnavailable
 from cmo_server.errors import (
     AlreadyExists,
     CmoServerError,
@@ -61,6 +62,9 @@ def rpc(method: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
             if _is_connection_error(err):
                 logger.warning("%s: database unavailable: %s", method.__name__, err)
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry")
+            if isinstance(err, BlobStoreUnavailable):  # S3 unreachable or refusing: same, for the blobs
+                logger.warning("%s: blob store unavailable: %s", method.__name__, err)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "the blob store is unavailable; retry")
             logger.exception("%s failed", method.__name__)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
         raise AssertionError("unreachable")  # context.abort always raises

@@ -1,8 +1,9 @@
 """Errors of the blob stores.
 
 BlobError
- ├── BlobNotFound    no blob has this digest
- └── BlobCorrupted   the stored bytes do not hash to their digest
+ ├── BlobNotFound          no blob has this digest
+ ├── BlobCorrupted         the stored bytes do not hash to their digest
+ └── BlobStoreUnavailable  the storage cannot be reached or refuses the server (network, credentials)
 
 They are not `cmo_server.errors.CmoServerError`s on purpose: those are a client's mistakes, each
 mapped to a gRPC status with a message safe to show. A blob that is missing or damaged behind a
@@ -12,7 +13,7 @@ log"), which is what the API layer does with any other exception.
 
 from __future__ import annotations
 
-__all__ = ["BlobCorrupted", "BlobError", "BlobNotFound"]
+__all__ = ["BlobCorrupted", "BlobError", "BlobNotFound", "BlobStoreUnavailable"]
 
 
 class BlobError(Exception):
@@ -41,3 +42,14 @@ class BlobCorrupted(BlobError):
         """Number of bytes actually read."""
         self.where = where
         """Where the damaged copy lives (a path, an object key), for the operator."""
+
+
+class BlobStoreUnavailable(BlobError):
+    """The storage behind a blob store cannot be used: unreachable, refusing the credentials, misconfigured.
+
+    The message says what failed and which setting to check; it never contains a secret. `digest`
+    is empty: the fault is the store's, not one blob's.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__("", message)

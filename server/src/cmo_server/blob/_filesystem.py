@@ -9,7 +9,7 @@ import secrets
 from pathlib import Path
 from types import TracebackType
 
-from cmo_server.blob._errors import BlobCorrupted, BlobNotFound
+from cmo_server.blob._errors import BlobCorrupted, BlobNotFound, BlobStoreUnavailable
 from cmo_server.blob._protocol import BlobRef, digest_of
 
 __all__ = ["FilesystemBlobStore"]
@@ -81,6 +81,18 @@ class FilesystemBlobStore:
         self._check_open()
         await asyncio.to_thread(self._path(digest_of(blob)).unlink, missing_ok=True)
 
+    async def ping(self) -> None:
+        """Check that blobs can be written under the root; see `BlobStore.ping`.
+
+        The root itself is made by the first put, so before that its nearest existing ancestor
+        must be a directory this process may create entries in. Nothing is written.
+
+        Raises:
+            BlobStoreUnavailable: the root (or that ancestor) is not a writable directory.
+        """
+        self._check_open()
+        await asyncio.to_thread(self._ping)
+
     async def aclose(self) -> None:
         """Mark the store closed; idempotent. It holds no open files between calls."""
         self._closed = True
@@ -88,6 +100,15 @@ class FilesystemBlobStore:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"blob store at {self._root} is closed")
+
+    def _ping(self) -> None:
+        directory = self._root.absolute()
+        while not directory.exists() and directory != directory.parent:
+            directory = directory.parent
+        if not directory.is_dir():
+            raise BlobStoreUnavailable(f"blob directory {self._root} (CMO_BLOB_DIR): {directory} is not a directory")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise BlobStoreUnavailable(f"blob directory {self._root} (CMO_BLOB_DIR): {directory} is not writable")
 
     def _path(self, digest: str) -> Path:
         return self._root / digest[:2] / digest[2:4] / digest

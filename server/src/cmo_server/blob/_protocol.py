@@ -81,5 +81,15 @@ class BlobStore(Protocol):
         every payload with the same content.
         """
 
+    async def ping(self) -> None:
+        """Check cheaply that the storage is usable, for health checks and start-up.
+
+        What is checked depends on the backend (a directory is writable; an S3 bucket answers
+        with the store's credentials). Nothing is written.
+
+        Raises:
+            BlobStoreUnavailable: it cannot; the message says why and which setting to check.
+        """
+
     async def aclose(self) -> None:
         """Release resources; idempotent. The store cannot be used afterwards."""
