@@ -66,24 +66,19 @@ class Cluster:
 
     def restart(self, mode: str = "fast") -> None:
         """`pg_ctl restart -m MODE`: every session is cut, the server is back when this returns."""
-        subprocess.run(
-            [
-                *_as_postgres_user(),
-                postgres_bin("pg_ctl"),
-                "-D",
-                str(self.data),
-                "-w",
-                "-m",
-                mode,
-                "-l",
-                str(self.log),
-                "-o",
-                self.options,
-                "restart",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        self._pg_ctl("-m", mode, "-l", str(self.log), "-o", self.options, "restart")
+
+    def stop(self, mode: str = "fast") -> None:
+        """`pg_ctl stop -m MODE`: the server is down when this returns."""
+        self._pg_ctl("-m", mode, "stop")
+
+    def start(self) -> None:
+        """`pg_ctl start`: the server accepts connections when this returns."""
+        self._pg_ctl("-l", str(self.log), "-o", self.options, "start")
+
+    def _pg_ctl(self, *args: str) -> None:
+        command = [*_as_postgres_user(), postgres_bin("pg_ctl"), "-D", str(self.data), "-w", *args]
+        subprocess.run(command, check=True, capture_output=True)
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace import TracerProvider
 
 from cmo.api.v1 import run_service_pb2, worker_service_pb2
+from cmo_server._health import HealthMonitor
 from cmo_server.api import RunServicer, WorkerServicer, service_handler
 from cmo_server.artifacts import Artifacts
 from cmo_server.blob import open_blob_store
@@ -62,8 +64,10 @@ class CmoServer:
         *,
         metrics: PrometheusMetrics | None = None,
         metrics_port: int = 0,
+        watching: asyncio.Task[None] | None = None,
     ) -> None:
         self._server = server
+        self._watching = watching
         self._engine = engine
         self._health = health
         self.port = port
@@ -130,8 +134,16 @@ class CmoServer:
             if port == 0:
                 raise OSError(f"cannot listen on {config.listen}")
             await server.start()
-            for name in ["", *(s.full_name for s in SERVICES)]:
-                await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+            interval = config.health_check_interval.total_seconds()
+            monitor = HealthMonitor(
+                health_servicer,
+                ["", *(s.full_name for s in SERVICES)],
+                {"database": store.ping, "blob store": blobs.ping},
+                interval=interval,
+                timeout=min(interval, 5.0),
+            )
+            await monitor.check_now()
+            watching = asyncio.create_task(monitor.run(), name="cmo-health")
             metrics_port = 0
             if config.metrics_listen:
                 endpoint = await stack.enter_async_context(
@@ -144,7 +156,9 @@ class CmoServer:
                     )
                 )
                 metrics_port = endpoint.port
-            this = cls(server, engine, health_servicer, port, metrics=metrics, metrics_port=metrics_port)
+            this = cls(
+                server, engine, health_servicer, port, metrics=metrics, metrics_port=metrics_port, watching=watching
+            )
             try:
                 yield this
             finally:
@@ -165,6 +179,10 @@ class CmoServer:
             return
         self._stopped = True
         logger.info("shutting down: not serving, finishing in-flight calls (grace %.1fs)", grace)
+        if self._watching is not None:
+            self._watching.cancel()  # the status stays NOT_SERVING from here on
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watching
         await self._health.enter_graceful_shutdown()
         # Parked long-polls return empty now, so the grace period is spent on real work.
         await self._engine.aclose()

@@ -134,6 +134,8 @@ class ServerConfig:
     """SQLite file of `start-dev`."""
     pool_size: int = 8
     """Postgres connections."""
+    health_check_interval: timedelta = timedelta(seconds=10)
+    """How often the database and the blob store are checked for the gRPC health status and /readyz."""
     shutdown_grace: timedelta = timedelta(seconds=10)
     """How long in-flight RPCs may finish after a shutdown signal."""
     log_level: str = "INFO"
@@ -182,6 +184,7 @@ class ServerConfig:
             sqlite_path=env.get("CMO_SQLITE_PATH", base.sqlite_path),
             pool_size=_int(env, "CMO_POOL_SIZE", base.pool_size),
             shutdown_grace=_seconds(env, "CMO_SHUTDOWN_GRACE_SECONDS", base.shutdown_grace),
+            health_check_interval=_seconds(env, "CMO_HEALTH_CHECK_SECONDS", base.health_check_interval),
             log_level=env.get("CMO_LOG_LEVEL", env.get("LOG_LEVEL", base.log_level)).upper(),
             log_format=env.get("CMO_LOG_FORMAT", base.log_format),
             blob_backend=env.get("CMO_BLOB_BACKEND") or base.blob_backend,
@@ -213,6 +216,12 @@ class ServerConfig:
             raise ConfigError(f"CMO_LOG_LEVEL must be a logging level name, got {self.log_level!r}")
         if self.limits.task_lease <= timedelta(0):
             raise ConfigError("CMO_TASK_LEASE_SECONDS must be positive")
+        if self.limits.sweep_interval <= timedelta(0):
+            raise ConfigError("CMO_SWEEP_INTERVAL_SECONDS must be positive")
+        if self.limits.fallback_sweep_interval < self.limits.sweep_interval:
+            raise ConfigError("CMO_FALLBACK_SWEEP_SECONDS must be at least CMO_SWEEP_INTERVAL_SECONDS")
+        if self.health_check_interval <= timedelta(0):
+            raise ConfigError("CMO_HEALTH_CHECK_SECONDS must be positive")
         if self.limits.max_payload_bytes < 1024:
             raise ConfigError("CMO_MAX_PAYLOAD_BYTES must be at least 1024")
         if self.blob_backend not in BLOB_BACKENDS:

@@ -66,6 +66,10 @@ class OffloadingStore:
         """Close the inner store; idempotent."""
         await self._inner.aclose()
 
+    async def ping(self) -> None:
+        """See `Store.ping`."""
+        await self._inner.ping()
+
     # -- payload helpers --------------------------------------------------------------------------
     # Each checks sizes or the manifest marker first and returns at once when there is nothing to
     # do: the common case must not create tasks (asyncio.gather would) or touch the blob store.

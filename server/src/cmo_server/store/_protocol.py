@@ -63,6 +63,9 @@ class Store(Protocol):
     async def aclose(self) -> None:
         """Release connections; idempotent."""
 
+    async def ping(self) -> None:
+        """One round trip to the database; raises if it cannot be reached (for health checks)."""
+
     async def register_graph(self, graph: GraphSpec) -> bool:
         """Store a graph version; True if new, False if identical to the stored one.
 

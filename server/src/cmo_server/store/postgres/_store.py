@@ -236,6 +236,11 @@ class PostgresStore(
             raise
         return cls(pool, url=url, own_pids=own_pids)
 
+    async def ping(self) -> None:
+        """See `Store.ping`."""
+        async with self._pool.connection() as conn:
+            await conn.execute("SELECT 1", prepare=False)
+
     async def aclose(self) -> None:
         """Close the pool; idempotent."""
         if self._closed:

@@ -249,6 +249,10 @@ class SqliteStore:
             self._closed = True
             self._conn.close()
 
+    async def ping(self) -> None:
+        """See `Store.ping`."""
+        self._conn.execute("SELECT 1").fetchone()
+
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return fn(self._conn, *args)
 
