@@ -10,6 +10,9 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
+from cmo import RunStatus
+from cmo.durations import parse_duration
+
 __all__ = [
     "BLOB_BACKENDS",
     "DEFAULT_METRICS_LISTEN",
@@ -122,6 +125,10 @@ class S3Settings:
             raise ConfigError(f"CMO_S3_CA_FILE must name a readable PEM file, got {self.ca_file!r}")
 
 
+TERMINAL_STATUSES = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TERMINATED)
+"""The statuses of ended runs, which retention may prune."""
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Everything `cmo-server` needs to start."""
@@ -162,6 +169,14 @@ class ServerConfig:
     """Headers sent to the collector, `k=v,k2=v2` (OTEL_EXPORTER_OTLP_HEADERS); may carry tokens."""
     otel_traces_exporter: str = ""
     """otlp, console or none (OTEL_TRACES_EXPORTER); empty: otlp when an endpoint is set, else none."""
+    retention: timedelta | None = None
+    """Ended runs older than this are pruned on a schedule (CMO_RETENTION, e.g. 30d); None: kept."""
+    retention_statuses: tuple[RunStatus, ...] = TERMINAL_STATUSES
+    """Which ended runs the schedule prunes (CMO_RETENTION_STATUSES, e.g. completed,terminated)."""
+    prune_interval: timedelta = timedelta(hours=1)
+    """How often the pruning schedule runs (CMO_PRUNE_INTERVAL, e.g. 1h)."""
+    blob_gc_grace: timedelta = timedelta(hours=1)
+    """Blobs younger than this are never collected: a payload's blob is written before its row."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
@@ -198,6 +213,10 @@ class ServerConfig:
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", base.otlp_endpoint).strip(),
             otlp_headers=env.get("OTEL_EXPORTER_OTLP_HEADERS", base.otlp_headers),
             otel_traces_exporter=env.get("OTEL_TRACES_EXPORTER", base.otel_traces_exporter).strip().lower(),
+            retention=_duration(env, "CMO_RETENTION", None),
+            retention_statuses=_statuses(env, "CMO_RETENTION_STATUSES", base.retention_statuses),
+            prune_interval=_duration(env, "CMO_PRUNE_INTERVAL", base.prune_interval) or base.prune_interval,
+            blob_gc_grace=_duration(env, "CMO_BLOB_GC_GRACE", base.blob_gc_grace) or base.blob_gc_grace,
         )
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
         config.validate()
@@ -222,6 +241,10 @@ class ServerConfig:
             raise ConfigError("CMO_FALLBACK_SWEEP_SECONDS must be at least CMO_SWEEP_INTERVAL_SECONDS")
         if self.health_check_interval <= timedelta(0):
             raise ConfigError("CMO_HEALTH_CHECK_SECONDS must be positive")
+        if self.retention is not None and self.retention <= timedelta(0):
+            raise ConfigError("CMO_RETENTION must be a positive duration such as 30d, or empty to keep runs")
+        if self.prune_interval <= timedelta(0):
+            raise ConfigError("CMO_PRUNE_INTERVAL must be a positive duration such as 1h")
         if self.limits.max_payload_bytes < 1024:
             raise ConfigError("CMO_MAX_PAYLOAD_BYTES must be at least 1024")
         if self.blob_backend not in BLOB_BACKENDS:
@@ -282,6 +305,10 @@ class ServerConfig:
             "otlp_endpoint": _redact_url(self.otlp_endpoint),
             # Header values are often bearer tokens or API keys: only the names are shown.
             "otlp_headers": {k: "***" for k in parse_otlp_headers(self.otlp_headers)},
+            "retention": None if self.retention is None else str(self.retention),
+            "retention_statuses": [s.name.lower() for s in self.retention_statuses],
+            "prune_interval": str(self.prune_interval),
+            "blob_gc_grace": str(self.blob_gc_grace),
         }
         if self.blob_backend == "s3":
             shown["s3"] = {
@@ -369,3 +396,28 @@ def _seconds(env: Mapping[str, str], name: str, default: timedelta) -> timedelta
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {raw!r}")
     return timedelta(seconds=value)
+
+
+TERMINAL_NAMES = {s.name.lower(): s for s in TERMINAL_STATUSES}
+
+
+def _duration(env: Mapping[str, str], name: str, default: timedelta | None) -> timedelta | None:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise ConfigError(f"{name}: {err}") from None
+
+
+def _statuses(env: Mapping[str, str], name: str, default: tuple[RunStatus, ...]) -> tuple[RunStatus, ...]:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    statuses = []
+    for part in (p.strip().lower() for p in text.split(",")):
+        if part not in TERMINAL_NAMES:
+            raise ConfigError(f"{name} lists {part!r}: only ended runs are pruned ({', '.join(TERMINAL_NAMES)})")
+        statuses.append(TERMINAL_NAMES[part])
+    return tuple(statuses)
