@@ -208,3 +208,31 @@ async def test_cmoctl_shows_what_a_run_waits_for_signals_it_and_cancels_another(
         late = await asyncio.to_thread(cmoctl, server.address, "runs", "signal", dropped, "approve")
         assert late.returncode == 1
         assert "has ended" in late.stderr
+
+
+async def test_cmoctl_prunes_ended_runs(processes: Processes, markers: Markers, tmp_path: Path):
+    server = await processes.start_server(Database(sqlite_path=tmp_path / "cmo.db"))
+    await processes.start_worker(server.address, graph="counter", marker_dir=markers.root)
+    run_ids = [uuid.uuid4().hex for _ in range(2)]
+    async with await cmo.Client.connect(server.address) as client:
+        for run_id in run_ids:
+            await client.start(COUNTER, counter_input(1), run_id=run_id)
+            await client.wait(run_id, timeout=30)
+    await asyncio.sleep(1.1)
+
+    bad = await asyncio.to_thread(cmoctl, server.address, "runs", "prune", "--older-than", "soon")
+    assert bad.returncode == 2
+    assert "--older-than" in bad.stderr
+
+    dry = await asyncio.to_thread(cmoctl, server.address, "runs", "prune", "--older-than", "1s", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would delete 2 runs" in dry.stdout
+
+    kept = await asyncio.to_thread(cmoctl, server.address, "runs", "prune", "--older-than", "1s", "--status", "failed")
+    assert "deleted 0 runs" in kept.stdout
+
+    pruned = await asyncio.to_thread(cmoctl, server.address, "runs", "prune", "--older-than", "1s")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "deleted 2 runs" in pruned.stdout
+    listed = await asyncio.to_thread(cmoctl, server.address, "runs", "list", "--json")
+    assert listed.stdout.strip() == ""

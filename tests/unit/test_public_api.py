@@ -13,6 +13,7 @@ EXPECTED = [
     "HttpResponse",
     "NodeContext",
     "NodeResult",
+    "PruneReport",
     "RetryPolicy",
     "RunHandle",
     "RunInfo",

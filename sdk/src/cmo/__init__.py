@@ -7,7 +7,7 @@ from cmo._client import Client, RunHandle
 from cmo._graph import END, Graph, NodeContext, NodeResult
 from cmo._http import HttpResponse
 from cmo._retry import RetryPolicy
-from cmo._types import FailureInfo, RunInfo, RunStatus, StepInfo, WaitInfo
+from cmo._types import FailureInfo, PruneReport, RunInfo, RunStatus, StepInfo, WaitInfo
 from cmo._worker import Worker
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "HttpResponse",
     "NodeContext",
     "NodeResult",
+    "PruneReport",
     "RetryPolicy",
     "RunHandle",
     "RunInfo",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 from typing import Any, Generic, TypeVar, cast
 
 import grpc
@@ -16,7 +17,7 @@ from cmo._graph import Graph
 from cmo._history import RunHistory
 from cmo._rpc import call, open_channel, rpc_error
 from cmo._telemetry import client_interceptors, trace_metadata
-from cmo._types import RunInfo, RunStatus, StepInfo
+from cmo._types import PruneReport, RunInfo, RunStatus, StepInfo
 from cmo.api.v1 import run_service_pb2 as run_pb
 from cmo.api.v1 import run_service_pb2_grpc as run_grpc
 from cmo.api.v1 import worker_service_pb2 as worker_pb
@@ -30,6 +31,8 @@ S = TypeVar("S")
 
 DEFAULT_TARGET = "127.0.0.1:7233"
 CALL_TIMEOUT = 30.0
+PRUNE_TIMEOUT = 3600.0
+"""A prune deletes in batches and reads every stored manifest: it may take long."""
 WAIT_SLICE = 30.0  # the server caps one WaitRun at 60 s; ask for less and loop
 
 
@@ -172,6 +175,19 @@ class Client:
             metadata=self._trace_metadata(),
         )
         return RunHandle(self, response.run.run_id, state_type)
+
+    async def prune_runs(
+        self, *, older_than: timedelta, statuses: Sequence[RunStatus] = (), dry_run: bool = False
+    ) -> PruneReport:
+        """Delete the runs that ended more than `older_than` ago, then the blobs nothing references.
+
+        `statuses` limits it to runs that ended so (COMPLETED, FAILED, CANCELLED, TERMINATED);
+        empty means all of them. Runs that have not ended are never deleted. `dry_run` counts.
+        """
+        request = run_pb.PruneRunsRequest(statuses=[int(s) for s in statuses], dry_run=dry_run)  # type: ignore[misc]
+        request.older_than.FromTimedelta(older_than)
+        response = await call(self._runs.PruneRuns, request, timeout=PRUNE_TIMEOUT)
+        return PruneReport(runs=response.runs, blobs=response.blobs, dry_run=response.dry_run)
 
     async def terminate(self, run_id: str, *, reason: str = "") -> RunInfo:
         """End a run now (TERMINATED); a worker running its step is refused the checkpoint.

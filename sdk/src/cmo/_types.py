@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["FailureInfo", "RecordedActivity", "RunInfo", "RunStatus", "StepInfo", "WaitInfo"]
+__all__ = ["FailureInfo", "PruneReport", "RecordedActivity", "RunInfo", "RunStatus", "StepInfo", "WaitInfo"]
 
 
 class RunStatus(enum.IntEnum):
@@ -123,3 +123,13 @@ class StepInfo:
     def duration_ms(self) -> float:
         """Wall time of the attempt that completed the step."""
         return (self.finished_at - self.started_at).total_seconds() * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    """What a prune of old runs deleted (or, with dry_run, would delete)."""
+
+    runs: int
+    blobs: int
+    """Blobs no payload or artifact referenced any more."""
+    dry_run: bool = False

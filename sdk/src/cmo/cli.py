@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import click
@@ -18,9 +19,12 @@ from rich.table import Table
 from cmo._client import Client, RunHandle
 from cmo._history import RunHistory
 from cmo._types import RunInfo, RunStatus, WaitInfo
+from cmo.durations import parse_duration
 from cmo.errors import CmoError
 
 __all__ = ["main"]
+
+TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TERMINATED)
 
 T = TypeVar("T")
 
@@ -240,6 +244,35 @@ def cancel_run(address: str, run_id: str, reason: str) -> None:
     run = _run(address, lambda client: client.cancel(run_id, reason=reason))
     state = run.status.name if run.status.terminal else f"{run.status.name}, cancel requested"
     click.echo(f"run {run.run_id} {state}")
+
+
+@runs.command("prune")
+@click.option("--older-than", required=True, help="How long ago the runs ended: 30d, 12h, 1h30m …")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.name.lower() for s in TERMINAL], case_sensitive=False),
+    help="Only runs that ended so (repeatable); all ended runs by default.",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.pass_obj
+def prune_runs(address: str, older_than: str, statuses: tuple[str, ...], dry_run: bool) -> None:
+    """Delete runs that ended more than --older-than ago, then blobs nothing references.
+
+    A run's steps, activity records, signals and artifact records go with it. Runs that have not
+    ended are never deleted.
+    """
+    try:
+        age = parse_duration(older_than)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--older-than") from None
+    if age <= timedelta(0):
+        raise click.BadParameter("must be more than zero", param_hint="--older-than")
+    wanted = [RunStatus[s.upper()] for s in statuses]
+    report = _run(address, lambda client: client.prune_runs(older_than=age, statuses=wanted, dry_run=dry_run))
+    verb = "would delete" if report.dry_run else "deleted"
+    click.echo(f"{verb} {report.runs} runs and {report.blobs} unreferenced blobs")
 
 
 @runs.command("export")

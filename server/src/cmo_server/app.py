@@ -21,6 +21,7 @@ from cmo_server.artifacts import Artifacts
 from cmo_server.blob import open_blob_store
 from cmo_server.config import ServerConfig
 from cmo_server.engine import Engine
+from cmo_server.retention import Retention
 from cmo_server.store import OffloadingStore, Store
 from cmo_server.telemetry import PrometheusMetrics, serve_metrics, server_interceptors, tracer_provider
 
@@ -102,6 +103,7 @@ class CmoServer:
             )
             # Artifact records carry no payloads: they use the backend directly.
             artifacts = Artifacts(store, blobs, max_bytes=config.max_artifact_bytes)
+            retention = Retention(store, blobs, blob_grace=config.blob_gc_grace)
             await engine.start()
             stack.push_async_callback(engine.aclose)
             # Leave room above the payload limit so the engine, not grpc, refuses a large state:
@@ -121,7 +123,7 @@ class CmoServer:
             )
             server.add_generic_rpc_handlers(
                 (
-                    service_handler(SERVICES[0], RunServicer(engine)),
+                    service_handler(SERVICES[0], RunServicer(engine, retention=retention)),
                     service_handler(SERVICES[1], WorkerServicer(engine, artifacts=artifacts)),
                 )
             )
@@ -144,6 +146,14 @@ class CmoServer:
             )
             await monitor.check_now()
             watching = asyncio.create_task(monitor.run(), name="cmo-health")
+            if config.retention is not None:
+                pruning = asyncio.create_task(
+                    retention.run_schedule(
+                        every=config.prune_interval, older_than=config.retention, statuses=config.retention_statuses
+                    ),
+                    name="cmo-retention",
+                )
+                stack.push_async_callback(_cancelled, pruning)
             metrics_port = 0
             if config.metrics_listen:
                 endpoint = await stack.enter_async_context(
@@ -194,6 +204,12 @@ def _configured_tracer_provider(config: ServerConfig) -> TracerProvider | None:
     if provider is not None:
         logger.info("traces go to %s (service %s)", config.traces_exporter, config.otel_service_name)
     return provider
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _serving(health_servicer: health.aio.HealthServicer) -> bool:

@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,32 @@ async def test_aclose_is_idempotent_and_ends_use(blobs: BlobsHarness):
         await store.put(b"y")
     with pytest.raises(RuntimeError, match="closed"):
         await store.ping()
+
+
+async def test_stale_blobs_are_listed_and_deleted_only_while_still_stale(blob_store: BlobStore):
+    old = await blob_store.put(b"old content " * 100)
+    await asyncio.sleep(1.1)  # S3's Last-Modified has a resolution of one second
+    cutoff = datetime.now(UTC)
+    await asyncio.sleep(1.1)
+    new = await blob_store.put(b"new content " * 100)
+
+    stale = await blob_store.stale_blobs(cutoff)
+    assert old.sha256 in stale
+    assert new.sha256 not in stale
+    assert not await blob_store.delete_if_stale(new.sha256, cutoff)
+    assert await blob_store.exists(new)
+
+    assert await blob_store.delete_if_stale(old.sha256, cutoff)
+    assert not await blob_store.exists(old)
+    assert not await blob_store.delete_if_stale(old.sha256, cutoff)  # gone already
+
+
+async def test_a_put_of_stored_content_makes_it_fresh_again(blob_store: BlobStore):
+    ref = await blob_store.put(b"shared by an old and a new payload " * 100)
+    await asyncio.sleep(1.1)
+    cutoff = datetime.now(UTC)
+    assert ref.sha256 in await blob_store.stale_blobs(cutoff)  # listed by a collector…
+    await asyncio.sleep(1.1)
+    assert await blob_store.put(b"shared by an old and a new payload " * 100) == ref  # …then put again
+    assert not await blob_store.delete_if_stale(ref.sha256, cutoff)
+    assert await blob_store.get(ref) == b"shared by an old and a new payload " * 100

@@ -10,22 +10,27 @@ from cmo.api.v1 import run_service_pb2 as pb
 from cmo_server.api._convert import run_to_proto, step_to_proto
 from cmo_server.api._status import rpc
 from cmo_server.api._validate import check_id, check_range, duration_or
+from cmo_server.config import TERMINAL_STATUSES
 from cmo_server.domain import NewSignal, RunStatus
 from cmo_server.engine import Engine
-from cmo_server.errors import InvalidArgument
+from cmo_server.errors import FailedPrecondition, InvalidArgument
+from cmo_server.retention import Retention
 from cmo_server.telemetry import call_trace_context
 
 __all__ = ["RunServicer"]
 
 MAX_WAIT = timedelta(seconds=60)
 MAX_PAGE = 1000
+MAX_RETENTION = timedelta(days=36500)
+"""Longest `older_than` of PruneRuns: a century, well inside what a timestamp holds."""
 
 
 class RunServicer:
     """Start runs and watch them."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, retention: Retention | None = None) -> None:
         self._engine = engine
+        self._retention = retention
 
     @rpc
     async def StartRun(self, request: pb.StartRunRequest, context: grpc.aio.ServicerContext) -> pb.StartRunResponse:
@@ -128,3 +133,27 @@ class RunServicer:
             raise InvalidArgument("reason", "is longer than 4096 characters")
         run = await self._engine.cancel_run(check_id("run_id", request.run_id), reason=request.reason)
         return pb.CancelRunResponse(run=run_to_proto(run))
+
+    @rpc
+    async def PruneRuns(self, request: pb.PruneRunsRequest, context: grpc.aio.ServicerContext) -> pb.PruneRunsResponse:
+        """See the proto."""
+        if self._retention is None:
+            raise FailedPrecondition("this server does not prune runs")
+        if not request.HasField("older_than"):
+            raise InvalidArgument("older_than", "is required (how long ago the runs ended)")
+        older_than = duration_or("older_than", request.older_than, True, timedelta(0), MAX_RETENTION)
+        if older_than <= timedelta(0):
+            raise InvalidArgument("older_than", "must be more than zero")
+        statuses = []
+        for i, value in enumerate(request.statuses):
+            try:
+                status = RunStatus(value)
+            except ValueError:
+                raise InvalidArgument(f"statuses[{i}]", f"is not a run status: {value}") from None
+            if status not in TERMINAL_STATUSES:
+                raise InvalidArgument(f"statuses[{i}]", f"{status.name} runs have not ended; only ended runs go")
+            statuses.append(status)
+        report = await self._retention.prune(
+            older_than=older_than, statuses=statuses or TERMINAL_STATUSES, dry_run=request.dry_run
+        )
+        return pb.PruneRunsResponse(runs=report.runs, blobs=report.blobs, dry_run=report.dry_run)

@@ -16,7 +16,7 @@ from cmo_server.blob._errors import BlobCorrupted, BlobError, BlobNotFound, Blob
 from cmo_server.blob._filesystem import FilesystemBlobStore
 from cmo_server.blob._offload import offload, resolve, should_offload
 from cmo_server.blob._open import open_blob_store
-from cmo_server.blob._packing import ManifestError, is_manifest, pack, unpack
+from cmo_server.blob._packing import ManifestError, is_manifest, manifest_digests, pack, unpack
 from cmo_server.blob._protocol import BlobRef, BlobStore
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ __all__ = [
     "ManifestError",
     "S3BlobStore",
     "is_manifest",
+    "manifest_digests",
     "offload",
     "open_blob_store",
     "pack",

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -92,6 +93,35 @@ class FilesystemBlobStore:
         """
         self._check_open()
         await asyncio.to_thread(self._ping)
+
+    async def stale_blobs(self, older_than: datetime) -> list[str]:
+        """See `BlobStore.stale_blobs` (file modification times)."""
+        self._check_open()
+        return await asyncio.to_thread(self._stale, older_than.timestamp())
+
+    async def delete_if_stale(self, digest: str, older_than: datetime) -> bool:
+        """See `BlobStore.delete_if_stale`."""
+        self._check_open()
+        return await asyncio.to_thread(self._delete_if_stale, digest_of(digest), older_than.timestamp())
+
+    def _stale(self, before: float) -> list[str]:
+        if not self._root.is_dir():
+            return []
+        return [
+            path.name
+            for path in self._root.glob("??/??/*")
+            if len(path.name) == 64 and not path.name.startswith(".") and path.stat().st_mtime < before
+        ]
+
+    def _delete_if_stale(self, digest: str, before: float) -> bool:
+        path = self._path(digest)
+        try:
+            if path.stat().st_mtime >= before:
+                return False  # put again since it was listed
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     async def aclose(self) -> None:
         """Mark the store closed; idempotent. It holds no open files between calls."""

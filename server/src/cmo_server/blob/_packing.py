@@ -24,7 +24,7 @@ from typing import Any
 from cmo_server.blob._errors import BlobError
 from cmo_server.blob._protocol import BlobRef, BlobStore
 
-__all__ = ["MANIFEST_MARKER", "SEGMENT_BYTES", "ManifestError", "is_manifest", "pack", "unpack"]
+__all__ = ["MANIFEST_MARKER", "SEGMENT_BYTES", "ManifestError", "is_manifest", "manifest_digests", "pack", "unpack"]
 
 MANIFEST_MARKER = b"\x00cmo-blobs/v1\n"
 """The first bytes of every manifest; canonical JSON never starts with NUL."""
@@ -98,6 +98,17 @@ async def unpack(stored: bytes, blobs: BlobStore) -> bytes:
     reads = [blobs.get(segment) for segment in segments if isinstance(segment, BlobRef)]
     contents = iter(await asyncio.gather(*reads))
     return b"".join(next(contents) if isinstance(segment, BlobRef) else segment for segment in segments)
+
+
+def manifest_digests(stored: bytes) -> list[str]:
+    """The digests of the blobs a stored manifest names (none for a payload stored inline).
+
+    Raises:
+        ManifestError: the manifest is damaged.
+    """
+    if not stored.startswith(MANIFEST_MARKER):
+        return []
+    return [s.sha256 for s in _parse_manifest(stored[len(MANIFEST_MARKER) :]) if isinstance(s, BlobRef)]
 
 
 def _parse_manifest(body: bytes) -> list[bytes | BlobRef]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 __all__ = ["BlobRef", "BlobStore", "digest_of"]
@@ -79,6 +80,16 @@ class BlobStore(Protocol):
 
         The caller must know that nothing references the blob any more: blobs are shared by
         every payload with the same content.
+        """
+
+    async def stale_blobs(self, older_than: datetime) -> list[str]:
+        """Digests of the blobs last written (or put again) before `older_than`, for collection."""
+
+    async def delete_if_stale(self, digest: str, older_than: datetime) -> bool:
+        """Delete a blob only if it was still last written before `older_than`; True if deleted.
+
+        A put of content already stored refreshes its time, so a blob that a new payload just
+        started to reference again is spared even when the collector thought it unreferenced.
         """
 
     async def ping(self) -> None:

@@ -8,12 +8,14 @@ import io
 import logging
 import os
 from collections.abc import Callable
+from datetime import datetime
 from types import TracebackType
 from typing import TypeVar
 
 import certifi
 import urllib3
 from minio import Minio
+from minio.commonconfig import REPLACE, CopySource
 from minio.error import MinioException, S3Error
 
 from cmo_server.blob._errors import BlobCorrupted, BlobError, BlobNotFound, BlobStoreUnavailable
@@ -160,6 +162,37 @@ class S3BlobStore:
         key = self.key(blob)
         await asyncio.to_thread(self._call, "delete a blob", self._client.remove_object, self._bucket, key)
 
+    async def stale_blobs(self, older_than: datetime) -> list[str]:
+        """See `BlobStore.stale_blobs` (the objects' Last-Modified times)."""
+        self._check_open()
+        return await asyncio.to_thread(self._call, "list the blobs", self._stale, older_than)
+
+    async def delete_if_stale(self, digest: str, older_than: datetime) -> bool:
+        """See `BlobStore.delete_if_stale`."""
+        self._check_open()
+        key = self.key(digest)
+        return await asyncio.to_thread(self._call, "delete a blob", self._delete_if_stale, key, older_than)
+
+    def _stale(self, before: datetime) -> list[str]:
+        found = []
+        for item in self._client.list_objects(self._bucket, prefix=f"{self._prefix}sha256/", recursive=True):
+            name = (item.object_name or "").rpartition("/")[2]
+            if len(name) == 64 and item.last_modified is not None and item.last_modified < before:
+                found.append(name)
+        return found
+
+    def _delete_if_stale(self, key: str, before: datetime) -> bool:
+        try:
+            stat = self._client.stat_object(self._bucket, key)
+        except S3Error as err:
+            if err.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+                return False
+            raise
+        if stat.last_modified is None or stat.last_modified >= before:
+            return False  # put again since it was listed
+        self._client.remove_object(self._bucket, key)
+        return True
+
     async def ping(self) -> None:
         """One HEAD of the bucket: reachable, credentials accepted, bucket there; see `BlobStore.ping`."""
         self._check_open()
@@ -198,6 +231,15 @@ class S3BlobStore:
         ref = BlobRef.of(data)
         key = self.key(ref)
         if self._already_stored(key, ref, data):
+            # Copied onto itself, the object gets a new Last-Modified: a collector that listed it
+            # as stale before this put then spares it (see `delete_if_stale`).
+            self._client.copy_object(
+                self._bucket,
+                key,
+                CopySource(self._bucket, key),
+                metadata={SHA256_METADATA: ref.sha256},
+                metadata_directive=REPLACE,
+            )
             return ref
         self._client.put_object(
             self._bucket,

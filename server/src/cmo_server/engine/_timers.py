@@ -67,8 +67,9 @@ class WaitTimers:
     async def run(self) -> None:
         """Fire on every local timer and every sweep; runs until closed or cancelled."""
         while not self._closed:
+            timeout = await self._next_sweep_in()  # before the wait() coroutine exists: a cancel here leaks none
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._due.wait(), await self._next_sweep_in())
+                await asyncio.wait_for(self._due.wait(), timeout)
             self._due.clear()
             if self._closed:
                 return

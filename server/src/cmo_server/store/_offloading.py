@@ -282,3 +282,15 @@ class OffloadingStore:
     async def count_runs_by_status(self) -> dict[RunStatus, int]:
         """See `Store.count_runs_by_status`."""
         return await self._inner.count_runs_by_status()
+
+    # -- retention --------------------------------------------------------------------------------
+
+    async def prune_runs(
+        self, *, ended_before: datetime, statuses: Sequence[RunStatus], limit: int, dry_run: bool = False
+    ) -> int:
+        """See `Store.prune_runs`."""
+        return await self._inner.prune_runs(ended_before=ended_before, statuses=statuses, limit=limit, dry_run=dry_run)
+
+    async def referenced_blobs(self) -> set[str]:
+        """See `Store.referenced_blobs`."""
+        return await self._inner.referenced_blobs()

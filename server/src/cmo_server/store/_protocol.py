@@ -239,3 +239,21 @@ class Store(Protocol):
         A backend that cannot push (SQLite: one server per file) returns at once without calling
         it; the caller then sweeps for work on a timer.
         """
+
+    # -- retention --------------------------------------------------------------------------------
+
+    async def prune_runs(
+        self, *, ended_before: datetime, statuses: Sequence[RunStatus], limit: int, dry_run: bool = False
+    ) -> int:
+        """Delete up to `limit` runs that ended before `ended_before` with one of `statuses`.
+
+        With each run go its steps, activity records, signals and artifact records; the blobs
+        they referenced are left to `referenced_blobs` and the blob store's collection. Runs that
+        have not ended are never touched. Returns how many were deleted (`dry_run`: would be).
+        """
+
+    async def referenced_blobs(self) -> set[str]:
+        """The digests of every blob a stored payload or an artifact record still references.
+
+        Reads every stored manifest: for the periodic blob collection, not the hot path.
+        """

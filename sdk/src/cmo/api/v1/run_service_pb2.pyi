@@ -161,3 +161,23 @@ class CancelRunResponse(_message.Message):
     RUN_FIELD_NUMBER: _ClassVar[int]
     run: _common_pb2.Run
     def __init__(self, run: _Optional[_Union[_common_pb2.Run, _Mapping]] = ...) -> None: ...
+
+class PruneRunsRequest(_message.Message):
+    __slots__ = ("older_than", "statuses", "dry_run")
+    OLDER_THAN_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    older_than: _duration_pb2.Duration
+    statuses: _containers.RepeatedScalarFieldContainer[_common_pb2.RunStatus]
+    dry_run: bool
+    def __init__(self, older_than: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., statuses: _Optional[_Iterable[_Union[_common_pb2.RunStatus, str]]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class PruneRunsResponse(_message.Message):
+    __slots__ = ("runs", "blobs", "dry_run")
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    runs: int
+    blobs: int
+    dry_run: bool
+    def __init__(self, runs: _Optional[int] = ..., blobs: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...

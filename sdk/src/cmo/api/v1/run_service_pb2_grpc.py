@@ -80,6 +80,11 @@ class RunServiceStub:
                 request_serializer=cmo_dot_api_dot_v1_dot_run__service__pb2.CancelRunRequest.SerializeToString,
                 response_deserializer=cmo_dot_api_dot_v1_dot_run__service__pb2.CancelRunResponse.FromString,
                 _registered_method=True)
+        self.PruneRuns = channel.unary_unary(
+                '/cmo.api.v1.RunService/PruneRuns',
+                request_serializer=cmo_dot_api_dot_v1_dot_run__service__pb2.PruneRunsRequest.SerializeToString,
+                response_deserializer=cmo_dot_api_dot_v1_dot_run__service__pb2.PruneRunsResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -153,6 +158,15 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PruneRuns(self, request, context):
+        """Delete the runs that ended more than `older_than` ago (with their steps, activity records,
+        signals and artifact records), then the blobs nothing references any more. Runs that have
+        not ended are never deleted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -200,6 +214,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.CancelRun,
                     request_deserializer=cmo_dot_api_dot_v1_dot_run__service__pb2.CancelRunRequest.FromString,
                     response_serializer=cmo_dot_api_dot_v1_dot_run__service__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'PruneRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneRuns,
+                    request_deserializer=cmo_dot_api_dot_v1_dot_run__service__pb2.PruneRunsRequest.FromString,
+                    response_serializer=cmo_dot_api_dot_v1_dot_run__service__pb2.PruneRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -446,6 +465,33 @@ class RunService:
             '/cmo.api.v1.RunService/CancelRun',
             cmo_dot_api_dot_v1_dot_run__service__pb2.CancelRunRequest.SerializeToString,
             cmo_dot_api_dot_v1_dot_run__service__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cmo.api.v1.RunService/PruneRuns',
+            cmo_dot_api_dot_v1_dot_run__service__pb2.PruneRunsRequest.SerializeToString,
+            cmo_dot_api_dot_v1_dot_run__service__pb2.PruneRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

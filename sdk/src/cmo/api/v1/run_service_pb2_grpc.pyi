@@ -59,6 +59,11 @@ class RunServiceStub:
     """Ask a run to stop: a waiting step wakes with the cancellation, a running node sees it at its
     next ctx call, a step not yet started never starts; the run ends CANCELLED. Idempotent.
     """
+    PruneRuns: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.PruneRunsRequest, _run_service_pb2.PruneRunsResponse]
+    """Delete the runs that ended more than `older_than` ago (with their steps, activity records,
+    signals and artifact records), then the blobs nothing references any more. Runs that have
+    not ended are never deleted.
+    """
 
 @_typing.type_check_only
 class RunServiceAsyncStub(RunServiceStub):
@@ -90,6 +95,11 @@ class RunServiceAsyncStub(RunServiceStub):
     CancelRun: _aio.UnaryUnaryMultiCallable[_run_service_pb2.CancelRunRequest, _run_service_pb2.CancelRunResponse]  # type: ignore[assignment]
     """Ask a run to stop: a waiting step wakes with the cancellation, a running node sees it at its
     next ctx call, a step not yet started never starts; the run ends CANCELLED. Idempotent.
+    """
+    PruneRuns: _aio.UnaryUnaryMultiCallable[_run_service_pb2.PruneRunsRequest, _run_service_pb2.PruneRunsResponse]  # type: ignore[assignment]
+    """Delete the runs that ended more than `older_than` ago (with their steps, activity records,
+    signals and artifact records), then the blobs nothing references any more. Runs that have
+    not ended are never deleted.
     """
 
 class RunServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -173,6 +183,17 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_run_service_pb2.CancelRunResponse, _abc.Awaitable[_run_service_pb2.CancelRunResponse]]:
         """Ask a run to stop: a waiting step wakes with the cancellation, a running node sees it at its
         next ctx call, a step not yet started never starts; the run ends CANCELLED. Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def PruneRuns(
+        self,
+        request: _run_service_pb2.PruneRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_run_service_pb2.PruneRunsResponse, _abc.Awaitable[_run_service_pb2.PruneRunsResponse]]:
+        """Delete the runs that ended more than `older_than` ago (with their steps, activity records,
+        signals and artifact records), then the blobs nothing references any more. Runs that have
+        not ended are never deleted.
         """
 
 def add_RunServiceServicer_to_server(servicer: RunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -37,6 +37,7 @@ from cmo_server.store.postgres._activities import PostgresActivities
 from cmo_server.store.postgres._artifacts import PostgresArtifacts
 from cmo_server.store.postgres._migrate import migrate
 from cmo_server.store.postgres._notify import PostgresNotifications
+from cmo_server.store.postgres._prune import PostgresRetention
 from cmo_server.store.postgres._stats import PostgresStats
 from cmo_server.store.postgres._tasks import Pool, PostgresTasks, same
 from cmo_server.store.postgres._waits import SELECT_RUN, PostgresWaits
@@ -189,7 +190,13 @@ async def _check_connection(conn: AsyncConnection[TupleRow]) -> None:
 
 
 class PostgresStore(
-    PostgresTasks, PostgresActivities, PostgresArtifacts, PostgresWaits, PostgresNotifications, PostgresStats
+    PostgresTasks,
+    PostgresActivities,
+    PostgresArtifacts,
+    PostgresWaits,
+    PostgresNotifications,
+    PostgresStats,
+    PostgresRetention,
 ):
     """`Store` on a Postgres database."""
 

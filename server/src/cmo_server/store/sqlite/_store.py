@@ -58,6 +58,7 @@ from cmo_server.store._rows import (
     trace_to_text,
     with_activities,
 )
+from cmo_server.store.sqlite import _prune as prune
 from cmo_server.store.sqlite import _stats as stats
 from cmo_server.store.sqlite import _waits as waits
 from cmo_server.store.sqlite._db import FENCE, INSERT_ACTIVITY, Transaction, dt, fence, now_us, us
@@ -362,6 +363,18 @@ class SqliteStore:
     async def next_wait_at(self) -> datetime | None:
         """See `Store.next_wait_at`."""
         return await self._call(waits.next_wait_at)
+
+    # -- retention --------------------------------------------------------------------------------
+
+    async def prune_runs(
+        self, *, ended_before: datetime, statuses: Sequence[RunStatus], limit: int, dry_run: bool = False
+    ) -> int:
+        """See `Store.prune_runs`."""
+        return await self._call(prune.prune_runs, ended_before, statuses, limit, dry_run)
+
+    async def referenced_blobs(self) -> set[str]:
+        """See `Store.referenced_blobs`."""
+        return await self._call(prune.referenced_blobs)
 
     # -- other servers ----------------------------------------------------------------------------
 
