@@ -20,7 +20,7 @@ def test_blob_package_exports_are_pinned_sorted_and_documented():
         "ManifestError",
         "S3BlobStore",
         "is_manifest",
-    "manifest_digests",
+        "manifest_digests",
         "offload",
         "open_blob_store",
         "pack",

@@ -233,7 +233,7 @@ async def serve_forever(config: ServerConfig, *, announce: bool = True) -> None:
     async with CmoServer.running(config) as server:
         host = config.listen.rpartition(":")[0]
         address = f"{host}:{server.port}"
-        logger.info("serving on %s", address, extra={"config": config.redacted()})
+        logger.info("serving on %s", address)
         if announce:
             print(f"cmo-server listening on {address}", flush=True)
         await stop.wait()

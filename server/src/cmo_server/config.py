@@ -1,21 +1,51 @@
-"""Server configuration: one frozen value built once from the environment, flags override."""
+"""Server configuration: one frozen value built once from the environment, flags override.
+
+`ServerConfig.from_env` reads the `CMO_*` variables and the standard names where they fit
+(`POSTGRES_*`, `REDIS_*`, `S3_*`, `OTEL_*`, `LOG_LEVEL`); keyword arguments (the command line's
+flags) win over them. A bad value raises `ConfigError`, whose message starts with the variable's
+name. Secrets (the database and Redis passwords, the S3 secret key, the OTLP header values) never
+show in `repr(config)` nor in `config.redacted()`, the form that is printed and logged.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from typing import Any
 
 from cmo import RunStatus
-from cmo.durations import parse_duration
+from cmo_server._settings import (
+    LOG_LEVELS,
+    SSL_MODES,
+    TERMINAL_STATUSES,
+    ConfigError,
+    _bool,
+    _check_database_url,
+    _check_redis_url,
+    _duration,
+    _int,
+    _is_endpoint,
+    _log_level,
+    _postgres_url,
+    _redact_headers,
+    _redact_url,
+    _redis_url,
+    _seconds,
+    _statuses,
+    parse_otlp_headers,
+)
 
 __all__ = [
     "BLOB_BACKENDS",
     "DEFAULT_METRICS_LISTEN",
+    "LOG_LEVELS",
+    "POSTGRES_VARIABLES",
+    "SETTING_VARIABLES",
+    "SSL_MODES",
+    "TERMINAL_STATUSES",
     "ConfigError",
     "EngineLimits",
     "S3Settings",
@@ -27,6 +57,7 @@ DEFAULT_METRICS_LISTEN = "0.0.0.0:9464"
 """Where `cmo-server start` serves /metrics, /healthz and /readyz unless CMO_METRICS_LISTEN says otherwise."""
 TRACES_EXPORTERS = ("otlp", "console", "none")
 
+
 BLOB_BACKENDS = ("filesystem", "s3")
 """Values of `CMO_BLOB_BACKEND`."""
 
@@ -34,8 +65,61 @@ BLOB_BACKENDS = ("filesystem", "s3")
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
-class ConfigError(ValueError):
-    """A setting is missing or invalid; the message names the variable."""
+POSTGRES_VARIABLES = (
+    "POSTGRES_HOST",
+    "POSTGRES_PORT",
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "POSTGRES_DB",
+    "POSTGRES_SSLMODE",
+)
+"""The standard Postgres variables, read when CMO_DATABASE_URL is not set and POSTGRES_HOST is."""
+
+SETTING_VARIABLES: Mapping[str, tuple[str, ...]] = {
+    "listen": ("CMO_LISTEN",),
+    "database_url": ("CMO_DATABASE_URL", *POSTGRES_VARIABLES),
+    "sqlite_path": ("CMO_SQLITE_PATH",),
+    "pool_size": ("CMO_POOL_SIZE",),
+    "health_check_interval": ("CMO_HEALTH_CHECK_SECONDS",),
+    "shutdown_grace": ("CMO_SHUTDOWN_GRACE_SECONDS",),
+    "log_level": ("CMO_LOG_LEVEL", "LOG_LEVEL"),
+    "log_format": ("CMO_LOG_FORMAT",),
+    "blob_backend": ("CMO_BLOB_BACKEND",),
+    "s3": (
+        "S3_ENDPOINT",
+        "S3_BUCKET",
+        "S3_ACCESS_KEY",
+        "S3_SECRET_KEY",
+        "S3_REGION",
+        "S3_SECURE",
+        "S3_PREFIX",
+        "CMO_S3_CA_FILE",
+        "CMO_S3_CREATE_BUCKET",
+    ),
+    "blob_dir": ("CMO_BLOB_DIR",),
+    "inline_threshold_bytes": ("CMO_INLINE_THRESHOLD_BYTES",),
+    "max_artifact_bytes": ("CMO_MAX_ARTIFACT_BYTES",),
+    "limits": (
+        "CMO_TASK_LEASE_SECONDS",
+        "CMO_MAX_PAYLOAD_BYTES",
+        "CMO_SWEEP_INTERVAL_SECONDS",
+        "CMO_FALLBACK_SWEEP_SECONDS",
+    ),
+    "metrics_listen": ("CMO_METRICS_LISTEN",),
+    "otel_service_name": ("OTEL_SERVICE_NAME",),
+    "otlp_endpoint": ("OTEL_EXPORTER_OTLP_ENDPOINT",),
+    "otlp_headers": ("OTEL_EXPORTER_OTLP_HEADERS",),
+    "otel_traces_exporter": ("OTEL_TRACES_EXPORTER",),
+    "retention": ("CMO_RETENTION",),
+    "retention_statuses": ("CMO_RETENTION_STATUSES",),
+    "prune_interval": ("CMO_PRUNE_INTERVAL",),
+    "blob_gc_grace": ("CMO_BLOB_GC_GRACE",),
+    "redis_url": ("REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD"),
+}
+"""The environment variables each `ServerConfig` field is read from, the main one first.
+
+A keyword override of a field (a flag) hides all of them, so a flag wins even over a malformed value.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,18 +209,15 @@ class S3Settings:
             raise ConfigError(f"CMO_S3_CA_FILE must name a readable PEM file, got {self.ca_file!r}")
 
 
-TERMINAL_STATUSES = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TERMINATED)
-"""The statuses of ended runs, which retention may prune."""
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class ServerConfig:
-    """Everything `cmo-server` needs to start."""
+    """Everything `cmo-server` needs to start. Its `repr` masks the secrets, as `redacted` does."""
 
     listen: str = "127.0.0.1:7233"
     """host:port the gRPC server binds."""
     database_url: str = ""
-    """Postgres URL (`cmo-server start`); empty for the SQLite file of `start-dev`."""
+    """Postgres URL (`cmo-server start`), from CMO_DATABASE_URL or else the POSTGRES_* variables;
+    empty for the SQLite file of `start-dev`. May carry the password: shown only redacted."""
     sqlite_path: str = ".cmo/dev.db"
     """SQLite file of `start-dev`."""
     pool_size: int = 8
@@ -177,15 +258,25 @@ class ServerConfig:
     """How often the pruning schedule runs (CMO_PRUNE_INTERVAL, e.g. 1h)."""
     blob_gc_grace: timedelta = timedelta(hours=1)
     """Blobs younger than this are never collected: a payload's blob is written before its row."""
+    redis_url: str = ""
+    """Redis for agents' messaging (A2A), from REDIS_URL or REDIS_HOST/REDIS_PORT/REDIS_PASSWORD;
+    read and checked here, not used by the server itself. May carry the password: shown only redacted."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
-        """Read `CMO_*` variables (and LOG_LEVEL, `S3_*`); keyword arguments (CLI flags) win.
+        """Read `CMO_*` variables (and `POSTGRES_*`, `REDIS_*`, `S3_*`, `OTEL_*`, LOG_LEVEL).
+
+        Keyword arguments (the CLI's flags) win: a field given one (not None) is not read from the
+        environment at all, see `SETTING_VARIABLES`.
 
         Raises:
-            ConfigError: a variable is malformed; the message names it.
+            ConfigError: a variable (or an override, under its variable's name) is malformed; the
+                message starts with the variable's name and never shows a secret.
         """
         env = os.environ if env is None else env
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if hidden := {name for key in overrides for name in SETTING_VARIABLES.get(key, ())}:
+            env = {k: v for k, v in env.items() if k not in hidden}
         base, base_limits = cls(), EngineLimits()
         limits = EngineLimits(
             task_lease=_seconds(env, "CMO_TASK_LEASE_SECONDS", base_limits.task_lease),
@@ -195,12 +286,12 @@ class ServerConfig:
         )
         config = cls(
             listen=env.get("CMO_LISTEN", base.listen),
-            database_url=env.get("CMO_DATABASE_URL", ""),
-            sqlite_path=env.get("CMO_SQLITE_PATH", base.sqlite_path),
+            database_url=env.get("CMO_DATABASE_URL", "").strip() or _postgres_url(env),
+            sqlite_path=env.get("CMO_SQLITE_PATH") or base.sqlite_path,
             pool_size=_int(env, "CMO_POOL_SIZE", base.pool_size),
             shutdown_grace=_seconds(env, "CMO_SHUTDOWN_GRACE_SECONDS", base.shutdown_grace),
             health_check_interval=_seconds(env, "CMO_HEALTH_CHECK_SECONDS", base.health_check_interval),
-            log_level=env.get("CMO_LOG_LEVEL", env.get("LOG_LEVEL", base.log_level)).upper(),
+            log_level=_log_level(env, base.log_level),
             log_format=env.get("CMO_LOG_FORMAT", base.log_format),
             blob_backend=env.get("CMO_BLOB_BACKEND") or base.blob_backend,
             s3=_s3_settings(env),
@@ -217,8 +308,9 @@ class ServerConfig:
             retention_statuses=_statuses(env, "CMO_RETENTION_STATUSES", base.retention_statuses),
             prune_interval=_duration(env, "CMO_PRUNE_INTERVAL", base.prune_interval) or base.prune_interval,
             blob_gc_grace=_duration(env, "CMO_BLOB_GC_GRACE", base.blob_gc_grace) or base.blob_gc_grace,
+            redis_url=env.get("REDIS_URL", "").strip() or _redis_url(env),
         )
-        config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        config = replace(config, **overrides)
         config.validate()
         return config
 
@@ -227,12 +319,16 @@ class ServerConfig:
         host, _, port = self.listen.rpartition(":")
         if not host or not port.isdigit():
             raise ConfigError(f"CMO_LISTEN must be host:port, got {self.listen!r}")
+        if self.database_url:
+            _check_database_url(self.database_url)
+        elif not self.sqlite_path.strip() or os.path.isdir(self.sqlite_path):
+            raise ConfigError(f"CMO_SQLITE_PATH must name a file, got {self.sqlite_path!r}")
         if self.pool_size < 1:
             raise ConfigError(f"CMO_POOL_SIZE must be at least 1, got {self.pool_size}")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"CMO_LOG_FORMAT must be text or json, got {self.log_format!r}")
-        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            raise ConfigError(f"CMO_LOG_LEVEL must be a logging level name, got {self.log_level!r}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"CMO_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if self.limits.task_lease <= timedelta(0):
             raise ConfigError("CMO_TASK_LEASE_SECONDS must be positive")
         if self.limits.sweep_interval <= timedelta(0):
@@ -261,6 +357,11 @@ class ServerConfig:
             host, _, port = self.metrics_listen.rpartition(":")
             if not host or not port.isdigit():
                 raise ConfigError(f"CMO_METRICS_LISTEN must be host:port or empty, got {self.metrics_listen!r}")
+        if self.otlp_endpoint and not _is_endpoint(self.otlp_endpoint):
+            raise ConfigError(
+                "OTEL_EXPORTER_OTLP_ENDPOINT must be host:port or an http(s):// URL,"
+                f" got {_redact_url(self.otlp_endpoint)!r}"
+            )
         if self.otel_traces_exporter not in ("", *TRACES_EXPORTERS):
             raise ConfigError(f"OTEL_TRACES_EXPORTER must be otlp, console or none, got {self.otel_traces_exporter!r}")
         try:
@@ -269,6 +370,18 @@ class ServerConfig:
             raise ConfigError(
                 f"OTEL_EXPORTER_OTLP_HEADERS must be key=value pairs separated by commas: {err}"
             ) from None
+        if self.redis_url:
+            _check_redis_url(self.redis_url)
+
+    def __repr__(self) -> str:
+        masked = {
+            "database_url": _redact_url(self.database_url),
+            "otlp_endpoint": _redact_url(self.otlp_endpoint),
+            "otlp_headers": _redact_headers(self.otlp_headers),
+            "redis_url": _redact_url(self.redis_url),
+        }
+        shown = (f"{f.name}={masked.get(f.name, getattr(self, f.name))!r}" for f in fields(self))
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     @property
     def traces_exporter(self) -> str:
@@ -288,13 +401,23 @@ class ServerConfig:
         return os.path.join(".cmo", "blobs")
 
     def redacted(self) -> dict[str, Any]:
-        """The settings as a dict with secrets (the database password, the S3 secret key) masked, for logs."""
+        """The settings as a JSON-ready dict, secrets masked, for logs and `cmo-server config`.
+
+        The database and Redis passwords and the S3 secret key become `***`; of the OTLP headers,
+        which often carry tokens, only the names are shown.
+        """
         shown: dict[str, Any] = {
             "listen": self.listen,
             "database_url": _redact_url(self.database_url),
             "sqlite_path": self.sqlite_path if not self.database_url else "",
             "pool_size": self.pool_size,
+            "log_level": self.log_level,
+            "log_format": self.log_format,
+            "shutdown_grace_s": self.shutdown_grace.total_seconds(),
+            "health_check_s": self.health_check_interval.total_seconds(),
             "task_lease_s": self.limits.task_lease.total_seconds(),
+            "sweep_interval_s": self.limits.sweep_interval.total_seconds(),
+            "fallback_sweep_s": self.limits.fallback_sweep_interval.total_seconds(),
             "max_payload_bytes": self.limits.max_payload_bytes,
             "blob_backend": self.blob_backend,
             "inline_threshold_bytes": self.inline_threshold_bytes,
@@ -304,11 +427,12 @@ class ServerConfig:
             "traces_exporter": self.traces_exporter,
             "otlp_endpoint": _redact_url(self.otlp_endpoint),
             # Header values are often bearer tokens or API keys: only the names are shown.
-            "otlp_headers": {k: "***" for k in parse_otlp_headers(self.otlp_headers)},
+            "otlp_headers": dict.fromkeys(parse_otlp_headers(self.otlp_headers), "***"),
             "retention": None if self.retention is None else str(self.retention),
             "retention_statuses": [s.name.lower() for s in self.retention_statuses],
             "prune_interval": str(self.prune_interval),
             "blob_gc_grace": str(self.blob_gc_grace),
+            "redis_url": _redact_url(self.redis_url),
         }
         if self.blob_backend == "s3":
             shown["s3"] = {
@@ -327,29 +451,6 @@ class ServerConfig:
         return shown
 
 
-def parse_otlp_headers(raw: str) -> dict[str, str]:
-    """OTEL_EXPORTER_OTLP_HEADERS as a dict: `key=value` pairs, comma-separated, values URL-encoded.
-
-    Raises:
-        ValueError: a pair has no `=` or an empty key; the message names the key, not the value.
-    """
-    headers: dict[str, str] = {}
-    for pair in filter(None, (p.strip() for p in raw.split(","))):
-        key, eq, value = pair.partition("=")
-        if not eq or not key.strip():
-            raise ValueError(f"{key.strip()!r} has no value" if key.strip() else "a pair has no key")
-        headers[key.strip().lower()] = urllib.parse.unquote(value.strip())
-    return headers
-
-
-def _redact_url(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in userinfo:
-        return url
-    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
-
-
 def _s3_settings(env: Mapping[str, str]) -> S3Settings:
     return S3Settings(
         endpoint=env.get("S3_ENDPOINT", ""),
@@ -362,62 +463,3 @@ def _s3_settings(env: Mapping[str, str]) -> S3Settings:
         ca_file=env.get("CMO_S3_CA_FILE", ""),
         create_bucket=_bool(env, "CMO_S3_CREATE_BUCKET", True) is not False,
     )
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool | None) -> bool | None:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in ("true", "1", "yes", "on"):
-        return True
-    if raw.lower() in ("false", "0", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-
-
-def _seconds(env: Mapping[str, str], name: str, default: timedelta) -> timedelta:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {raw!r}")
-    return timedelta(seconds=value)
-
-
-TERMINAL_NAMES = {s.name.lower(): s for s in TERMINAL_STATUSES}
-
-
-def _duration(env: Mapping[str, str], name: str, default: timedelta | None) -> timedelta | None:
-    text = env.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        return parse_duration(text)
-    except ValueError as err:
-        raise ConfigError(f"{name}: {err}") from None
-
-
-def _statuses(env: Mapping[str, str], name: str, default: tuple[RunStatus, ...]) -> tuple[RunStatus, ...]:
-    text = env.get(name, "").strip()
-    if not text:
-        return default
-    statuses = []
-    for part in (p.strip().lower() for p in text.split(",")):
-        if part not in TERMINAL_NAMES:
-            raise ConfigError(f"{name} lists {part!r}: only ended runs are pruned ({', '.join(TERMINAL_NAMES)})")
-        statuses.append(TERMINAL_NAMES[part])
-    return tuple(statuses)

@@ -1,0 +1,80 @@
+"""`cmo-server config` as a real process: JSON without the secrets, or one line naming the variable."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cmo_server.config import SETTING_VARIABLES
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "pg-S3cret@/:%"
+S3_SECRET = "s3-S3cret+/="
+TOKEN = "Bearer otlp-S3cret"
+
+
+def cmo_server(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    names = {name for names in SETTING_VARIABLES.values() for name in names}
+    clean = {k: v for k, v in os.environ.items() if k not in names}
+    command = [sys.executable, "-m", "cmo_server.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, env={**clean, **env}, check=False)
+
+
+def test_config_prints_the_effective_settings_without_secrets():
+    result = cmo_server(
+        "config",
+        "--pool-size",
+        "3",
+        POSTGRES_HOST="db",
+        POSTGRES_USER="cmo",
+        POSTGRES_PASSWORD=PASSWORD,
+        CMO_POOL_SIZE="12",
+        CMO_BLOB_BACKEND="s3",
+        S3_ENDPOINT="http://minio:9000",
+        S3_BUCKET="cmo",
+        S3_ACCESS_KEY="cmo-access",
+        S3_SECRET_KEY=S3_SECRET,
+        OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20otlp-S3cret",
+        REDIS_URL="redis://:redis-S3cret@redis:6379/0",
+    )
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["database_url"] == "postgresql://cmo:***@db:5432/cmo"
+    assert shown["pool_size"] == 3  # the flag beats CMO_POOL_SIZE
+    assert shown["metrics_listen"] == "0.0.0.0:9464"  # as `start` would serve
+    assert (shown["s3"]["secret_key"], shown["otlp_headers"]) == ("***", {"authorization": "***"})
+    assert shown["redis_url"] == "redis://:***@redis:6379/0"
+    assert "S3cret" not in result.stdout + result.stderr
+
+
+def test_config_dev_shows_the_sqlite_settings():
+    result = cmo_server("config", "--dev", "--db", "data/dev.db", CMO_DATABASE_URL="postgresql://u:pw@h/db")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert (shown["database_url"], shown["sqlite_path"], shown["blob_dir"]) == ("", "data/dev.db", "data/blobs")
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "code", "named"),
+    [
+        ({"CMO_DATABASE_URL": "postgresql://h/db", "CMO_LISTEN": "nowhere"}, [], 1, "CMO_LISTEN"),
+        ({"POSTGRES_HOST": "db", "POSTGRES_PORT": "fivefourthreetwo"}, [], 1, "POSTGRES_PORT"),
+        ({"CMO_DATABASE_URL": "postgresql://u:p@ss@h/db"}, [], 1, "CMO_DATABASE_URL"),
+        ({"POSTGRES_PASSWORD": PASSWORD}, [], 1, "POSTGRES_HOST"),
+        ({"LOG_LEVEL": "chatty"}, ["--dev"], 1, "LOG_LEVEL"),
+        ({"CMO_DATABASE_URL": "postgresql://h/db"}, ["--pool-size", "0"], 2, "'--pool-size'"),
+    ],
+)
+def test_config_fails_cleanly_naming_the_variable(env: dict[str, str], args: list[str], code: int, named: str):
+    result = cmo_server("config", *args, **env)
+    assert result.returncode == code
+    assert result.stdout == ""
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "p@ss" not in result.stderr
+    assert PASSWORD not in result.stderr

@@ -1,0 +1,386 @@
+"""ServerConfig from the environment: every variable checked by name, Postgres from POSTGRES_*,
+flags over variables, and secrets kept out of everything that is printed or logged."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from psycopg.conninfo import conninfo_to_dict
+
+from cmo_server.cli import main
+from cmo_server.config import SETTING_VARIABLES, ConfigError, ServerConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+S3 = {
+    "CMO_BLOB_BACKEND": "s3",
+    "S3_ENDPOINT": "https://s3.example.com",
+    "S3_BUCKET": "cmo-blobs",
+    "S3_ACCESS_KEY": "AKIAEXAMPLE",
+    "S3_SECRET_KEY": "s3-secret",
+}
+PG = {"POSTGRES_HOST": "db.internal"}
+
+# Each variable with a bad value, and what else must be set for it to be read.
+BAD_VALUES: list[tuple[str, str, dict[str, str]]] = [
+    ("CMO_LISTEN", "nowhere", {}),
+    ("CMO_DATABASE_URL", "mysql://u:pw@h/db", {}),
+    ("CMO_SQLITE_PATH", "/", {}),
+    ("POSTGRES_HOST", "db host", {}),
+    ("POSTGRES_PORT", "five", PG),
+    ("POSTGRES_PORT", "70000", PG),
+    ("POSTGRES_SSLMODE", "sometimes", PG),
+    ("CMO_POOL_SIZE", "0", {}),
+    ("CMO_HEALTH_CHECK_SECONDS", "soon", {}),
+    ("CMO_SHUTDOWN_GRACE_SECONDS", "-1", {}),
+    ("CMO_LOG_LEVEL", "loud", {}),
+    ("LOG_LEVEL", "loud", {}),
+    ("CMO_LOG_FORMAT", "xml", {}),
+    ("CMO_BLOB_BACKEND", "gcs", {}),
+    ("CMO_BLOB_DIR", "   ", {}),
+    ("S3_ENDPOINT", "ftp://files:21", S3),
+    ("S3_BUCKET", "Blobs", S3),
+    ("S3_ACCESS_KEY", "", S3),
+    ("S3_SECRET_KEY", "", S3),
+    ("S3_SECURE", "maybe", S3),
+    ("S3_PREFIX", "/cmo/", S3),
+    ("CMO_S3_CA_FILE", "/nonexistent/ca.pem", S3),
+    ("CMO_S3_CREATE_BUCKET", "sometimes", S3),
+    ("CMO_INLINE_THRESHOLD_BYTES", "-1", {}),
+    ("CMO_MAX_ARTIFACT_BYTES", "0", {}),
+    ("CMO_MAX_PAYLOAD_BYTES", "100", {}),
+    ("CMO_TASK_LEASE_SECONDS", "0", {}),
+    ("CMO_SWEEP_INTERVAL_SECONDS", "x", {}),
+    ("CMO_FALLBACK_SWEEP_SECONDS", "0.5", {"CMO_SWEEP_INTERVAL_SECONDS": "2"}),
+    ("CMO_METRICS_LISTEN", "9464", {}),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "grpc://collector:4317", {}),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "authorization", {}),
+    ("OTEL_TRACES_EXPORTER", "zipkin", {}),
+    ("CMO_RETENTION", "forever", {}),
+    ("CMO_RETENTION_STATUSES", "running", {}),
+    ("CMO_PRUNE_INTERVAL", "hourly", {}),
+    ("CMO_BLOB_GC_GRACE", "-1h", {}),
+    ("REDIS_URL", "http://redis:6379", {}),
+    ("REDIS_HOST", "/var/run/redis", {}),
+    ("REDIS_PORT", "0", {"REDIS_HOST": "redis"}),
+]
+# Read as given: any text is a valid value.
+FREE_TEXT = {
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "POSTGRES_DB",
+    "REDIS_PASSWORD",
+    "S3_REGION",
+    "OTEL_SERVICE_NAME",
+}
+ALL_VARIABLES = {name for names in SETTING_VARIABLES.values() for name in names}
+# Environment variables hold no NUL, and no lone surrogates but the \udc80-\udcff of undecodable bytes.
+text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), min_size=1)
+
+
+@pytest.fixture(autouse=True)
+def no_settings_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI tests read os.environ: the developer's own settings must not leak in."""
+    for name in ALL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize(("name", "value", "context"), BAD_VALUES, ids=[f"{n}={v}" for n, v, _ in BAD_VALUES])
+def test_a_bad_value_raises_a_config_error_naming_its_variable(name: str, value: str, context: dict[str, str]):
+    with pytest.raises(ConfigError) as caught:
+        ServerConfig.from_env({**context, name: value})
+    assert caught.value.variable == name, str(caught.value)
+    assert str(caught.value).startswith(name)
+    assert caught.value.reason
+    assert not caught.value.reason.startswith(name)
+
+
+def test_every_variable_is_checked_or_free_text_and_documented():
+    checked = {name for name, _, _ in BAD_VALUES}
+    assert checked | FREE_TEXT == ALL_VARIABLES
+    readme = (ROOT / "README.md").read_text()
+    undocumented = {name for name in ALL_VARIABLES if f"`{name}`" not in readme}
+    assert not undocumented
+
+
+class Recording(Mapping[str, str]):
+    """An environment that notes which variables were looked up."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env, self.read = env, set[str]()
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        return self.env[key]
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("from_env looks variables up by name")
+
+    def __len__(self) -> int:
+        return len(self.env)
+
+
+@pytest.mark.parametrize("env", [{}, PG, {"REDIS_HOST": "redis"}, {**S3, **PG}])
+def test_only_listed_variables_are_read(env: dict[str, str]):
+    recording = Recording(env)
+    ServerConfig.from_env(recording)
+    assert recording.read <= ALL_VARIABLES
+
+
+# --- Postgres from POSTGRES_* ---------------------------------------------------------------------
+
+
+def test_postgres_url_is_built_from_the_standard_variables():
+    env = {
+        "POSTGRES_HOST": "db.internal",
+        "POSTGRES_PORT": "6432",
+        "POSTGRES_USER": "cmo",
+        "POSTGRES_PASSWORD": "p@ss/w:rd#?%&=' x",
+        "POSTGRES_DB": "orchestrator",
+        "POSTGRES_SSLMODE": "verify-full",
+    }
+    url = ServerConfig.from_env(env).database_url
+    assert conninfo_to_dict(url) == {
+        "host": "db.internal",
+        "port": "6432",
+        "user": "cmo",
+        "password": "p@ss/w:rd#?%&=' x",
+        "dbname": "orchestrator",
+        "sslmode": "verify-full",
+    }
+    assert "p@ss" not in ServerConfig.from_env(env).redacted()["database_url"]
+
+
+def test_postgres_defaults_follow_the_official_image():
+    assert conninfo_to_dict(ServerConfig.from_env(PG).database_url) == {
+        "host": "db.internal",
+        "port": "5432",
+        "user": "postgres",
+        "dbname": "postgres",
+    }
+    only_user = ServerConfig.from_env({**PG, "POSTGRES_USER": "cmo"}).database_url
+    assert conninfo_to_dict(only_user)["dbname"] == "cmo"
+
+
+@pytest.mark.parametrize(
+    ("host", "parsed"),
+    [
+        ("10.0.0.5", "10.0.0.5"),
+        ("::1", "::1"),
+        ("[fd00::5]", "fd00::5"),
+        ("/var/run/postgresql", "/var/run/postgresql"),
+    ],
+)
+def test_postgres_host_may_be_an_ip_or_a_socket_directory(host: str, parsed: str):
+    assert conninfo_to_dict(ServerConfig.from_env({"POSTGRES_HOST": host}).database_url)["host"] == parsed
+
+
+@settings(max_examples=200, deadline=None)
+@given(user=text, password=text, database=text)
+def test_any_user_password_and_database_survive_the_url(user: str, password: str, database: str):
+    env = {**PG, "POSTGRES_USER": user, "POSTGRES_PASSWORD": password, "POSTGRES_DB": database}
+    parsed = conninfo_to_dict(ServerConfig.from_env(env).database_url)
+    assert (parsed["user"], parsed["password"], parsed["dbname"]) == (user, password, database)
+
+
+def test_cmo_database_url_wins_over_postgres_variables():
+    env = {"CMO_DATABASE_URL": "postgresql://a@primary/cmo", **PG, "POSTGRES_PORT": "not-read"}
+    assert ServerConfig.from_env(env).database_url == "postgresql://a@primary/cmo"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://u:p@ss@h/db", "has an @ in its user or password"),
+        ("postgresql://u:p/ss@h/db", "has a port that is not a number"),
+        ("postgresql://h/db?nonsense=1", "must be a postgresql://"),
+        ("host=h password", "must be a postgresql://"),
+    ],
+)
+def test_a_malformed_database_url_is_reported_without_its_password(url: str, message: str):
+    with pytest.raises(ConfigError, match=message) as caught:
+        ServerConfig.from_env({"CMO_DATABASE_URL": url})
+    assert caught.value.variable == "CMO_DATABASE_URL"
+    assert "ss@" not in str(caught.value)
+
+
+def test_libpq_keyword_strings_are_accepted_and_redacted():
+    config = ServerConfig.from_env({"CMO_DATABASE_URL": "host=db dbname=cmo password='s3 cret' sslpassword=k3y"})
+    assert config.redacted()["database_url"] == "host=db dbname=cmo password=*** sslpassword=***"
+
+
+# --- Redis -------------------------------------------------------------------------------------------
+
+
+def test_redis_url_is_read_or_built_and_redacted():
+    assert ServerConfig.from_env({}).redis_url == ""
+    assert ServerConfig.from_env({"REDIS_URL": "rediss://:tok@cache:6380/2"}).redacted()["redis_url"] == (
+        "rediss://:***@cache:6380/2"
+    )
+    built = ServerConfig.from_env({"REDIS_HOST": "redis", "REDIS_PASSWORD": "a@b/c"})
+    assert urllib.parse.unquote(urllib.parse.urlsplit(built.redis_url).password or "") == "a@b/c"
+    assert built.redacted()["redis_url"] == "redis://:***@redis:6379/0"
+    both = ServerConfig.from_env({"REDIS_URL": "redis://primary:6379/0", "REDIS_HOST": "other"})
+    assert both.redis_url == "redis://primary:6379/0"
+
+
+# --- flags over variables ----------------------------------------------------------------------------
+
+
+def test_overrides_win_and_hide_their_variables_even_malformed_ones():
+    env = {"CMO_LISTEN": "nowhere", "CMO_POOL_SIZE": "many", "CMO_DATABASE_URL": "mysql://x", "LOG_LEVEL": "loud"}
+    config = ServerConfig.from_env(
+        env, listen="0.0.0.0:7000", pool_size=4, database_url="postgresql://h/db", log_level="DEBUG"
+    )
+    assert (config.listen, config.pool_size, config.database_url, config.log_level) == (
+        "0.0.0.0:7000",
+        4,
+        "postgresql://h/db",
+        "DEBUG",
+    )
+    # None means "no flag": the variable is read.
+    assert ServerConfig.from_env({"CMO_POOL_SIZE": "3"}, pool_size=None).pool_size == 3
+    # An empty database_url (start-dev) hides POSTGRES_* too.
+    assert ServerConfig.from_env({**PG, "POSTGRES_PORT": "bad"}, database_url="").database_url == ""
+
+
+def run_config(*args: str, env: dict[str, str | None] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["config", *args], env=env)
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+def test_cmo_server_config_flags_beat_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    env: dict[str, str | None] = {
+        "CMO_LISTEN": "0.0.0.0:1",
+        "CMO_DATABASE_URL": "postgresql://env@env-db/cmo",
+        "CMO_POOL_SIZE": "2",
+        "CMO_LOG_LEVEL": "ERROR",
+        "CMO_LOG_FORMAT": "text",
+        "CMO_METRICS_LISTEN": "0.0.0.0:2",
+        "CMO_BLOB_DIR": "/env/blobs",
+    }
+    code, output = run_config(
+        *("--listen", "127.0.0.1:9", "--database-url", "postgresql://flag@flag-db/cmo", "--pool-size", "5"),
+        *("--log-level", "debug", "--log-format", "json", "--metrics-listen", "", "--blob-dir", str(tmp_path)),
+        env=env,
+    )
+    assert code == 0, output
+    shown = json.loads(output)
+    assert shown["listen"] == "127.0.0.1:9"
+    assert shown["database_url"] == "postgresql://flag@flag-db/cmo"
+    assert (shown["pool_size"], shown["log_level"], shown["log_format"]) == (5, "DEBUG", "json")
+    assert (shown["metrics_listen"], shown["blob_dir"]) == ("", str(tmp_path))
+    code, output = run_config("--dev", "--db", str(tmp_path / "x.db"), env={"CMO_SQLITE_PATH": "/"})
+    assert code == 0, output
+    assert json.loads(output)["sqlite_path"] == str(tmp_path / "x.db")
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--listen", "nowhere"], "--listen"),
+        (["--pool-size", "0"], "--pool-size"),
+        (["--pool-size", "few"], "--pool-size"),
+        (["--metrics-listen", "9464"], "--metrics-listen"),
+        (["--database-url", "mysql://h/db"], "--database-url"),
+        (["--log-level", "loud"], "--log-level"),
+        (["--log-format", "xml"], "--log-format"),
+        (["--blob-backend", "gcs"], "--blob-backend"),
+        (["--blob-dir", "  "], "--blob-dir"),
+        (["--dev", "--db", "/"], "--db"),
+    ],
+)
+def test_a_bad_flag_is_named_as_the_flag(monkeypatch: pytest.MonkeyPatch, args: list[str], flag: str):
+    monkeypatch.setenv("CMO_DATABASE_URL", "postgresql://h/db")
+    code, output = run_config(*args)
+    assert code == 2
+    assert f"Invalid value for '{flag}'" in output
+
+
+def test_start_without_a_database_names_the_variables(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("POSTGRES_PASSWORD", "hunter2")
+    code, output = run_config()
+    assert code == 1
+    assert "CMO_DATABASE_URL" in output
+    assert "POSTGRES_HOST" in output
+    assert "POSTGRES_PASSWORD set, but not POSTGRES_HOST" in output
+    assert "hunter2" not in output
+
+
+# --- secrets never shown -----------------------------------------------------------------------------
+
+secrets = text.map(lambda s: f"Zq9{s}Qz")  # a marker that nothing else contains
+
+
+def shown_forms(secret: str) -> list[str]:
+    return [secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote(secret), "Zq9"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(password=secrets, s3_key=secrets, header=secrets, redis=secrets)
+def test_secrets_never_show_in_redacted_nor_repr(password: str, s3_key: str, header: str, redis: str):
+    env = {
+        **S3,
+        "S3_SECRET_KEY": s3_key,
+        **PG,
+        "POSTGRES_PASSWORD": password,
+        "OTEL_EXPORTER_OTLP_HEADERS": f"authorization={urllib.parse.quote(header)},x-team=core",
+        "REDIS_HOST": "redis",
+        "REDIS_PASSWORD": redis,
+    }
+    config = ServerConfig.from_env(env)
+    assert config.s3.secret_key == s3_key
+    assert parse_header(config) == header
+    out = json.dumps(config.redacted()) + repr(config) + str(config) + repr(config.s3)
+    for secret in (password, s3_key, header, redis):
+        for form in shown_forms(secret):
+            assert form not in out
+
+
+def parse_header(config: ServerConfig) -> str:
+    from cmo_server.config import parse_otlp_headers
+
+    return parse_otlp_headers(config.otlp_headers)["authorization"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(password=secrets, where=st.sampled_from(["userinfo", "query", "keyword"]))
+def test_a_database_url_given_whole_never_shows_its_password(password: str, where: str):
+    quoted = urllib.parse.quote(password, safe="")
+    url = {
+        "userinfo": f"postgresql://cmo:{quoted}@db:5432/cmo",
+        "query": f"postgresql://cmo@db:5432/cmo?sslmode=require&password={quoted}",
+        "keyword": "host=db dbname=cmo password='{}'".format(password.replace("\\", "\\\\").replace("'", "\\'")),
+    }[where]
+    config = ServerConfig.from_env({"CMO_DATABASE_URL": url, "REDIS_URL": f"redis://u:{quoted}@r:6379/0"})
+    out = json.dumps(config.redacted()) + repr(config)
+    for form in shown_forms(password):
+        assert form not in out
+    assert conninfo_to_dict(config.database_url)["password"] == password
+
+
+def test_redacted_covers_every_setting_and_is_json():
+    config = ServerConfig.from_env({"CMO_RETENTION": "30d"})
+    shown = json.loads(json.dumps(config.redacted()))
+    assert shown["retention"] == str(timedelta(days=30))
+    for key in ("listen", "log_level", "log_format", "shutdown_grace_s", "health_check_s", "fallback_sweep_s"):
+        assert key in shown
+    assert re.fullmatch(r"ServerConfig\(listen='127\.0\.0\.1:7233', .*\)", repr(config))
+
+
+@pytest.mark.parametrize("name", ["POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"])
+def test_bytes_that_are_not_utf8_are_named_not_a_traceback(name: str):
+    undecodable = b"\xffpw".decode("utf-8", "surrogateescape")  # how os.environ holds such bytes
+    with pytest.raises(ConfigError, match=f"^{name} is not valid UTF-8$"):
+        ServerConfig.from_env({**PG, name: undecodable})
+    with pytest.raises(ConfigError, match=r"^CMO_DATABASE_URL is not valid UTF-8$"):
+        ServerConfig.from_env({"CMO_DATABASE_URL": f"postgresql://u:{undecodable}@h/db"})
