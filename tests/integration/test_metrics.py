@@ -88,6 +88,9 @@ async def test_counters_move_as_runs_go_and_the_gauges_count_the_store(server_co
     assert value(samples, "cmo_step_duration_seconds_sum", graph_id=graph.graph_id, node_id="first") > 0
     # One per activity although a record is often sent twice (in the background and on the checkpoint).
     assert value(samples, "cmo_activities_recorded_total", kind="call") == 6
+    # Each activity's run time as its worker measured it, once per activity.
+    assert value(samples, "cmo_activity_duration_seconds_count", kind="call") == 6
+    assert value(samples, "cmo_activity_duration_seconds_sum", kind="call") > 0
     assert value(samples, "cmo_poll_wait_seconds_count") >= 1
     assert value(samples, "cmo_lease_expiries_total") == 0
     assert value(samples, "cmo_queue_depth", task_queue=idle) == 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import time
 import traceback
 import typing
 from collections.abc import Awaitable, Callable, Mapping
@@ -254,6 +255,7 @@ class ActivityRunner:
         with self._tracer.start_as_current_span(
             "cmo.activity", attributes=attributes, record_exception=False, set_status_on_exception=False
         ) as span:
+            started = time.perf_counter()
             try:
                 result = await self._execute(seq, act, args, kwargs)
                 record.result = canonical_json(to_json(result))
@@ -261,6 +263,7 @@ class ActivityRunner:
                 record.error.CopyFrom(_failure(err))
                 span.record_exception(err)
                 span.set_status(StatusCode.ERROR, f"{record.error.type}: {record.error.message}")
+            record.duration.FromTimedelta(timedelta(seconds=time.perf_counter() - started))
         self._keep(record)
         return self._outcome(record, act)
 

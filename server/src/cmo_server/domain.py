@@ -308,6 +308,8 @@ class ActivityRecord:
     """The attempt that recorded it."""
     recorded_at: datetime | None = None
     """Set by the store."""
+    duration: timedelta | None = field(default=None, compare=False)
+    """How long it ran on its worker, as the worker reported it; for metrics, never stored."""
 
 
 WAIT_SIGNAL = "signal"

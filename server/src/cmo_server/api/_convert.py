@@ -118,7 +118,18 @@ def activity_from_proto(msg: common_pb2.Activity, attempt: int) -> ActivityRecor
         result=msg.result if not msg.HasField("error") else None,
         error=failure_from_proto(msg.error) if msg.HasField("error") else None,
         attempt=attempt,
+        duration=_reported_duration(msg),
     )
+
+
+def _reported_duration(msg: common_pb2.Activity) -> timedelta | None:
+    """The worker's measure of how long the activity ran, if it sent a sane one (metrics only)."""
+    if not msg.HasField("duration") or msg.duration.seconds < 0 or msg.duration.nanos < 0:
+        return None
+    try:
+        return msg.duration.ToTimedelta()
+    except OverflowError:
+        return None
 
 
 def wait_from_proto(msg: worker_service_pb2.WaitRequest, *, max_duration: timedelta) -> WaitRequest:

@@ -67,6 +67,13 @@ class PrometheusMetrics(EngineMetrics):
             ["kind"],
             registry=r,
         )
+        self._activity_duration = Histogram(
+            "cmo_activity_duration_seconds",
+            "How long recorded activities ran on their workers (all their tries), as the workers measured it.",
+            ["kind"],
+            buckets=STEP_BUCKETS,
+            registry=r,
+        )
         self._lease_expiries = Counter(
             "cmo_lease_expiries",
             "Tasks claimed from an attempt whose lease had lapsed: its worker died, stalled or lost the server.",
@@ -107,6 +114,8 @@ class PrometheusMetrics(EngineMetrics):
         if len(self._seen) > SEEN_ACTIVITIES:
             self._seen.popitem(last=False)
         self._activities.labels(activity.kind).inc()
+        if activity.duration is not None:
+            self._activity_duration.labels(activity.kind).observe(activity.duration.total_seconds())
 
 
 class StoreGauges(Collector):

@@ -230,7 +230,7 @@ class Task(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., node_id: _Optional[str] = ..., graph_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., task_queue: _Optional[str] = ..., state: _Optional[bytes] = ..., logical_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[int] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., failures: _Optional[int] = ..., activities: _Optional[_Iterable[_Union[Activity, _Mapping]]] = ..., cancel_requested: _Optional[bool] = ..., trace_context: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Activity(_message.Message):
-    __slots__ = ("seq", "kind", "name", "request_hash", "result", "error", "attempt", "recorded_at")
+    __slots__ = ("seq", "kind", "name", "request_hash", "result", "error", "attempt", "recorded_at", "duration")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -239,6 +239,7 @@ class Activity(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
     seq: int
     kind: str
     name: str
@@ -247,7 +248,8 @@ class Activity(_message.Message):
     error: Failure
     attempt: int
     recorded_at: _timestamp_pb2.Timestamp
-    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[str] = ..., name: _Optional[str] = ..., request_hash: _Optional[str] = ..., result: _Optional[bytes] = ..., error: _Optional[_Union[Failure, _Mapping]] = ..., attempt: _Optional[int] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    duration: _duration_pb2.Duration
+    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[str] = ..., name: _Optional[str] = ..., request_hash: _Optional[str] = ..., result: _Optional[bytes] = ..., error: _Optional[_Union[Failure, _Mapping]] = ..., attempt: _Optional[int] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ArtifactRef(_message.Message):
     __slots__ = ("digest", "size", "media_type")
