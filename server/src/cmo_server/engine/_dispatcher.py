@@ -31,6 +31,8 @@ class _Waiter:
     woken: asyncio.Future[Task | None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     gone: bool = False
     """The poll has returned: nothing handed to it now would be delivered."""
+    claiming: bool = False
+    """Its claim query is running: it may come back with a task of its own."""
 
     def wants(self, queue: str, key: str) -> bool:
         return queue in self.queues and key in self.graph_keys
@@ -91,9 +93,13 @@ class TaskDispatcher:
             self._has_waiters.set()
             task: Task | None = None
             try:
-                task = await self._store.claim_task(
-                    task_queues=task_queues, graph_keys=graph_keys, worker_id=worker_id, lease=lease
-                )
+                waiter.claiming = True
+                try:
+                    task = await self._store.claim_task(
+                        task_queues=task_queues, graph_keys=graph_keys, worker_id=worker_id, lease=lease
+                    )
+                finally:
+                    waiter.claiming = False
                 if task is not None:
                     return task
                 remaining = deadline - loop.time()
@@ -120,7 +126,9 @@ class TaskDispatcher:
         The caller leases the task to `waiter.worker_id`, then calls `hand_over`.
         """
         for waiter in self._waiters:
-            if waiter.wants(task_queue, key) and not waiter.woken.done():
+            # Not one whose claim is running: it may return with another task, and the task
+            # leased to it would have to be handed back (a wasted attempt).
+            if waiter.wants(task_queue, key) and not waiter.woken.done() and not waiter.claiming:
                 self._remove(waiter)
                 return waiter
         return None
