@@ -59,3 +59,21 @@ def test_config_from_env_names_the_bad_variable_and_redacts():
     with pytest.raises(ConfigError, match="CMO_TASK_LEASE_SECONDS"):
         ServerConfig.from_env({"CMO_TASK_LEASE_SECONDS": "-1"})
     assert ServerConfig.from_env({}, listen="0.0.0.0:1").listen == "0.0.0.0:1"
+
+
+def test_a_wait_over_before_it_starts_and_a_wait_ended_record_the_right_outcome():
+    from datetime import timedelta
+
+    from cmo_server.domain import CANCELLED_ERROR, SIGNAL_TIMEOUT_ERROR, TIMER_FIRED, Failure, WaitRequest
+
+    timer = WaitRequest(seq=2, kind="timer", name="", duration=timedelta(0), request_hash="h")
+    signal = WaitRequest(seq=3, kind="signal", name="go", duration=None, request_hash="s")
+    assert timer.outcome_before_start(attempt=1, cancel_reason=None).result == TIMER_FIRED
+    assert signal.outcome_before_start(attempt=1, cancel_reason=None) is None
+    cancelled = signal.outcome_before_start(attempt=4, cancel_reason="stop")
+    assert (cancelled.seq, cancelled.attempt) == (3, 4)
+    assert (cancelled.error.type, cancelled.error.message) == (CANCELLED_ERROR, "stop")
+    assert timer.ended(attempt=1).result == TIMER_FIRED
+    assert signal.ended(attempt=1).error.type == SIGNAL_TIMEOUT_ERROR
+    stop = Failure(message="x", type=CANCELLED_ERROR, non_retryable=True)
+    assert timer.ended(attempt=1, failure=stop).error == stop

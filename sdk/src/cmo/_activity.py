@@ -232,20 +232,9 @@ class ActivityRunner:
 
     async def _run(self, seq: int, act: Activity[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         request_hash = state_hash(canonical_json(to_json([list(args), kwargs])))
-        recorded = self._recorded.get(seq)
-        requested = f"{act.kind} {act.name!r} (request {request_hash[:12]})"
+        recorded = self._recorded_call(seq, act.kind, act.name, request_hash)
         if recorded is not None:
-            if (recorded.kind, recorded.name, recorded.request_hash) != (act.kind, act.name, request_hash):
-                raise NondeterminismError(
-                    step_index=self._step_index,
-                    seq=seq,
-                    recorded=f"{recorded.kind} {recorded.name!r} (request {recorded.request_hash[:12]})",
-                    requested=requested,
-                )
-            _replayed(recorded)
             return self._outcome(recorded, act)
-        if self._record is None:
-            raise NondeterminismError(step_index=self._step_index, seq=seq, recorded="nothing", requested=requested)
         record = common_pb2.Activity(seq=seq, kind=act.kind, name=act.name, request_hash=request_hash)
         if self._cancel_pending():
             return self._cancelled(record)
@@ -276,28 +265,39 @@ class ActivityRunner:
     async def _wait(self, seq: int, kind: str, name: str, duration: timedelta | None) -> bytes:
         seconds = None if duration is None else duration.total_seconds()
         request_hash = state_hash(canonical_json([kind, name, seconds]))
-        requested = f"{kind} {name!r} (request {request_hash[:12]})"
-        recorded = self._recorded.get(seq)
+        recorded = self._recorded_call(seq, kind, name, request_hash)
         if recorded is not None:
-            if (recorded.kind, recorded.name, recorded.request_hash) != (kind, name, request_hash):
-                raise NondeterminismError(
-                    step_index=self._step_index,
-                    seq=seq,
-                    recorded=f"{recorded.kind} {recorded.name!r} (request {recorded.request_hash[:12]})",
-                    requested=requested,
-                )
-            _replayed(recorded)
             if recorded.HasField("error"):
                 raise self._wait_error(recorded, name)
             return recorded.result
-        if self._record is None:
-            raise NondeterminismError(step_index=self._step_index, seq=seq, recorded="nothing", requested=requested)
         if self._cancel_pending():
             self._cancelled(common_pb2.Activity(seq=seq, kind=kind, name=name, request_hash=request_hash))
         wait = worker_service_pb2.WaitRequest(seq=seq, kind=kind, name=name, request_hash=request_hash)
         if duration is not None:
             wait.duration.FromTimedelta(duration)
         raise Suspend(wait)
+
+    def _recorded_call(self, seq: int, kind: str, name: str, request_hash: str) -> common_pb2.Activity | None:
+        """The record of call `seq` if there is one (it must be this call), else None to run it.
+
+        Raises:
+            NondeterminismError: another call was recorded at `seq`, or (replaying only) none was.
+        """
+        recorded = self._recorded.get(seq)
+        requested = f"{kind} {name!r} (request {request_hash[:12]})"
+        if recorded is None:
+            if self._record is None:
+                raise NondeterminismError(step_index=self._step_index, seq=seq, recorded="nothing", requested=requested)
+            return None
+        if (recorded.kind, recorded.name, recorded.request_hash) != (kind, name, request_hash):
+            raise NondeterminismError(
+                step_index=self._step_index,
+                seq=seq,
+                recorded=f"{recorded.kind} {recorded.name!r} (request {recorded.request_hash[:12]})",
+                requested=requested,
+            )
+        _replayed(recorded)
+        return recorded
 
     def _cancelled(self, record: common_pb2.Activity) -> typing.NoReturn:
         """Record the cancellation as this call's outcome (so a replay raises it here too) and raise it."""

@@ -315,6 +315,8 @@ class ActivityRecord:
 WAIT_SIGNAL = "signal"
 WAIT_TIMER = "timer"
 WAIT_KINDS = (WAIT_SIGNAL, WAIT_TIMER)
+TIMER_FIRED = b"null"
+"""A fired timer's recorded result."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +343,27 @@ class WaitRequest:
     duration: timedelta | None
     """A timer's length, or the signal's timeout; None: no timeout (signals only)."""
     request_hash: str
+
+    def outcome_before_start(self, *, attempt: int, cancel_reason: str | None) -> ActivityRecord | None:
+        """The outcome of a wait that is over before it starts, else None.
+
+        It is over when the run is cancelled (a reason is given) or a timer has no length; a
+        pending signal is for the store to look up.
+        """
+        if cancel_reason is not None:
+            return self.record(result=None, error=cancelled_failure(cancel_reason), attempt=attempt)
+        if self.kind == WAIT_TIMER and self.duration is not None and self.duration <= timedelta(0):
+            return self.record(result=TIMER_FIRED, error=None, attempt=attempt)
+        return None
+
+    def ended(self, *, attempt: int, failure: Failure | None = None) -> ActivityRecord:
+        """The outcome of a wait ended by `failure` (a cancellation), else by its time.
+
+        A timer fires (a null result); a signal wait times out (a SignalTimeoutError).
+        """
+        if failure is None and self.kind == WAIT_TIMER:
+            return self.record(result=TIMER_FIRED, error=None, attempt=attempt)
+        return self.record(result=None, error=failure or timeout_failure(self.name), attempt=attempt)
 
     def record(self, *, result: bytes | None, error: Failure | None, attempt: int) -> ActivityRecord:
         """The activity record of this wait's outcome."""

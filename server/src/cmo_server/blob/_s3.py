@@ -16,6 +16,7 @@ import certifi
 import urllib3
 from minio import Minio
 from minio.commonconfig import REPLACE, CopySource
+from minio.datatypes import Object
 from minio.error import MinioException, S3Error
 
 from cmo_server.blob._errors import BlobCorrupted, BlobError, BlobNotFound, BlobStoreUnavailable
@@ -69,6 +70,10 @@ def make_client(settings: S3Settings) -> tuple[Minio, urllib3.PoolManager]:
         http_client=http,
     )
     return client, http
+
+
+_MISSING = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
+"""S3 error codes that mean the object is not there (servers differ in which they send)."""
 
 
 class S3BlobStore:
@@ -182,13 +187,8 @@ class S3BlobStore:
         return found
 
     def _delete_if_stale(self, key: str, before: datetime) -> bool:
-        try:
-            stat = self._client.stat_object(self._bucket, key)
-        except S3Error as err:
-            if err.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
-                return False
-            raise
-        if stat.last_modified is None or stat.last_modified >= before:
+        stat = self._stat(key)
+        if stat is None or stat.last_modified is None or stat.last_modified >= before:
             return False  # put again since it was listed
         self._client.remove_object(self._bucket, key)
         return True
@@ -252,12 +252,9 @@ class S3BlobStore:
         return ref
 
     def _already_stored(self, key: str, ref: BlobRef, data: bytes) -> bool:
-        try:
-            stat = self._client.stat_object(self._bucket, key)
-        except S3Error as err:
-            if err.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
-                return False
-            raise
+        stat = self._stat(key)
+        if stat is None:
+            return False
         metadata = stat.metadata or {}
         if stat.size != ref.size or metadata.get(SHA256_METADATA) != ref.sha256:
             return False
@@ -271,7 +268,7 @@ class S3BlobStore:
         try:
             response = self._client.get_object(self._bucket, key)
         except S3Error as err:
-            if err.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+            if err.code in _MISSING:
                 raise BlobNotFound(digest) from None
             raise
         try:
@@ -285,13 +282,16 @@ class S3BlobStore:
         return data
 
     def _exists(self, key: str) -> bool:
+        return self._stat(key) is not None
+
+    def _stat(self, key: str) -> Object | None:
+        """The object's metadata, or None if there is no such object."""
         try:
-            self._client.stat_object(self._bucket, key)
+            return self._client.stat_object(self._bucket, key)
         except S3Error as err:
-            if err.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
-                return False
+            if err.code in _MISSING:
+                return None
             raise
-        return True
 
     def _missing_bucket(self) -> BlobStoreUnavailable:
         return BlobStoreUnavailable(

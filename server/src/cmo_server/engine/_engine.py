@@ -85,10 +85,10 @@ class FailOutcome:
 class _OtherServers:
     """What the store pushes of other servers' work, passed to the dispatcher and the timers."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._dispatcher = engine._dispatcher
-        self._timers = engine._timers
+    def __init__(self, dispatcher: TaskDispatcher, timers: WaitTimers, run_ended: Callable[[str], None]) -> None:
+        self._dispatcher = dispatcher
+        self._timers = timers
+        self._run_ended = run_ended
 
     def task_ready(self, task_queue: str, graph_key: str, at: datetime) -> None:
         self._dispatcher.task_ready(task_queue, graph_key, at)
@@ -97,7 +97,7 @@ class _OtherServers:
         self._timers.wake_at(at)
 
     def run_ended(self, run_id: str) -> None:
-        self._engine._run_finished(run_id, None)  # its waiters read the run again
+        self._run_ended(run_id)
 
     def push_started(self) -> None:
         self._dispatcher.push_started()
@@ -149,7 +149,13 @@ class Engine:
             self._background = asyncio.create_task(self._run_sweeps(), name="cmo-sweeps")
 
     async def _run_sweeps(self) -> None:
-        await asyncio.gather(self._dispatcher.run_sweeps(), self._timers.run(), self._store.watch(_OtherServers(self)))
+        await asyncio.gather(
+            self._dispatcher.run_sweeps(),
+            self._timers.run(),
+            self._store.watch(
+                _OtherServers(self._dispatcher, self._timers, lambda run_id: self._run_finished(run_id, None))
+            ),
+        )
 
     async def aclose(self) -> None:
         """Stop taking polls, release parked pollers and watchers; idempotent."""

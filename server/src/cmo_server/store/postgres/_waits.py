@@ -18,7 +18,6 @@ from psycopg.rows import TupleRow
 
 from cmo_server.domain import (
     WAIT_SIGNAL,
-    WAIT_TIMER,
     ActivityRecord,
     CancelOutcome,
     Failure,
@@ -29,8 +28,6 @@ from cmo_server.domain import (
     TaskKey,
     WaitOutcome,
     WaitRequest,
-    cancelled_failure,
-    timeout_failure,
 )
 from cmo_server.errors import FailedPrecondition, StaleLease
 from cmo_server.store._rows import RUN_COLUMNS, activity_params, run_from_row
@@ -40,9 +37,6 @@ from cmo_server.store.postgres._tasks import FENCE, Pool, fence, same
 __all__ = ["PostgresWaits"]
 
 Conn = AsyncConnection[TupleRow]
-
-NULL = b"null"
-"""A fired timer's recorded result."""
 
 LOCK_LEASED_TASK = f"""
     SELECT task_queue, graph_key, cancel_requested, cancel_reason FROM tasks JOIN runs USING (run_id)
@@ -211,16 +205,13 @@ async def _ready_outcome(
     conn: Conn, key: TaskKey, wait: WaitRequest, *, cancelled: bool, reason: str
 ) -> ActivityRecord | None:
     """The wait's outcome if it is over before it starts (consuming a pending signal), else None."""
-    if cancelled:
-        return wait.record(result=None, error=cancelled_failure(reason), attempt=key.attempt)
-    if wait.kind == WAIT_TIMER and wait.duration is not None and wait.duration.total_seconds() <= 0:
-        return wait.record(result=NULL, error=None, attempt=key.attempt)
-    if wait.kind == WAIT_SIGNAL:
+    over = wait.outcome_before_start(attempt=key.attempt, cancel_reason=reason if cancelled else None)
+    if over is None and wait.kind == WAIT_SIGNAL:
         take = {"run_id": key.run_id, "name": wait.name, "step_index": key.step_index, "seq": wait.seq}
         taken = await (await conn.execute(TAKE_PENDING_SIGNAL, take)).fetchone()
         if taken is not None:
             return wait.record(result=taken[0], error=None, attempt=key.attempt)
-    return None
+    return over
 
 
 async def _wake(conn: Conn, waiting: Sequence[Any], failure: Failure | None) -> tuple[str, str]:
@@ -230,11 +221,7 @@ async def _wake(conn: Conn, waiting: Sequence[Any], failure: Failure | None) -> 
     """
     run_id, step_index, attempt, kind, name, seq, request_hash, queue, graph = waiting
     wait = WaitRequest(seq=seq, kind=kind, name=name, duration=None, request_hash=request_hash)
-    if failure is None and kind == WAIT_TIMER:
-        record = wait.record(result=NULL, error=None, attempt=attempt)
-    else:
-        record = wait.record(result=None, error=failure or timeout_failure(name), attempt=attempt)
-    await _record(conn, run_id, step_index, record)
+    await _record(conn, run_id, step_index, wait.ended(attempt=attempt, failure=failure))
     await _end_wait(conn, run_id)
     return queue, graph
 

@@ -10,7 +10,6 @@ from typing import Any
 
 from cmo_server.domain import (
     WAIT_SIGNAL,
-    WAIT_TIMER,
     ActivityRecord,
     CancelOutcome,
     Failure,
@@ -21,8 +20,6 @@ from cmo_server.domain import (
     TaskKey,
     WaitOutcome,
     WaitRequest,
-    cancelled_failure,
-    timeout_failure,
 )
 from cmo_server.errors import FailedPrecondition, StaleLease
 from cmo_server.store._rows import activity_params
@@ -34,9 +31,6 @@ GetRun = Callable[[sqlite3.Connection, str], Run | None]
 
 NEVER = 2**63 - 1
 """visible_at of a waiting task: no claim ever sees it."""
-
-NULL = b"null"
-"""A fired timer's recorded result."""
 
 SELECT_LEASED_TASK = f"""
     SELECT task_queue, graph_key, cancel_requested, cancel_reason FROM tasks JOIN runs USING (run_id) WHERE {FENCE}
@@ -119,16 +113,13 @@ def _ready_outcome(
     conn: sqlite3.Connection, key: TaskKey, wait: WaitRequest, *, cancelled: bool, reason: str
 ) -> ActivityRecord | None:
     """The wait's outcome if it is over before it starts (consuming a pending signal), else None."""
-    if cancelled:
-        return wait.record(result=None, error=cancelled_failure(reason), attempt=key.attempt)
-    if wait.kind == WAIT_TIMER and wait.duration is not None and wait.duration.total_seconds() <= 0:
-        return wait.record(result=NULL, error=None, attempt=key.attempt)
-    if wait.kind == WAIT_SIGNAL:
+    over = wait.outcome_before_start(attempt=key.attempt, cancel_reason=reason if cancelled else None)
+    if over is None and wait.kind == WAIT_SIGNAL:
         signal = conn.execute(SELECT_PENDING_SIGNAL, (key.run_id, wait.name)).fetchone()
         if signal is not None:
             conn.execute(CONSUME_SIGNAL, (key.step_index, wait.seq, signal[0]))
             return wait.record(result=signal[1], error=None, attempt=key.attempt)
-    return None
+    return over
 
 
 def signal_run(conn: sqlite3.Connection, signal: NewSignal, get_run: GetRun) -> SignalOutcome | None:
@@ -204,11 +195,7 @@ def _wake(conn: sqlite3.Connection, waiting: Sequence[Any], failure: Failure | N
     """
     run_id, step_index, attempt, kind, name, seq, request_hash, queue, graph = waiting
     wait = WaitRequest(seq=seq, kind=kind, name=name, duration=None, request_hash=request_hash)
-    if failure is None and kind == WAIT_TIMER:
-        record = wait.record(result=NULL, error=None, attempt=attempt)
-    else:
-        record = wait.record(result=None, error=failure or timeout_failure(name), attempt=attempt)
-    _record(conn, run_id, step_index, record, now)
+    _record(conn, run_id, step_index, wait.ended(attempt=attempt, failure=failure), now)
     _end_wait(conn, run_id, now)
     return queue, graph
 
