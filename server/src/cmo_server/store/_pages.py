@@ -1,4 +1,4 @@
-"""Opaque page tokens for listing runs newest first."""
+"""Opaque page tokens for listing runs newest first and graph versions in order."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import base64
 
 from cmo_server.errors import InvalidArgument
 
-__all__ = ["decode_run_page_token", "encode_run_page_token"]
+__all__ = ["decode_graph_page_token", "decode_run_page_token", "encode_graph_page_token", "encode_run_page_token"]
 
 MAX_MICROSECONDS = 2**62
 """Beyond any real timestamp, within a 64-bit integer."""
@@ -27,3 +27,20 @@ def decode_run_page_token(token: str) -> tuple[int, str]:
     if not 0 <= created_us < MAX_MICROSECONDS:
         raise InvalidArgument("page_token", "is not a token this server issued")
     return created_us, run_id
+
+
+def encode_graph_page_token(graph_id: str, version: int) -> str:
+    """Token of the page of graph versions that starts after this one."""
+    return base64.urlsafe_b64encode(f"{version}:{graph_id}".encode()).decode()
+
+
+def decode_graph_page_token(token: str) -> tuple[str, int]:
+    """(graph_id, version) of the last graph version of the previous page."""
+    try:
+        version_text, _, graph_id = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        version = int(version_text)
+    except ValueError:
+        version = -1
+    if not (0 < version < 2**31 and graph_id):
+        raise InvalidArgument("page_token", "is not a token this server issued")
+    return graph_id, version
