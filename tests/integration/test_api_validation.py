@@ -27,7 +27,7 @@ from cmo.api.v1 import common_pb2, run_service_pb2, run_service_pb2_grpc, worker
 from cmo_server.api._task_token import encode_task_token
 from cmo_server.app import CmoServer
 from cmo_server.config import EngineLimits, ServerConfig
-from cmo_server.domain import TaskRef
+from cmo_server.domain import Namespace, TaskRef
 from tests.support.postgres import create_database, drop_database
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -166,7 +166,8 @@ def task_call(task: common_pb2.Task, **changes: Any) -> dict[str, Any]:
     forged = {k: changes.pop(k) for k in list(changes) if k in TOKEN_FIELDS}
     token = task.task_token
     if forged:
-        ref = TaskRef(task.run_id, task.step_index, task.attempt, task.node_id, task.graph_id, task.graph_version)
+        ns = Namespace(task.namespace.tenant, task.namespace.project)
+        ref = TaskRef(ns, task.run_id, task.step_index, task.attempt, task.node_id, task.graph_id, task.graph_version)
         token = encode_task_token(replace(ref, **forged))
     return {"worker_id": "w1", "task_token": token, **changes}
 

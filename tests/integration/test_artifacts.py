@@ -30,9 +30,9 @@ def put_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real_put = Artifacts.put
 
-    async def counting_put(self: Artifacts, run_id: str, media_type: str, chunks: Any) -> Any:
+    async def counting_put(self: Artifacts, namespace: Any, run_id: str, media_type: str, chunks: Any) -> Any:
         calls.append(run_id)
-        return await real_put(self, run_id, media_type, chunks)
+        return await real_put(self, namespace, run_id, media_type, chunks)
 
     monkeypatch.setattr(Artifacts, "put", counting_put)
     return calls
