@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from cmo_server.config import SETTING_VARIABLES
+from cmo_server.config import ServerConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -19,8 +19,7 @@ TOKEN = "Bearer otlp-S3cret"
 
 
 def cmo_server(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    names = {name for names in SETTING_VARIABLES.values() for name in names}
-    clean = {k: v for k, v in os.environ.items() if k not in names}
+    clean = {k: v for k, v in os.environ.items() if k not in ServerConfig.variables()}
     command = [sys.executable, "-m", "cmo_server.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, env={**clean, **env}, check=False)
 
@@ -44,11 +43,11 @@ def test_config_prints_the_effective_settings_without_secrets():
     )
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
-    assert shown["database_url"] == "postgresql://cmo:***@db:5432/cmo"
-    assert shown["pool_size"] == 3  # the flag beats CMO_POOL_SIZE
-    assert shown["metrics_listen"] == "0.0.0.0:9464"  # as `start` would serve
-    assert (shown["s3"]["secret_key"], shown["otlp_headers"]) == ("***", {"authorization": "***"})
-    assert shown["redis_url"] == "redis://:***@redis:6379/0"
+    assert shown["store"]["database_url"] == "postgresql://cmo:***@db:5432/cmo"
+    assert shown["store"]["pool_size"] == 3  # the flag beats CMO_POOL_SIZE
+    assert shown["telemetry"]["metrics_listen"] == "0.0.0.0:9464"  # as `start` would serve
+    assert (shown["blob"]["s3"]["secret_key"], shown["telemetry"]["otlp_headers"]) == ("***", {"authorization": "***"})
+    assert shown["messaging"]["redis_url"] == "redis://:***@redis:6379/0"
     assert "S3cret" not in result.stdout + result.stderr
 
 
@@ -56,7 +55,8 @@ def test_config_dev_shows_the_sqlite_settings():
     result = cmo_server("config", "--dev", "--db", "data/dev.db", CMO_DATABASE_URL="postgresql://u:pw@h/db")
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
-    assert (shown["database_url"], shown["sqlite_path"], shown["blob_dir"]) == ("", "data/dev.db", "data/blobs")
+    assert (shown["store"]["database_url"], shown["store"]["sqlite_path"]) == ("", "data/dev.db")
+    assert shown["blob"]["dir"] == "data/blobs"
 
 
 @pytest.mark.parametrize(

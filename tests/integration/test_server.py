@@ -7,11 +7,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from cmo_server.app import CmoServer
-from cmo_server.config import ServerConfig
+from cmo_server.config import ServerConfig, StoreConfig
 
 
 async def test_health_reflection_and_not_serving_on_shutdown(tmp_path):
-    config = ServerConfig(listen="127.0.0.1:0", sqlite_path=str(tmp_path / "cmo.db"))
+    config = ServerConfig(listen="127.0.0.1:0", store=StoreConfig(sqlite_path=str(tmp_path / "cmo.db")))
     async with (
         CmoServer.running(config) as server,
         grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,

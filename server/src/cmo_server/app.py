@@ -19,7 +19,7 @@ from cmo_server._health import HealthMonitor
 from cmo_server.api import RunServicer, WorkerServicer, service_handler
 from cmo_server.artifacts import Artifacts
 from cmo_server.blob import open_blob_store
-from cmo_server.config import ServerConfig
+from cmo_server.config import ServerConfig, TelemetryConfig
 from cmo_server.engine import Engine
 from cmo_server.retention import Retention
 from cmo_server.store import OffloadingStore, Store
@@ -38,18 +38,18 @@ SERVICES = (
 @asynccontextmanager
 async def open_store(config: ServerConfig) -> AsyncIterator[Store]:
     """The configured backend, migrated: Postgres when a database URL is set, else SQLite."""
-    if config.database_url:
+    if config.store.database_url:
         from cmo_server.store.postgres import PostgresStore
 
-        async with PostgresStore.open(config.database_url, pool_size=config.pool_size) as pg:
+        async with PostgresStore.open(config.store.database_url, pool_size=config.store.pool_size) as pg:
             yield pg
     else:
         from pathlib import Path
 
         from cmo_server.store.sqlite import SqliteStore
 
-        Path(config.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
-        async with SqliteStore.open(config.sqlite_path) as lite:
+        Path(config.store.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+        async with SqliteStore.open(config.store.sqlite_path) as lite:
             yield lite
 
 
@@ -92,18 +92,21 @@ class CmoServer:
         the config describes.
         """
         async with AsyncExitStack() as stack:
-            if tracer_provider is None and (tracer_provider := _configured_tracer_provider(config)) is not None:
+            telemetry = config.telemetry
+            if tracer_provider is None and (tracer_provider := _configured_tracer_provider(telemetry)) is not None:
                 stack.push_async_callback(asyncio.to_thread, tracer_provider.shutdown)  # flushes the exporter
             if store is None:
                 store = await stack.enter_async_context(open_store(config))
             blobs = await stack.enter_async_context(open_blob_store(config))
             metrics = PrometheusMetrics()
             engine = Engine(
-                OffloadingStore(store, blobs, threshold=config.inline_threshold_bytes), config.limits, metrics=metrics
+                OffloadingStore(store, blobs, threshold=config.blob.inline_threshold_bytes),
+                config.limits,
+                metrics=metrics,
             )
             # Artifact records carry no payloads: they use the backend directly.
-            artifacts = Artifacts(store, blobs, max_bytes=config.max_artifact_bytes)
-            retention = Retention(store, blobs, blob_grace=config.blob_gc_grace)
+            artifacts = Artifacts(store, blobs, max_bytes=config.blob.max_artifact_bytes)
+            retention = Retention(store, blobs, blob_grace=config.retention.blob_gc_grace)
             await engine.start()
             stack.push_async_callback(engine.aclose)
             # Leave room above the payload limit so the engine, not grpc, refuses a large state:
@@ -146,19 +149,21 @@ class CmoServer:
             )
             await monitor.check_now()
             watching = asyncio.create_task(monitor.run(), name="cmo-health")
-            if config.retention is not None:
+            if (older_than := config.retention.older_than) is not None:
                 pruning = asyncio.create_task(
                     retention.run_schedule(
-                        every=config.prune_interval, older_than=config.retention, statuses=config.retention_statuses
+                        every=config.retention.prune_interval,
+                        older_than=older_than,
+                        statuses=config.retention.statuses,
                     ),
                     name="cmo-retention",
                 )
                 stack.push_async_callback(_cancelled, pruning)
             metrics_port = 0
-            if config.metrics_listen:
+            if telemetry.metrics_listen:
                 endpoint = await stack.enter_async_context(
                     serve_metrics(
-                        config.metrics_listen,
+                        telemetry.metrics_listen,
                         metrics,
                         store=store,
                         parked_polls=lambda: engine.parked_polls,
@@ -199,10 +204,10 @@ class CmoServer:
         await self._server.stop(grace)
 
 
-def _configured_tracer_provider(config: ServerConfig) -> TracerProvider | None:
+def _configured_tracer_provider(config: TelemetryConfig) -> TracerProvider | None:
     provider = tracer_provider(config)
     if provider is not None:
-        logger.info("traces go to %s (service %s)", config.traces_exporter, config.otel_service_name)
+        logger.info("traces go to %s (service %s)", config.traces_exporter, config.service_name)
     return provider
 
 
