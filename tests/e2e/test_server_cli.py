@@ -45,7 +45,7 @@ def test_config_prints_the_effective_settings_without_secrets():
     shown = json.loads(result.stdout)
     assert shown["store"]["database_url"] == "postgresql://cmo:***@db:5432/cmo"
     assert shown["store"]["pool_size"] == 3  # the flag beats CMO_POOL_SIZE
-    assert shown["telemetry"]["metrics_listen"] == "0.0.0.0:9464"  # as `start` would serve
+    assert shown["telemetry"]["metrics_listen"] == "127.0.0.1:9464"  # as `start` would serve: beside gRPC
     assert (shown["blob"]["s3"]["secret_key"], shown["telemetry"]["otlp_headers"]) == ("***", {"authorization": "***"})
     assert shown["messaging"]["redis_url"] == "redis://:***@redis:6379/0"
     assert "S3cret" not in result.stdout + result.stderr

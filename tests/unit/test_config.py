@@ -350,6 +350,31 @@ def test_config_shows_the_settings_by_group():
 
 
 @pytest.mark.parametrize(
+    ("env", "args", "metrics"),
+    [
+        ({}, [], "127.0.0.1:9464"),
+        ({"CMO_LISTEN": "0.0.0.0:7233"}, [], "0.0.0.0:9464"),
+        ({"CMO_LISTEN": "[::1]:7233"}, [], "[::1]:9464"),
+        ({}, ["--listen", "10.1.2.3:7000"], "10.1.2.3:9464"),
+        ({"CMO_LISTEN": "0.0.0.0:7233", "CMO_METRICS_LISTEN": "127.0.0.1:9000"}, [], "127.0.0.1:9000"),
+        ({}, ["--metrics-listen", "0.0.0.0:9464"], "0.0.0.0:9464"),
+        ({"CMO_METRICS_LISTEN": ""}, [], ""),
+    ],
+)
+def test_start_serves_metrics_on_the_grpc_host_unless_told_otherwise(
+    env: dict[str, str], args: list[str], metrics: str
+):
+    shown = shown_config(*args, env={"CMO_DATABASE_URL": "postgresql://h/db", **env})
+    assert shown["telemetry"]["metrics_listen"] == metrics
+
+
+def test_start_dev_serves_metrics_only_when_told():
+    assert shown_config("--dev", env={"CMO_LISTEN": "0.0.0.0:7233"})["telemetry"]["metrics_listen"] == ""
+    told = shown_config("--dev", env={"CMO_METRICS_LISTEN": "127.0.0.1:9000"})
+    assert told["telemetry"]["metrics_listen"] == "127.0.0.1:9000"
+
+
+@pytest.mark.parametrize(
     ("args", "flag"),
     [
         (["--listen", "nowhere"], "--listen"),

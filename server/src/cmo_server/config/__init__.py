@@ -17,21 +17,22 @@ from cmo_server.config._retention import TERMINAL_STATUSES, RetentionConfig
 from cmo_server.config._server import ServerConfig
 from cmo_server.config._store import POSTGRES_VARIABLES, SSL_MODES, StoreConfig
 from cmo_server.config._telemetry import (
-    DEFAULT_METRICS_LISTEN,
     LOG_FORMATS,
     LOG_LEVEL_VARIABLES,
     LOG_LEVELS,
+    METRICS_PORT,
     TRACES_EXPORTERS,
     TelemetryConfig,
+    metrics_listen_beside,
     parse_otlp_headers,
 )
 
 __all__ = [
     "BLOB_BACKENDS",
-    "DEFAULT_METRICS_LISTEN",
     "LOG_FORMATS",
     "LOG_LEVELS",
     "LOG_LEVEL_VARIABLES",
+    "METRICS_PORT",
     "POSTGRES_VARIABLES",
     "SSL_MODES",
     "TERMINAL_STATUSES",
@@ -45,5 +46,6 @@ __all__ = [
     "ServerConfig",
     "StoreConfig",
     "TelemetryConfig",
+    "metrics_listen_beside",
     "parse_otlp_headers",
 ]

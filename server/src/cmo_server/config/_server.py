@@ -14,7 +14,7 @@ from cmo_server.config._messaging import MessagingConfig
 from cmo_server.config._readers import ConfigError, _check_address, _seconds
 from cmo_server.config._retention import RetentionConfig
 from cmo_server.config._store import StoreConfig
-from cmo_server.config._telemetry import DEFAULT_METRICS_LISTEN, TelemetryConfig
+from cmo_server.config._telemetry import TelemetryConfig, metrics_listen_beside
 
 __all__ = ["ServerConfig"]
 
@@ -55,8 +55,8 @@ class ServerConfig:
 
         Args:
             env: The environment; `os.environ` when not given.
-            metrics_by_default: Serve /metrics and the probes on `DEFAULT_METRICS_LISTEN` when
-                CMO_METRICS_LISTEN is not set (what `cmo-server start` does).
+            metrics_by_default: Serve /metrics and the probes when CMO_METRICS_LISTEN is not set, on
+                the host of the gRPC address, port 9464 (what `cmo-server start` does).
 
         Raises:
             ConfigError: a variable is malformed; `variable` names it and the message, which starts
@@ -68,7 +68,7 @@ class ServerConfig:
         _check_address("CMO_LISTEN", listen)
         telemetry = TelemetryConfig.from_env(env)
         if metrics_by_default and "CMO_METRICS_LISTEN" not in env:
-            telemetry = replace(telemetry, metrics_listen=DEFAULT_METRICS_LISTEN)
+            telemetry = replace(telemetry, metrics_listen=metrics_listen_beside(listen))
         config = cls(
             listen=listen,
             health_check_interval=_seconds(env, "CMO_HEALTH_CHECK_SECONDS", base.health_check_interval),

@@ -10,12 +10,13 @@ from typing import Any, ClassVar
 from cmo_server.config._readers import ConfigError, _check_address, _masked_repr, _redact_url
 
 __all__ = [
-    "DEFAULT_METRICS_LISTEN",
     "LOG_FORMATS",
     "LOG_LEVELS",
     "LOG_LEVEL_VARIABLES",
+    "METRICS_PORT",
     "TRACES_EXPORTERS",
     "TelemetryConfig",
+    "metrics_listen_beside",
     "parse_otlp_headers",
 ]
 
@@ -27,8 +28,17 @@ LOG_FORMATS = ("text", "json")
 """Values of CMO_LOG_FORMAT."""
 TRACES_EXPORTERS = ("otlp", "console", "none")
 """Values of OTEL_TRACES_EXPORTER."""
-DEFAULT_METRICS_LISTEN = "0.0.0.0:9464"
-"""Where `cmo-server start` serves /metrics, /healthz and /readyz unless CMO_METRICS_LISTEN says otherwise."""
+METRICS_PORT = 9464
+"""The port `cmo-server start` serves /metrics, /healthz and /readyz on unless CMO_METRICS_LISTEN says otherwise."""
+
+
+def metrics_listen_beside(listen: str) -> str:
+    """The metrics endpoint `cmo-server start` serves by default: the gRPC address's host, port 9464.
+
+    So a server that keeps its API on the loopback interface does not offer its metrics and probes
+    to the whole network, and one listening on every interface serves them there too.
+    """
+    return f"{listen.rpartition(':')[0]}:{METRICS_PORT}"
 
 
 def parse_otlp_headers(raw: str) -> dict[str, str]:
