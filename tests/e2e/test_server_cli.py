@@ -1,4 +1,5 @@
-"""`cmo-server config` as a real process: JSON without the secrets, or one line naming the variable."""
+"""`cmo-server` as a real process: `config` prints JSON without the secrets, or one line naming the
+variable; a misspelt variable is warned of at start."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +80,14 @@ def test_config_fails_cleanly_naming_the_variable(env: dict[str, str], args: lis
     assert "Traceback" not in result.stderr
     assert "p@ss" not in result.stderr
     assert PASSWORD not in result.stderr
+
+
+def test_a_misspelt_variable_is_warned_of_at_start(tmp_path: Path):
+    database = tmp_path / "cmo.db"
+    result = cmo_server("migrate", "--db", str(database), CMO_POOL_SIZ="4", CMO_TEST_ANYTHING="x", CMO_ADDRESS="h:1")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "unknown setting" in line]
+    assert len(warnings) == 1, result.stderr
+    assert "unknown setting CMO_POOL_SIZ (did you mean CMO_POOL_SIZE?)" in warnings[0]
+    assert "WARNING" in warnings[0]
+    assert database.is_file()

@@ -1,5 +1,6 @@
 """ServerConfig from the environment: a group per concern, every variable checked by name, Postgres
-from POSTGRES_*, flags over variables, and secrets kept out of everything that is printed or logged."""
+from POSTGRES_*, flags over variables, misspelt variables pointed out, and secrets kept out of
+everything that is printed or logged."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from cmo_server.config import (
     StoreConfig,
     TelemetryConfig,
     parse_otlp_headers,
+    unknown_settings,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -404,6 +406,75 @@ def test_start_without_a_database_names_the_variables(monkeypatch: pytest.Monkey
     assert "POSTGRES_HOST" in result.output
     assert "POSTGRES_PASSWORD set, but not POSTGRES_HOST" in result.output
     assert "hunter2" not in result.output
+
+
+# --- unknown variables ---------------------------------------------------------------------------------
+
+# Where the scan below looks for CMO_* names: the code, its docs, its deployment.
+SCANNED = (
+    "README.md",
+    "Makefile",
+    "docker-compose.yml",
+    ".ci",
+    "bench",
+    "deploy",
+    "examples",
+    "scripts",
+    "sdk",
+    "server",
+    "tests",
+)
+# Files that spell unknown names on purpose, to test the warning.
+MISSPELT_ON_PURPOSE = {Path(__file__).resolve(), ROOT / "tests" / "e2e" / "test_server_cli.py"}
+NOT_VARIABLES = {"CMO_MIGR"}  # the Postgres migration lock's key, spelt in bytes
+# docker compose's own substitutions: they reach the server's container under the standard names
+# (S3_BUCKET ...), never as themselves, so the server warns of them like of any unknown name.
+COMPOSE_ONLY = {"CMO_POSTGRES_PASSWORD", "CMO_S3_ACCESS_KEY", "CMO_S3_SECRET_KEY", "CMO_S3_BUCKET"}
+COMPOSE_FILES = {ROOT / "docker-compose.yml", ROOT / "deploy" / "compose.env.example", ROOT / "deploy" / "README.md"}
+
+
+def cmo_names_in_the_repository() -> dict[str, set[Path]]:
+    found: dict[str, set[Path]] = {}
+    for top in SCANNED:
+        paths = [ROOT / top] if (ROOT / top).is_file() else (ROOT / top).rglob("*")
+        for path in paths:
+            if not path.is_file() or {"__pycache__", "node_modules"} & set(path.parts) or path in MISSPELT_ON_PURPOSE:
+                continue
+            # Not the example of a warning: "unknown setting CMO_LISTN (did you mean ...".
+            for name in re.findall(r"(?<!unknown setting )\bCMO_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(errors="ignore")):
+                found.setdefault(name, set()).add(path)
+    return found
+
+
+def test_an_unknown_cmo_variable_is_reported_with_the_closest_known_one():
+    assert unknown_settings(["CMO_LISTN"]) == ["unknown setting CMO_LISTN (did you mean CMO_LISTEN?)"]
+    assert unknown_settings(["PATH", "CMO_S3_BUCKET", "CMO_POOLSIZE"]) == [
+        "unknown setting CMO_POOLSIZE (did you mean CMO_POOL_SIZE?)",
+        "unknown setting CMO_S3_BUCKET (did you mean S3_BUCKET?)",
+    ]
+    assert unknown_settings(["CMO_XYZZY"]) == ["unknown setting CMO_XYZZY"]
+
+
+def test_what_the_server_or_another_part_of_cmo_reads_is_not_reported():
+    others = ["CMO_ADDRESS", "CMO_TEST_POSTGRES_URL", "CMO_TEST_S3_ENDPOINT", "CMO_BENCH_POSTGRES_URL"]
+    standard_names_of_other_programs = ["S3_REGIN", "POSTGRES_HOSTNAME", "OTEL_RESOURCE_ATTRIBUTES", "HOME"]
+    assert unknown_settings([*ALL_VARIABLES, *others, *standard_names_of_other_programs]) == []
+
+
+def test_every_cmo_variable_in_the_repository_is_accounted_for():
+    found = cmo_names_in_the_repository()
+    assert {"CMO_LISTEN", "CMO_ADDRESS", "CMO_TEST_POSTGRES_URL", "CMO_BENCH_POSTGRES_URL"} <= found.keys()
+    reported = {name for name in found if unknown_settings([name])} - NOT_VARIABLES
+    assert reported == COMPOSE_ONLY, "a CMO_* variable that nothing reads, or that the warning does not know"
+    for name in COMPOSE_ONLY:
+        assert found[name] <= COMPOSE_FILES, f"{name} is read outside docker compose: {found[name]}"
+
+
+def test_cmo_server_config_warns_of_an_unknown_variable_on_stderr():
+    result = run_config("--dev", env={"CMO_LISTN": "0.0.0.0:7233"})
+    assert result.exit_code == 0, result.output
+    assert "warning: unknown setting CMO_LISTN (did you mean CMO_LISTEN?)\n" in result.stderr
+    assert json.loads(result.stdout)["listen"] == "127.0.0.1:7233"  # the typo changed nothing
 
 
 # --- secrets never shown -----------------------------------------------------------------------------

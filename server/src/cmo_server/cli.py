@@ -2,7 +2,8 @@
 
 Settings come from the environment (`ServerConfig.from_env`); a flag stands for its variable and
 wins over it (and over the variables it replaces). A bad variable stops the command with one line
-naming it (exit 1); a bad flag, naming the flag (exit 2).
+naming it (exit 1); a bad flag, naming the flag (exit 2). A `CMO_*` variable that nothing reads is
+reported, with the setting it most likely misspells.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from cmo_server.config import (
     POSTGRES_VARIABLES,
     ConfigError,
     ServerConfig,
+    unknown_settings,
 )
 
 __all__ = ["main"]
@@ -111,9 +113,11 @@ def _load(flags: dict[str, Any], *, metrics_by_default: bool = False, **fixed: A
 
 
 def _config(flags: dict[str, Any], *, metrics_by_default: bool = False, **fixed: Any) -> ServerConfig:
-    """`_load`, then logging set up as configured and the settings logged (redacted) once."""
+    """`_load`, then logging set up as configured, unknown variables warned of and the settings logged."""
     config = _load(flags, metrics_by_default=metrics_by_default, **fixed)
     configure_logging(config.telemetry.log_level, config.telemetry.log_format)
+    for warning in unknown_settings(os.environ):
+        logger.warning("%s", warning)
     logger.info("configuration %s", json.dumps(config.redacted()))
     return config
 
@@ -186,6 +190,8 @@ def show_config(dev: bool, **flags: Any) -> None:
     else:
         config = _load(flags, metrics_by_default=True)
         _require_postgres(config)
+    for warning in unknown_settings(os.environ):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(json.dumps(config.redacted(), indent=2))
 
 

@@ -6,7 +6,8 @@
 `config.telemetry` (logs, metrics, traces), `config.retention` and `config.messaging` (A2A).
 A bad value raises `ConfigError`, whose `variable` names it. Secrets (the database and Redis
 passwords, the S3 secret key, the OTLP header values) never show in `repr(config)` nor in
-`config.redacted()`, the form that is printed and logged.
+`config.redacted()`, the form that is printed and logged. `unknown_settings` points out a
+misspelt `CMO_*` variable, which would otherwise go unnoticed.
 """
 
 from cmo_server.config._blob import BLOB_BACKENDS, BlobConfig, S3Settings
@@ -26,6 +27,7 @@ from cmo_server.config._telemetry import (
     metrics_listen_beside,
     parse_otlp_headers,
 )
+from cmo_server.config._unknown import unknown_settings
 
 __all__ = [
     "BLOB_BACKENDS",
@@ -48,4 +50,5 @@ __all__ = [
     "TelemetryConfig",
     "metrics_listen_beside",
     "parse_otlp_headers",
+    "unknown_settings",
 ]
