@@ -1,9 +1,14 @@
-"""A running orchestrator: a store, an engine and the gRPC server in front of them."""
+"""A running orchestrator: a store, an engine and the gRPC server in front of them.
+
+Its background loops (the health monitor, the retention schedule, and the engine's own) run in a
+task group of the server's: one that crashes is logged, stops the others and the server, and
+`CmoServer.running` raises it as an ExceptionGroup, so that a replica does not go on serving
+with part of its work silently stopped.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -15,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace import TracerProvider
 
 from cmo.api.v1 import run_service_pb2, worker_service_pb2
+from cmo_server._background import log_crash
 from cmo_server._health import HealthMonitor
 from cmo_server.api import RunServicer, WorkerServicer, service_handler
 from cmo_server.artifacts import Artifacts
@@ -65,10 +71,8 @@ class CmoServer:
         *,
         metrics: PrometheusMetrics | None = None,
         metrics_port: int = 0,
-        watching: asyncio.Task[None] | None = None,
     ) -> None:
         self._server = server
-        self._watching = watching
         self._engine = engine
         self._health = health
         self.port = port
@@ -77,6 +81,7 @@ class CmoServer:
         """This server's Prometheus metrics (its own registry)."""
         self.metrics_port = metrics_port
         """The bound port of /metrics, /healthz and /readyz; 0 when there is no such endpoint."""
+        self._loops: list[asyncio.Task[None]] = []
         self._stopped = False
 
     @classmethod
@@ -90,7 +95,12 @@ class CmoServer:
         inline threshold go to the configured blob store (a directory or an S3 bucket),
         transparently to the engine. `tracer_provider` records the server's spans instead of the one
         the config describes.
+
+        Raises:
+            ExceptionGroup: a background loop crashed (it was logged as it happened); the body of
+                the `async with` was cancelled and the server shut down.
         """
+        failure: Exception | None = None
         async with AsyncExitStack() as stack:
             telemetry = config.telemetry
             if tracer_provider is None and (tracer_provider := _configured_tracer_provider(telemetry)) is not None:
@@ -148,17 +158,6 @@ class CmoServer:
                 timeout=min(interval, 5.0),
             )
             await monitor.check_now()
-            watching = asyncio.create_task(monitor.run(), name="cmo-health")
-            if (older_than := config.retention.older_than) is not None:
-                pruning = asyncio.create_task(
-                    retention.run_schedule(
-                        every=config.retention.prune_interval,
-                        older_than=older_than,
-                        statuses=config.retention.statuses,
-                    ),
-                    name="cmo-retention",
-                )
-                stack.push_async_callback(_cancelled, pruning)
             metrics_port = 0
             if telemetry.metrics_listen:
                 endpoint = await stack.enter_async_context(
@@ -171,13 +170,30 @@ class CmoServer:
                     )
                 )
                 metrics_port = endpoint.port
-            this = cls(
-                server, engine, health_servicer, port, metrics=metrics, metrics_port=metrics_port, watching=watching
-            )
+            this = cls(server, engine, health_servicer, port, metrics=metrics, metrics_port=metrics_port)
+            # Entered last, so it is left first: its loops end before what they use is closed.
+            loops = await stack.enter_async_context(asyncio.TaskGroup())
+            this._loops.append(loops.create_task(log_crash("the health monitor", monitor.run), name="cmo-health"))
+            if (older_than := config.retention.older_than) is not None:
+                schedule = functools.partial(
+                    retention.run_schedule,
+                    every=config.retention.prune_interval,
+                    older_than=older_than,
+                    statuses=config.retention.statuses,
+                )
+                this._loops.append(loops.create_task(log_crash("the retention schedule", schedule), name="cmo-prune"))
+            # The engine logs a crash of its own loops; this brings the server down with it.
+            this._loops.append(loops.create_task(engine.wait_background(), name="cmo-engine"))
             try:
                 yield this
+            except Exception as err:
+                # The caller's own error: raised as it is below, once the loops are done, rather
+                # than inside the task group's ExceptionGroup.
+                failure = err
             finally:
                 await this.stop(config.shutdown_grace.total_seconds())
+        if failure is not None:
+            raise failure
 
     @property
     def engine(self) -> Engine:
@@ -194,10 +210,10 @@ class CmoServer:
             return
         self._stopped = True
         logger.info("shutting down: not serving, finishing in-flight calls (grace %.1fs)", grace)
-        if self._watching is not None:
-            self._watching.cancel()  # the status stays NOT_SERVING from here on
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watching
+        for loop in self._loops:
+            loop.cancel()  # the health monitor first of all: the status stays NOT_SERVING from here on
+        if self._loops:
+            await asyncio.wait(self._loops)
         await self._health.enter_graceful_shutdown()
         # Parked long-polls return empty now, so the grace period is spent on real work.
         await self._engine.aclose()
@@ -211,12 +227,6 @@ def _configured_tracer_provider(config: TelemetryConfig) -> TracerProvider | Non
     return provider
 
 
-async def _cancelled(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 async def _serving(health_servicer: health.aio.HealthServicer) -> bool:
     """Whether the gRPC health status of the whole server is SERVING (what /readyz answers).
 
@@ -228,7 +238,11 @@ async def _serving(health_servicer: health.aio.HealthServicer) -> bool:
 
 
 async def serve_forever(config: ServerConfig, *, announce: bool = True) -> None:
-    """Serve until SIGINT or SIGTERM."""
+    """Serve until SIGINT or SIGTERM.
+
+    Raises:
+        ExceptionGroup: a background loop crashed, which stopped the server (see `CmoServer.running`).
+    """
     import signal
 
     stop = asyncio.Event()

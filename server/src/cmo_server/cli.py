@@ -138,6 +138,8 @@ def _serve(config: ServerConfig) -> None:
         asyncio.run(serve_forever(config))
     except BlobStoreUnavailable as err:  # unreachable S3, refused credentials, missing bucket
         raise click.ClickException(f"blob store: {err}") from None
+    except ExceptionGroup:  # its traceback was logged when the loop crashed
+        raise click.ClickException("stopped: a background loop crashed (the log above says which and why)") from None
 
 
 @click.group()
