@@ -12,11 +12,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import cmo
 from cmo_server.app import CmoServer
-from cmo_server.config import ServerConfig
+from cmo_server.config import ServerConfig, StoreConfig, TelemetryConfig
 from cmo_server.domain import GraphSpec, NodeSpec
 from tests.integration.contract.helpers import NS
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+METRICS_ON = TelemetryConfig(metrics_listen="127.0.0.1:0")
 
 
 async def scrape(port: int) -> Samples:
@@ -60,7 +61,7 @@ def two_step_graph(queue: str) -> cmo.Graph[dict[str, Any]]:
 
 
 async def test_counters_move_as_runs_go_and_the_gauges_count_the_store(server_config: ServerConfig):
-    config = replace(server_config, metrics_listen="127.0.0.1:0")
+    config = replace(server_config, telemetry=METRICS_ON)
     queue, idle = f"q-{uuid.uuid4().hex[:8]}", f"idle-{uuid.uuid4().hex[:8]}"
     graph = two_step_graph(queue)
     async with CmoServer.running(config) as server, await cmo.Client.connect(f"127.0.0.1:{server.port}") as client:
@@ -104,7 +105,7 @@ async def test_counters_move_as_runs_go_and_the_gauges_count_the_store(server_co
 
 
 async def test_a_claim_after_a_lapsed_lease_counts_as_a_lease_expiry(server_config: ServerConfig):
-    config = replace(server_config, metrics_listen="127.0.0.1:0")  # FAST_LIMITS: 1 s leases
+    config = replace(server_config, telemetry=METRICS_ON)  # FAST_LIMITS: 1 s leases
     spec = GraphSpec(f"lapse-{uuid.uuid4().hex[:8]}", 1, "only", {"only": NodeSpec("only", "lapse")}, {})
     async with CmoServer.running(config) as server:
         engine = server.engine
@@ -126,7 +127,7 @@ async def test_a_claim_after_a_lapsed_lease_counts_as_a_lease_expiry(server_conf
 
 
 async def test_probes_say_live_and_ready_then_not_ready_when_shutting_down(server_config: ServerConfig):
-    config = replace(server_config, metrics_listen="127.0.0.1:0")
+    config = replace(server_config, telemetry=METRICS_ON)
     async with CmoServer.running(config) as server:
         port = server.metrics_port
         assert (await get(port, "/healthz")).status_code == 200
@@ -143,9 +144,9 @@ async def test_probes_say_live_and_ready_then_not_ready_when_shutting_down(serve
 
 
 async def test_two_servers_in_one_process_count_apart(tmp_path):
-    base = ServerConfig(listen="127.0.0.1:0", metrics_listen="127.0.0.1:0")
-    one = replace(base, sqlite_path=str(tmp_path / "one.db"))
-    two = replace(base, sqlite_path=str(tmp_path / "two.db"))
+    base = ServerConfig(listen="127.0.0.1:0", telemetry=METRICS_ON)
+    one = replace(base, store=StoreConfig(sqlite_path=str(tmp_path / "one.db")))
+    two = replace(base, store=StoreConfig(sqlite_path=str(tmp_path / "two.db")))
     spec = GraphSpec(f"apart-{uuid.uuid4().hex[:8]}", 1, "only", {"only": NodeSpec("only", "apart")}, {})
     async with CmoServer.running(one) as first, CmoServer.running(two) as second:
         await first.engine.register_graph(spec)

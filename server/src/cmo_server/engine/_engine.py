@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import uuid
@@ -13,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from cmo.serialization import state_hash
+from cmo_server._background import log_crash
 from cmo_server.config import EngineLimits
 from cmo_server.domain import (
     END_NODE,
@@ -132,21 +134,36 @@ class Engine:
         return self._limits
 
     async def start(self) -> None:
-        """Start background work (the ready-task and wait sweeps)."""
+        """Start background work: the ready-task and wait sweeps, and the store's push listener.
+
+        They run in a task group the engine owns: one that crashes is logged and stops the others,
+        and `wait_background` raises what it raised.
+        """
         if self._background is None:
             self._background = asyncio.create_task(self._run_sweeps(), name="cmo-sweeps")
 
     async def _run_sweeps(self) -> None:
-        await asyncio.gather(
-            self._dispatcher.run_sweeps(),
-            self._timers.run(),
-            self._store.watch(
-                _OtherServers(self._dispatcher, self._timers, lambda ns, run_id: self._run_finished(ns, run_id, None))
-            ),
-        )
+        pushed = _OtherServers(self._dispatcher, self._timers, lambda ns, run_id: self._run_finished(ns, run_id, None))
+        async with asyncio.TaskGroup() as loops:
+            loops.create_task(log_crash("the task sweeps", self._dispatcher.run_sweeps), name="cmo-task-sweeps")
+            loops.create_task(log_crash("the wait timers", self._timers.run), name="cmo-wait-timers")
+            listen = functools.partial(self._store.watch, pushed)
+            loops.create_task(log_crash("the store's push listener", listen), name="cmo-push")
+
+    async def wait_background(self) -> None:
+        """Wait while the background work runs: return once `aclose` stops it, raise what crashed it.
+
+        Raises:
+            ExceptionGroup: a background loop crashed (and was logged); the others were stopped.
+        """
+        background = self._background
+        if background is not None:
+            await asyncio.wait([background])  # not `await background`: a cancelled waiter must not cancel it
+            if not background.cancelled() and (crash := background.exception()) is not None:
+                raise crash
 
     async def aclose(self) -> None:
-        """Stop taking polls, release parked pollers and watchers; idempotent."""
+        """Stop taking polls, release parked pollers and watchers, stop the background work; idempotent."""
         self._closed = True
         self._dispatcher.close()
         self._timers.close()
@@ -154,11 +171,12 @@ class Engine:
             for f in futures:
                 if not f.done():
                     f.set_result(None)
-        if self._background is not None:
-            self._background.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._background
-            self._background = None
+        background, self._background = self._background, None
+        if background is not None:
+            background.cancel()
+            # A crash was logged as it happened and is raised by `wait_background`, not here.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await background
 
     # -- graphs -----------------------------------------------------------------------------------
 
