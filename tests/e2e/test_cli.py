@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import cmo
-from tests.e2e.graphs import APPROVAL, COUNTER, Markers, counter_input
+from tests.e2e.graphs import APPROVAL, COUNTER, Markers, counter_graph, counter_input
 from tests.support.processes import Database, Processes
 from tests.support.waiting import assert_eventually
 
@@ -241,10 +241,11 @@ async def test_cmoctl_prunes_ended_runs(processes: Processes, markers: Markers, 
 async def test_cmoctl_looks_into_the_namespace_it_is_given(processes: Processes, markers: Markers, tmp_path: Path):
     server = await processes.start_server(Database(sqlite_path=tmp_path / "cmo.db"))
     mine, theirs = uuid.uuid4().hex, uuid.uuid4().hex
+    graph = counter_graph(markers, "nobody")  # no worker: the runs wait in their namespaces' queues
     async with await cmo.Client.connect(server.address, tenant="acme", project="web") as client:
-        await client.start(COUNTER, counter_input(1), run_id=mine)  # registers the graph in acme/web
+        await client.start(graph, counter_input(1), run_id=mine)  # registers the graph in acme/web
         async with client.in_namespace("other", "web") as other:
-            await other.start(COUNTER, counter_input(1), run_id=theirs)
+            await other.start(graph, counter_input(1), run_id=theirs)
 
     def listed(*args: str, env: dict[str, str] | None = None) -> list[str]:
         command = [sys.executable, "-m", "cmo.cli", "--address", server.address, *args, "runs", "list", "--json"]
