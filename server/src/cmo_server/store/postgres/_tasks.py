@@ -30,7 +30,13 @@ from cmo_server.domain import (
     graph_key,
 )
 from cmo_server.errors import FailedPrecondition, StaleLease
-from cmo_server.store._rows import ACTIVITY_COLUMNS, activity_arrays, activity_from_row, trace_from_text
+from cmo_server.store._rows import (
+    ACTIVITY_COLUMNS,
+    ON_RECORD_CONFLICT,
+    activity_arrays,
+    activity_from_row,
+    trace_from_text,
+)
 
 __all__ = ["FENCE", "Pool", "PostgresTasks", "fence", "same"]
 
@@ -148,16 +154,16 @@ FINISH_RUN = f"""
     SELECT run_id, now() FROM gone
 """
 # Activity records riding on a checkpoint: stored in the same statement, only if the fence matched.
-RIDING_ACTIVITIES = """
+RIDING_ACTIVITIES = f"""
     ), acts AS (
         INSERT INTO activities (run_id, step_index, seq, kind, name, request_hash, result, error, attempt,
                                 recorded_at)
         SELECT %(run_id)s, %(step_index)s, a.seq, a.kind, a.name, a.request_hash, a.result, a.error, %(attempt)s,
                now()
-          FROM {fenced}, unnest(%(act_seq)s::integer[], %(act_kind)s::text[], %(act_name)s::text[],
+          FROM {{fenced}}, unnest(%(act_seq)s::integer[], %(act_kind)s::text[], %(act_name)s::text[],
                                 %(act_hash)s::text[], %(act_result)s::bytea[], %(act_error)s::text[])
                AS a (seq, kind, name, request_hash, result, error)
-        ON CONFLICT (run_id, step_index, seq) DO NOTHING
+        {ON_RECORD_CONFLICT}
     )
 """
 ADVANCE_TASK_WITH_ACTIVITIES = ADVANCE_TASK.replace(
@@ -188,12 +194,12 @@ LOCK_FENCED_TASK_FOR_FAIL = f"""
       FROM tasks t JOIN runs r ON r.run_id = t.run_id WHERE {FENCE.replace("run_id =", "t.run_id =")}
        FOR UPDATE OF t
 """
-INSERT_RIDING_ACTIVITIES = """
+INSERT_RIDING_ACTIVITIES = f"""
     INSERT INTO activities (run_id, step_index, seq, kind, name, request_hash, result, error, attempt, recorded_at)
     SELECT %(run_id)s, %(step_index)s, a.seq, a.kind, a.name, a.request_hash, a.result, a.error, %(attempt)s, now()
       FROM unnest(%(act_seq)s::integer[], %(act_kind)s::text[], %(act_name)s::text[], %(act_hash)s::text[],
                   %(act_result)s::bytea[], %(act_error)s::text[]) AS a (seq, kind, name, request_hash, result, error)
-    ON CONFLICT (run_id, step_index, seq) DO NOTHING
+    {ON_RECORD_CONFLICT}
 """
 FAIL_RUN = f"""
     WITH gone AS (

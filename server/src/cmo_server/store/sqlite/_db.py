@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cmo_server.domain import TaskKey
+from cmo_server.store._rows import ON_RECORD_CONFLICT
 
 __all__ = ["FENCE", "INSERT_ACTIVITY", "Transaction", "dt", "fence", "now_us", "us"]
 
@@ -15,10 +16,10 @@ __all__ = ["FENCE", "INSERT_ACTIVITY", "Transaction", "dt", "fence", "now_us", "
 # a finished step or another worker matches no row.
 FENCE = "run_id = :run_id AND step_index = :step_index AND attempt = :attempt AND lease_owner = :worker_id"
 
-INSERT_ACTIVITY = """
+INSERT_ACTIVITY = f"""
     INSERT INTO activities (run_id, step_index, seq, kind, name, request_hash, result, error, attempt, recorded_at)
     VALUES (:run_id, :step_index, :seq, :kind, :name, :request_hash, :result, :error, :attempt, :now)
-    ON CONFLICT (run_id, step_index, seq) DO NOTHING
+    {ON_RECORD_CONFLICT}
 """
 
 

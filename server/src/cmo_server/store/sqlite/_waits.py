@@ -22,7 +22,7 @@ from cmo_server.domain import (
     WaitRequest,
 )
 from cmo_server.errors import FailedPrecondition, StaleLease
-from cmo_server.store._rows import activity_params
+from cmo_server.store._rows import REPLACEABLE_RECORD, activity_params
 from cmo_server.store.sqlite._db import FENCE, INSERT_ACTIVITY, Transaction, dt, fence, now_us, us
 
 __all__ = ["cancel_run", "fire_due_waits", "next_wait_at", "signal_run", "suspend_task"]
@@ -35,7 +35,12 @@ NEVER = 2**63 - 1
 SELECT_LEASED_TASK = f"""
     SELECT task_queue, graph_key, cancel_requested, cancel_reason FROM tasks JOIN runs USING (run_id) WHERE {FENCE}
 """
-SELECT_RECORDED = "SELECT 1 FROM activities WHERE run_id = ? AND step_index = ? AND seq = ?"
+# The wait's outcome is recorded already (a re-sent suspension); an older attempt's failure at its
+# seq is not: the wait replaces it.
+SELECT_RECORDED = f"""
+    SELECT 1 FROM activities
+     WHERE run_id = ? AND step_index = ? AND seq = ? AND NOT ({REPLACEABLE_RECORD} AND activities.attempt < ?)
+"""
 SELECT_PENDING_SIGNAL = """
     SELECT signal_id, payload FROM signals
      WHERE run_id = ? AND name = ? AND consumed_step IS NULL ORDER BY signal_id LIMIT 1
@@ -86,7 +91,7 @@ def suspend_task(
         ready = (queue, graph)
         for activity in activities:
             _record(conn, key.run_id, key.step_index, activity, now)
-        if conn.execute(SELECT_RECORDED, (key.run_id, key.step_index, wait.seq)).fetchone() is None:
+        if conn.execute(SELECT_RECORDED, (key.run_id, key.step_index, wait.seq, key.attempt)).fetchone() is None:
             outcome = _ready_outcome(conn, key, wait, cancelled=bool(cancelled), reason=reason or "")
             if outcome is None:
                 until = None if wait.duration is None else now + us(wait.duration)
