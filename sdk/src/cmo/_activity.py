@@ -5,7 +5,7 @@ taken at the call, before anything is awaited, so `asyncio.gather` of several ge
 on every attempt). The first attempt runs each one, with its own retries and timeout, and records
 the outcome on the server (durable before the next activity starts or the step ends); a retried
 or recovered attempt gets the records with its task and returns them instead of running the
-activity again.
+activity again, except the failures a node retry runs again (`replayed_records` says which).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import hashlib
 import time
 import traceback
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -30,7 +30,7 @@ from cmo.api.v1 import common_pb2, worker_service_pb2
 from cmo.errors import ActivityError, ApplicationError, NondeterminismError, RunCancelledError, SignalTimeoutError
 from cmo.serialization import canonical_json, parse_json, state_hash
 
-__all__ = ["Activity", "ActivityInfo", "ActivityRunner", "Suspend", "activity", "activity_info"]
+__all__ = ["Activity", "ActivityInfo", "ActivityRunner", "Suspend", "activity", "activity_info", "replayed_records"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -41,6 +41,7 @@ KIND_SIGNAL = "signal"
 """The kind of a wait for a signal; the server records its outcome."""
 KIND_TIMER = "timer"
 """The kind of a durable timer; the server records its outcome."""
+WAIT_KINDS = (KIND_SIGNAL, KIND_TIMER)
 
 
 class Suspend(BaseException):
@@ -146,6 +147,35 @@ def activity(
 
 
 Recorder = Callable[[common_pb2.Activity], Awaitable[common_pb2.Activity]]
+
+
+def replayed_records(records: Iterable[common_pb2.Activity], *, attempt: int) -> dict[int, common_pb2.Activity]:
+    """The records of a step that its attempt `attempt` replays, by seq: all but the failures it runs again.
+
+    A node retry runs the node again: a recorded success is returned as recorded, but an activity
+    that failed for good (its own retries spent) in an earlier attempt runs again, under the same
+    idempotency key, and its new record replaces the old one on the server. Not so after a wait:
+    the step resumes as a new attempt, which replays everything before the wait as it was, failures
+    included, so the attempts that ended in a wait (their waits' records name them) are replayed
+    whole. Waits' outcomes and cancellations are facts, not failures: always replayed.
+
+    Args:
+        records: The records the task carries (of earlier attempts).
+        attempt: The attempt about to run.
+    """
+    records = list(records)
+    suspended = {r.attempt for r in records if r.kind in WAIT_KINDS}
+
+    def runs_again(record: common_pb2.Activity) -> bool:
+        return (
+            record.HasField("error")
+            and record.kind not in WAIT_KINDS
+            and record.error.type != RunCancelledError.__name__
+            and record.attempt < attempt
+            and record.attempt not in suspended
+        )
+
+    return {r.seq: r for r in records if not runs_again(r)}
 
 
 class ActivityRunner:

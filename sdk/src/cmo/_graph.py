@@ -91,8 +91,10 @@ class NodeContext:
         """Run an activity (a function declared with `@cmo.activity`) and record its outcome.
 
         The call is numbered when it is made, so start concurrent activities in a fixed order
-        (`asyncio.gather(ctx.activity(a), ctx.activity(b))`). On a retry of the step the recorded
-        outcome is returned (or its recorded error raised) without running the function again.
+        (`asyncio.gather(ctx.activity(a), ctx.activity(b))`). On a retry of the step a recorded
+        result is returned without running the function again, while an activity that failed runs
+        again; when the step resumes after a wait, or on replay, every recorded outcome is
+        returned as it was (a recorded error raised again).
 
         Raises:
             ActivityError: the activity failed after its own retries.

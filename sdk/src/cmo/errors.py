@@ -84,7 +84,11 @@ class GraphError(CmoError, ValueError):
 
 
 class ActivityError(CmoError):
-    """An activity failed after its own retries; the failure is recorded, so a replay raises it too."""
+    """An activity failed after its own retries.
+
+    The failure is recorded, so a replay of the attempt raises it again at the same point; a later
+    attempt of the step (a node retry) runs the activity again instead.
+    """
 
     def __init__(self, name: str, seq: int, type: str, message: str) -> None:
         super().__init__(f"activity {name!r} (seq {seq}) failed: {type}: {message}")
