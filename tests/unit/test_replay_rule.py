@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import cmo
 from cmo._activity import replayed_records
 from cmo.api.v1 import common_pb2
+from cmo.errors import HttpStatusError
 
 
 def ok(seq: int, attempt: int, kind: str = "call") -> common_pb2.Activity:
@@ -34,3 +36,21 @@ def test_outcomes_of_waits_and_cancellations_are_facts_always_replayed():
         failed(1, 2, kind="call", error="RunCancelledError"),
     ]
     assert sorted(replayed_records(records, attempt=3)) == [0, 1]
+
+
+def test_an_http_status_error_is_rebuilt_from_its_recorded_message():
+    url = "http://127.0.0.1:8080/a:b/c"
+    error = HttpStatusError("http.POST", 4, method="POST", url=url, status=503, body="busy: try later")
+    assert isinstance(error, cmo.errors.ActivityError)
+    assert error.message == f"POST {url} answered 503: busy: try later"
+
+    rebuilt = HttpStatusError.from_message("http.POST", 4, error.message)
+
+    assert rebuilt is not None
+    assert (rebuilt.method, rebuilt.url, rebuilt.status, rebuilt.body) == ("POST", url, 503, "busy: try later")
+    assert str(rebuilt) == str(error)
+    assert HttpStatusError.from_message("http.POST", 4, "something else") is None
+    no_body = HttpStatusError("http.GET", 0, method="GET", url=url, status=500, body="")
+    rebuilt_without_body = HttpStatusError.from_message("http.GET", 0, no_body.message)
+    assert rebuilt_without_body is not None
+    assert rebuilt_without_body.body == ""

@@ -27,7 +27,14 @@ from opentelemetry.trace import StatusCode, Tracer
 from cmo._converter import from_json, to_json
 from cmo._retry import RetryPolicy
 from cmo.api.v1 import common_pb2, worker_service_pb2
-from cmo.errors import ActivityError, ApplicationError, NondeterminismError, RunCancelledError, SignalTimeoutError
+from cmo.errors import (
+    ActivityError,
+    ApplicationError,
+    HttpStatusError,
+    NondeterminismError,
+    RunCancelledError,
+    SignalTimeoutError,
+)
 from cmo.serialization import canonical_json, parse_json, state_hash
 
 __all__ = ["Activity", "ActivityInfo", "ActivityRunner", "Suspend", "activity", "activity_info", "replayed_records"]
@@ -340,7 +347,7 @@ class ActivityRunner:
         if record.HasField("error"):
             if record.error.type == RunCancelledError.__name__:
                 raise self._deliver_cancel(record.error.message)
-            raise ActivityError(act.name, record.seq, record.error.type, record.error.message)
+            raise _activity_error(act.name, record.seq, record.error)
         return typing.cast(T, from_json(parse_json(record.result), act.result_type))
 
     def _wait_error(self, record: common_pb2.Activity, name: str) -> Exception:
@@ -416,6 +423,17 @@ def _retryable(err: Exception, retry: RetryPolicy, try_number: int) -> bool:
 
 
 def _failure(err: Exception) -> common_pb2.Failure:
-    kind = err.type if isinstance(err, ApplicationError) else type(err).__name__
     details = "".join(traceback.format_exception(err))[-8000:]
+    if isinstance(err, ActivityError):  # an activity's failure already (HttpStatusError): recorded as it says
+        return common_pb2.Failure(message=err.message, type=err.type, details=details)
+    kind = err.type if isinstance(err, ApplicationError) else type(err).__name__
     return common_pb2.Failure(message=str(err) or kind, type=kind, details=details)
+
+
+def _activity_error(name: str, seq: int, failure: common_pb2.Failure) -> ActivityError:
+    """The error a recorded failure raises: the same on the attempt that recorded it and on replay."""
+    if failure.type == HttpStatusError.__name__:
+        rebuilt = HttpStatusError.from_message(name, seq, failure.message)
+        if rebuilt is not None:
+            return rebuilt
+    return ActivityError(name, seq, failure.type, failure.message)
