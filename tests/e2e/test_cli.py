@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import pty
 import sqlite3
 import subprocess
 import sys
@@ -23,13 +24,35 @@ pytestmark = pytest.mark.e2e
 
 
 def run_cmoctl(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """cmoctl as a script runs it: stdin is not a terminal."""
     command = [sys.executable, "-m", "cmo.cli", *args]
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, cwd=cwd)
+    return subprocess.run(
+        command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, env=_env(), cwd=cwd
+    )
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
 
 def cmoctl(address: str, *args: str) -> subprocess.CompletedProcess[str]:
     return run_cmoctl("--address", address, *args)
+
+
+def cmoctl_at_a_terminal(address: str, *args: str, typed: str) -> subprocess.CompletedProcess[str]:
+    """cmoctl as a person runs it: stdin is a terminal, on which `typed` is typed."""
+    command = [sys.executable, "-m", "cmo.cli", "--address", address, *args]
+    terminal, its_end = pty.openpty()
+    try:
+        with subprocess.Popen(
+            command, stdin=its_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+        ) as process:
+            os.close(its_end)
+            os.write(terminal, typed.encode())  # typed ahead: the terminal keeps it until cmoctl reads
+            stdout, stderr = process.communicate(timeout=60)
+    finally:
+        os.close(terminal)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 async def test_cmoctl_lists_runs_and_shows_the_step_table(processes: Processes, markers: Markers, tmp_path: Path):
@@ -210,7 +233,9 @@ async def test_cmoctl_shows_what_a_run_waits_for_signals_it_and_cancels_another(
         assert "has ended" in late.stderr
 
 
-async def test_cmoctl_prunes_ended_runs(processes: Processes, markers: Markers, tmp_path: Path):
+async def test_cmoctl_prune_shows_what_it_would_delete_and_deletes_only_when_told(
+    processes: Processes, markers: Markers, tmp_path: Path
+):
     server = await processes.start_server(Database(sqlite_path=tmp_path / "cmo.db"))
     await processes.start_worker(server.address, graph="counter", marker_dir=markers.root)
     run_ids = [uuid.uuid4().hex for _ in range(2)]
@@ -218,24 +243,54 @@ async def test_cmoctl_prunes_ended_runs(processes: Processes, markers: Markers, 
         for run_id in run_ids:
             await client.start(COUNTER, counter_input(1), run_id=run_id)
             await client.wait(run_id, timeout=30)
-    await asyncio.sleep(1.1)
 
-    bad = await asyncio.to_thread(cmoctl, server.address, "runs", "prune", "--older-than", "soon")
+    async def kept() -> list[str]:
+        listed = await asyncio.to_thread(cmoctl, server.address, "runs", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        return sorted(json.loads(line)["run_id"] for line in listed.stdout.splitlines())
+
+    def prune(*args: str) -> subprocess.CompletedProcess[str]:
+        return cmoctl(server.address, "runs", "prune", *args)
+
+    async def both_older_than_a_second() -> subprocess.CompletedProcess[str] | None:
+        dry = await asyncio.to_thread(prune, "--older-than", "1s", "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        return dry if "would delete 2 runs (completed 2)" in dry.stdout else None
+
+    await assert_eventually(both_older_than_a_second, timeout=30, what="both runs to have ended a second ago")
+
+    bad = await asyncio.to_thread(prune, "--older-than", "soon")
     assert bad.returncode == 2
     assert "--older-than" in bad.stderr
+    bare = await asyncio.to_thread(prune, "--older-than", "30", "--yes")  # 30 what? Not 30 seconds.
+    assert bare.returncode == 2
+    assert "add a unit" in bare.stderr
+    assert "30d" in bare.stderr
 
-    dry = await asyncio.to_thread(cmoctl, server.address, "runs", "prune", "--older-than", "1s", "--dry-run")
-    assert dry.returncode == 0, dry.stderr
-    assert "would delete 2 runs" in dry.stdout
+    refused = await asyncio.to_thread(prune, "--older-than", "1s")  # a script, without --yes
+    assert refused.returncode == 1
+    assert "would delete 2 runs (completed 2)" in refused.stdout
+    assert "--yes" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert await kept() == sorted(run_ids)
 
-    kept = await asyncio.to_thread(cmoctl, server.address, "runs", "prune", "--older-than", "1s", "--status", "failed")
-    assert "deleted 0 runs" in kept.stdout
+    declined = await asyncio.to_thread(
+        cmoctl_at_a_terminal, server.address, "runs", "prune", "--older-than", "1s", typed="n\n"
+    )
+    assert declined.returncode == 1
+    assert "would delete 2 runs (completed 2)" in declined.stdout
+    assert "Delete them?" in declined.stdout
+    assert "nothing deleted" in declined.stderr
+    assert await kept() == sorted(run_ids)  # nor the declined one
 
-    pruned = await asyncio.to_thread(cmoctl, server.address, "runs", "prune", "--older-than", "1s")
+    none_failed = await asyncio.to_thread(prune, "--older-than", "1s", "--status", "failed")
+    assert none_failed.returncode == 0, none_failed.stderr
+    assert "nothing to delete" in none_failed.stdout
+
+    pruned = await asyncio.to_thread(prune, "--older-than", "1s", "--yes")
     assert pruned.returncode == 0, pruned.stderr
     assert "deleted 2 runs" in pruned.stdout
-    listed = await asyncio.to_thread(cmoctl, server.address, "runs", "list", "--json")
-    assert listed.stdout.strip() == ""
+    assert await kept() == []
 
 
 async def test_cmoctl_looks_into_the_namespace_it_is_given(processes: Processes, markers: Markers, tmp_path: Path):

@@ -11,6 +11,7 @@ import pytest
 
 import cmo
 from cmo.errors import ActivityError, RunFailedError
+from cmo.testing import Replayer
 from tests.integration.test_runs import serving, unique
 
 FAST_RETRY = cmo.RetryPolicy(max_attempts=3, initial_interval=timedelta(milliseconds=20))
@@ -48,7 +49,7 @@ async def test_a_retried_step_replays_its_activities_instead_of_running_them(cli
     assert len(charges[0][1]) == 64
 
 
-async def test_a_failed_activity_is_recorded_and_raised_again_on_replay(client: cmo.Client):
+async def test_a_failed_activity_is_run_again_by_the_next_attempt_and_replayed_exactly(client: cmo.Client):
     calls = 0
 
     @cmo.activity(retry=cmo.RetryPolicy(max_attempts=2, initial_interval=timedelta(milliseconds=10)))
@@ -67,13 +68,118 @@ async def test_a_failed_activity_is_recorded_and_raised_again_on_replay(client: 
         except ActivityError as err:
             seen.append(f"{err.type}: {err.message}")
         if ctx.attempt < 3:
-            raise RuntimeError("fail the step to force a replay")
-        return cmo.NodeResult({"seen": len(seen)})
+            raise RuntimeError("fail the step to force a retry")
+        return cmo.NodeResult({"error": seen[-1]})
 
     async with serving(client, [graph]):
-        assert await (await client.start(graph, {})).result(timeout=20) == {"seen": 3}
-    assert calls == 2  # its own two tries, once; the step's retries replayed the recorded error
+        handle = await client.start(graph, {})
+        assert await handle.result(timeout=20) == {"error": "TimeoutError: upstream timed out"}
+    assert calls == 6  # its own two tries on each of the step's three attempts: no attempt replayed a failure
     assert seen == ["TimeoutError: upstream timed out"] * 3
+    (step,) = await handle.history()
+    (recorded,) = step.activities
+    assert (recorded.error.type, recorded.attempt) == ("TimeoutError", 3)  # the last attempt's record replaced
+    report = await Replayer([graph]).replay(await client.export_history(handle.run_id))
+    assert report.ok, report  # replaying the history raises the recorded error again, running nothing
+    assert calls == 6
+
+
+async def test_a_node_retry_replays_recorded_successes_and_runs_recorded_failures_again(client: cmo.Client):
+    calls: list[str] = []
+
+    @cmo.activity(name="reserve")
+    async def reserve(order: str) -> str:
+        calls.append("reserve")
+        return f"r-{order}"
+
+    @cmo.activity(name="charge", retry=cmo.RetryPolicy(max_attempts=1))
+    async def charge(order: str) -> str:
+        calls.append("charge")
+        if calls.count("charge") == 1:
+            raise ConnectionError("payment service unreachable")
+        return f"c-{order}"
+
+    graph: cmo.Graph[dict] = cmo.Graph(unique("mixed"))
+
+    @graph.node(entry=True, retry=FAST_RETRY)
+    async def pay(state, ctx):
+        reservation = await ctx.activity(reserve, state["order"])
+        receipt = await ctx.activity(charge, state["order"])  # raises ActivityError on attempt 1: the node fails
+        return cmo.NodeResult({**state, "reservation": reservation, "receipt": receipt, "attempt": ctx.attempt})
+
+    async with serving(client, [graph]):
+        handle = await client.start(graph, {"order": "o-7"})
+        result = await handle.result(timeout=20)
+    assert result == {"order": "o-7", "reservation": "r-o-7", "receipt": "c-o-7", "attempt": 2}
+    assert calls == ["reserve", "charge", "charge"]
+    (step,) = await handle.history()
+    assert [(a.name, a.attempt, a.error is None) for a in step.activities] == [
+        ("reserve", 1, True),
+        ("charge", 2, True),
+    ]
+    assert (await Replayer([graph]).replay(await client.export_history(handle.run_id))).ok
+
+
+async def test_a_path_changed_by_an_activity_run_again_still_replays(client: cmo.Client):
+    calls: list[str] = []
+
+    @cmo.activity(name="primary", retry=cmo.RetryPolicy(max_attempts=1))
+    async def primary() -> str:
+        calls.append("primary")
+        if calls.count("primary") == 1:
+            raise ConnectionError("primary down")
+        return "from primary"
+
+    @cmo.activity(name="fallback", retry=cmo.RetryPolicy(max_attempts=1))
+    async def fallback() -> str:
+        calls.append("fallback")
+        raise ConnectionError("fallback down too")
+
+    graph: cmo.Graph[dict] = cmo.Graph(unique("fallback"))
+
+    @graph.node(entry=True, retry=FAST_RETRY)
+    async def fetch(state, ctx):
+        try:
+            value = await ctx.activity(primary)
+        except ActivityError:
+            value = await ctx.activity(fallback)  # seq 1, on the first attempt only
+        return cmo.NodeResult({"value": value})
+
+    async with serving(client, [graph]):
+        handle = await client.start(graph, {})
+        assert await handle.result(timeout=20) == {"value": "from primary"}
+    assert calls == ["primary", "fallback", "primary"]
+    # The first attempt's failed fallback stays in the step's history, which still replays.
+    (step,) = await handle.history()
+    assert [(a.seq, a.name, a.attempt) for a in step.activities] == [(0, "primary", 2), (1, "fallback", 1)]
+    report = await Replayer([graph]).replay(await client.export_history(handle.run_id))
+    assert report.ok, report
+
+
+async def test_a_failure_before_a_wait_is_replayed_when_the_step_resumes(client: cmo.Client):
+    calls = 0
+
+    @cmo.activity(retry=cmo.RetryPolicy(max_attempts=1))
+    async def lookup() -> str:
+        nonlocal calls
+        calls += 1
+        raise LookupError("not there")
+
+    graph: cmo.Graph[dict] = cmo.Graph(unique("resume"))
+
+    @graph.node(entry=True)
+    async def node(state, ctx):
+        try:
+            found = await ctx.activity(lookup)
+        except ActivityError as err:
+            found = err.type
+        await ctx.sleep(0)  # the step resumes as a new attempt: a resumption, not a retry
+        return cmo.NodeResult({"found": found, "attempt": ctx.attempt})
+
+    async with serving(client, [graph]):
+        handle = await client.start(graph, {})
+        assert await handle.result(timeout=20) == {"found": "LookupError", "attempt": 2}
+    assert calls == 1
 
 
 async def test_concurrent_activities_get_the_same_numbers_on_every_attempt(client: cmo.Client):

@@ -555,6 +555,7 @@ async def test_a_retry_policy_growing_past_any_timestamp_still_retries(api: Api)
 
 # -- WorkerService: CompleteTask ----------------------------------------------------------------
 
+RECORD = common_pb2.Activity(seq=0, kind="call", name="charge", request_hash="h", result=b"1")
 BAD_COMPLETIONS: list[tuple[str, dict[str, Any], grpc.StatusCode, str]] = [
     ("empty-worker-id", {"worker_id": ""}, Code.INVALID_ARGUMENT, "worker_id"),
     ("no-token", {"task_token": ""}, Code.INVALID_ARGUMENT, "task_token"),
@@ -581,6 +582,7 @@ BAD_COMPLETIONS: list[tuple[str, dict[str, Any], grpc.StatusCode, str]] = [
     ("malformed-output", {"output": b"[1,"}, Code.INVALID_ARGUMENT, "output"),
     ("oversized-output", {"output": b'"' + b"x" * LIMIT + b'"'}, Code.RESOURCE_EXHAUSTED, "output"),
     ("empty-eager-queue", {"eager_task_queues": [""]}, Code.INVALID_ARGUMENT, "eager_task_queues[0]"),
+    ("activity-seq-twice", {"activities": [RECORD, RECORD]}, Code.INVALID_ARGUMENT, "activities[1].seq"),
     ("unknown-graph", {"graph_id": "no-such-graph"}, Code.NOT_FOUND, ""),
     ("unknown-version", {"graph_version": 9}, Code.NOT_FOUND, ""),
     ("stale-attempt", {"attempt": 2}, Code.FAILED_PRECONDITION, ""),

@@ -33,3 +33,10 @@ def test_rejects_what_is_not_a_duration(text: str) -> None:
 @given(st.integers(0, 10_000), st.integers(0, 23), st.integers(0, 59))
 def test_days_hours_minutes_add_up(days: int, hours: int, minutes: int) -> None:
     assert parse_duration(f"{days}d{hours}h{minutes}m") == timedelta(days=days, hours=hours, minutes=minutes)
+
+
+@pytest.mark.parametrize("text", ["30", "0", "1.5"])
+def test_a_plain_number_is_refused_where_a_unit_is_required(text: str) -> None:
+    with pytest.raises(ValueError, match="add a unit, as in 30d, 12h, 90m or 45s"):
+        parse_duration(text, unit_required=True)
+    assert parse_duration("30d", unit_required=True) == timedelta(days=30)

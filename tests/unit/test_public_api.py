@@ -45,6 +45,7 @@ def test_errors_module_exports_the_tree():
     assert issubclass(cmo.errors.RpcError, cmo.errors.CmoError)
     assert issubclass(cmo.errors.WaitTimeoutError, TimeoutError)
     assert issubclass(cmo.errors.SignalTimeoutError, TimeoutError)
+    assert issubclass(cmo.errors.HttpStatusError, cmo.errors.ActivityError)
 
 
 def test_wait_outcome_error_names_match_the_server():

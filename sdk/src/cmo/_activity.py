@@ -5,7 +5,7 @@ taken at the call, before anything is awaited, so `asyncio.gather` of several ge
 on every attempt). The first attempt runs each one, with its own retries and timeout, and records
 the outcome on the server (durable before the next activity starts or the step ends); a retried
 or recovered attempt gets the records with its task and returns them instead of running the
-activity again.
+activity again, except the failures a node retry runs again (`replayed_records` says which).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import hashlib
 import time
 import traceback
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -27,10 +27,17 @@ from opentelemetry.trace import StatusCode, Tracer
 from cmo._converter import from_json, to_json
 from cmo._retry import RetryPolicy
 from cmo.api.v1 import common_pb2, worker_service_pb2
-from cmo.errors import ActivityError, ApplicationError, NondeterminismError, RunCancelledError, SignalTimeoutError
+from cmo.errors import (
+    ActivityError,
+    ApplicationError,
+    HttpStatusError,
+    NondeterminismError,
+    RunCancelledError,
+    SignalTimeoutError,
+)
 from cmo.serialization import canonical_json, parse_json, state_hash
 
-__all__ = ["Activity", "ActivityInfo", "ActivityRunner", "Suspend", "activity", "activity_info"]
+__all__ = ["Activity", "ActivityInfo", "ActivityRunner", "Suspend", "activity", "activity_info", "replayed_records"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -41,6 +48,7 @@ KIND_SIGNAL = "signal"
 """The kind of a wait for a signal; the server records its outcome."""
 KIND_TIMER = "timer"
 """The kind of a durable timer; the server records its outcome."""
+WAIT_KINDS = (KIND_SIGNAL, KIND_TIMER)
 
 
 class Suspend(BaseException):
@@ -146,6 +154,35 @@ def activity(
 
 
 Recorder = Callable[[common_pb2.Activity], Awaitable[common_pb2.Activity]]
+
+
+def replayed_records(records: Iterable[common_pb2.Activity], *, attempt: int) -> dict[int, common_pb2.Activity]:
+    """The records of a step that its attempt `attempt` replays, by seq: all but the failures it runs again.
+
+    A node retry runs the node again: a recorded success is returned as recorded, but an activity
+    that failed for good (its own retries spent) in an earlier attempt runs again, under the same
+    idempotency key, and its new record replaces the old one on the server. Not so after a wait:
+    the step resumes as a new attempt, which replays everything before the wait as it was, failures
+    included, so the attempts that ended in a wait (their waits' records name them) are replayed
+    whole. Waits' outcomes and cancellations are facts, not failures: always replayed.
+
+    Args:
+        records: The records the task carries (of earlier attempts).
+        attempt: The attempt about to run.
+    """
+    records = list(records)
+    suspended = {r.attempt for r in records if r.kind in WAIT_KINDS}
+
+    def runs_again(record: common_pb2.Activity) -> bool:
+        return (
+            record.HasField("error")
+            and record.kind not in WAIT_KINDS
+            and record.error.type != RunCancelledError.__name__
+            and record.attempt < attempt
+            and record.attempt not in suspended
+        )
+
+    return {r.seq: r for r in records if not runs_again(r)}
 
 
 class ActivityRunner:
@@ -314,7 +351,7 @@ class ActivityRunner:
         if record.HasField("error"):
             if record.error.type == RunCancelledError.__name__:
                 raise self._deliver_cancel(record.error.message)
-            raise ActivityError(act.name, record.seq, record.error.type, record.error.message)
+            raise _activity_error(act.name, record.seq, record.error)
         return typing.cast(T, from_json(parse_json(record.result), act.result_type))
 
     def _wait_error(self, record: common_pb2.Activity, name: str) -> Exception:
@@ -390,6 +427,17 @@ def _retryable(err: Exception, retry: RetryPolicy, try_number: int) -> bool:
 
 
 def _failure(err: Exception) -> common_pb2.Failure:
-    kind = err.type if isinstance(err, ApplicationError) else type(err).__name__
     details = "".join(traceback.format_exception(err))[-8000:]
+    if isinstance(err, ActivityError):  # an activity's failure already (HttpStatusError): recorded as it says
+        return common_pb2.Failure(message=err.message, type=err.type, details=details)
+    kind = err.type if isinstance(err, ApplicationError) else type(err).__name__
     return common_pb2.Failure(message=str(err) or kind, type=kind, details=details)
+
+
+def _activity_error(name: str, seq: int, failure: common_pb2.Failure) -> ActivityError:
+    """The error a recorded failure raises: the same on the attempt that recorded it and on replay."""
+    if failure.type == HttpStatusError.__name__:
+        rebuilt = HttpStatusError.from_message(name, seq, failure.message)
+        if rebuilt is not None:
+            return rebuilt
+    return ActivityError(name, seq, failure.type, failure.message)

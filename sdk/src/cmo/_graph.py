@@ -96,8 +96,10 @@ class NodeContext:
         """Run an activity (a function declared with `@cmo.activity`) and record its outcome.
 
         The call is numbered when it is made, so start concurrent activities in a fixed order
-        (`asyncio.gather(ctx.activity(a), ctx.activity(b))`). On a retry of the step the recorded
-        outcome is returned (or its recorded error raised) without running the function again.
+        (`asyncio.gather(ctx.activity(a), ctx.activity(b))`). On a retry of the step a recorded
+        result is returned without running the function again, while an activity that failed runs
+        again; when the step resumes after a wait, or on replay, every recorded outcome is
+        returned as it was (a recorded error raised again).
 
         Raises:
             ActivityError: the activity failed after its own retries.
@@ -115,11 +117,30 @@ class NodeContext:
         content: bytes | None = None,
         timeout: timedelta = timedelta(seconds=30),
         retry: RetryPolicy | None = None,
+        raise_for_status: bool = False,
     ) -> HttpResponse:
         """Send an HTTP request as a recorded activity; status, headers and body are recorded.
 
-        The request carries an `Idempotency-Key` header, stable for this call. Network errors
-        are retried per `retry`; any response, whatever its status, is recorded and returned.
+        The request carries an `Idempotency-Key` header, stable for this call. Network errors, 429
+        and 5xx answers are tried again per `retry` (3 tries, 0.2 s apart and doubling, by
+        default), honouring a 429's or 503's Retry-After up to the policy's `max_interval` (60 s
+        without one); only the last answer is recorded.
+
+        Args:
+            method: "GET", "POST" …
+            url: The URL.
+            headers: Request headers.
+            json: A JSON body (sent as canonical JSON), instead of `content`.
+            content: A raw body.
+            timeout: Limit of each try.
+            retry: The tries before the outcome is recorded.
+            raise_for_status: An error status (4xx, 5xx) of the last answer is a failure: recorded
+                and raised as `HttpStatusError`, and sent again by a retry of the node. Without
+                it, any answer is the call's result, returned and replayed as it is.
+
+        Raises:
+            HttpStatusError: with `raise_for_status`, the last answer was an error status.
+            ActivityError: the last try failed on the network (a connection refused, a timeout).
         """
         from cmo._http import HttpResponse, http_activity
         from cmo.serialization import canonical_json
@@ -129,8 +150,12 @@ class NodeContext:
             content = canonical_json(json)
             sent.setdefault("content-type", "application/json")
         body = base64.b64encode(content).decode() if content is not None else None
-        act = http_activity(method, retry=retry, timeout=timeout)
-        recorded = await self.activity(act, method.upper(), url, sent, body, timeout.total_seconds())
+        act = http_activity(method, retry=retry)
+        args = (method.upper(), url, sent, body, timeout.total_seconds())
+        # raise_for_status is part of the request only when set: records made without it keep their hash.
+        recorded = await (
+            self.activity(act, *args, raise_for_status=True) if raise_for_status else self.activity(act, *args)
+        )
         return HttpResponse.from_record(recorded)
 
     async def sleep(self, duration: float | timedelta) -> None:

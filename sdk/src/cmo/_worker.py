@@ -17,7 +17,7 @@ import grpc
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
-from cmo._activity import ActivityRunner, Suspend
+from cmo._activity import ActivityRunner, Suspend, replayed_records
 from cmo._client import Client
 from cmo._convert import duration
 from cmo._converter import from_json, to_json
@@ -199,7 +199,7 @@ class Worker:
             namespace=f"{task.namespace.tenant}/{task.namespace.project}",
             run_id=task.run_id,
             step_index=task.step_index,
-            recorded={a.seq: a for a in task.activities},
+            recorded=replayed_records(task.activities, attempt=task.attempt),
             record=functools.partial(self._record_activity, task),
             tracer=self._tracer,
         )

@@ -269,7 +269,7 @@ def cancel_run(server: Server, run_id: str, reason: str) -> None:
 
 
 @runs.command("prune")
-@click.option("--older-than", required=True, help="How long ago the runs ended: 30d, 12h, 1h30m …")
+@click.option("--older-than", required=True, help="How long ago the runs ended, with a unit: 30d, 12h, 90m, 45s …")
 @click.option(
     "--status",
     "statuses",
@@ -277,24 +277,49 @@ def cancel_run(server: Server, run_id: str, reason: str) -> None:
     type=click.Choice([s.name.lower() for s in TERMINAL], case_sensitive=False),
     help="Only runs that ended so (repeatable); all ended runs by default.",
 )
-@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.option("--dry-run", is_flag=True, help="Only show what would be deleted.")
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking (needed when stdin is not a terminal).")
 @click.pass_obj
-def prune_runs(server: Server, older_than: str, statuses: tuple[str, ...], dry_run: bool) -> None:
+def prune_runs(server: Server, older_than: str, statuses: tuple[str, ...], dry_run: bool, yes: bool) -> None:
     """Delete runs that ended more than --older-than ago, then blobs nothing references.
 
     A run's steps, activity records, signals and artifact records go with it. Runs that have not
-    ended are never deleted.
+    ended are never deleted. It shows first what it would delete, then asks (or, with --yes,
+    goes on).
     """
     try:
-        age = parse_duration(older_than)
+        age = parse_duration(older_than, unit_required=True)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--older-than") from None
     if age <= timedelta(0):
         raise click.BadParameter("must be more than zero", param_hint="--older-than")
-    wanted = [RunStatus[s.upper()] for s in statuses]
-    report = _run(server, lambda client: client.prune_runs(older_than=age, statuses=wanted, dry_run=dry_run))
-    verb = "would delete" if report.dry_run else "deleted"
-    click.echo(f"{verb} {report.runs} runs and {report.blobs} unreferenced blobs")
+    wanted = [RunStatus[s.upper()] for s in statuses] or list(TERMINAL)
+    counts, blobs = _run(server, lambda client: _count_prunable(client, age, wanted))
+    total = sum(counts.values())
+    if not total and not blobs:
+        click.echo("nothing to delete")
+        return
+    by_status = ", ".join(f"{status.name.lower()} {n}" for status, n in counts.items() if n)
+    click.echo(
+        f"would delete {total} runs" + (f" ({by_status})" if by_status else "") + f" and {blobs} unreferenced blobs"
+    )
+    if dry_run:
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.ClickException("not deleting without confirmation: stdin is not a terminal; pass --yes")
+        if not click.confirm("Delete them?", default=False):
+            raise click.ClickException("nothing deleted")
+    report = _run(server, lambda client: client.prune_runs(older_than=age, statuses=wanted))
+    click.echo(f"deleted {report.runs} runs and {report.blobs} unreferenced blobs")
+
+
+async def _count_prunable(
+    client: Client, age: timedelta, statuses: list[RunStatus]
+) -> tuple[dict[RunStatus, int], int]:
+    """The runs a prune would delete, by status, and the unreferenced blobs (dry runs, one per status)."""
+    reports = [await client.prune_runs(older_than=age, statuses=[s], dry_run=True) for s in statuses]
+    return {s: r.runs for s, r in zip(statuses, reports, strict=True)}, reports[-1].blobs
 
 
 @runs.command("export")

@@ -7,6 +7,7 @@ CmoError
  ├── WaitTimeoutError         waiting for a run's result timed out (also a TimeoutError)
  ├── GraphError               a graph definition is invalid
  ├── ActivityError            an activity failed for good (recorded, raised again on replay)
+ │    └── HttpStatusError     ctx.http(..., raise_for_status=True) got an error status
  ├── NondeterminismError      node code asked for another activity than the recorded one
  ├── RunCancelledError        CancelRun was called: raised at the node's next ctx call
  ├── SignalTimeoutError       ctx.wait_for_signal ran out (also a TimeoutError)
@@ -16,6 +17,7 @@ CmoError
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,6 +28,7 @@ __all__ = [
     "ApplicationError",
     "CmoError",
     "GraphError",
+    "HttpStatusError",
     "NondeterminismError",
     "RpcError",
     "RunFailedError",
@@ -84,7 +87,11 @@ class GraphError(CmoError, ValueError):
 
 
 class ActivityError(CmoError):
-    """An activity failed after its own retries; the failure is recorded, so a replay raises it too."""
+    """An activity failed after its own retries.
+
+    The failure is recorded, so a replay of the attempt raises it again at the same point; a later
+    attempt of the step (a node retry) runs the activity again instead.
+    """
 
     def __init__(self, name: str, seq: int, type: str, message: str) -> None:
         super().__init__(f"activity {name!r} (seq {seq}) failed: {type}: {message}")
@@ -93,6 +100,36 @@ class ActivityError(CmoError):
         self.type = type
         """The original error's type name."""
         self.message = message
+
+
+_STATUS_MESSAGE = re.compile(r"(?P<method>\S+) (?P<url>\S+) answered (?P<status>\d{3})(?:: (?P<body>.*))?", re.DOTALL)
+
+
+class HttpStatusError(ActivityError):
+    """`ctx.http(..., raise_for_status=True)` got an error status (4xx, 5xx) after its own retries.
+
+    Recorded as the call's failure, so a replay raises it again with the same status, URL and
+    body excerpt; a node retry sends the request again.
+    """
+
+    def __init__(self, name: str, seq: int, *, method: str, url: str, status: int, body: str) -> None:
+        message = f"{method} {url} answered {status}" + (f": {body}" if body else "")
+        super().__init__(name, seq, type(self).__name__, message)
+        self.method = method
+        self.url = url
+        """The request's URL without its query, fragment or credentials (it may carry secrets)."""
+        self.status = status
+        self.body = body
+        """The start of the response body, on one line."""
+
+    @classmethod
+    def from_message(cls, name: str, seq: int, message: str) -> HttpStatusError | None:
+        """Rebuild the error from its recorded message; None if the message is not one of its own."""
+        parsed = _STATUS_MESSAGE.fullmatch(message)
+        if parsed is None:
+            return None
+        method, url, status = parsed["method"], parsed["url"], int(parsed["status"])
+        return cls(name, seq, method=method, url=url, status=status, body=parsed["body"] or "")
 
 
 class NondeterminismError(CmoError):

@@ -137,10 +137,22 @@ class Replayer:
         except Exception as err:
             return verdict("", f"the node raised {type(err).__name__}: {err}")
         replayed = state_hash(canonical_json(to_json(result.state)))
-        if runner.calls < len(recorded):
-            return verdict(replayed, f"the code made {runner.calls} activity calls, the record has {len(recorded)}")
+        made = _calls_made(step)
+        if runner.calls < made:
+            return verdict(replayed, f"the code made {runner.calls} activity calls, the record has {made}")
         if result.next != step.next_key:
             return verdict(replayed, f"next key {result.next!r}, recorded {step.next_key!r}")
         if replayed != step.state_hash:
             return verdict(replayed, f"state hash {replayed[:12]}, recorded {step.state_hash[:12]}")
         return verdict(replayed, "")
+
+
+def _calls_made(step: Any) -> int:
+    """How many activity calls the attempt that completed `step` made, as far as its records tell.
+
+    Its own records come from calls it made, and so do all records before them. Records of earlier
+    attempts past its last own one may be of calls it no longer made: an activity that failed and
+    ran again may have led the node down another path.
+    """
+    own = [a.seq for a in step.activities if a.attempt == step.attempt]
+    return max(own) + 1 if own else len(step.activities)

@@ -252,4 +252,11 @@ def _activities(
 ) -> tuple[ActivityRecord, ...]:
     if len(request.activities) > MAX_RIDING_ACTIVITIES:
         raise InvalidArgument("activities", f"at most {MAX_RIDING_ACTIVITIES} records may ride on one request")
+    seqs: set[int] = set()
+    for i, activity in enumerate(request.activities):
+        # Two records of one seq in one request are a worker's bug, and would have one statement
+        # write a row twice.
+        if activity.seq in seqs:
+            raise InvalidArgument(f"activities[{i}].seq", f"{activity.seq} is sent twice")
+        seqs.add(activity.seq)
     return tuple(activity_from_proto(a, attempt) for a in request.activities)

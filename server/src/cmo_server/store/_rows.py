@@ -8,10 +8,12 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from cmo_server.domain import ActivityRecord, Failure, Namespace, NewFork, Run, RunStatus, Step, Wait
+from cmo_server.domain import WAIT_KINDS, ActivityRecord, Failure, Namespace, NewFork, Run, RunStatus, Step, Wait
 
 __all__ = [
     "ACTIVITY_COLUMNS",
+    "ON_RECORD_CONFLICT",
+    "REPLACEABLE_RECORD",
     "RUN_COLUMNS",
     "activity_arrays",
     "activity_from_row",
@@ -74,6 +76,22 @@ the columns `run_from_row` reads."""
 
 ACTIVITY_COLUMNS = "seq, kind, name, request_hash, result, error, attempt, recorded_at"
 """The columns `activity_from_row` reads, in order."""
+
+_WAIT_KIND_LIST = ", ".join(f"'{kind}'" for kind in WAIT_KINDS)
+REPLACEABLE_RECORD = f"activities.error IS NOT NULL AND activities.kind NOT IN ({_WAIT_KIND_LIST})"
+"""An `activities` row that a record of a newer attempt at its seq replaces (with the attempt check).
+
+A node retry runs an activity that failed again, so the step keeps the new outcome; a success is
+never replaced, nor a wait's outcome, nor a record of the same attempt (the first one wins).
+"""
+ON_RECORD_CONFLICT = f"""
+    ON CONFLICT (namespace, run_id, step_index, seq) DO UPDATE
+       SET kind = excluded.kind, name = excluded.name, request_hash = excluded.request_hash,
+           result = excluded.result, error = excluded.error, attempt = excluded.attempt,
+           recorded_at = excluded.recorded_at
+     WHERE {REPLACEABLE_RECORD} AND activities.attempt < excluded.attempt
+"""
+"""How an activity insert meets the record already at its seq: kept, unless `REPLACEABLE_RECORD`."""
 
 
 def activity_from_row(row: Sequence[Any], to_datetime: Callable[[Any], datetime]) -> ActivityRecord:

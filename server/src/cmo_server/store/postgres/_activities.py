@@ -1,10 +1,10 @@
-"""The activity log on Postgres: fenced records, first writer wins per (step, seq)."""
+"""The activity log on Postgres: fenced records, the first of a (step, seq) kept but for older failures."""
 
 from __future__ import annotations
 
 from cmo_server.domain import ActivityRecord, TaskKey
 from cmo_server.errors import StaleLease
-from cmo_server.store._rows import ACTIVITY_COLUMNS, activity_from_row, activity_params
+from cmo_server.store._rows import ACTIVITY_COLUMNS, ON_RECORD_CONFLICT, activity_from_row, activity_params
 from cmo_server.store.postgres._tasks import FENCE, Pool, fence, same
 
 __all__ = ["PostgresActivities"]
@@ -12,12 +12,12 @@ __all__ = ["PostgresActivities"]
 # FOR SHARE holds off a claim that would bump the attempt until this record is committed, so a
 # record is never written for an attempt that has already lost the task.
 LOCK_FENCED_TASK = f"SELECT 1 FROM tasks WHERE {FENCE} FOR SHARE"
-INSERT_ACTIVITY = """
+INSERT_ACTIVITY = f"""
     INSERT INTO activities (namespace, run_id, step_index, seq, kind, name, request_hash, result, error, attempt,
                             recorded_at)
     VALUES (%(namespace)s, %(run_id)s, %(step_index)s, %(seq)s, %(kind)s, %(name)s, %(request_hash)s, %(result)s,
             %(error)s, %(attempt)s, now())
-    ON CONFLICT (namespace, run_id, step_index, seq) DO NOTHING
+    {ON_RECORD_CONFLICT}
 """
 SELECT_ACTIVITY = f"""
     SELECT {ACTIVITY_COLUMNS} FROM activities

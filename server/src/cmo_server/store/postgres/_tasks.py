@@ -32,7 +32,13 @@ from cmo_server.domain import (
     split_graph_key,
 )
 from cmo_server.errors import FailedPrecondition, StaleLease
-from cmo_server.store._rows import ACTIVITY_COLUMNS, activity_arrays, activity_from_row, trace_from_text
+from cmo_server.store._rows import (
+    ACTIVITY_COLUMNS,
+    ON_RECORD_CONFLICT,
+    activity_arrays,
+    activity_from_row,
+    trace_from_text,
+)
 
 __all__ = ["FENCE", "Pool", "PostgresTasks", "fence", "same"]
 
@@ -153,16 +159,16 @@ FINISH_RUN = f"""
     SELECT run_id, now() FROM gone
 """
 # Activity records riding on a checkpoint: stored in the same statement, only if the fence matched.
-RIDING_ACTIVITIES = """
+RIDING_ACTIVITIES = f"""
     ), acts AS (
         INSERT INTO activities (namespace, run_id, step_index, seq, kind, name, request_hash, result, error, attempt,
                                 recorded_at)
         SELECT %(namespace)s, %(run_id)s, %(step_index)s, a.seq, a.kind, a.name, a.request_hash, a.result, a.error,
                %(attempt)s, now()
-          FROM {fenced}, unnest(%(act_seq)s::integer[], %(act_kind)s::text[], %(act_name)s::text[],
+          FROM {{fenced}}, unnest(%(act_seq)s::integer[], %(act_kind)s::text[], %(act_name)s::text[],
                                 %(act_hash)s::text[], %(act_result)s::bytea[], %(act_error)s::text[])
                AS a (seq, kind, name, request_hash, result, error)
-        ON CONFLICT (namespace, run_id, step_index, seq) DO NOTHING
+        {ON_RECORD_CONFLICT}
     )
 """
 ADVANCE_TASK_WITH_ACTIVITIES = ADVANCE_TASK.replace(
@@ -193,14 +199,14 @@ LOCK_FENCED_TASK_FOR_FAIL = f"""
        AND t.attempt = %(attempt)s AND t.lease_owner = %(worker_id)s
        FOR UPDATE OF t
 """
-INSERT_RIDING_ACTIVITIES = """
+INSERT_RIDING_ACTIVITIES = f"""
     INSERT INTO activities (namespace, run_id, step_index, seq, kind, name, request_hash, result, error, attempt,
                             recorded_at)
     SELECT %(namespace)s, %(run_id)s, %(step_index)s, a.seq, a.kind, a.name, a.request_hash, a.result, a.error,
            %(attempt)s, now()
       FROM unnest(%(act_seq)s::integer[], %(act_kind)s::text[], %(act_name)s::text[], %(act_hash)s::text[],
                   %(act_result)s::bytea[], %(act_error)s::text[]) AS a (seq, kind, name, request_hash, result, error)
-    ON CONFLICT (namespace, run_id, step_index, seq) DO NOTHING
+    {ON_RECORD_CONFLICT}
 """
 FAIL_RUN = f"""
     WITH gone AS (

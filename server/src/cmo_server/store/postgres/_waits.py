@@ -31,7 +31,7 @@ from cmo_server.domain import (
     WaitRequest,
 )
 from cmo_server.errors import FailedPrecondition, StaleLease
-from cmo_server.store._rows import RUN_COLUMNS, activity_params, run_from_row
+from cmo_server.store._rows import REPLACEABLE_RECORD, RUN_COLUMNS, activity_params, run_from_row
 from cmo_server.store.postgres._activities import INSERT_ACTIVITY
 from cmo_server.store.postgres._tasks import FENCE, Pool, fence, same
 
@@ -43,9 +43,12 @@ LOCK_LEASED_TASK = f"""
     SELECT task_queue, graph_key, cancel_requested, cancel_reason FROM tasks JOIN runs USING (namespace, run_id)
      WHERE {FENCE} FOR UPDATE OF tasks
 """
-SELECT_RECORDED = """
+# The wait's outcome is recorded already (a re-sent suspension); an older attempt's failure at its
+# seq is not: the wait replaces it.
+SELECT_RECORDED = f"""
     SELECT 1 FROM activities
      WHERE namespace = %(namespace)s AND run_id = %(run_id)s AND step_index = %(step_index)s AND seq = %(seq)s
+       AND NOT ({REPLACEABLE_RECORD} AND activities.attempt < %(attempt)s)
 """
 TAKE_PENDING_SIGNAL = """
     UPDATE signals SET consumed_step = %(step_index)s, consumed_seq = %(seq)s
@@ -126,7 +129,7 @@ class PostgresWaits:
             run = {"namespace": str(key.namespace), "run_id": key.run_id}
             for activity in activities:
                 await _record(conn, run, key.step_index, activity)
-            where = {**run, "step_index": key.step_index, "seq": wait.seq}
+            where = {**run, "step_index": key.step_index, "seq": wait.seq, "attempt": key.attempt}
             if await (await conn.execute(SELECT_RECORDED, where)).fetchone() is None:
                 outcome = await _ready_outcome(conn, key, wait, cancelled=cancelled, reason=reason or "")
                 if outcome is None:

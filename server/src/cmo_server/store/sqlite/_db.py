@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cmo_server.domain import TaskKey
+from cmo_server.store._rows import ON_RECORD_CONFLICT
 
 __all__ = ["FENCE", "INSERT_ACTIVITY", "Transaction", "dt", "fence", "now_us", "us"]
 
@@ -16,11 +17,11 @@ __all__ = ["FENCE", "INSERT_ACTIVITY", "Transaction", "dt", "fence", "now_us", "
 FENCE = """namespace = :namespace AND run_id = :run_id AND step_index = :step_index AND attempt = :attempt
        AND lease_owner = :worker_id"""
 
-INSERT_ACTIVITY = """
+INSERT_ACTIVITY = f"""
     INSERT INTO activities (namespace, run_id, step_index, seq, kind, name, request_hash, result, error, attempt,
                             recorded_at)
     VALUES (:namespace, :run_id, :step_index, :seq, :kind, :name, :request_hash, :result, :error, :attempt, :now)
-    ON CONFLICT (namespace, run_id, step_index, seq) DO NOTHING
+    {ON_RECORD_CONFLICT}
 """
 
 

@@ -23,7 +23,7 @@ from cmo_server.domain import (
     WaitRequest,
 )
 from cmo_server.errors import FailedPrecondition, StaleLease
-from cmo_server.store._rows import activity_params
+from cmo_server.store._rows import REPLACEABLE_RECORD, activity_params
 from cmo_server.store.sqlite._db import FENCE, INSERT_ACTIVITY, Transaction, dt, fence, now_us, us
 
 __all__ = ["cancel_run", "fire_due_waits", "next_wait_at", "signal_run", "suspend_task"]
@@ -42,7 +42,13 @@ SELECT_LEASED_TASK = f"""
     SELECT task_queue, graph_key, cancel_requested, cancel_reason FROM tasks JOIN runs USING (namespace, run_id)
      WHERE {FENCE}
 """
-SELECT_RECORDED = f"SELECT 1 FROM activities WHERE {RUN} AND step_index = :step_index AND seq = :seq"
+# The wait's outcome is recorded already (a re-sent suspension); an older attempt's failure at its
+# seq is not: the wait replaces it.
+SELECT_RECORDED = f"""
+    SELECT 1 FROM activities
+     WHERE {RUN} AND step_index = :step_index AND seq = :seq
+       AND NOT ({REPLACEABLE_RECORD} AND activities.attempt < :attempt)
+"""
 SELECT_PENDING_SIGNAL = f"""
     SELECT signal_id, payload FROM signals
      WHERE {RUN} AND name = :name AND consumed_step IS NULL ORDER BY signal_id LIMIT 1
@@ -96,7 +102,8 @@ def suspend_task(
         ready = (queue, graph)
         for activity in activities:
             _record(conn, run, key.step_index, activity, now)
-        if conn.execute(SELECT_RECORDED, {**run, "step_index": key.step_index, "seq": wait.seq}).fetchone() is None:
+        recorded = {**run, "step_index": key.step_index, "seq": wait.seq, "attempt": key.attempt}
+        if conn.execute(SELECT_RECORDED, recorded).fetchone() is None:
             outcome = _ready_outcome(conn, run, key, wait, cancelled=bool(cancelled), reason=reason or "")
             if outcome is None:
                 until = None if wait.duration is None else now + us(wait.duration)
