@@ -142,8 +142,9 @@ class WorkerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RecordActivity(self, request, context):
-        """Record the outcome of an activity. The first record of a (step, seq) wins: the reply carries
-        the stored record, which the worker must use.
+        """Record the outcome of an activity. Within an attempt the first record of a (step, seq) wins;
+        a newer attempt's record replaces an older attempt's failed one (an `error`), never a result
+        or a wait's outcome. The reply carries the stored record, which the worker must use.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -53,8 +53,9 @@ class WorkerServiceStub:
     PollTask: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.PollTaskRequest, _worker_service_pb2.PollTaskResponse]
     """Long-poll for one task on the given queues, of the given graph versions."""
     RecordActivity: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.RecordActivityRequest, _worker_service_pb2.RecordActivityResponse]
-    """Record the outcome of an activity. The first record of a (step, seq) wins: the reply carries
-    the stored record, which the worker must use.
+    """Record the outcome of an activity. Within an attempt the first record of a (step, seq) wins;
+    a newer attempt's record replaces an older attempt's failed one (an `error`), never a result
+    or a wait's outcome. The reply carries the stored record, which the worker must use.
     """
     HeartbeatTask: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.HeartbeatTaskRequest, _worker_service_pb2.HeartbeatTaskResponse]
     """Extend the lease by the task's lease_duration; say whether the run is being cancelled."""
@@ -106,8 +107,9 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     PollTask: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.PollTaskRequest, _worker_service_pb2.PollTaskResponse]  # type: ignore[assignment]
     """Long-poll for one task on the given queues, of the given graph versions."""
     RecordActivity: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.RecordActivityRequest, _worker_service_pb2.RecordActivityResponse]  # type: ignore[assignment]
-    """Record the outcome of an activity. The first record of a (step, seq) wins: the reply carries
-    the stored record, which the worker must use.
+    """Record the outcome of an activity. Within an attempt the first record of a (step, seq) wins;
+    a newer attempt's record replaces an older attempt's failed one (an `error`), never a result
+    or a wait's outcome. The reply carries the stored record, which the worker must use.
     """
     HeartbeatTask: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.HeartbeatTaskRequest, _worker_service_pb2.HeartbeatTaskResponse]  # type: ignore[assignment]
     """Extend the lease by the task's lease_duration; say whether the run is being cancelled."""
@@ -186,8 +188,9 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _worker_service_pb2.RecordActivityRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_worker_service_pb2.RecordActivityResponse, _abc.Awaitable[_worker_service_pb2.RecordActivityResponse]]:
-        """Record the outcome of an activity. The first record of a (step, seq) wins: the reply carries
-        the stored record, which the worker must use.
+        """Record the outcome of an activity. Within an attempt the first record of a (step, seq) wins;
+        a newer attempt's record replaces an older attempt's failed one (an `error`), never a result
+        or a wait's outcome. The reply carries the stored record, which the worker must use.
         """
 
     @_abc_1.abstractmethod
