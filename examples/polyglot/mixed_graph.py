@@ -5,8 +5,9 @@
 This worker registers the whole graph but polls only the Python queue, so `enrich` goes to the
 Node.js worker, which polls "node-js". The state crosses between the languages as canonical JSON.
 
-Run a worker for it:  python examples/polyglot/mixed_graph.py worker [--address 127.0.0.1:7233]
-Start a run:          python examples/polyglot/mixed_graph.py start "the wire is the contract"
+Run its Python worker:  python examples/polyglot/mixed_graph.py [--address 127.0.0.1:7233]
+(it prints `ready <worker_id>` once it serves). Start runs with the Node.js example's
+`node src/start_run.js polyglot-mixed '{"text": "..."}'`.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ async def finish(state: State, ctx: cmo.NodeContext) -> cmo.NodeResult[State]:
 async def run_worker(address: str, worker_id: str | None) -> None:
     async with await cmo.Client.connect(address, wait_ready=30) as client:
         worker = cmo.Worker(client, [mixed], task_queues=[PYTHON_QUEUE], worker_id=worker_id)
-        await client.register_graph(mixed)
+        await client.register_graph(mixed)  # before `ready`: runs may be started from then on
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.shutdown)
@@ -63,25 +64,12 @@ async def run_worker(address: str, worker_id: str | None) -> None:
         await worker.run()
 
 
-async def start_run(address: str, text: str) -> None:
-    async with await cmo.Client.connect(address) as client:
-        handle = await client.start(mixed, {"text": text})
-        print(await handle.result(timeout=60))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--address", default="127.0.0.1:7233")
-    sub = parser.add_subparsers(dest="command", required=True)
-    worker = sub.add_parser("worker")
-    worker.add_argument("--worker-id")
-    start = sub.add_parser("start")
-    start.add_argument("text")
+    parser.add_argument("--worker-id")
     args = parser.parse_args()
-    if args.command == "worker":
-        asyncio.run(run_worker(args.address, args.worker_id))
-    else:
-        asyncio.run(start_run(args.address, args.text))
+    asyncio.run(run_worker(args.address, args.worker_id))
 
 
 if __name__ == "__main__":

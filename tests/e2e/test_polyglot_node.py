@@ -14,15 +14,15 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
 import cmo
 from cmo.serialization import canonical_json, parse_json
-from tests.support.postgres import create_database, drop_database
 from tests.support.processes import REPO_ROOT, Database, Processes, WorkerProcess
 from tests.support.waiting import assert_eventually
 
@@ -66,27 +66,15 @@ class Polyglot:
     python_worker: WorkerProcess
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    """An SQLite file (the dev server) or a fresh Postgres database."""
-    if request.param == "sqlite":
-        yield Database(sqlite_path=tmp_path_factory.mktemp("polyglot") / "cmo.db")
-        return
-    server_url: str = request.getfixturevalue("postgres_server")
-    url = create_database(server_url)
-    try:
-        yield Database(database_url=url)
-    finally:
-        drop_database(server_url, url)
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def polyglot(node: str, database: Database, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Polyglot]:
+async def polyglot(
+    node: str, module_database: Database, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Polyglot]:
     processes = Processes(tmp_path_factory.mktemp("processes"))
     try:
-        server = await processes.start_server(database, lease_seconds=LEASE_SECONDS)
+        server = await processes.start_server(module_database, lease_seconds=LEASE_SECONDS)
         python_worker, node_worker = await asyncio.gather(
-            processes.start_program([sys.executable, str(MIXED_GRAPH), "--address", server.address, "worker"]),
+            processes.start_program([sys.executable, str(MIXED_GRAPH), "--address", server.address]),
             processes.start_program(
                 [node, str(NODE_DIR / "src" / "main.js"), "--address", server.address, "--concurrency", "2"],
                 role="node-worker",
@@ -103,6 +91,15 @@ async def _ended(client: cmo.Client, run_id: str) -> cmo.RunInfo:
     run = await client.wait(run_id, timeout=RUN_TIMEOUT)
     assert run.status.terminal, f"run {run_id} is still {run.status.name}"
     return run
+
+
+async def _completed(client: cmo.Client, graph_id: str, state: dict[str, Any]) -> tuple[str, Any, list[cmo.StepInfo]]:
+    """Run a graph to its end: (run_id, its result, its steps); fails unless it COMPLETED."""
+    run_id = uuid.uuid4().hex
+    await client.start(graph_id, state, run_id=run_id)
+    run = await _ended(client, run_id)
+    assert run.status is cmo.RunStatus.COMPLETED, run.failure
+    return run_id, run.result, await client.get_history(run_id)
 
 
 def _lines(worker: WorkerProcess, event: str, run_id: str) -> list[str]:
@@ -126,16 +123,11 @@ def _assert_hashed_like_the_server(steps: list[cmo.StepInfo]) -> None:
 
 
 async def test_the_node_workers_own_graph_completes_with_its_state_and_steps(polyglot: Polyglot) -> None:
-    run_id = uuid.uuid4().hex
-    await polyglot.client.start("polyglot-js", {"text": "hello wire"}, run_id=run_id)
+    run_id, result, steps = await _completed(polyglot.client, "polyglot-js", {"text": "hello wire"})
 
-    run = await _ended(polyglot.client, run_id)
-    steps = await polyglot.client.get_history(run_id)
-
-    assert run.status is cmo.RunStatus.COMPLETED, run.failure
     assert _steps_table(steps) == [(0, "fetch", 1, "summarise", "summarise"), (1, "summarise", 1, "__end__", "__end__")]
     lookup = {"length": 10, "upper": "HELLO WIRE"}
-    assert run.result == {
+    assert result == {
         "text": "hello wire",
         "lookup": lookup,
         "fetched_at": steps[0].logical_time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -156,13 +148,10 @@ async def test_the_node_workers_own_graph_completes_with_its_state_and_steps(pol
 
 
 async def test_one_node_of_a_python_graph_runs_in_the_node_worker(polyglot: Polyglot) -> None:
-    run_id = uuid.uuid4().hex
-    await polyglot.client.start("polyglot-mixed", {"text": "The wire is the wire contract"}, run_id=run_id)
+    run_id, result, steps = await _completed(
+        polyglot.client, "polyglot-mixed", {"text": "The wire is the wire contract"}
+    )
 
-    run = await _ended(polyglot.client, run_id)
-    steps = await polyglot.client.get_history(run_id)
-
-    assert run.status is cmo.RunStatus.COMPLETED, run.failure
     assert _steps_table(steps) == [
         (0, "prepare", 1, "enrich", "enrich"),
         (1, "enrich", 1, "finish", "finish"),
@@ -173,7 +162,7 @@ async def test_one_node_of_a_python_graph_runs_in_the_node_worker(polyglot: Poly
     assert enriched.state == {**steps[0].state, "counts": counts, "enriched_by": "node"}
     assert [(a.seq, a.kind, a.name, a.result) for a in enriched.activities] == [(0, "call", "count_words", counts)]
     _assert_hashed_like_the_server([enriched])
-    assert run.result["summary"] == "6 words, 4 distinct (counted by node)"
+    assert result["summary"] == "6 words, 4 distinct (counted by node)"
     assert _lines(polyglot.node_worker, "task", run_id) == [f"task run={run_id} step=1 attempt=1 node=enrich"], (
         "the Node.js worker ran other steps than enrich"
     )
