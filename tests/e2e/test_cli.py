@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import cmo
-from tests.e2e.graphs import APPROVAL, COUNTER, Markers, counter_input
+from tests.e2e.graphs import APPROVAL, COUNTER, Markers, counter_graph, counter_input
 from tests.support.processes import Database, Processes
 from tests.support.waiting import assert_eventually
 
@@ -236,3 +236,29 @@ async def test_cmoctl_prunes_ended_runs(processes: Processes, markers: Markers, 
     assert "deleted 2 runs" in pruned.stdout
     listed = await asyncio.to_thread(cmoctl, server.address, "runs", "list", "--json")
     assert listed.stdout.strip() == ""
+
+
+async def test_cmoctl_looks_into_the_namespace_it_is_given(processes: Processes, markers: Markers, tmp_path: Path):
+    server = await processes.start_server(Database(sqlite_path=tmp_path / "cmo.db"))
+    mine, theirs = uuid.uuid4().hex, uuid.uuid4().hex
+    graph = counter_graph(markers, "nobody")  # no worker: the runs wait in their namespaces' queues
+    async with await cmo.Client.connect(server.address, tenant="acme", project="web") as client:
+        await client.start(graph, counter_input(1), run_id=mine)  # registers the graph in acme/web
+        async with client.in_namespace("other", "web") as other:
+            await other.start(graph, counter_input(1), run_id=theirs)
+
+    def listed(*args: str, env: dict[str, str] | None = None) -> list[str]:
+        command = [sys.executable, "-m", "cmo.cli", "--address", server.address, *args, "runs", "list", "--json"]
+        environ = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=environ)
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line)["run_id"] for line in done.stdout.splitlines()]
+
+    assert await asyncio.to_thread(listed, "--tenant", "acme", "--project", "web") == [mine]
+    assert await asyncio.to_thread(listed, env={"CMO_TENANT": "other", "CMO_PROJECT": "web"}) == [theirs]
+    assert await asyncio.to_thread(listed) == []  # default/default has no runs
+    shown = await asyncio.to_thread(cmoctl, server.address, "--tenant", "other", "runs", "show", mine)
+    assert shown.returncode == 1  # not found in other/default
+    bad = await asyncio.to_thread(cmoctl, server.address, "--tenant", "Acme", "runs", "list")
+    assert bad.returncode == 1
+    assert "namespace.tenant" in bad.stderr

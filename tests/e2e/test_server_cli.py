@@ -1,4 +1,5 @@
-"""`cmo-server config` as a real process: JSON without the secrets, or one line naming the variable."""
+"""`cmo-server` as a real process: `config` prints JSON without the secrets, or one line naming the
+variable; a misspelt variable is warned of at start."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from cmo_server.config import SETTING_VARIABLES
+from cmo_server.config import ServerConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -19,8 +21,7 @@ TOKEN = "Bearer otlp-S3cret"
 
 
 def cmo_server(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    names = {name for names in SETTING_VARIABLES.values() for name in names}
-    clean = {k: v for k, v in os.environ.items() if k not in names}
+    clean = {k: v for k, v in os.environ.items() if k not in ServerConfig.variables()}
     command = [sys.executable, "-m", "cmo_server.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, env={**clean, **env}, check=False)
 
@@ -44,11 +45,11 @@ def test_config_prints_the_effective_settings_without_secrets():
     )
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
-    assert shown["database_url"] == "postgresql://cmo:***@db:5432/cmo"
-    assert shown["pool_size"] == 3  # the flag beats CMO_POOL_SIZE
-    assert shown["metrics_listen"] == "0.0.0.0:9464"  # as `start` would serve
-    assert (shown["s3"]["secret_key"], shown["otlp_headers"]) == ("***", {"authorization": "***"})
-    assert shown["redis_url"] == "redis://:***@redis:6379/0"
+    assert shown["store"]["database_url"] == "postgresql://cmo:***@db:5432/cmo"
+    assert shown["store"]["pool_size"] == 3  # the flag beats CMO_POOL_SIZE
+    assert shown["telemetry"]["metrics_listen"] == "127.0.0.1:9464"  # as `start` would serve: beside gRPC
+    assert (shown["blob"]["s3"]["secret_key"], shown["telemetry"]["otlp_headers"]) == ("***", {"authorization": "***"})
+    assert shown["messaging"]["redis_url"] == "redis://:***@redis:6379/0"
     assert "S3cret" not in result.stdout + result.stderr
 
 
@@ -56,7 +57,8 @@ def test_config_dev_shows_the_sqlite_settings():
     result = cmo_server("config", "--dev", "--db", "data/dev.db", CMO_DATABASE_URL="postgresql://u:pw@h/db")
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
-    assert (shown["database_url"], shown["sqlite_path"], shown["blob_dir"]) == ("", "data/dev.db", "data/blobs")
+    assert (shown["store"]["database_url"], shown["store"]["sqlite_path"]) == ("", "data/dev.db")
+    assert shown["blob"]["dir"] == "data/blobs"
 
 
 @pytest.mark.parametrize(
@@ -78,3 +80,14 @@ def test_config_fails_cleanly_naming_the_variable(env: dict[str, str], args: lis
     assert "Traceback" not in result.stderr
     assert "p@ss" not in result.stderr
     assert PASSWORD not in result.stderr
+
+
+def test_a_misspelt_variable_is_warned_of_at_start(tmp_path: Path):
+    database = tmp_path / "cmo.db"
+    result = cmo_server("migrate", "--db", str(database), CMO_POOL_SIZ="4", CMO_TEST_ANYTHING="x", CMO_ADDRESS="h:1")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "unknown setting" in line]
+    assert len(warnings) == 1, result.stderr
+    assert "unknown setting CMO_POOL_SIZ (did you mean CMO_POOL_SIZE?)" in warnings[0]
+    assert "WARNING" in warnings[0]
+    assert database.is_file()

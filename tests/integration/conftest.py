@@ -10,7 +10,7 @@ import pytest
 
 import cmo
 from cmo_server.app import CmoServer
-from cmo_server.config import EngineLimits, ServerConfig
+from cmo_server.config import BlobConfig, EngineLimits, ServerConfig, StoreConfig
 from tests.support.postgres import create_database, drop_database
 
 FAST_LIMITS = EngineLimits(task_lease=timedelta(seconds=1), sweep_interval=timedelta(milliseconds=100))
@@ -20,16 +20,17 @@ FAST_LIMITS = EngineLimits(task_lease=timedelta(seconds=1), sweep_interval=timed
 def server_config(request: pytest.FixtureRequest, tmp_path: Path):
     """A config for a fresh database on each backend, with short leases; blobs in tmp_path/blobs."""
     if request.param == "sqlite":
-        yield ServerConfig(listen="127.0.0.1:0", sqlite_path=str(tmp_path / "cmo.db"), limits=FAST_LIMITS)
+        yield ServerConfig(
+            listen="127.0.0.1:0", store=StoreConfig(sqlite_path=str(tmp_path / "cmo.db")), limits=FAST_LIMITS
+        )
         return
     server_url = request.getfixturevalue("postgres_server")
     database = create_database(server_url)
     try:
         yield ServerConfig(
             listen="127.0.0.1:0",
-            database_url=database,
-            pool_size=4,
-            blob_dir=str(tmp_path / "blobs"),
+            store=StoreConfig(database_url=database, pool_size=4),
+            blob=BlobConfig(dir=str(tmp_path / "blobs")),
             limits=FAST_LIMITS,
         )
     finally:

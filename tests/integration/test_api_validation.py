@@ -26,8 +26,8 @@ from google.protobuf.duration_pb2 import Duration
 from cmo.api.v1 import common_pb2, run_service_pb2, run_service_pb2_grpc, worker_service_pb2, worker_service_pb2_grpc
 from cmo_server.api._task_token import encode_task_token
 from cmo_server.app import CmoServer
-from cmo_server.config import EngineLimits, ServerConfig
-from cmo_server.domain import TaskRef
+from cmo_server.config import BlobConfig, EngineLimits, ServerConfig, StoreConfig
+from cmo_server.domain import Namespace, TaskRef
 from tests.support.postgres import create_database, drop_database
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -61,15 +61,14 @@ async def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     server_url = database = ""
     if request.param == "sqlite":
         path = tmp_path_factory.mktemp("api") / "cmo.db"
-        config = ServerConfig(listen="127.0.0.1:0", sqlite_path=str(path), limits=limits)
+        config = ServerConfig(listen="127.0.0.1:0", store=StoreConfig(sqlite_path=str(path)), limits=limits)
     else:
         server_url = request.getfixturevalue("postgres_server")
         database = await asyncio.to_thread(create_database, server_url)
         config = ServerConfig(
             listen="127.0.0.1:0",
-            database_url=database,
-            pool_size=4,
-            blob_dir=str(tmp_path_factory.mktemp("blobs")),
+            store=StoreConfig(database_url=database, pool_size=4),
+            blob=BlobConfig(dir=str(tmp_path_factory.mktemp("blobs"))),
             limits=limits,
         )
     try:
@@ -166,7 +165,8 @@ def task_call(task: common_pb2.Task, **changes: Any) -> dict[str, Any]:
     forged = {k: changes.pop(k) for k in list(changes) if k in TOKEN_FIELDS}
     token = task.task_token
     if forged:
-        ref = TaskRef(task.run_id, task.step_index, task.attempt, task.node_id, task.graph_id, task.graph_version)
+        ns = Namespace(task.namespace.tenant, task.namespace.project)
+        ref = TaskRef(ns, task.run_id, task.step_index, task.attempt, task.node_id, task.graph_id, task.graph_version)
         token = encode_task_token(replace(ref, **forged))
     return {"worker_id": "w1", "task_token": token, **changes}
 

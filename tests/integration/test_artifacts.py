@@ -30,9 +30,9 @@ def put_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real_put = Artifacts.put
 
-    async def counting_put(self: Artifacts, run_id: str, media_type: str, chunks: Any) -> Any:
+    async def counting_put(self: Artifacts, namespace: Any, run_id: str, media_type: str, chunks: Any) -> Any:
         calls.append(run_id)
-        return await real_put(self, run_id, media_type, chunks)
+        return await real_put(self, namespace, run_id, media_type, chunks)
 
     monkeypatch.setattr(Artifacts, "put", counting_put)
     return calls
@@ -126,7 +126,7 @@ def stream(*messages: pb.PutArtifactRequest) -> AsyncIterator[pb.PutArtifactRequ
 
 
 async def test_bad_artifact_requests_get_statuses_naming_the_problem(server_config: ServerConfig):
-    small = replace(server_config, max_artifact_bytes=1000)
+    small = replace(server_config, blob=replace(server_config.blob, max_artifact_bytes=1000))
     async with CmoServer.running(small) as server, await cmo.Client.connect(f"127.0.0.1:{server.port}") as c:
         graph = cmo.Graph(unique("holder"))
         graph.node(lambda state, ctx: cmo.NodeResult(state), name="n", entry=True)
@@ -167,7 +167,7 @@ async def test_bad_artifact_requests_get_statuses_naming_the_problem(server_conf
 async def test_a_payload_blob_is_not_an_artifact(client: cmo.Client, server_config: ServerConfig):
     graph: cmo.Graph[dict] = cmo.Graph(unique("payload"))
     graph.node(lambda state, ctx: cmo.NodeResult(state), name="n", entry=True)
-    big = "p" * (server_config.inline_threshold_bytes + 1)
+    big = "p" * (server_config.blob.inline_threshold_bytes + 1)
     async with serving(client, [graph]):
         await (await client.start(graph, {"big": big})).result(timeout=30)
     field = '"' + big + '"'

@@ -10,6 +10,7 @@ from cmo_server.app import CmoServer
 from cmo_server.domain import Checkpoint, GraphSpec, NodeSpec, RunStatus, Task
 from cmo_server.engine import TaskDispatcher
 from cmo_server.store.sqlite import SqliteStore
+from tests.integration.contract.helpers import NS
 from tests.support.waiting import assert_eventually
 
 
@@ -22,11 +23,11 @@ async def test_a_parked_poller_gets_the_entry_task_in_the_start_transaction(serv
     graph = one_node_graph()
     await engine.register_graph(graph)
     poll = asyncio.create_task(
-        engine.poll_task(worker_id="w1", task_queues=["q"], graphs=[(graph.graph_id, 1)], wait=10)
+        engine.poll_task(NS, worker_id="w1", task_queues=["q"], graphs=[(graph.graph_id, 1)], wait=10)
     )
     await assert_eventually(lambda: engine.parked_polls == 1, timeout=5, what="the poll parked")
 
-    run, created = await engine.start_run(run_id="", graph_id=graph.graph_id, graph_version=1, input=b'{"a":1}')
+    run, created = await engine.start_run(NS, run_id="", graph_id=graph.graph_id, graph_version=1, input=b'{"a":1}')
     task = await asyncio.wait_for(poll, 5)
 
     assert created
@@ -41,7 +42,7 @@ async def test_a_parked_poller_gets_the_entry_task_in_the_start_transaction(serv
         )
     )  # fmt: skip
     assert outcome.run_status is RunStatus.COMPLETED
-    assert (await engine.get_run(run.run_id)).result == b'{"a":2}'
+    assert (await engine.get_run(NS, run.run_id)).result == b'{"a":2}'
 
 
 async def test_a_task_handed_to_a_poll_that_already_returned_is_given_back(tmp_path):
@@ -63,4 +64,4 @@ async def test_a_task_handed_to_a_poll_that_already_returned_is_given_back(tmp_p
 
 def _some_task() -> Task:
     now = datetime.now(UTC)
-    return Task("r", 0, 1, "only", "g", 1, "q", b"{}", now, 1, now, 0)
+    return Task(NS, "r", 0, 1, "only", "g", 1, "q", b"{}", now, 1, now, 0)

@@ -14,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cmo_server.app import CmoServer
-from cmo_server.config import ServerConfig
+from cmo_server.config import BlobConfig, ServerConfig, StoreConfig, TelemetryConfig
 from tests.support.postgres import Cluster, create_database, throwaway_cluster
 
 pytestmark = pytest.mark.postgres
@@ -41,11 +41,10 @@ async def eventually(stub: health_pb2_grpc.HealthStub, want: int, timeout: float
 async def test_health_and_readyz_follow_postgres_going_away_and_coming_back(cluster: Cluster, tmp_path: Path):
     config = ServerConfig(
         listen="127.0.0.1:0",
-        database_url=create_database(cluster.url),
-        pool_size=2,
-        blob_dir=str(tmp_path / "blobs"),
-        metrics_listen="127.0.0.1:0",
         health_check_interval=timedelta(milliseconds=200),
+        store=StoreConfig(database_url=create_database(cluster.url), pool_size=2),
+        blob=BlobConfig(dir=str(tmp_path / "blobs")),
+        telemetry=TelemetryConfig(metrics_listen="127.0.0.1:0"),
     )
     async with (
         CmoServer.running(config) as server,

@@ -66,7 +66,7 @@ async def test_an_activity_result_above_the_threshold_is_replayed_exactly_on_ret
 ):
     graph: cmo.Graph[dict] = cmo.Graph(unique("big-activity"))
     calls: list[int] = []
-    report = "report line\n" * (server_config.inline_threshold_bytes // 10)  # a string: one blob
+    report = "report line\n" * (server_config.blob.inline_threshold_bytes // 10)  # a string: one blob
 
     @cmo.activity
     async def fetch_report() -> str:

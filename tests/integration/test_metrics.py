@@ -12,10 +12,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import cmo
 from cmo_server.app import CmoServer
-from cmo_server.config import ServerConfig
+from cmo_server.config import ServerConfig, StoreConfig, TelemetryConfig
 from cmo_server.domain import GraphSpec, NodeSpec
+from tests.integration.contract.helpers import NS
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+METRICS_ON = TelemetryConfig(metrics_listen="127.0.0.1:0")
 
 
 async def scrape(port: int) -> Samples:
@@ -59,7 +61,7 @@ def two_step_graph(queue: str) -> cmo.Graph[dict[str, Any]]:
 
 
 async def test_counters_move_as_runs_go_and_the_gauges_count_the_store(server_config: ServerConfig):
-    config = replace(server_config, metrics_listen="127.0.0.1:0")
+    config = replace(server_config, telemetry=METRICS_ON)
     queue, idle = f"q-{uuid.uuid4().hex[:8]}", f"idle-{uuid.uuid4().hex[:8]}"
     graph = two_step_graph(queue)
     async with CmoServer.running(config) as server, await cmo.Client.connect(f"127.0.0.1:{server.port}") as client:
@@ -93,24 +95,25 @@ async def test_counters_move_as_runs_go_and_the_gauges_count_the_store(server_co
     assert value(samples, "cmo_activity_duration_seconds_sum", kind="call") > 0
     assert value(samples, "cmo_poll_wait_seconds_count") >= 1
     assert value(samples, "cmo_lease_expiries_total") == 0
-    assert value(samples, "cmo_queue_depth", task_queue=idle) == 1
-    assert (samples.get(("cmo_queue_depth", frozenset({("task_queue", queue)}))) or 0) == 0
-    assert value(samples, "cmo_runs", status="COMPLETED") == 3
-    assert value(samples, "cmo_runs", status="PENDING") == 1
-    assert value(samples, "cmo_runs", status="FAILED") == 0  # every status is there, zero or not
+    ns = "default/default"
+    assert value(samples, "cmo_queue_depth", namespace=ns, task_queue=idle) == 1
+    assert (samples.get(("cmo_queue_depth", frozenset({("namespace", ns), ("task_queue", queue)}))) or 0) == 0
+    assert value(samples, "cmo_runs", namespace=ns, status="COMPLETED") == 3
+    assert value(samples, "cmo_runs", namespace=ns, status="PENDING") == 1
+    assert value(samples, "cmo_runs", namespace=ns, status="FAILED") == 0  # every status is there, zero or not
     assert value(samples, "cmo_polls_parked") == 0
 
 
 async def test_a_claim_after_a_lapsed_lease_counts_as_a_lease_expiry(server_config: ServerConfig):
-    config = replace(server_config, metrics_listen="127.0.0.1:0")  # FAST_LIMITS: 1 s leases
+    config = replace(server_config, telemetry=METRICS_ON)  # FAST_LIMITS: 1 s leases
     spec = GraphSpec(f"lapse-{uuid.uuid4().hex[:8]}", 1, "only", {"only": NodeSpec("only", "lapse")}, {})
     async with CmoServer.running(config) as server:
         engine = server.engine
         await engine.register_graph(spec)
-        run, _ = await engine.start_run(run_id="", graph_id=spec.graph_id, graph_version=1, input=b"{}")
+        run, _ = await engine.start_run(NS, run_id="", graph_id=spec.graph_id, graph_version=1, input=b"{}")
         poll: dict[str, Any] = {"task_queues": ["lapse"], "graphs": [(spec.graph_id, 1)], "wait": 5.0}
-        first = await engine.poll_task(worker_id="vanishes", **poll)
-        second = await engine.poll_task(worker_id="takes-over", **poll)  # after the first lease lapses
+        first = await engine.poll_task(NS, worker_id="vanishes", **poll)
+        second = await engine.poll_task(NS, worker_id="takes-over", **poll)  # after the first lease lapses
         assert first is not None
         assert second is not None
         assert (second.run_id, second.attempt) == (run.run_id, first.attempt + 1)
@@ -124,7 +127,7 @@ async def test_a_claim_after_a_lapsed_lease_counts_as_a_lease_expiry(server_conf
 
 
 async def test_probes_say_live_and_ready_then_not_ready_when_shutting_down(server_config: ServerConfig):
-    config = replace(server_config, metrics_listen="127.0.0.1:0")
+    config = replace(server_config, telemetry=METRICS_ON)
     async with CmoServer.running(config) as server:
         port = server.metrics_port
         assert (await get(port, "/healthz")).status_code == 200
@@ -141,20 +144,22 @@ async def test_probes_say_live_and_ready_then_not_ready_when_shutting_down(serve
 
 
 async def test_two_servers_in_one_process_count_apart(tmp_path):
-    base = ServerConfig(listen="127.0.0.1:0", metrics_listen="127.0.0.1:0")
-    one = replace(base, sqlite_path=str(tmp_path / "one.db"))
-    two = replace(base, sqlite_path=str(tmp_path / "two.db"))
+    base = ServerConfig(listen="127.0.0.1:0", telemetry=METRICS_ON)
+    one = replace(base, store=StoreConfig(sqlite_path=str(tmp_path / "one.db")))
+    two = replace(base, store=StoreConfig(sqlite_path=str(tmp_path / "two.db")))
     spec = GraphSpec(f"apart-{uuid.uuid4().hex[:8]}", 1, "only", {"only": NodeSpec("only", "apart")}, {})
     async with CmoServer.running(one) as first, CmoServer.running(two) as second:
         await first.engine.register_graph(spec)
-        await first.engine.start_run(run_id="", graph_id=spec.graph_id, graph_version=1, input=b"{}")
-        task = await first.engine.poll_task(worker_id="w", task_queues=["apart"], graphs=[(spec.graph_id, 1)], wait=1)
+        await first.engine.start_run(NS, run_id="", graph_id=spec.graph_id, graph_version=1, input=b"{}")
+        task = await first.engine.poll_task(
+            NS, worker_id="w", task_queues=["apart"], graphs=[(spec.graph_id, 1)], wait=1
+        )
         assert task is not None
         counted, untouched = await scrape(first.metrics_port), await scrape(second.metrics_port)
     assert value(counted, "cmo_tasks_dispatched_total", task_queue="apart") == 1
     assert value(untouched, "cmo_tasks_dispatched_total", task_queue="apart") == 0
-    assert value(untouched, "cmo_runs", status="RUNNING") == 0
-    assert value(counted, "cmo_runs", status="RUNNING") == 1
+    assert value(untouched, "cmo_runs", namespace="default/default", status="RUNNING") == 0
+    assert value(counted, "cmo_runs", namespace="default/default", status="RUNNING") == 1
 
 
 async def test_without_a_listen_address_there_is_no_endpoint(server_config: ServerConfig):

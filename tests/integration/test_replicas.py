@@ -14,7 +14,7 @@ import pytest
 
 import cmo
 from cmo_server.app import CmoServer
-from cmo_server.config import EngineLimits, ServerConfig
+from cmo_server.config import BlobConfig, EngineLimits, ServerConfig, StoreConfig
 from tests.integration.test_runs import serving, unique
 from tests.support.postgres import create_database, drop_database
 
@@ -40,7 +40,10 @@ def database(postgres_server: str) -> Iterator[str]:
 @contextlib.asynccontextmanager
 async def replica(database: str, tmp_path: Path) -> AsyncIterator[CmoServer]:
     config = ServerConfig(
-        listen="127.0.0.1:0", database_url=database, pool_size=2, limits=SLOW_SWEEPS, blob_dir=str(tmp_path / "blobs")
+        listen="127.0.0.1:0",
+        store=StoreConfig(database_url=database, pool_size=2),
+        blob=BlobConfig(dir=str(tmp_path / "blobs")),
+        limits=SLOW_SWEEPS,
     )
     async with CmoServer.running(config) as server:
         yield server

@@ -13,7 +13,7 @@ import pytest
 import cmo
 from cmo.errors import RpcError, RunNotFoundError
 from cmo_server.app import CmoServer
-from cmo_server.config import ServerConfig
+from cmo_server.config import RetentionConfig, ServerConfig
 from tests.integration.test_runs import serving, unique
 
 MiB = 1024 * 1024
@@ -48,7 +48,7 @@ def held_graph(graph_id: str, release: asyncio.Event) -> cmo.Graph[dict]:
 
 @pytest.fixture
 def config(server_config: ServerConfig) -> ServerConfig:
-    return replace(server_config, blob_gc_grace=timedelta(seconds=1))
+    return replace(server_config, retention=RetentionConfig(blob_gc_grace=timedelta(seconds=1)))
 
 
 async def test_prune_deletes_ended_runs_and_their_blobs_but_not_running_ones(config: ServerConfig):
@@ -120,7 +120,12 @@ async def test_prune_rejects_a_bad_request(config: ServerConfig):
 
 
 async def test_the_schedule_prunes_old_runs_by_itself(config: ServerConfig):
-    scheduled = replace(config, retention=timedelta(seconds=1), prune_interval=timedelta(milliseconds=300))
+    scheduled = replace(
+        config,
+        retention=replace(
+            config.retention, older_than=timedelta(seconds=1), prune_interval=timedelta(milliseconds=300)
+        ),
+    )
     graph = big_graph(unique("aging"))
     async with CmoServer.running(scheduled) as server, await cmo.Client.connect(f"127.0.0.1:{server.port}") as client:
         async with serving(client, [graph]):

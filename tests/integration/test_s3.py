@@ -23,7 +23,7 @@ from cmo.api.v1 import run_service_pb2 as run_pb
 from cmo.api.v1 import run_service_pb2_grpc as run_grpc
 from cmo_server.app import CmoServer
 from cmo_server.blob import BlobCorrupted, BlobRef, BlobStoreUnavailable, S3BlobStore, open_blob_store
-from cmo_server.config import ServerConfig
+from cmo_server.config import BlobConfig, ServerConfig, StoreConfig
 from tests.integration.conftest import FAST_LIMITS
 from tests.integration.test_artifacts import CONTENT, DIGEST, report_graph
 from tests.integration.test_large_payloads import STEPS, big_field, counting_graph
@@ -136,14 +136,14 @@ async def test_an_object_replaced_behind_the_store_fails_verification_and_a_put_
 @pytest.mark.s3
 async def test_open_blob_store_follows_the_configured_backend(s3: S3Server, tmp_path: Path):
     bucket = unique_bucket()
-    config = ServerConfig(blob_backend="s3", s3=s3.settings(bucket, prefix="p/"))
+    config = ServerConfig(blob=BlobConfig(backend="s3", s3=s3.settings(bucket, prefix="p/")))
     async with open_blob_store(config) as store:
         assert isinstance(store, S3BlobStore)
         await store.ping()
         ref = await store.put(b"via the config")
     assert list(objects(s3, bucket)) == [f"p/sha256/{ref.sha256[:2]}/{ref.sha256[2:4]}/{ref.sha256}"]
 
-    async with open_blob_store(ServerConfig(blob_dir=str(tmp_path / "blobs"))) as store:
+    async with open_blob_store(ServerConfig(blob=BlobConfig(dir=str(tmp_path / "blobs")))) as store:
         assert not isinstance(store, S3BlobStore)
         assert await store.put(b"on disk") == BlobRef.of(b"on disk")
     assert (tmp_path / "blobs").is_dir()
@@ -157,10 +157,8 @@ def s3_server_config(s3: S3Server, tmp_path: Path) -> tuple[ServerConfig, str]:
     bucket = unique_bucket()
     config = ServerConfig(
         listen="127.0.0.1:0",
-        sqlite_path=str(tmp_path / "cmo.db"),
-        blob_backend="s3",
-        s3=s3.settings(bucket, prefix="blobs/"),
-        blob_dir=str(tmp_path / "unused-blobs"),
+        store=StoreConfig(sqlite_path=str(tmp_path / "cmo.db")),
+        blob=BlobConfig(backend="s3", s3=s3.settings(bucket, prefix="blobs/"), dir=str(tmp_path / "unused-blobs")),
         limits=FAST_LIMITS,
     )
     return config, bucket
@@ -202,9 +200,10 @@ async def test_a_server_on_s3_stores_an_unchanged_large_field_once_and_round_tri
 async def test_a_server_whose_s3_refuses_its_credentials_does_not_start(s3: S3Server, tmp_path: Path):
     config = ServerConfig(
         listen="127.0.0.1:0",
-        sqlite_path=str(tmp_path / "cmo.db"),
-        blob_backend="s3",
-        s3=replace(s3.settings(unique_bucket()), secret_key="wrong-" + os.urandom(4).hex()),
+        store=StoreConfig(sqlite_path=str(tmp_path / "cmo.db")),
+        blob=BlobConfig(
+            backend="s3", s3=replace(s3.settings(unique_bucket()), secret_key="wrong-" + os.urandom(4).hex())
+        ),
     )
     with pytest.raises(BlobStoreUnavailable, match="S3_SECRET_KEY"):
         async with CmoServer.running(config):

@@ -67,13 +67,13 @@ async def test_offload_keeps_small_payloads_inline_and_resolve_reverses_it(tmp_p
 
 def test_config_reads_and_validates_the_blob_settings():
     default = ServerConfig.from_env({})
-    assert (default.blob_root, default.inline_threshold_bytes) == (".cmo/blobs", 262144)
-    assert default.max_artifact_bytes == 64 * 1024 * 1024
+    assert (default.blob_root, default.blob.inline_threshold_bytes) == (".cmo/blobs", 262144)
+    assert default.blob.max_artifact_bytes == 64 * 1024 * 1024
     assert ServerConfig.from_env({"CMO_SQLITE_PATH": "data/dev.db"}).blob_root == "data/blobs"
     assert ServerConfig.from_env({"CMO_DATABASE_URL": "postgresql://db/cmo"}).blob_root == ".cmo/blobs"
     config = ServerConfig.from_env({"CMO_BLOB_DIR": "/var/lib/cmo/blobs", "CMO_INLINE_THRESHOLD_BYTES": "0"})
-    assert (config.blob_root, config.inline_threshold_bytes) == ("/var/lib/cmo/blobs", 0)
-    assert config.redacted()["blob_dir"] == "/var/lib/cmo/blobs"
+    assert (config.blob_root, config.blob.inline_threshold_bytes) == ("/var/lib/cmo/blobs", 0)
+    assert config.redacted()["blob"]["dir"] == "/var/lib/cmo/blobs"
     with pytest.raises(ConfigError, match="CMO_INLINE_THRESHOLD_BYTES"):
         ServerConfig.from_env({"CMO_INLINE_THRESHOLD_BYTES": "256KiB"})
     with pytest.raises(ConfigError, match="CMO_INLINE_THRESHOLD_BYTES"):

@@ -1,5 +1,6 @@
-"""ServerConfig from the environment: every variable checked by name, Postgres from POSTGRES_*,
-flags over variables, and secrets kept out of everything that is printed or logged."""
+"""ServerConfig from the environment: a group per concern, every variable checked by name, Postgres
+from POSTGRES_*, flags over variables, misspelt variables pointed out, and secrets kept out of
+everything that is printed or logged."""
 
 from __future__ import annotations
 
@@ -9,15 +10,27 @@ import urllib.parse
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg.conninfo import conninfo_to_dict
 
 from cmo_server.cli import main
-from cmo_server.config import SETTING_VARIABLES, ConfigError, ServerConfig
+from cmo_server.config import (
+    BlobConfig,
+    ConfigError,
+    EngineLimits,
+    MessagingConfig,
+    RetentionConfig,
+    ServerConfig,
+    StoreConfig,
+    TelemetryConfig,
+    parse_otlp_headers,
+    unknown_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 S3 = {
@@ -81,7 +94,8 @@ FREE_TEXT = {
     "S3_REGION",
     "OTEL_SERVICE_NAME",
 }
-ALL_VARIABLES = {name for names in SETTING_VARIABLES.values() for name in names}
+ALL_VARIABLES = ServerConfig.variables()
+GROUPS = (StoreConfig, BlobConfig, EngineLimits, TelemetryConfig, RetentionConfig, MessagingConfig)
 # Environment variables hold no NUL, and no lone surrogates but the \udc80-\udcff of undecodable bytes.
 text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), min_size=1)
 
@@ -98,9 +112,16 @@ def test_a_bad_value_raises_a_config_error_naming_its_variable(name: str, value:
     with pytest.raises(ConfigError) as caught:
         ServerConfig.from_env({**context, name: value})
     assert caught.value.variable == name, str(caught.value)
-    assert str(caught.value).startswith(name)
+    assert str(caught.value) == f"{name} {caught.value.reason}"
     assert caught.value.reason
     assert not caught.value.reason.startswith(name)
+
+
+def test_a_config_error_carries_its_variable_as_a_field():
+    err = ConfigError("CMO_LISTEN", "must be host:port, got 'nowhere'")
+    assert (err.variable, err.reason) == ("CMO_LISTEN", "must be host:port, got 'nowhere'")
+    assert str(err) == "CMO_LISTEN must be host:port, got 'nowhere'"
+    assert isinstance(err, ValueError)
 
 
 def test_every_variable_is_checked_or_free_text_and_documented():
@@ -135,6 +156,23 @@ def test_only_listed_variables_are_read(env: dict[str, str]):
     assert recording.read <= ALL_VARIABLES
 
 
+@pytest.mark.parametrize("group", GROUPS, ids=lambda group: group.__name__)
+def test_each_group_reads_only_its_own_variables(group: type[StoreConfig]):
+    recording = Recording({**S3, **PG, "REDIS_HOST": "redis"})
+    group.from_env(recording)
+    assert recording.read <= set(group.VARIABLES)
+    assert recording.read  # and it does read them
+
+
+def test_the_groups_share_no_variable_and_make_up_the_config():
+    listed = [name for group in GROUPS for name in group.VARIABLES] + list(ServerConfig.VARIABLES)
+    assert len(listed) == len(set(listed))
+    assert set(listed) == ALL_VARIABLES
+    config = ServerConfig.from_env({"CMO_POOL_SIZE": "3", "CMO_LOG_FORMAT": "json", "CMO_RETENTION": "30d"})
+    assert (config.store.pool_size, config.telemetry.log_format) == (3, "json")
+    assert config.retention.older_than == timedelta(days=30)
+
+
 # --- Postgres from POSTGRES_* ---------------------------------------------------------------------
 
 
@@ -147,7 +185,7 @@ def test_postgres_url_is_built_from_the_standard_variables():
         "POSTGRES_DB": "orchestrator",
         "POSTGRES_SSLMODE": "verify-full",
     }
-    url = ServerConfig.from_env(env).database_url
+    url = ServerConfig.from_env(env).store.database_url
     assert conninfo_to_dict(url) == {
         "host": "db.internal",
         "port": "6432",
@@ -156,17 +194,17 @@ def test_postgres_url_is_built_from_the_standard_variables():
         "dbname": "orchestrator",
         "sslmode": "verify-full",
     }
-    assert "p@ss" not in ServerConfig.from_env(env).redacted()["database_url"]
+    assert "p@ss" not in ServerConfig.from_env(env).redacted()["store"]["database_url"]
 
 
 def test_postgres_defaults_follow_the_official_image():
-    assert conninfo_to_dict(ServerConfig.from_env(PG).database_url) == {
+    assert conninfo_to_dict(StoreConfig.from_env(PG).database_url) == {
         "host": "db.internal",
         "port": "5432",
         "user": "postgres",
         "dbname": "postgres",
     }
-    only_user = ServerConfig.from_env({**PG, "POSTGRES_USER": "cmo"}).database_url
+    only_user = StoreConfig.from_env({**PG, "POSTGRES_USER": "cmo"}).database_url
     assert conninfo_to_dict(only_user)["dbname"] == "cmo"
 
 
@@ -180,20 +218,20 @@ def test_postgres_defaults_follow_the_official_image():
     ],
 )
 def test_postgres_host_may_be_an_ip_or_a_socket_directory(host: str, parsed: str):
-    assert conninfo_to_dict(ServerConfig.from_env({"POSTGRES_HOST": host}).database_url)["host"] == parsed
+    assert conninfo_to_dict(StoreConfig.from_env({"POSTGRES_HOST": host}).database_url)["host"] == parsed
 
 
 @settings(max_examples=200, deadline=None)
 @given(user=text, password=text, database=text)
 def test_any_user_password_and_database_survive_the_url(user: str, password: str, database: str):
     env = {**PG, "POSTGRES_USER": user, "POSTGRES_PASSWORD": password, "POSTGRES_DB": database}
-    parsed = conninfo_to_dict(ServerConfig.from_env(env).database_url)
+    parsed = conninfo_to_dict(StoreConfig.from_env(env).database_url)
     assert (parsed["user"], parsed["password"], parsed["dbname"]) == (user, password, database)
 
 
 def test_cmo_database_url_wins_over_postgres_variables():
     env = {"CMO_DATABASE_URL": "postgresql://a@primary/cmo", **PG, "POSTGRES_PORT": "not-read"}
-    assert ServerConfig.from_env(env).database_url == "postgresql://a@primary/cmo"
+    assert StoreConfig.from_env(env).database_url == "postgresql://a@primary/cmo"
 
 
 @pytest.mark.parametrize(
@@ -213,7 +251,7 @@ def test_a_malformed_database_url_is_reported_without_its_password(url: str, mes
 
 
 def test_libpq_keyword_strings_are_accepted_and_redacted():
-    config = ServerConfig.from_env({"CMO_DATABASE_URL": "host=db dbname=cmo password='s3 cret' sslpassword=k3y"})
+    config = StoreConfig.from_env({"CMO_DATABASE_URL": "host=db dbname=cmo password='s3 cret' sslpassword=k3y"})
     assert config.redacted()["database_url"] == "host=db dbname=cmo password=*** sslpassword=***"
 
 
@@ -221,41 +259,53 @@ def test_libpq_keyword_strings_are_accepted_and_redacted():
 
 
 def test_redis_url_is_read_or_built_and_redacted():
-    assert ServerConfig.from_env({}).redis_url == ""
-    assert ServerConfig.from_env({"REDIS_URL": "rediss://:tok@cache:6380/2"}).redacted()["redis_url"] == (
+    assert MessagingConfig.from_env({}).redis_url == ""
+    assert MessagingConfig.from_env({"REDIS_URL": "rediss://:tok@cache:6380/2"}).redacted()["redis_url"] == (
         "rediss://:***@cache:6380/2"
     )
-    built = ServerConfig.from_env({"REDIS_HOST": "redis", "REDIS_PASSWORD": "a@b/c"})
+    built = MessagingConfig.from_env({"REDIS_HOST": "redis", "REDIS_PASSWORD": "a@b/c"})
     assert urllib.parse.unquote(urllib.parse.urlsplit(built.redis_url).password or "") == "a@b/c"
     assert built.redacted()["redis_url"] == "redis://:***@redis:6379/0"
-    both = ServerConfig.from_env({"REDIS_URL": "redis://primary:6379/0", "REDIS_HOST": "other"})
+    both = MessagingConfig.from_env({"REDIS_URL": "redis://primary:6379/0", "REDIS_HOST": "other"})
     assert both.redis_url == "redis://primary:6379/0"
 
 
 # --- flags over variables ----------------------------------------------------------------------------
 
 
-def test_overrides_win_and_hide_their_variables_even_malformed_ones():
-    env = {"CMO_LISTEN": "nowhere", "CMO_POOL_SIZE": "many", "CMO_DATABASE_URL": "mysql://x", "LOG_LEVEL": "loud"}
-    config = ServerConfig.from_env(
-        env, listen="0.0.0.0:7000", pool_size=4, database_url="postgresql://h/db", log_level="DEBUG"
-    )
-    assert (config.listen, config.pool_size, config.database_url, config.log_level) == (
+def run_config(*args: str, env: dict[str, str | None] | None = None) -> Result:
+    result = CliRunner().invoke(main, ["config", *args], env=env)
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def shown_config(*args: str, env: dict[str, str | None] | None = None) -> dict[str, Any]:
+    result = run_config(*args, env=env)
+    assert result.exit_code == 0, result.output
+    shown: dict[str, Any] = json.loads(result.stdout)
+    return shown
+
+
+def test_flags_win_and_hide_their_variables_even_malformed_ones():
+    env: dict[str, str | None] = {
+        "CMO_LISTEN": "nowhere",
+        "CMO_POOL_SIZE": "many",
+        "CMO_DATABASE_URL": "mysql://x",
+        "LOG_LEVEL": "loud",
+    }
+    flags = ("--listen", "0.0.0.0:7000", "--pool-size", "4", "--database-url", "postgresql://h/db")
+    shown = shown_config(*flags, "--log-level", "debug", env=env)
+    assert (shown["listen"], shown["store"]["pool_size"], shown["store"]["database_url"]) == (
         "0.0.0.0:7000",
         4,
         "postgresql://h/db",
-        "DEBUG",
     )
-    # None means "no flag": the variable is read.
-    assert ServerConfig.from_env({"CMO_POOL_SIZE": "3"}, pool_size=None).pool_size == 3
-    # An empty database_url (start-dev) hides POSTGRES_* too.
-    assert ServerConfig.from_env({**PG, "POSTGRES_PORT": "bad"}, database_url="").database_url == ""
-
-
-def run_config(*args: str, env: dict[str, str | None] | None = None) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["config", *args], env=env)
-    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.output
+    assert shown["telemetry"]["log_level"] == "DEBUG"
+    # No flag: the variable is read.
+    assert shown_config(env={"CMO_DATABASE_URL": "postgresql://h/db", "CMO_POOL_SIZE": "3"})["store"]["pool_size"] == 3
+    # --database-url hides POSTGRES_* too, and --dev (no database URL) does as well.
+    assert shown_config("--database-url", "postgresql://h/db", env={**PG, "POSTGRES_PORT": "bad"})
+    assert shown_config("--dev", env={**PG, "POSTGRES_PORT": "bad"})["store"]["database_url"] == ""
 
 
 def test_cmo_server_config_flags_beat_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
@@ -268,20 +318,62 @@ def test_cmo_server_config_flags_beat_the_environment(monkeypatch: pytest.Monkey
         "CMO_METRICS_LISTEN": "0.0.0.0:2",
         "CMO_BLOB_DIR": "/env/blobs",
     }
-    code, output = run_config(
+    shown = shown_config(
         *("--listen", "127.0.0.1:9", "--database-url", "postgresql://flag@flag-db/cmo", "--pool-size", "5"),
         *("--log-level", "debug", "--log-format", "json", "--metrics-listen", "", "--blob-dir", str(tmp_path)),
         env=env,
     )
-    assert code == 0, output
-    shown = json.loads(output)
     assert shown["listen"] == "127.0.0.1:9"
-    assert shown["database_url"] == "postgresql://flag@flag-db/cmo"
-    assert (shown["pool_size"], shown["log_level"], shown["log_format"]) == (5, "DEBUG", "json")
-    assert (shown["metrics_listen"], shown["blob_dir"]) == ("", str(tmp_path))
-    code, output = run_config("--dev", "--db", str(tmp_path / "x.db"), env={"CMO_SQLITE_PATH": "/"})
-    assert code == 0, output
-    assert json.loads(output)["sqlite_path"] == str(tmp_path / "x.db")
+    assert (shown["store"]["database_url"], shown["store"]["pool_size"]) == ("postgresql://flag@flag-db/cmo", 5)
+    telemetry = shown["telemetry"]
+    assert (telemetry["log_level"], telemetry["log_format"], telemetry["metrics_listen"]) == ("DEBUG", "json", "")
+    assert shown["blob"]["dir"] == str(tmp_path)
+    shown = shown_config("--dev", "--db", str(tmp_path / "x.db"), env={"CMO_SQLITE_PATH": "/"})
+    assert shown["store"]["sqlite_path"] == str(tmp_path / "x.db")
+
+
+def test_config_shows_the_settings_by_group():
+    shown = shown_config(env={"CMO_DATABASE_URL": "postgresql://h/db", "CMO_RETENTION": "30d"})
+    assert set(shown) == {
+        "listen",
+        "health_check_s",
+        "shutdown_grace_s",
+        "store",
+        "blob",
+        "limits",
+        "telemetry",
+        "retention",
+        "messaging",
+    }
+    assert shown["store"] == {"database_url": "postgresql://h/db", "sqlite_path": "", "pool_size": 8}
+    assert shown["limits"]["task_lease_s"] == 30
+    assert shown["retention"]["older_than"] == str(timedelta(days=30))
+    assert shown["messaging"] == {"redis_url": ""}
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "metrics"),
+    [
+        ({}, [], "127.0.0.1:9464"),
+        ({"CMO_LISTEN": "0.0.0.0:7233"}, [], "0.0.0.0:9464"),
+        ({"CMO_LISTEN": "[::1]:7233"}, [], "[::1]:9464"),
+        ({}, ["--listen", "10.1.2.3:7000"], "10.1.2.3:9464"),
+        ({"CMO_LISTEN": "0.0.0.0:7233", "CMO_METRICS_LISTEN": "127.0.0.1:9000"}, [], "127.0.0.1:9000"),
+        ({}, ["--metrics-listen", "0.0.0.0:9464"], "0.0.0.0:9464"),
+        ({"CMO_METRICS_LISTEN": ""}, [], ""),
+    ],
+)
+def test_start_serves_metrics_on_the_grpc_host_unless_told_otherwise(
+    env: dict[str, str], args: list[str], metrics: str
+):
+    shown = shown_config(*args, env={"CMO_DATABASE_URL": "postgresql://h/db", **env})
+    assert shown["telemetry"]["metrics_listen"] == metrics
+
+
+def test_start_dev_serves_metrics_only_when_told():
+    assert shown_config("--dev", env={"CMO_LISTEN": "0.0.0.0:7233"})["telemetry"]["metrics_listen"] == ""
+    told = shown_config("--dev", env={"CMO_METRICS_LISTEN": "127.0.0.1:9000"})
+    assert told["telemetry"]["metrics_listen"] == "127.0.0.1:9000"
 
 
 @pytest.mark.parametrize(
@@ -301,19 +393,88 @@ def test_cmo_server_config_flags_beat_the_environment(monkeypatch: pytest.Monkey
 )
 def test_a_bad_flag_is_named_as_the_flag(monkeypatch: pytest.MonkeyPatch, args: list[str], flag: str):
     monkeypatch.setenv("CMO_DATABASE_URL", "postgresql://h/db")
-    code, output = run_config(*args)
-    assert code == 2
-    assert f"Invalid value for '{flag}'" in output
+    result = run_config(*args)
+    assert result.exit_code == 2
+    assert f"Invalid value for '{flag}'" in result.output
 
 
 def test_start_without_a_database_names_the_variables(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("POSTGRES_PASSWORD", "hunter2")
-    code, output = run_config()
-    assert code == 1
-    assert "CMO_DATABASE_URL" in output
-    assert "POSTGRES_HOST" in output
-    assert "POSTGRES_PASSWORD set, but not POSTGRES_HOST" in output
-    assert "hunter2" not in output
+    result = run_config()
+    assert result.exit_code == 1
+    assert "CMO_DATABASE_URL" in result.output
+    assert "POSTGRES_HOST" in result.output
+    assert "POSTGRES_PASSWORD set, but not POSTGRES_HOST" in result.output
+    assert "hunter2" not in result.output
+
+
+# --- unknown variables ---------------------------------------------------------------------------------
+
+# Where the scan below looks for CMO_* names: the code, its docs, its deployment.
+SCANNED = (
+    "README.md",
+    "Makefile",
+    "docker-compose.yml",
+    ".ci",
+    "bench",
+    "deploy",
+    "examples",
+    "scripts",
+    "sdk",
+    "server",
+    "tests",
+)
+# Files that spell unknown names on purpose, to test the warning.
+MISSPELT_ON_PURPOSE = {Path(__file__).resolve(), ROOT / "tests" / "e2e" / "test_server_cli.py"}
+NOT_VARIABLES = {"CMO_MIGR"}  # the Postgres migration lock's key, spelt in bytes
+# docker compose's own substitutions: they reach the server's container under the standard names
+# (S3_BUCKET ...), never as themselves, so the server warns of them like of any unknown name.
+COMPOSE_ONLY = {"CMO_POSTGRES_PASSWORD", "CMO_S3_ACCESS_KEY", "CMO_S3_SECRET_KEY", "CMO_S3_BUCKET"}
+COMPOSE_FILES = {ROOT / "docker-compose.yml", ROOT / "deploy" / "compose.env.example", ROOT / "deploy" / "README.md"}
+
+
+def cmo_names_in_the_repository() -> dict[str, set[Path]]:
+    found: dict[str, set[Path]] = {}
+    for top in SCANNED:
+        paths = [ROOT / top] if (ROOT / top).is_file() else (ROOT / top).rglob("*")
+        for path in paths:
+            if not path.is_file() or {"__pycache__", "node_modules"} & set(path.parts) or path in MISSPELT_ON_PURPOSE:
+                continue
+            # Not the example of a warning: "unknown setting CMO_LISTN (did you mean ...".
+            for name in re.findall(r"(?<!unknown setting )\bCMO_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(errors="ignore")):
+                found.setdefault(name, set()).add(path)
+    return found
+
+
+def test_an_unknown_cmo_variable_is_reported_with_the_closest_known_one():
+    assert unknown_settings(["CMO_LISTN"]) == ["unknown setting CMO_LISTN (did you mean CMO_LISTEN?)"]
+    assert unknown_settings(["PATH", "CMO_S3_BUCKET", "CMO_POOLSIZE"]) == [
+        "unknown setting CMO_POOLSIZE (did you mean CMO_POOL_SIZE?)",
+        "unknown setting CMO_S3_BUCKET (did you mean S3_BUCKET?)",
+    ]
+    assert unknown_settings(["CMO_XYZZY"]) == ["unknown setting CMO_XYZZY"]
+
+
+def test_what_the_server_or_another_part_of_cmo_reads_is_not_reported():
+    others = ["CMO_ADDRESS", "CMO_TEST_POSTGRES_URL", "CMO_TEST_S3_ENDPOINT", "CMO_BENCH_POSTGRES_URL"]
+    standard_names_of_other_programs = ["S3_REGIN", "POSTGRES_HOSTNAME", "OTEL_RESOURCE_ATTRIBUTES", "HOME"]
+    assert unknown_settings([*ALL_VARIABLES, *others, *standard_names_of_other_programs]) == []
+
+
+def test_every_cmo_variable_in_the_repository_is_accounted_for():
+    found = cmo_names_in_the_repository()
+    assert {"CMO_LISTEN", "CMO_ADDRESS", "CMO_TEST_POSTGRES_URL", "CMO_BENCH_POSTGRES_URL"} <= found.keys()
+    reported = {name for name in found if unknown_settings([name])} - NOT_VARIABLES
+    assert reported == COMPOSE_ONLY, "a CMO_* variable that nothing reads, or that the warning does not know"
+    for name in COMPOSE_ONLY:
+        assert found[name] <= COMPOSE_FILES, f"{name} is read outside docker compose: {found[name]}"
+
+
+def test_cmo_server_config_warns_of_an_unknown_variable_on_stderr():
+    result = run_config("--dev", env={"CMO_LISTN": "0.0.0.0:7233"})
+    assert result.exit_code == 0, result.output
+    assert "warning: unknown setting CMO_LISTN (did you mean CMO_LISTEN?)\n" in result.stderr
+    assert json.loads(result.stdout)["listen"] == "127.0.0.1:7233"  # the typo changed nothing
 
 
 # --- secrets never shown -----------------------------------------------------------------------------
@@ -338,18 +499,12 @@ def test_secrets_never_show_in_redacted_nor_repr(password: str, s3_key: str, hea
         "REDIS_PASSWORD": redis,
     }
     config = ServerConfig.from_env(env)
-    assert config.s3.secret_key == s3_key
-    assert parse_header(config) == header
-    out = json.dumps(config.redacted()) + repr(config) + str(config) + repr(config.s3)
+    assert config.blob.s3.secret_key == s3_key
+    assert parse_otlp_headers(config.telemetry.otlp_headers)["authorization"] == header
+    out = json.dumps(config.redacted()) + repr(config) + str(config) + repr(config.blob.s3)
     for secret in (password, s3_key, header, redis):
         for form in shown_forms(secret):
             assert form not in out
-
-
-def parse_header(config: ServerConfig) -> str:
-    from cmo_server.config import parse_otlp_headers
-
-    return parse_otlp_headers(config.otlp_headers)["authorization"]
 
 
 @settings(max_examples=150, deadline=None)
@@ -365,14 +520,16 @@ def test_a_database_url_given_whole_never_shows_its_password(password: str, wher
     out = json.dumps(config.redacted()) + repr(config)
     for form in shown_forms(password):
         assert form not in out
-    assert conninfo_to_dict(config.database_url)["password"] == password
+    assert conninfo_to_dict(config.store.database_url)["password"] == password
 
 
 def test_redacted_covers_every_setting_and_is_json():
     config = ServerConfig.from_env({"CMO_RETENTION": "30d"})
     shown = json.loads(json.dumps(config.redacted()))
-    assert shown["retention"] == str(timedelta(days=30))
-    for key in ("listen", "log_level", "log_format", "shutdown_grace_s", "health_check_s", "fallback_sweep_s"):
+    assert shown["retention"]["older_than"] == str(timedelta(days=30))
+    for group, key in [("telemetry", "log_level"), ("telemetry", "log_format"), ("limits", "fallback_sweep_s")]:
+        assert key in shown[group]
+    for key in ("listen", "shutdown_grace_s", "health_check_s"):
         assert key in shown
     assert re.fullmatch(r"ServerConfig\(listen='127\.0\.0\.1:7233', .*\)", repr(config))
 

@@ -26,8 +26,8 @@ def s3_config(**changes: str) -> ServerConfig:
 
 def test_the_s3_backend_is_read_from_the_environment():
     config = s3_config(S3_REGION="eu-west-1", S3_PREFIX="cmo/", CMO_S3_CREATE_BUCKET="false")
-    assert config.blob_backend == "s3"
-    assert config.s3 == S3Settings(
+    assert config.blob.backend == "s3"
+    assert config.blob.s3 == S3Settings(
         endpoint="https://s3.example.com",
         bucket="cmo-blobs",
         access_key="AKIAEXAMPLE",
@@ -36,9 +36,9 @@ def test_the_s3_backend_is_read_from_the_environment():
         prefix="cmo/",
         create_bucket=False,
     )
-    assert (config.s3.host, config.s3.tls) == ("s3.example.com", True)
-    assert ServerConfig.from_env({}).blob_backend == "filesystem"
-    assert ServerConfig.from_env({"S3_BUCKET": ""}).blob_backend == "filesystem"  # S3_* unused, unchecked
+    assert (config.blob.s3.host, config.blob.s3.tls) == ("s3.example.com", True)
+    assert ServerConfig.from_env({}).blob.backend == "filesystem"
+    assert ServerConfig.from_env({"S3_BUCKET": ""}).blob.backend == "filesystem"  # S3_* unused, unchecked
 
 
 @pytest.mark.parametrize(
@@ -52,7 +52,7 @@ def test_the_s3_backend_is_read_from_the_environment():
     ],
 )
 def test_tls_follows_s3_secure_else_the_scheme_else_on(endpoint: str, secure: str, host: str, tls: bool):
-    settings = s3_config(S3_ENDPOINT=endpoint, S3_SECURE=secure).s3
+    settings = s3_config(S3_ENDPOINT=endpoint, S3_SECURE=secure).blob.s3
     assert (settings.host, settings.tls) == (host, tls)
 
 
@@ -71,7 +71,7 @@ def test_tls_follows_s3_secure_else_the_scheme_else_on(endpoint: str, secure: st
         ({"S3_ENDPOINT": "https://s3.example.com/bucket"}, "S3_ENDPOINT must be .* without a path"),
         ({"S3_ENDPOINT": "minio:port"}, "S3_ENDPOINT must be"),
         ({"S3_SECURE": "maybe"}, "S3_SECURE must be true or false, got 'maybe'"),
-        ({"S3_SECURE": "false"}, "S3_SECURE=false contradicts the scheme of S3_ENDPOINT"),
+        ({"S3_SECURE": "false"}, "S3_SECURE is false, which contradicts the scheme of S3_ENDPOINT"),
         ({"S3_BUCKET": "Blobs"}, "S3_BUCKET must be 3-63 lowercase letters"),
         ({"S3_BUCKET": "ab"}, "S3_BUCKET must be"),
         ({"S3_BUCKET": "my_blobs"}, "S3_BUCKET must be"),
@@ -88,18 +88,18 @@ def test_a_bad_s3_setting_is_refused_naming_the_variable(changes: dict[str, str]
 
 def test_the_secret_key_never_shows_in_redacted_settings_repr_or_logs(caplog: pytest.LogCaptureFixture):
     config = s3_config()
-    shown = config.redacted()
+    shown = config.redacted()["blob"]
     assert shown["s3"]["secret_key"] == "***"
     assert shown["s3"]["access_key"] == "AKIAEXAMPLE"
-    assert (shown["blob_backend"], shown["s3"]["bucket"], shown["s3"]["tls"]) == ("s3", "cmo-blobs", True)
-    assert "blob_dir" not in shown  # not used by this backend
+    assert (shown["backend"], shown["s3"]["bucket"], shown["s3"]["tls"]) == ("s3", "cmo-blobs", True)
+    assert "dir" not in shown  # not used by this backend
     assert SECRET not in str(shown)
     assert SECRET not in repr(config)
-    assert SECRET not in repr(config.s3)
+    assert SECRET not in repr(config.blob.s3)
     with caplog.at_level(logging.INFO):
         logging.getLogger("cmo_server.test").info("config %s", config, extra={"config": config.redacted()})
     assert SECRET not in caplog.text
-    assert "blob_dir" in ServerConfig.from_env({}).redacted()
+    assert "dir" in ServerConfig.from_env({}).redacted()["blob"]
 
 
 def test_the_client_uses_tls_and_the_ca_file_as_configured(tmp_path: Path):

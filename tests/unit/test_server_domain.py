@@ -58,7 +58,7 @@ def test_config_from_env_names_the_bad_variable_and_redacts():
         ServerConfig.from_env({"CMO_LISTEN": "nowhere"})
     with pytest.raises(ConfigError, match="CMO_TASK_LEASE_SECONDS"):
         ServerConfig.from_env({"CMO_TASK_LEASE_SECONDS": "-1"})
-    assert ServerConfig.from_env({}, listen="0.0.0.0:1").listen == "0.0.0.0:1"
+    assert ServerConfig.from_env({"CMO_LISTEN": "0.0.0.0:1"}).listen == "0.0.0.0:1"
 
 
 def test_a_wait_over_before_it_starts_and_a_wait_ended_record_the_right_outcome():

@@ -166,6 +166,7 @@ class ActivityRunner:
         recorded: Mapping[int, common_pb2.Activity],
         record: Recorder | None,
         tracer: Tracer | None = None,
+        namespace: str = "default/default",
     ) -> None:
         """Make the runner of one attempt.
 
@@ -177,7 +178,10 @@ class ActivityRunner:
                 does not have is a nondeterminism error, and nothing runs).
             tracer: Makes a `cmo.activity` span of each activity run (not of replayed ones); the
                 global provider's by default.
+            namespace: The run's namespace, "tenant/project": part of every idempotency key, as
+                run ids repeat across namespaces.
         """
+        self._namespace = namespace
         self._run_id = run_id
         self._step_index = step_index
         self._recorded = dict(recorded)
@@ -346,7 +350,7 @@ class ActivityRunner:
             self._unconfirmed.pop(seq, None)
 
     async def _execute(self, seq: int, act: Activity[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-        key = hashlib.sha256(f"{self._run_id}:{self._step_index}:{seq}".encode()).hexdigest()
+        key = hashlib.sha256(f"{self._namespace}:{self._run_id}:{self._step_index}:{seq}".encode()).hexdigest()
         delay = act.retry.initial_interval.total_seconds()
         try_number = 1
         span = trace.get_current_span()

@@ -21,6 +21,7 @@ from cmo._activity import Activity
 from cmo._retry import RetryPolicy
 from cmo._rpc import rpc_error
 from cmo.api.v1 import worker_service_pb2 as pb
+from cmo.api.v1.common_pb2 import Namespace
 from cmo.errors import ApplicationError
 
 if TYPE_CHECKING:
@@ -112,6 +113,9 @@ class Artifacts:
             return fetched[-1]
         return await self._download(recorded["digest"])  # answered from the record: read it again
 
+    def _namespace(self) -> Namespace:
+        return Namespace(tenant=self._ctx.tenant, project=self._ctx.project)
+
     def _require_stub(self, digest: str) -> WorkerServiceStub:
         if self._stub is None:
             raise RuntimeError(
@@ -124,7 +128,9 @@ class Artifacts:
         stub = self._require_stub(digest)
 
         async def requests() -> AsyncIterator[pb.PutArtifactRequest]:
-            yield pb.PutArtifactRequest(run_id=self._ctx.run_id, media_type=media_type, chunk=data[:CHUNK_BYTES])
+            yield pb.PutArtifactRequest(
+                run_id=self._ctx.run_id, media_type=media_type, chunk=data[:CHUNK_BYTES], namespace=self._namespace()
+            )
             for start in range(CHUNK_BYTES, len(data), CHUNK_BYTES):
                 yield pb.PutArtifactRequest(chunk=data[start : start + CHUNK_BYTES])
 
@@ -142,7 +148,7 @@ class Artifacts:
         parts: list[bytes] = []
         try:
             async for response in stub.GetArtifact(
-                pb.GetArtifactRequest(digest=digest), timeout=CALL_TIMEOUT.total_seconds()
+                pb.GetArtifactRequest(digest=digest, namespace=self._namespace()), timeout=CALL_TIMEOUT.total_seconds()
             ):
                 parts.append(response.chunk)
         except grpc.aio.AioRpcError as err:

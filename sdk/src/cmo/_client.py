@@ -18,6 +18,7 @@ from cmo._history import RunHistory
 from cmo._rpc import call, open_channel, rpc_error
 from cmo._telemetry import client_interceptors, trace_metadata
 from cmo._types import PruneReport, RunInfo, RunStatus, StepInfo
+from cmo.api.v1 import common_pb2
 from cmo.api.v1 import run_service_pb2 as run_pb
 from cmo.api.v1 import run_service_pb2_grpc as run_grpc
 from cmo.api.v1 import worker_service_pb2 as worker_pb
@@ -30,6 +31,8 @@ __all__ = ["Client", "RunHandle"]
 S = TypeVar("S")
 
 DEFAULT_TARGET = "127.0.0.1:7233"
+DEFAULT_NAMESPACE_PART = "default"
+"""The tenant and the project of the namespace a client names when it is given none."""
 CALL_TIMEOUT = 30.0
 PRUNE_TIMEOUT = 3600.0
 """A prune deletes in batches and reads every stored manifest: it may take long."""
@@ -40,11 +43,22 @@ class Client:
     """A connection to a CMO server. Use `await Client.connect(...)`; close with `aclose()`."""
 
     def __init__(
-        self, channel: grpc.aio.Channel, *, target: str, tracer_provider: TracerProvider | None = None
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        target: str,
+        tracer_provider: TracerProvider | None = None,
+        tenant: str = DEFAULT_NAMESPACE_PART,
+        project: str = DEFAULT_NAMESPACE_PART,
     ) -> None:
         self._channel = channel
         self.target = target
         """The server address."""
+        self.tenant = tenant or DEFAULT_NAMESPACE_PART
+        """The namespace every call of this client names: its tenant and project."""
+        self.project = project or DEFAULT_NAMESPACE_PART
+        self._namespace = common_pb2.Namespace(tenant=self.tenant, project=self.project)
+        self._owns_channel = True
         self.tracer_provider = tracer_provider
         """Records the spans of this client and its workers; None: the global OpenTelemetry provider."""
         self._runs = run_grpc.RunServiceStub(channel)
@@ -58,8 +72,14 @@ class Client:
         *,
         wait_ready: float = 10.0,
         tracer_provider: TracerProvider | None = None,
+        tenant: str = DEFAULT_NAMESPACE_PART,
+        project: str = DEFAULT_NAMESPACE_PART,
     ) -> Client:
         """Connect to the server at `target` (host:port), waiting up to `wait_ready` s for it.
+
+        Every run, graph and queue the client names lives in the namespace (`tenant`, `project`),
+        default/default unless given; `in_namespace` gives a client of another one on the same
+        connection.
 
         Spans (steps, activities, and calls with `cmo-sdk[otel]` installed) go to `tracer_provider`,
         else to the global OpenTelemetry provider: none are recorded until the application sets one.
@@ -71,9 +91,23 @@ class Client:
         except TimeoutError:
             await channel.close()
             raise ConnectionError(f"no CMO server answered at {target} within {wait_ready:g}s") from None
-        client = cls(channel, target=target, tracer_provider=tracer_provider)
+        client = cls(channel, target=target, tracer_provider=tracer_provider, tenant=tenant, project=project)
         client._traced_channel = bool(interceptors)
         return client
+
+    def in_namespace(self, tenant: str, project: str) -> Client:
+        """A client of another namespace sharing this one's connection (closing it leaves the connection open)."""
+        other = Client(
+            self._channel, target=self.target, tracer_provider=self.tracer_provider, tenant=tenant, project=project
+        )
+        other._traced_channel = self._traced_channel
+        other._owns_channel = False
+        return other
+
+    @property
+    def namespace(self) -> common_pb2.Namespace:
+        """The namespace as the wire carries it."""
+        return self._namespace
 
     def _trace_metadata(self) -> list[tuple[str, str]]:
         """The caller's trace context for a call that starts a run, unless the channel adds it."""
@@ -86,8 +120,9 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the channel; idempotent."""
-        await self._channel.close()
+        """Close the channel (unless it is another client's); idempotent."""
+        if self._owns_channel:
+            await self._channel.close()
 
     @property
     def worker_stub(self) -> worker_grpc.WorkerServiceStub:
@@ -116,6 +151,7 @@ class Client:
         else:
             graph_id, graph_version, state_type = graph, version or 0, None
         request = run_pb.StartRunRequest(
+            namespace=self._namespace,
             run_id=run_id or uuid.uuid4().hex,  # chosen here so a retried call cannot start two runs
             graph_id=graph_id,
             graph_version=graph_version,
@@ -139,7 +175,7 @@ class Client:
         Raises:
             RpcError: ALREADY_EXISTS when this version is registered with another definition.
         """
-        request = worker_pb.RegisterGraphRequest(graph=graph_to_proto(graph))
+        request = worker_pb.RegisterGraphRequest(graph=graph_to_proto(graph), namespace=self._namespace)
         response = await call(self._workers.RegisterGraph, request, timeout=CALL_TIMEOUT, retry_for=60.0)
         return bool(response.created)
 
@@ -162,6 +198,7 @@ class Client:
             state_type: The graph's state type, for the handle's `result()`.
         """
         request = run_pb.ForkRunRequest(
+            namespace=self._namespace,
             run_id=run_id,
             from_step=from_step,
             new_run_id=new_run_id or uuid.uuid4().hex,
@@ -184,7 +221,11 @@ class Client:
         `statuses` limits it to runs that ended so (COMPLETED, FAILED, CANCELLED, TERMINATED);
         empty means all of them. Runs that have not ended are never deleted. `dry_run` counts.
         """
-        request = run_pb.PruneRunsRequest(statuses=[int(s) for s in statuses], dry_run=dry_run)  # type: ignore[misc]
+        request = run_pb.PruneRunsRequest(
+            statuses=[int(s) for s in statuses],  # type: ignore[misc]
+            dry_run=dry_run,
+            namespace=self._namespace,
+        )
         request.older_than.FromTimedelta(older_than)
         response = await call(self._runs.PruneRuns, request, timeout=PRUNE_TIMEOUT)
         return PruneReport(runs=response.runs, blobs=response.blobs, dry_run=response.dry_run)
@@ -194,7 +235,7 @@ class Client:
 
         A run that has ended already is returned as it is.
         """
-        request = run_pb.TerminateRunRequest(run_id=run_id, reason=reason)
+        request = run_pb.TerminateRunRequest(run_id=run_id, reason=reason, namespace=self._namespace)
         response = await call(
             self._runs.TerminateRun, request, timeout=CALL_TIMEOUT, on_error=lambda e: _not_found(run_id, e)
         )
@@ -214,7 +255,11 @@ class Client:
             RpcError: FAILED_PRECONDITION once the run has ended.
         """
         request = run_pb.SignalRunRequest(
-            run_id=run_id, name=name, payload=canonical_json(to_json(payload)), request_id=request_id
+            namespace=self._namespace,
+            run_id=run_id,
+            name=name,
+            payload=canonical_json(to_json(payload)),
+            request_id=request_id,
         )
         response = await call(
             self._runs.SignalRun, request, timeout=CALL_TIMEOUT, on_error=lambda e: _not_found(run_id, e)
@@ -227,7 +272,7 @@ class Client:
         A waiting step wakes with the cancellation; a step not yet started never starts. A run
         that has ended already is returned as it is.
         """
-        request = run_pb.CancelRunRequest(run_id=run_id, reason=reason)
+        request = run_pb.CancelRunRequest(run_id=run_id, reason=reason, namespace=self._namespace)
         response = await call(
             self._runs.CancelRun, request, timeout=CALL_TIMEOUT, on_error=lambda e: _not_found(run_id, e)
         )
@@ -245,7 +290,7 @@ class Client:
         """
         response = await call(
             self._runs.GetRun,
-            run_pb.GetRunRequest(run_id=run_id),
+            run_pb.GetRunRequest(run_id=run_id, namespace=self._namespace),
             timeout=CALL_TIMEOUT,
             on_error=lambda e: _not_found(run_id, e),
         )
@@ -258,6 +303,7 @@ class Client:
         token, seen = "", 0
         while True:
             request = run_pb.ListRunsRequest(
+                namespace=self._namespace,
                 graph_id=graph_id,
                 status=cast(Any, int(status or 0)),
                 page_size=100,
@@ -278,7 +324,7 @@ class Client:
         steps: list[StepInfo] = []
         token = ""
         while True:
-            request = run_pb.GetHistoryRequest(run_id=run_id, page_token=token)
+            request = run_pb.GetHistoryRequest(run_id=run_id, page_token=token, namespace=self._namespace)
             response = await call(
                 self._runs.GetHistory, request, timeout=CALL_TIMEOUT, on_error=lambda e: _not_found(run_id, e)
             )
@@ -302,7 +348,7 @@ class Client:
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             slice_ = WAIT_SLICE if deadline is None else max(0.0, min(WAIT_SLICE, deadline - loop.time()))
-            request = run_pb.WaitRunRequest(run_id=run_id, timeout=duration(slice_))
+            request = run_pb.WaitRunRequest(run_id=run_id, timeout=duration(slice_), namespace=self._namespace)
             response = await call(
                 self._runs.WaitRun,
                 request,

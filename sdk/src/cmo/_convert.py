@@ -80,6 +80,8 @@ def run_from_proto(msg: common_pb2.Run) -> RunInfo:
         forked_from_step=msg.forked_from_step,
         waiting=_wait_from_proto(msg.waiting) if msg.HasField("waiting") else None,
         cancel_requested=msg.cancel_requested,
+        tenant=msg.namespace.tenant or "default",
+        project=msg.namespace.project or "default",
     )
 
 

@@ -64,7 +64,12 @@ class NodeContext:
         seed: int,
         activities: ActivityRunner | None = None,
         worker_stub: WorkerServiceStub | None = None,
+        tenant: str = "default",
+        project: str = "default",
     ) -> None:
+        self.tenant = tenant
+        """The run's namespace: its tenant and project."""
+        self.project = project
         self.run_id = run_id
         self.step_index = step_index
         self.attempt = attempt

@@ -83,6 +83,9 @@ class RunInfo:
     """Set while the run is WAITING."""
     cancel_requested: bool = False
     """CancelRun was called (the run ends CANCELLED once its node winds up)."""
+    tenant: str = "default"
+    """The run's namespace: its tenant and project."""
+    project: str = "default"
 
 
 @dataclass(frozen=True, slots=True)

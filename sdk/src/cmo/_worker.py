@@ -70,6 +70,8 @@ class Worker:
         poll_wait: float = 20.0,
         shutdown_grace: float = 30.0,
         eager: bool = True,
+        tenant: str | None = None,
+        project: str | None = None,
     ) -> None:
         """Create a worker.
 
@@ -82,11 +84,16 @@ class Worker:
             poll_wait: Long-poll length in seconds.
             shutdown_grace: Seconds in-flight tasks get to finish after `shutdown()`.
             eager: Take the run's next task in the reply to a checkpoint, saving a round trip.
+            tenant: The namespace whose queues it polls and graphs it registers; the client's
+                by default.
+            project: See `tenant`.
         """
         if not graphs:
             raise ValueError("a worker needs at least one graph")
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if tenant is not None or project is not None:
+            client = client.in_namespace(tenant or client.tenant, project or client.project)
         self._client = client
         self._stub = client.worker_stub
         self._graphs = {(g.graph_id, g.version): g for g in graphs}
@@ -148,7 +155,11 @@ class Worker:
     async def _poll(self) -> common_pb2.Task | None:
         graphs = [common_pb2.GraphRef(graph_id=g, version=v) for g, v in self._graphs]
         request = pb.PollTaskRequest(
-            worker_id=self.worker_id, task_queues=self.task_queues, graphs=graphs, wait=duration(self._poll_wait)
+            worker_id=self.worker_id,
+            task_queues=self.task_queues,
+            graphs=graphs,
+            wait=duration(self._poll_wait),
+            namespace=self._client.namespace,
         )
         poll = asyncio.create_task(
             call(self._stub.PollTask, request, timeout=self._poll_wait + CALL_TIMEOUT, retry_for=float("inf"))
@@ -185,6 +196,7 @@ class Worker:
             return None
         started = datetime.now(UTC)
         activities = ActivityRunner(
+            namespace=f"{task.namespace.tenant}/{task.namespace.project}",
             run_id=task.run_id,
             step_index=task.step_index,
             recorded={a.seq: a for a in task.activities},
@@ -227,6 +239,8 @@ class Worker:
         self, task: common_pb2.Task, graph: Graph[Any], node: Node, activities: ActivityRunner
     ) -> NodeResult[Any]:
         ctx = NodeContext(
+            tenant=task.namespace.tenant or "default",
+            project=task.namespace.project or "default",
             run_id=task.run_id,
             step_index=task.step_index,
             attempt=task.attempt,

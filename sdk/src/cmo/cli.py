@@ -29,9 +29,19 @@ TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatu
 T = TypeVar("T")
 
 
-def _run(target: str, action: Callable[[Client], Awaitable[T]]) -> T:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Server:
+    """Where the commands go: the server's address and the namespace they name."""
+
+    address: str
+    tenant: str
+    project: str
+
+
+def _run(server: Server, action: Callable[[Client], Awaitable[T]]) -> T:
     async def go() -> T:
-        async with await Client.connect(target, wait_ready=5.0) as client:
+        connecting = Client.connect(server.address, wait_ready=5.0, tenant=server.tenant, project=server.project)
+        async with await connecting as client:
             return await action(client)
 
     try:
@@ -72,10 +82,22 @@ def _plain_wait(wait: WaitInfo) -> dict[str, Any]:
     show_default="127.0.0.1:7233 or $CMO_ADDRESS",
     help="Server host:port.",
 )
+@click.option(
+    "--tenant",
+    default=lambda: os.environ.get("CMO_TENANT", "default"),
+    show_default="default or $CMO_TENANT",
+    help="The namespace's tenant: runs and graphs of other namespaces are not seen.",
+)
+@click.option(
+    "--project",
+    default=lambda: os.environ.get("CMO_PROJECT", "default"),
+    show_default="default or $CMO_PROJECT",
+    help="The namespace's project.",
+)
 @click.pass_context
-def main(ctx: click.Context, address: str) -> None:
+def main(ctx: click.Context, address: str, tenant: str, project: str) -> None:
     """Inspect a CMO server's runs."""
-    ctx.obj = address
+    ctx.obj = Server(address, tenant, project)
 
 
 @main.group()
@@ -91,14 +113,14 @@ def runs() -> None:
 @click.option("--limit", default=20, show_default=True, help="At most this many runs.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 @click.pass_obj
-def list_runs(address: str, graph_id: str, status: str | None, limit: int, as_json: bool) -> None:
+def list_runs(server: Server, graph_id: str, status: str | None, limit: int, as_json: bool) -> None:
     """Runs, newest first."""
 
     async def fetch(client: Client) -> list[RunInfo]:
         wanted = RunStatus[status.upper()] if status else None
         return [r async for r in client.list_runs(graph_id=graph_id, status=wanted, limit=limit)]
 
-    found = _run(address, fetch)
+    found = _run(server, fetch)
     if as_json:
         for r in found:
             click.echo(
@@ -130,13 +152,13 @@ def list_runs(address: str, graph_id: str, status: str | None, limit: int, as_js
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="The run and its steps as one JSON document.")
 @click.pass_obj
-def show_run(address: str, run_id: str, as_json: bool) -> None:
+def show_run(server: Server, run_id: str, as_json: bool) -> None:
     """A run and its step table: index, node, attempt, duration, state hash, next."""
 
     async def fetch(client: Client) -> tuple[RunInfo, list[Any]]:
         return await client.get_run(run_id), await client.get_history(run_id)
 
-    run, steps = _run(address, fetch)
+    run, steps = _run(server, fetch)
     if as_json:
         doc = {
             "run_id": run.run_id,
@@ -195,7 +217,7 @@ def show_run(address: str, run_id: str, as_json: bool) -> None:
 @click.option("--state-file", type=click.File("r"), help="JSON state that replaces the state of that step.")
 @click.option("--run-id", "new_run_id", help="Id of the new run.")
 @click.pass_obj
-def fork_run(address: str, run_id: str, from_step: int, state_file: Any, new_run_id: str | None) -> None:
+def fork_run(server: Server, run_id: str, from_step: int, state_file: Any, new_run_id: str | None) -> None:
     """A new run with RUN_ID's steps up to --from-step, going on from there (RUN_ID is not changed)."""
     state = None
     if state_file is not None:
@@ -204,7 +226,7 @@ def fork_run(address: str, run_id: str, from_step: int, state_file: Any, new_run
         except json.JSONDecodeError as err:
             raise click.BadParameter(f"not JSON: {err}", param_hint="--state-file") from None
     handle: RunHandle[Any] = _run(
-        address, lambda client: client.fork(run_id, from_step=from_step, state=state, new_run_id=new_run_id)
+        server, lambda client: client.fork(run_id, from_step=from_step, state=state, new_run_id=new_run_id)
     )
     click.echo(handle.run_id)
 
@@ -213,9 +235,9 @@ def fork_run(address: str, run_id: str, from_step: int, state_file: Any, new_run
 @click.argument("run_id")
 @click.option("--reason", default="terminated by cmoctl", show_default=True, help="Recorded as the failure.")
 @click.pass_obj
-def terminate_run(address: str, run_id: str, reason: str) -> None:
+def terminate_run(server: Server, run_id: str, reason: str) -> None:
     """End a run now: TERMINATED; a worker running its step is refused the checkpoint."""
-    run = _run(address, lambda client: client.terminate(run_id, reason=reason))
+    run = _run(server, lambda client: client.terminate(run_id, reason=reason))
     click.echo(f"run {run.run_id} {run.status.name}")
 
 
@@ -225,13 +247,13 @@ def terminate_run(address: str, run_id: str, reason: str) -> None:
 @click.option("--payload", default="null", show_default=True, help="The signal's value, as JSON.")
 @click.option("--request-id", default="", help="Makes a retry safe: a repeat of this id is ignored.")
 @click.pass_obj
-def signal_run(address: str, run_id: str, name: str, payload: str, request_id: str) -> None:
+def signal_run(server: Server, run_id: str, name: str, payload: str, request_id: str) -> None:
     """Send the signal NAME to a run: it wakes ctx.wait_for_signal(NAME), or waits for it."""
     try:
         value = json.loads(payload)
     except json.JSONDecodeError as err:
         raise click.BadParameter(f"not JSON: {err}", param_hint="--payload") from None
-    delivered = _run(address, lambda client: client.signal(run_id, name, value, request_id=request_id))
+    delivered = _run(server, lambda client: client.signal(run_id, name, value, request_id=request_id))
     click.echo(f"run {run_id}: signal {name!r} " + ("delivered" if delivered else "kept until the run waits for it"))
 
 
@@ -239,9 +261,9 @@ def signal_run(address: str, run_id: str, name: str, payload: str, request_id: s
 @click.argument("run_id")
 @click.option("--reason", default="cancelled by cmoctl", show_default=True, help="Recorded as the failure.")
 @click.pass_obj
-def cancel_run(address: str, run_id: str, reason: str) -> None:
+def cancel_run(server: Server, run_id: str, reason: str) -> None:
     """Ask a run to stop: its node sees it at its next ctx call and the run ends CANCELLED."""
-    run = _run(address, lambda client: client.cancel(run_id, reason=reason))
+    run = _run(server, lambda client: client.cancel(run_id, reason=reason))
     state = run.status.name if run.status.terminal else f"{run.status.name}, cancel requested"
     click.echo(f"run {run.run_id} {state}")
 
@@ -257,7 +279,7 @@ def cancel_run(address: str, run_id: str, reason: str) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
 @click.pass_obj
-def prune_runs(address: str, older_than: str, statuses: tuple[str, ...], dry_run: bool) -> None:
+def prune_runs(server: Server, older_than: str, statuses: tuple[str, ...], dry_run: bool) -> None:
     """Delete runs that ended more than --older-than ago, then blobs nothing references.
 
     A run's steps, activity records, signals and artifact records go with it. Runs that have not
@@ -270,7 +292,7 @@ def prune_runs(address: str, older_than: str, statuses: tuple[str, ...], dry_run
     if age <= timedelta(0):
         raise click.BadParameter("must be more than zero", param_hint="--older-than")
     wanted = [RunStatus[s.upper()] for s in statuses]
-    report = _run(address, lambda client: client.prune_runs(older_than=age, statuses=wanted, dry_run=dry_run))
+    report = _run(server, lambda client: client.prune_runs(older_than=age, statuses=wanted, dry_run=dry_run))
     verb = "would delete" if report.dry_run else "deleted"
     click.echo(f"{verb} {report.runs} runs and {report.blobs} unreferenced blobs")
 
@@ -278,9 +300,9 @@ def prune_runs(address: str, older_than: str, statuses: tuple[str, ...], dry_run
 @runs.command("export")
 @click.argument("run_id")
 @click.pass_obj
-def export_run(address: str, run_id: str) -> None:
+def export_run(server: Server, run_id: str) -> None:
     """The run and its steps with their activities as JSON (for replay and golden tests)."""
-    history = _run(address, lambda client: client.export_history(run_id))
+    history = _run(server, lambda client: client.export_history(run_id))
     click.echo(history.dumps())
 
 
@@ -301,7 +323,7 @@ def export_run(address: str, run_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def replay(
-    address: str,
+    server: Server,
     run_id: str | None,
     trace_id: str | None,
     history_file: str | None,
@@ -319,12 +341,12 @@ def replay(
     if history_file:
         history = RunHistory.load(history_file)
     elif target:
-        history = _run(address, lambda client: client.export_history(target))
+        history = _run(server, lambda client: client.export_history(target))
     else:
         raise click.UsageError("name a run (RUN_ID or --trace) or a --history file")
     console = Console()
     if other_id:
-        other = _run(address, lambda client: client.export_history(other_id))
+        other = _run(server, lambda client: client.export_history(other_id))
         rows, percent = replaying.compare_table(history, other)
         if as_json:
             click.echo(json.dumps({"match_percent": percent, "steps": rows}, indent=2))

@@ -1,9 +1,14 @@
-"""A running orchestrator: a store, an engine and the gRPC server in front of them."""
+"""A running orchestrator: a store, an engine and the gRPC server in front of them.
+
+Its background loops (the health monitor, the retention schedule, and the engine's own) run in a
+task group of the server's: one that crashes is logged, stops the others and the server, and
+`CmoServer.running` raises it as an ExceptionGroup, so that a replica does not go on serving
+with part of its work silently stopped.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -15,11 +20,12 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace import TracerProvider
 
 from cmo.api.v1 import run_service_pb2, worker_service_pb2
+from cmo_server._background import log_crash
 from cmo_server._health import HealthMonitor
 from cmo_server.api import RunServicer, WorkerServicer, service_handler
 from cmo_server.artifacts import Artifacts
 from cmo_server.blob import open_blob_store
-from cmo_server.config import ServerConfig
+from cmo_server.config import ServerConfig, TelemetryConfig
 from cmo_server.engine import Engine
 from cmo_server.retention import Retention
 from cmo_server.store import OffloadingStore, Store
@@ -38,18 +44,18 @@ SERVICES = (
 @asynccontextmanager
 async def open_store(config: ServerConfig) -> AsyncIterator[Store]:
     """The configured backend, migrated: Postgres when a database URL is set, else SQLite."""
-    if config.database_url:
+    if config.store.database_url:
         from cmo_server.store.postgres import PostgresStore
 
-        async with PostgresStore.open(config.database_url, pool_size=config.pool_size) as pg:
+        async with PostgresStore.open(config.store.database_url, pool_size=config.store.pool_size) as pg:
             yield pg
     else:
         from pathlib import Path
 
         from cmo_server.store.sqlite import SqliteStore
 
-        Path(config.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
-        async with SqliteStore.open(config.sqlite_path) as lite:
+        Path(config.store.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+        async with SqliteStore.open(config.store.sqlite_path) as lite:
             yield lite
 
 
@@ -65,10 +71,8 @@ class CmoServer:
         *,
         metrics: PrometheusMetrics | None = None,
         metrics_port: int = 0,
-        watching: asyncio.Task[None] | None = None,
     ) -> None:
         self._server = server
-        self._watching = watching
         self._engine = engine
         self._health = health
         self.port = port
@@ -77,6 +81,7 @@ class CmoServer:
         """This server's Prometheus metrics (its own registry)."""
         self.metrics_port = metrics_port
         """The bound port of /metrics, /healthz and /readyz; 0 when there is no such endpoint."""
+        self._loops: list[asyncio.Task[None]] = []
         self._stopped = False
 
     @classmethod
@@ -90,20 +95,28 @@ class CmoServer:
         inline threshold go to the configured blob store (a directory or an S3 bucket),
         transparently to the engine. `tracer_provider` records the server's spans instead of the one
         the config describes.
+
+        Raises:
+            ExceptionGroup: a background loop crashed (it was logged as it happened); the body of
+                the `async with` was cancelled and the server shut down.
         """
+        failure: Exception | None = None
         async with AsyncExitStack() as stack:
-            if tracer_provider is None and (tracer_provider := _configured_tracer_provider(config)) is not None:
+            telemetry = config.telemetry
+            if tracer_provider is None and (tracer_provider := _configured_tracer_provider(telemetry)) is not None:
                 stack.push_async_callback(asyncio.to_thread, tracer_provider.shutdown)  # flushes the exporter
             if store is None:
                 store = await stack.enter_async_context(open_store(config))
             blobs = await stack.enter_async_context(open_blob_store(config))
             metrics = PrometheusMetrics()
             engine = Engine(
-                OffloadingStore(store, blobs, threshold=config.inline_threshold_bytes), config.limits, metrics=metrics
+                OffloadingStore(store, blobs, threshold=config.blob.inline_threshold_bytes),
+                config.limits,
+                metrics=metrics,
             )
             # Artifact records carry no payloads: they use the backend directly.
-            artifacts = Artifacts(store, blobs, max_bytes=config.max_artifact_bytes)
-            retention = Retention(store, blobs, blob_grace=config.blob_gc_grace)
+            artifacts = Artifacts(store, blobs, max_bytes=config.blob.max_artifact_bytes)
+            retention = Retention(store, blobs, blob_grace=config.retention.blob_gc_grace)
             await engine.start()
             stack.push_async_callback(engine.aclose)
             # Leave room above the payload limit so the engine, not grpc, refuses a large state:
@@ -145,20 +158,11 @@ class CmoServer:
                 timeout=min(interval, 5.0),
             )
             await monitor.check_now()
-            watching = asyncio.create_task(monitor.run(), name="cmo-health")
-            if config.retention is not None:
-                pruning = asyncio.create_task(
-                    retention.run_schedule(
-                        every=config.prune_interval, older_than=config.retention, statuses=config.retention_statuses
-                    ),
-                    name="cmo-retention",
-                )
-                stack.push_async_callback(_cancelled, pruning)
             metrics_port = 0
-            if config.metrics_listen:
+            if telemetry.metrics_listen:
                 endpoint = await stack.enter_async_context(
                     serve_metrics(
-                        config.metrics_listen,
+                        telemetry.metrics_listen,
                         metrics,
                         store=store,
                         parked_polls=lambda: engine.parked_polls,
@@ -166,13 +170,30 @@ class CmoServer:
                     )
                 )
                 metrics_port = endpoint.port
-            this = cls(
-                server, engine, health_servicer, port, metrics=metrics, metrics_port=metrics_port, watching=watching
-            )
+            this = cls(server, engine, health_servicer, port, metrics=metrics, metrics_port=metrics_port)
+            # Entered last, so it is left first: its loops end before what they use is closed.
+            loops = await stack.enter_async_context(asyncio.TaskGroup())
+            this._loops.append(loops.create_task(log_crash("the health monitor", monitor.run), name="cmo-health"))
+            if (older_than := config.retention.older_than) is not None:
+                schedule = functools.partial(
+                    retention.run_schedule,
+                    every=config.retention.prune_interval,
+                    older_than=older_than,
+                    statuses=config.retention.statuses,
+                )
+                this._loops.append(loops.create_task(log_crash("the retention schedule", schedule), name="cmo-prune"))
+            # The engine logs a crash of its own loops; this brings the server down with it.
+            this._loops.append(loops.create_task(engine.wait_background(), name="cmo-engine"))
             try:
                 yield this
+            except Exception as err:
+                # The caller's own error: raised as it is below, once the loops are done, rather
+                # than inside the task group's ExceptionGroup.
+                failure = err
             finally:
                 await this.stop(config.shutdown_grace.total_seconds())
+        if failure is not None:
+            raise failure
 
     @property
     def engine(self) -> Engine:
@@ -189,27 +210,21 @@ class CmoServer:
             return
         self._stopped = True
         logger.info("shutting down: not serving, finishing in-flight calls (grace %.1fs)", grace)
-        if self._watching is not None:
-            self._watching.cancel()  # the status stays NOT_SERVING from here on
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watching
+        for loop in self._loops:
+            loop.cancel()  # the health monitor first of all: the status stays NOT_SERVING from here on
+        if self._loops:
+            await asyncio.wait(self._loops)
         await self._health.enter_graceful_shutdown()
         # Parked long-polls return empty now, so the grace period is spent on real work.
         await self._engine.aclose()
         await self._server.stop(grace)
 
 
-def _configured_tracer_provider(config: ServerConfig) -> TracerProvider | None:
+def _configured_tracer_provider(config: TelemetryConfig) -> TracerProvider | None:
     provider = tracer_provider(config)
     if provider is not None:
-        logger.info("traces go to %s (service %s)", config.traces_exporter, config.otel_service_name)
+        logger.info("traces go to %s (service %s)", config.traces_exporter, config.service_name)
     return provider
-
-
-async def _cancelled(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def _serving(health_servicer: health.aio.HealthServicer) -> bool:
@@ -223,7 +238,11 @@ async def _serving(health_servicer: health.aio.HealthServicer) -> bool:
 
 
 async def serve_forever(config: ServerConfig, *, announce: bool = True) -> None:
-    """Serve until SIGINT or SIGTERM."""
+    """Serve until SIGINT or SIGTERM.
+
+    Raises:
+        ExceptionGroup: a background loop crashed, which stopped the server (see `CmoServer.running`).
+    """
     import signal
 
     stop = asyncio.Event()

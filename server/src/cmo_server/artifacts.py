@@ -12,7 +12,7 @@ import re
 from collections.abc import AsyncIterable
 
 from cmo_server.blob import BlobRef, BlobStore
-from cmo_server.domain import Artifact
+from cmo_server.domain import Artifact, Namespace
 from cmo_server.errors import InvalidArgument, NotFound, ResourceExhausted
 from cmo_server.store import Store
 
@@ -67,12 +67,12 @@ class Artifacts:
         self._blobs = blobs
         self._max_bytes = max_bytes
 
-    async def check_run(self, run_id: str) -> None:
+    async def check_run(self, namespace: Namespace, run_id: str) -> None:
         """Raise NotFound unless the run exists: worth knowing before the content is sent."""
-        if await self._store.get_run(run_id) is None:
+        if await self._store.get_run(namespace, run_id) is None:
             raise NotFound(f"run {run_id!r} does not exist")
 
-    async def put(self, run_id: str, media_type: str, chunks: AsyncIterable[bytes]) -> Artifact:
+    async def put(self, namespace: Namespace, run_id: str, media_type: str, chunks: AsyncIterable[bytes]) -> Artifact:
         """Store the content the chunks carry as an artifact of the run; idempotent.
 
         The content is held in memory until it is complete (at most the limit), then written
@@ -94,16 +94,19 @@ class Artifacts:
         ref = await self._blobs.put(b"".join(parts))
         # The record names a blob that is there already: a crash in between leaves only an
         # unreferenced blob, never a record without content.
-        return await self._store.add_artifact(Artifact(run_id, ref.sha256, ref.size, media_type))
+        return await self._store.add_artifact(Artifact(namespace, run_id, ref.sha256, ref.size, media_type))
 
-    async def get(self, sha256: str) -> tuple[Artifact, bytes]:
+    async def get(self, namespace: Namespace, sha256: str) -> tuple[Artifact, bytes]:
         """An artifact's record and its content, verified against its digest.
 
+        Content is stored once whoever puts it, but it is found only by a namespace whose runs
+        put it: knowing a digest is no way into another namespace's artifacts.
+
         Raises:
-            NotFound: no run put this content as an artifact.
+            NotFound: no run of the namespace put this content as an artifact.
             BlobNotFound, BlobCorrupted: the content is lost or damaged (a server fault: INTERNAL).
         """
-        artifact = await self._store.find_artifact(sha256)
+        artifact = await self._store.find_artifact(namespace, sha256)
         if artifact is None:
             raise NotFound(f"no artifact has the digest {format_digest(sha256)}")
         return artifact, await self._blobs.get(BlobRef(sha256, artifact.size))

@@ -1,7 +1,9 @@
 """`cmo-server`: start the orchestrator (dev or production), migrate its database, show its config.
 
-Settings come from the environment (`ServerConfig.from_env`); a flag wins over its variables. A bad
-variable stops the command with one line naming it (exit 1); a bad flag, naming the flag (exit 2).
+Settings come from the environment (`ServerConfig.from_env`); a flag stands for its variable and
+wins over it (and over the variables it replaces). A bad variable stops the command with one line
+naming it (exit 1); a bad flag, naming the flag (exit 2). A `CMO_*` variable that nothing reads is
+reported, with the setting it most likely misspells.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from cmo_server.app import open_store, serve_forever
 from cmo_server.blob import BlobStoreUnavailable
 from cmo_server.config import (
     BLOB_BACKENDS,
-    DEFAULT_METRICS_LISTEN,
+    LOG_FORMATS,
+    LOG_LEVEL_VARIABLES,
     LOG_LEVELS,
     POSTGRES_VARIABLES,
-    SETTING_VARIABLES,
     ConfigError,
     ServerConfig,
+    unknown_settings,
 )
 
 __all__ = ["main"]
@@ -35,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Each flag sets the ServerConfig field its parameter is named after.
+# Each flag's parameter, and the options that define it.
 _OPTIONS: dict[str, Callable[[F], F]] = {
     "listen": click.option("--listen", metavar="HOST:PORT", help="gRPC address [$CMO_LISTEN; 127.0.0.1:7233]."),
     "database_url": click.option(
@@ -54,7 +57,7 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
     "log_level": click.option(
         "--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), help="[$CMO_LOG_LEVEL or $LOG_LEVEL; INFO]"
     ),
-    "log_format": click.option("--log-format", type=click.Choice(("text", "json")), help="[$CMO_LOG_FORMAT; text]"),
+    "log_format": click.option("--log-format", type=click.Choice(LOG_FORMATS), help="[$CMO_LOG_FORMAT; text]"),
     "blob_backend": click.option(
         "--blob-backend", type=click.Choice(BLOB_BACKENDS), help="Where blobs go [$CMO_BLOB_BACKEND; filesystem]."
     ),
@@ -62,6 +65,18 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
     "pool_size": click.option("--pool-size", type=int, help="Postgres connections [$CMO_POOL_SIZE; 8]."),
 }
 _FLAGS = {"sqlite_path": "--db", **{name: "--" + name.replace("_", "-") for name in _OPTIONS if name != "sqlite_path"}}
+# The variable each flag stands for, then those it replaces too: a flag wins even over a malformed one.
+_VARIABLES: dict[str, tuple[str, ...]] = {
+    "listen": ("CMO_LISTEN",),
+    "database_url": ("CMO_DATABASE_URL", *POSTGRES_VARIABLES),
+    "sqlite_path": ("CMO_SQLITE_PATH",),
+    "metrics_listen": ("CMO_METRICS_LISTEN",),
+    "log_level": LOG_LEVEL_VARIABLES,
+    "log_format": ("CMO_LOG_FORMAT",),
+    "blob_backend": ("CMO_BLOB_BACKEND",),
+    "blob_dir": ("CMO_BLOB_DIR",),
+    "pool_size": ("CMO_POOL_SIZE",),
+}
 
 SERVE = ("listen", "metrics_listen", "log_level", "log_format", "blob_backend", "blob_dir")
 LOGGING = ("log_level", "log_format")
@@ -78,31 +93,37 @@ def _options(*names: str) -> Callable[[F], F]:
     return add
 
 
-def _load(flags: dict[str, Any], **fixed: Any) -> ServerConfig:
+def _load(flags: dict[str, Any], *, metrics_by_default: bool = False, **fixed: Any) -> ServerConfig:
     """The config from the environment, `flags` (the user's) and `fixed` (the command's) winning.
 
-    A bad value is reported under the name the user gave it: its flag, else its variable.
+    Each flag given (not None) takes the place of its variables. A bad value is reported under the
+    name the user gave it: its flag, else its variable.
     """
-    settings = {**flags, **{k: v for k, v in fixed.items() if v is not None}}
+    given = {name: value for name, value in {**flags, **fixed}.items() if value is not None}
+    hidden = {variable for name in given for variable in _VARIABLES[name]}
+    env = {k: v for k, v in os.environ.items() if k not in hidden}
+    env.update({_VARIABLES[name][0]: str(value) for name, value in given.items()})
     try:
-        return ServerConfig.from_env(**settings)
+        return ServerConfig.from_env(env, metrics_by_default=metrics_by_default)
     except ConfigError as err:
         for name, value in flags.items():
-            if value is not None and err.variable in SETTING_VARIABLES.get(name, ()):
+            if value is not None and err.variable in _VARIABLES[name]:
                 raise click.BadParameter(err.reason, param_hint=f"'{_FLAGS[name]}'") from None
         raise click.ClickException(str(err)) from None
 
 
-def _config(flags: dict[str, Any], **fixed: Any) -> ServerConfig:
-    """`_load`, then logging set up as configured and the settings logged (redacted) once."""
-    config = _load(flags, **fixed)
-    configure_logging(config.log_level, config.log_format)
+def _config(flags: dict[str, Any], *, metrics_by_default: bool = False, **fixed: Any) -> ServerConfig:
+    """`_load`, then logging set up as configured, unknown variables warned of and the settings logged."""
+    config = _load(flags, metrics_by_default=metrics_by_default, **fixed)
+    configure_logging(config.telemetry.log_level, config.telemetry.log_format)
+    for warning in unknown_settings(os.environ):
+        logger.warning("%s", warning)
     logger.info("configuration %s", json.dumps(config.redacted()))
     return config
 
 
 def _require_postgres(config: ServerConfig) -> None:
-    if config.database_url:
+    if config.store.database_url:
         return
     stray = [name for name in POSTGRES_VARIABLES if os.environ.get(name)]
     hint = f" ({', '.join(stray)} set, but not POSTGRES_HOST)" if stray else ""
@@ -112,18 +133,13 @@ def _require_postgres(config: ServerConfig) -> None:
     )
 
 
-def _production(flags: dict[str, Any]) -> dict[str, Any]:
-    """What `start` sets unlike `start-dev`: /metrics and the probes are served unless told otherwise."""
-    if flags["metrics_listen"] is None and "CMO_METRICS_LISTEN" not in os.environ:
-        return {"metrics_listen": DEFAULT_METRICS_LISTEN}
-    return {}  # CMO_METRICS_LISTEN="" or --metrics-listen "" turns them off
-
-
 def _serve(config: ServerConfig) -> None:
     try:
         asyncio.run(serve_forever(config))
     except BlobStoreUnavailable as err:  # unreachable S3, refused credentials, missing bucket
         raise click.ClickException(f"blob store: {err}") from None
+    except ExceptionGroup:  # its traceback was logged when the loop crashed
+        raise click.ClickException("stopped: a background loop crashed (the log above says which and why)") from None
 
 
 @click.group()
@@ -142,7 +158,7 @@ def start_dev(**flags: Any) -> None:
 @_options("listen", "database_url", "pool_size", *SERVE[1:])
 def start(**flags: Any) -> None:
     """Serve on Postgres ($CMO_DATABASE_URL or POSTGRES_*); migrates it first."""
-    config = _config(flags, **_production(flags))
+    config = _config(flags, metrics_by_default=True)
     _require_postgres(config)
     _serve(config)
 
@@ -160,7 +176,7 @@ def migrate(**flags: Any) -> None:
             pass
 
     asyncio.run(run())
-    target = "SQLite " + config.sqlite_path if not config.database_url else "Postgres"
+    target = "SQLite " + config.store.sqlite_path if not config.store.database_url else "Postgres"
     click.echo(f"{target} is migrated")
 
 
@@ -174,8 +190,10 @@ def show_config(dev: bool, **flags: Any) -> None:
             raise click.UsageError("--database-url does not apply with --dev")
         config = _load(flags, database_url="")
     else:
-        config = _load(flags, **_production(flags))
+        config = _load(flags, metrics_by_default=True)
         _require_postgres(config)
+    for warning in unknown_settings(os.environ):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(json.dumps(config.redacted(), indent=2))
 
 

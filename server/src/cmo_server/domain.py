@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from cmo import RunStatus
 from cmo.serialization import canonical_json
 
 __all__ = [
+    "DEFAULT_NAMESPACE",
     "END_NODE",
     "ActivityRecord",
     "AttemptEnd",
@@ -30,6 +32,7 @@ __all__ = [
     "GraphSpec",
     "NewFork",
     "NewRun",
+    "Namespace",
     "NewSignal",
     "NodeSpec",
     "RetrySpec",
@@ -46,6 +49,7 @@ __all__ = [
     "WaitOutcome",
     "cancelled_failure",
     "graph_key",
+    "split_graph_key",
     "timeout_failure",
 ]
 
@@ -56,9 +60,45 @@ MAX_RETRY_DELAY = timedelta(days=365)
 """Longest back-off before a retry: an unbounded policy would outgrow what a timestamp holds."""
 
 
-def graph_key(graph_id: str, version: int) -> str:
-    """One string naming a graph version, as task claims filter on it."""
-    return f"{graph_id}@{version}"
+NAMESPACE_PART = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+"""A tenant or a project: what an A2A topic token may be, so a namespace names its topics as it is."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Namespace:
+    """Where a resource lives: every run, graph version, task queue, signal and artifact has one."""
+
+    tenant: str = "default"
+    project: str = "default"
+
+    def __str__(self) -> str:
+        """The stores' form of it, tenant/project (neither part may hold a slash)."""
+        return f"{self.tenant}/{self.project}"
+
+    @classmethod
+    def parse(cls, text: str) -> Namespace:
+        """The namespace `str()` gave."""
+        tenant, _, project = text.partition("/")
+        return cls(tenant, project)
+
+
+DEFAULT_NAMESPACE = Namespace()
+
+
+def graph_key(namespace: Namespace, graph_id: str, version: int) -> str:
+    """One string naming a graph version in its namespace, as task claims filter on it.
+
+    Claims and wake-ups match on (task queue, graph key), so a poller never sees another
+    namespace's tasks, though queue names repeat across namespaces.
+    """
+    return f"{namespace}/{graph_id}@{version}"
+
+
+def split_graph_key(key: str) -> tuple[Namespace, str, int]:
+    """(namespace, graph_id, version) of a `graph_key`."""
+    tenant, project, rest = key.split("/", 2)
+    graph_id, _, version = rest.rpartition("@")
+    return Namespace(tenant, project), graph_id, int(version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +145,12 @@ class GraphSpec:
     nodes: dict[str, NodeSpec]
     edges: dict[tuple[str, str], str]
     """(from_node, key) -> to_node."""
+    namespace: Namespace = DEFAULT_NAMESPACE
 
     @property
     def key(self) -> str:
         """The graph version's claim-filter key."""
-        return graph_key(self.graph_id, self.version)
+        return graph_key(self.namespace, self.graph_id, self.version)
 
     def next_node(self, from_node: str, key: str) -> str | None:
         """The node an edge key leads to (END_NODE finishes), or None when no edge matches."""
@@ -155,8 +196,8 @@ class GraphSpec:
         )
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> GraphSpec:
-        """Rebuild a definition stored by `to_json`."""
+    def from_json(cls, data: dict[str, Any], namespace: Namespace = DEFAULT_NAMESPACE) -> GraphSpec:
+        """Rebuild a definition stored by `to_json` in `namespace`."""
         nodes = {}
         for n in data["nodes"]:
             r = n["retry"]
@@ -174,6 +215,7 @@ class GraphSpec:
             entry_node=data["entry_node"],
             nodes=nodes,
             edges={(f, k): t for f, k, t in data["edges"]},
+            namespace=namespace,
         )
 
 
@@ -235,6 +277,7 @@ class Failure:
 class NewRun:
     """A run to create, with the task of its entry node."""
 
+    namespace: Namespace
     run_id: str
     graph_id: str
     graph_version: int
@@ -252,6 +295,7 @@ class NewRun:
     def entry_task(self, run: Run) -> Task:
         """The entry task as leased to `lease_to`, from the run as created."""
         return Task(
+            namespace=self.namespace,
             run_id=run.run_id,
             step_index=0,
             attempt=1,
@@ -273,6 +317,8 @@ class NewRun:
 class NewFork:
     """A fork to create: steps 0..from_step copied from the source, then the next node's task."""
 
+    namespace: Namespace
+    """The source's, and so the fork's."""
     source_run_id: str
     from_step: int
     run_id: str
@@ -289,6 +335,7 @@ class NewFork:
 class Run:
     """A run as stored."""
 
+    namespace: Namespace
     run_id: str
     graph_id: str
     graph_version: int
@@ -469,6 +516,7 @@ def timeout_failure(name: str) -> Failure:
 class NewSignal:
     """A signal to deliver to a run."""
 
+    namespace: Namespace
     run_id: str
     name: str
     payload: bytes
@@ -484,6 +532,7 @@ class TaskKey:
     A write matches only while `attempt` is the task's current one and `worker_id` holds its lease.
     """
 
+    namespace: Namespace
     run_id: str
     step_index: int
     attempt: int
@@ -494,6 +543,7 @@ class TaskKey:
 class TaskRef:
     """What a task token names: one attempt of one step, with the node and graph version it runs."""
 
+    namespace: Namespace
     run_id: str
     step_index: int
     attempt: int
@@ -503,13 +553,14 @@ class TaskRef:
 
     def key(self, worker_id: str) -> TaskKey:
         """The fence of a write about this attempt by `worker_id`."""
-        return TaskKey(self.run_id, self.step_index, self.attempt, worker_id)
+        return TaskKey(self.namespace, self.run_id, self.step_index, self.attempt, worker_id)
 
 
 @dataclass(frozen=True, slots=True)
 class Task:
     """A task leased to a worker."""
 
+    namespace: Namespace
     run_id: str
     step_index: int
     attempt: int
@@ -536,18 +587,21 @@ class Task:
     @property
     def key(self) -> TaskKey:
         """This attempt's fencing identity."""
-        return TaskKey(self.run_id, self.step_index, self.attempt, self.worker_id)
+        return TaskKey(self.namespace, self.run_id, self.step_index, self.attempt, self.worker_id)
 
     @property
     def ref(self) -> TaskRef:
         """What this attempt's task token names."""
-        return TaskRef(self.run_id, self.step_index, self.attempt, self.node_id, self.graph_id, self.graph_version)
+        return TaskRef(
+            self.namespace, self.run_id, self.step_index, self.attempt, self.node_id, self.graph_id, self.graph_version
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class TaskState:
     """The current task row of a run, leased or not (for decisions off the hot path)."""
 
+    namespace: Namespace
     run_id: str
     step_index: int
     attempt: int
@@ -611,6 +665,7 @@ class Checkpoint:
     def leased_next_task(self, *, logical_time: datetime, seed: int, lease_expires_at: datetime) -> Task:
         """The next step's task as leased to the eager worker (attempt 1, from this step's state)."""
         return Task(
+            namespace=self.key.namespace,
             run_id=self.key.run_id,
             step_index=self.key.step_index + 1,
             attempt=1,
@@ -674,6 +729,7 @@ class CompleteOutcome:
 class Artifact:
     """Content a run put as an artifact: stored once in the blob store, named by its SHA-256."""
 
+    namespace: Namespace
     run_id: str
     sha256: str
     """Lowercase hex SHA-256 of the content."""

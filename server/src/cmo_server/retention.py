@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cmo_server.blob import BlobStore
-from cmo_server.domain import RunStatus
+from cmo_server.domain import Namespace, RunStatus
 from cmo_server.store import Store
 
 __all__ = ["PruneReport", "Retention"]
@@ -45,14 +45,23 @@ class Retention:
         self._blob_grace = blob_grace
 
     async def prune(
-        self, *, older_than: timedelta, statuses: Sequence[RunStatus], dry_run: bool = False
+        self,
+        *,
+        older_than: timedelta,
+        statuses: Sequence[RunStatus],
+        namespace: Namespace | None = None,
+        dry_run: bool = False,
     ) -> PruneReport:
-        """Delete runs that ended more than `older_than` ago with one of `statuses`, then blobs."""
+        """Delete runs that ended more than `older_than` ago with one of `statuses`, then blobs.
+
+        Only the runs of `namespace` when given (PruneRuns), of every namespace otherwise (the
+        schedule). Blobs are shared by content across namespaces: only those nothing references go.
+        """
         ended_before = datetime.now(UTC) - older_than
         runs = 0
         while True:
             done = await self._store.prune_runs(
-                ended_before=ended_before, statuses=statuses, limit=BATCH, dry_run=dry_run
+                ended_before=ended_before, statuses=statuses, limit=BATCH, namespace=namespace, dry_run=dry_run
             )
             runs += done
             if dry_run or done < BATCH:

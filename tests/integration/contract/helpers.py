@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from cmo_server.domain import (
+    DEFAULT_NAMESPACE,
     END_NODE,
     AttemptEnd,
     Checkpoint,
@@ -21,6 +22,8 @@ from cmo_server.domain import (
 )
 from cmo_server.store import Store
 
+NS = DEFAULT_NAMESPACE
+"""The namespace the contract tests use unless they test namespaces."""
 LONG_LEASE = timedelta(seconds=30)
 SHORT_LEASE = timedelta(milliseconds=50)
 
@@ -45,6 +48,7 @@ async def start_run(store: Store, graph: GraphSpec, *, input: bytes = b"", run_i
     await store.register_graph(graph)
     entry = graph.nodes[graph.entry_node]
     run = NewRun(
+        namespace=NS,
         run_id=run_id or unique("run"),
         graph_id=graph.graph_id,
         graph_version=graph.version,

@@ -10,7 +10,7 @@ import pytest
 from cmo_server.domain import ActivityRecord, Failure, TaskKey
 from cmo_server.errors import StaleLease
 from cmo_server.store import Store
-from tests.integration.contract.helpers import SHORT_LEASE, chain_graph, claim, commit_for, start_run, unique
+from tests.integration.contract.helpers import NS, SHORT_LEASE, chain_graph, claim, commit_for, start_run, unique
 from tests.support.waiting import assert_eventually
 
 
@@ -45,7 +45,7 @@ async def test_a_stale_attempt_cannot_record(store: Store) -> None:
         await store.record_activity(first.key, record(0, first.attempt))
     with pytest.raises(StaleLease):  # nor a step that is not the task's current one
         await store.record_activity(
-            TaskKey(second.run_id, 5, second.attempt, second.worker_id), record(0, second.attempt)
+            TaskKey(NS, second.run_id, 5, second.attempt, second.worker_id), record(0, second.attempt)
         )
     stored = await store.record_activity(second.key, record(0, second.attempt))
     assert stored.attempt == second.attempt
@@ -92,7 +92,7 @@ async def test_records_riding_on_a_checkpoint_are_stored_with_it_and_the_first_r
     outcome = await store.complete_step(replace(commit_for(task, graph), activities=riding))
     assert not outcome.duplicate
 
-    (step,) = await store.get_steps(run_id)
+    (step,) = await store.get_steps(NS, run_id)
     assert [(a.seq, a.name, a.result) for a in step.activities] == [
         (0, "charge", b'{"first":true}'),
         (1, "ship", b'{"ok":1}'),
@@ -111,4 +111,4 @@ async def test_records_riding_on_a_stale_checkpoint_are_not_stored(store: Store)
     # Had the stale record been stored, the first writer would win over the current attempt's.
     mine = await store.record_activity(second.key, record(0, second.attempt, result=b'{"mine":1}'))
     assert (mine.result, mine.attempt) == (b'{"mine":1}', second.attempt)
-    assert await store.get_steps(run_id) == []
+    assert await store.get_steps(NS, run_id) == []

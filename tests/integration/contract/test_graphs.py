@@ -10,7 +10,7 @@ import pytest
 from cmo_server.domain import GraphSpec, NodeSpec, RetrySpec
 from cmo_server.errors import AlreadyExists
 from cmo_server.store import Store
-from tests.integration.contract.helpers import chain_graph, unique
+from tests.integration.contract.helpers import NS, chain_graph, unique
 
 
 async def test_registering_a_graph_twice_is_idempotent(store: Store) -> None:
@@ -18,7 +18,7 @@ async def test_registering_a_graph_twice_is_idempotent(store: Store) -> None:
 
     assert await store.register_graph(graph) is True
     assert await store.register_graph(graph) is False
-    assert await store.get_graph(graph.graph_id, graph.version) == graph
+    assert await store.get_graph(NS, graph.graph_id, graph.version) == graph
 
 
 async def test_a_version_with_another_definition_is_refused(store: Store) -> None:
@@ -29,7 +29,7 @@ async def test_a_version_with_another_definition_is_refused(store: Store) -> Non
     with pytest.raises(AlreadyExists) as refused:
         await store.register_graph(changed)
 
-    assert await store.get_graph(graph.graph_id, graph.version) == graph
+    assert await store.get_graph(NS, graph.graph_id, graph.version) == graph
     assert "graph.edges[1]" in str(refused.value)  # says which field differs
 
 
@@ -52,18 +52,18 @@ async def test_list_graphs_pages_through_every_version_in_order(store: Store) ->
     for graph in graphs:
         await store.register_graph(graph)
 
-    only_first, token = await store.list_graphs(graph_id=first)
+    only_first, token = await store.list_graphs(NS, graph_id=first)
     assert [(g.graph_id, g.version) for g in only_first] == [(first, 1), (first, 2), (first, 3)]
     assert token == ""
     seen: list[tuple[str, int]] = []
     token = ""
     while True:
-        page, token = await store.list_graphs(limit=2, page_token=token)
+        page, token = await store.list_graphs(NS, limit=2, page_token=token)
         seen += [(g.graph_id, g.version) for g in page if g.graph_id in (first, second)]
         if not token:
             break
     assert seen == sorted((g, v) for g in (first, second) for v in (1, 2, 3))
-    assert (await store.list_graphs(graph_id=first, limit=3))[0][-1] == graphs[5]
+    assert (await store.list_graphs(NS, graph_id=first, limit=3))[0][-1] == graphs[5]
 
 
 async def test_the_definition_round_trips(store: Store) -> None:
@@ -83,7 +83,7 @@ async def test_the_definition_round_trips(store: Store) -> None:
     )
     await store.register_graph(graph)
 
-    assert await store.get_graph(graph.graph_id, 3) == graph
+    assert await store.get_graph(NS, graph.graph_id, 3) == graph
 
 
 async def test_version_zero_is_the_newest(store: Store) -> None:
@@ -95,15 +95,15 @@ async def test_version_zero_is_the_newest(store: Store) -> None:
     for graph in (v2, v10, v1):
         await store.register_graph(graph)
 
-    assert await store.get_graph(graph_id, 0) == v10
-    assert await store.get_graph(graph_id, 2) == v2
-    assert await store.get_graph(graph_id, 1) == v1
+    assert await store.get_graph(NS, graph_id, 0) == v10
+    assert await store.get_graph(NS, graph_id, 2) == v2
+    assert await store.get_graph(NS, graph_id, 1) == v1
 
 
 async def test_an_unknown_graph_is_none(store: Store) -> None:
     graph = chain_graph("a", queue=unique("q"))
     await store.register_graph(graph)
 
-    assert await store.get_graph(graph.graph_id, 2) is None
-    assert await store.get_graph(unique("graph"), 0) is None
-    assert await store.get_graph(unique("graph"), 1) is None
+    assert await store.get_graph(NS, graph.graph_id, 2) is None
+    assert await store.get_graph(NS, unique("graph"), 0) is None
+    assert await store.get_graph(NS, unique("graph"), 1) is None

@@ -13,6 +13,7 @@ from cmo_server.errors import FailedPrecondition, StaleLease
 from cmo_server.store import Store
 from tests.integration.contract.helpers import (
     LONG_LEASE,
+    NS,
     SHORT_LEASE,
     chain_graph,
     claim,
@@ -38,10 +39,10 @@ async def test_an_expired_lease_makes_the_task_claimable_at_the_next_attempt(sto
     assert (second.run_id, second.step_index, second.attempt) == (run_id, 0, first.attempt + 1)
     claimed_at = second.lease_expires_at - LONG_LEASE
     assert claimed_at >= first.lease_expires_at  # not before the first lease ran out
-    current = await store.get_task(run_id)
+    current = await store.get_task(NS, run_id)
     assert current is not None
     assert (current.attempt, current.lease_owner) == (2, "w2")
-    run = await store.get_run(run_id)
+    run = await store.get_run(NS, run_id)
     assert run is not None
     assert run.status == RunStatus.RUNNING
 
@@ -59,13 +60,13 @@ async def test_a_stale_attempt_cannot_complete_its_step(store: Store) -> None:
         await store.complete_step(commit_for(first, graph))
 
     assert (caught.value.run_id, caught.value.step_index, caught.value.attempt) == (run_id, 0, first.attempt)
-    assert await store.get_steps(run_id) == []  # the zombie left nothing behind
-    current = await store.get_task(run_id)
+    assert await store.get_steps(NS, run_id) == []  # the zombie left nothing behind
+    current = await store.get_task(NS, run_id)
     assert current is not None
     assert (current.step_index, current.attempt, current.lease_owner) == (0, 2, "w2")
     outcome = await store.complete_step(commit_for(second, graph))  # the current attempt still can
     assert outcome.duplicate is False
-    assert [s.attempt for s in await store.get_steps(run_id)] == [2]
+    assert [s.attempt for s in await store.get_steps(NS, run_id)] == [2]
 
 
 async def test_a_stale_attempt_cannot_resend_over_a_step_another_attempt_completed(store: Store) -> None:
@@ -80,7 +81,7 @@ async def test_a_stale_attempt_cannot_resend_over_a_step_another_attempt_complet
     with pytest.raises(StaleLease):
         await store.complete_step(commit_for(first, graph))
 
-    assert [s.attempt for s in await store.get_steps(run_id)] == [second.attempt]
+    assert [s.attempt for s in await store.get_steps(NS, run_id)] == [second.attempt]
 
 
 @pytest.mark.parametrize("field", ["node_id", "graph_version"])
@@ -95,7 +96,7 @@ async def test_complete_step_is_fenced_on_node_and_graph_version(store: Store, f
     with pytest.raises(StaleLease):
         await store.complete_step(dataclasses.replace(commit, **wrong))
 
-    assert await store.get_steps(run_id) == []
+    assert await store.get_steps(NS, run_id) == []
 
 
 async def test_retry_hides_the_task_until_the_delay_has_passed(store: Store) -> None:
@@ -109,7 +110,7 @@ async def test_retry_hides_the_task_until_the_delay_has_passed(store: Store) -> 
 
     await retry_task(store, first.key, failure=FAILURE, delay=delay)
 
-    current = await store.get_task(run_id)
+    current = await store.get_task(NS, run_id)
     assert current is not None
     assert (current.attempt, current.failures, current.lease_owner) == (1, 1, None)
     ready_at = await store.next_ready_at([queue])
@@ -133,7 +134,7 @@ async def test_release_makes_the_task_ready_at_once_without_counting_a_failure(s
 
     await store.release_task(first.key)
 
-    current = await store.get_task(run_id)
+    current = await store.get_task(NS, run_id)
     assert current is not None
     assert (current.attempt, current.failures, current.lease_owner) == (1, 0, None)
     second = await claim(store, graph, worker_id="w2")
@@ -153,16 +154,16 @@ async def test_fail_run_finishes_the_run_with_the_failure(store: Store) -> None:
 
     await fail_run(store, second.key, failure=failure)
 
-    run = await store.get_run(run_id)
+    run = await store.get_run(NS, run_id)
     assert run is not None
     assert (run.status, run.failure, run.result) == (RunStatus.FAILED, failure, None)
     assert (run.step_count, run.current_node) == (1, "")
     assert run.completed_at is not None
     assert run.completed_at == run.updated_at
-    assert await store.get_task(run_id) is None
+    assert await store.get_task(NS, run_id) is None
     assert await claim(store, graph) is None
-    assert len(await store.get_steps(run_id)) == 1
-    runs, _ = await store.list_runs(status=RunStatus.FAILED)
+    assert len(await store.get_steps(NS, run_id)) == 1
+    runs, _ = await store.list_runs(NS, status=RunStatus.FAILED)
     assert [r.run_id for r in runs] == [run_id]
 
 
@@ -218,10 +219,10 @@ async def test_only_the_worker_holding_the_lease_may_write(store: Store, write: 
     with pytest.raises(StaleLease):
         await attempt
 
-    current = await store.get_task(run_id)
+    current = await store.get_task(NS, run_id)
     assert current is not None
     assert (current.step_index, current.attempt, current.failures, current.lease_owner) == (0, 1, 0, "w1")
-    assert await store.get_steps(run_id) == []
+    assert await store.get_steps(NS, run_id) == []
     assert await claim(store, graph, worker_id="w3") is None
     await store.complete_step(commit_for(task, graph))  # the holder still can
 
@@ -241,7 +242,7 @@ async def test_a_resent_checkpoint_is_accepted_only_when_identical(store: Store,
     assert again.duplicate
     with pytest.raises(FailedPrecondition):
         await store.complete_step(dataclasses.replace(commit, **change))
-    (step,) = await store.get_steps(run_id)
+    (step,) = await store.get_steps(NS, run_id)
     assert (step.state, step.output, step.next_key) == (commit.state, commit.output, commit.next_key)
 
 
@@ -260,7 +261,7 @@ async def test_fail_task_decides_on_the_task_as_stored_and_a_refusal_writes_noth
     with pytest.raises(FailedPrecondition):
         await store.fail_task(task.key, decide=refuse, activities=riding)
     assert [(t.run_id, t.attempt, t.failures, t.lease_owner) for t in seen] == [(run_id, 1, 0, "w1")]
-    current = await store.get_task(run_id)
+    current = await store.get_task(NS, run_id)
     assert current is not None
     assert (current.attempt, current.failures, current.lease_owner) == (1, 0, "w1")  # nothing counted
     again = await claim(store, graph)
@@ -287,10 +288,10 @@ async def test_writes_of_a_stale_attempt_are_refused(store: Store, write: str) -
     with pytest.raises(StaleLease):
         await WRITES[write](store, first.key)
 
-    current = await store.get_task(run_id)
+    current = await store.get_task(NS, run_id)
     assert current is not None
     assert (current.attempt, current.failures, current.lease_owner) == (2, 0, "w2")
-    run = await store.get_run(run_id)
+    run = await store.get_run(NS, run_id)
     assert run is not None
     assert run.status == RunStatus.RUNNING
     assert await claim(store, graph, worker_id="w3") is None  # still leased to w2
@@ -307,9 +308,9 @@ async def test_writes_to_an_unleased_task_are_refused(store: Store, write: str) 
     with pytest.raises(StaleLease):
         await WRITES[write](store, task.key)
     with pytest.raises(StaleLease):
-        await WRITES[write](store, TaskKey(run_id, 0, 0, "w1"))  # never claimed at all
+        await WRITES[write](store, TaskKey(NS, run_id, 0, 0, "w1"))  # never claimed at all
     with pytest.raises(StaleLease):
-        await WRITES[write](store, TaskKey(unique("run"), 0, 1, "w1"))
+        await WRITES[write](store, TaskKey(NS, unique("run"), 0, 1, "w1"))
 
 
 @pytest.mark.parametrize("write", WRITES)
@@ -323,6 +324,6 @@ async def test_writes_after_the_step_is_done_are_refused(store: Store, write: st
     with pytest.raises(StaleLease):
         await WRITES[write](store, task.key)
 
-    current = await store.get_task(run_id)
+    current = await store.get_task(NS, run_id)
     assert current is not None
     assert (current.step_index, current.attempt, current.lease_owner) == (1, 1, "w1")

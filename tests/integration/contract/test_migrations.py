@@ -11,7 +11,7 @@ import pytest
 from cmo_server.store.postgres import PostgresStore
 from cmo_server.store.postgres._migrate import migrate
 from tests.integration.contract.conftest import Database
-from tests.integration.contract.helpers import chain_graph, claim, start_run, unique
+from tests.integration.contract.helpers import NS, chain_graph, claim, start_run, unique
 from tests.support.postgres import create_database, drop_database
 
 
@@ -22,7 +22,7 @@ async def test_reopening_a_database_applies_nothing_and_keeps_its_data(database:
     applied = await database.applied_migrations()
 
     async with database.open() as store:
-        run = await store.get_run(run_id)
+        run = await store.get_run(NS, run_id)
         assert run is not None
         task = await claim(store, graph)
         assert task is not None
@@ -46,7 +46,7 @@ async def test_replicas_starting_together_migrate_once(postgres_server: str) -> 
         try:
             graph = chain_graph("a", queue=unique("q"))
             run_id = await start_run(stores[0], graph)
-            assert await stores[1].get_run(run_id) is not None
+            assert await stores[1].get_run(NS, run_id) is not None
         finally:
             for store in stores:
                 await store.aclose()

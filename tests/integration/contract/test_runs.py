@@ -9,6 +9,7 @@ from cmo_server.errors import InvalidArgument
 from cmo_server.store import Store
 from tests.integration.contract.helpers import (
     LONG_LEASE,
+    NS,
     chain_graph,
     claim,
     commit_for,
@@ -21,7 +22,9 @@ from tests.integration.contract.helpers import (
 async def test_create_run_stores_a_pending_run_at_its_entry_node(store: Store) -> None:
     graph = chain_graph("a", "b", queue=unique("q"))
     await store.register_graph(graph)
-    new = NewRun(unique("run"), graph.graph_id, graph.version, state(41), 2**62 + 5, "a", graph.nodes["a"].task_queue)
+    new = NewRun(
+        NS, unique("run"), graph.graph_id, graph.version, state(41), 2**62 + 5, "a", graph.nodes["a"].task_queue
+    )
 
     run, created = await store.create_run(new)
 
@@ -32,16 +35,16 @@ async def test_create_run_stores_a_pending_run_at_its_entry_node(store: Store) -
     assert run.created_at.tzinfo is not None
     assert run.updated_at == run.created_at
     assert (run.completed_at, run.result, run.failure) == (None, None, None)
-    assert await store.get_run(new.run_id) == run
+    assert await store.get_run(NS, new.run_id) == run
 
 
 async def test_create_run_is_idempotent_on_run_id(store: Store) -> None:
     graph = chain_graph("a", "b", queue=unique("q"))
     run_id = await start_run(store, graph, input=state(1))
-    first = await store.get_run(run_id)
+    first = await store.get_run(NS, run_id)
 
     again, created = await store.create_run(
-        NewRun(run_id, graph.graph_id, graph.version, state(2), 7, "a", graph.nodes["a"].task_queue)
+        NewRun(NS, run_id, graph.graph_id, graph.version, state(2), 7, "a", graph.nodes["a"].task_queue)
     )
 
     assert created is False
@@ -53,9 +56,9 @@ async def test_create_run_is_idempotent_on_run_id(store: Store) -> None:
 
 
 async def test_an_unknown_run_is_none(store: Store) -> None:
-    assert await store.get_run(unique("run")) is None
-    assert await store.get_task(unique("run")) is None
-    assert await store.get_steps(unique("run")) == []
+    assert await store.get_run(NS, unique("run")) is None
+    assert await store.get_task(NS, unique("run")) is None
+    assert await store.get_steps(NS, unique("run")) == []
 
 
 async def test_get_run_follows_the_current_step(store: Store) -> None:
@@ -64,19 +67,19 @@ async def test_get_run_follows_the_current_step(store: Store) -> None:
 
     task = await claim(store, graph)
     assert task is not None
-    run = await store.get_run(run_id)
+    run = await store.get_run(NS, run_id)
     assert run is not None
     assert (run.status, run.step_count, run.current_node) == (RunStatus.RUNNING, 0, "a")
 
     await store.complete_step(commit_for(task, graph))
-    run = await store.get_run(run_id)
+    run = await store.get_run(NS, run_id)
     assert run is not None
     assert (run.status, run.step_count, run.current_node) == (RunStatus.RUNNING, 1, "b")
 
     task = await claim(store, graph)
     assert task is not None
     await store.complete_step(commit_for(task, graph))
-    run = await store.get_run(run_id)
+    run = await store.get_run(NS, run_id)
     assert run is not None
     assert (run.step_count, run.current_node) == (2, "c")
 
@@ -89,7 +92,7 @@ async def test_list_runs_is_newest_first_in_pages(store: Store) -> None:
     token = ""
     pages = 0
     while True:
-        runs, token = await store.list_runs(limit=3, page_token=token)
+        runs, token = await store.list_runs(NS, limit=3, page_token=token)
         pages += 1
         seen.extend(r.run_id for r in runs)
         assert len(runs) <= 3
@@ -98,7 +101,7 @@ async def test_list_runs_is_newest_first_in_pages(store: Store) -> None:
 
     assert seen == list(reversed(created))
     assert pages == 3
-    runs, token = await store.list_runs(limit=7)
+    runs, token = await store.list_runs(NS, limit=7)
     assert [r.run_id for r in runs] == list(reversed(created))
     assert token == ""
 
@@ -106,10 +109,10 @@ async def test_list_runs_is_newest_first_in_pages(store: Store) -> None:
 async def test_list_runs_pages_are_stable_when_runs_are_added(store: Store) -> None:
     graph = chain_graph("a", queue=unique("q"))
     old = [await start_run(store, graph) for _ in range(4)]
-    first, token = await store.list_runs(limit=2)
+    first, token = await store.list_runs(NS, limit=2)
     await start_run(store, graph)  # newer than every listed run: not on the following pages
 
-    rest, token = await store.list_runs(limit=10, page_token=token)
+    rest, token = await store.list_runs(NS, limit=10, page_token=token)
 
     assert [r.run_id for r in first + rest] == list(reversed(old))
     assert token == ""
@@ -126,24 +129,24 @@ async def test_list_runs_filters_by_graph_and_status(store: Store) -> None:
     assert done.run_id == ones[0]
     await store.complete_step(commit_for(done, one))
 
-    runs, _ = await store.list_runs(graph_id=one.graph_id)
+    runs, _ = await store.list_runs(NS, graph_id=one.graph_id)
     assert [r.run_id for r in runs] == list(reversed(ones))
-    runs, _ = await store.list_runs(graph_id=two.graph_id)
+    runs, _ = await store.list_runs(NS, graph_id=two.graph_id)
     assert [r.run_id for r in runs] == list(reversed(twos))
-    runs, _ = await store.list_runs(status=RunStatus.COMPLETED)
+    runs, _ = await store.list_runs(NS, status=RunStatus.COMPLETED)
     assert [r.run_id for r in runs] == [done.run_id]
-    runs, _ = await store.list_runs(graph_id=one.graph_id, status=RunStatus.PENDING)
+    runs, _ = await store.list_runs(NS, graph_id=one.graph_id, status=RunStatus.PENDING)
     assert [r.run_id for r in runs] == list(reversed(ones[1:]))
-    runs, _ = await store.list_runs(graph_id=two.graph_id, status=RunStatus.COMPLETED)
+    runs, _ = await store.list_runs(NS, graph_id=two.graph_id, status=RunStatus.COMPLETED)
     assert runs == []
-    runs, token = await store.list_runs(graph_id=one.graph_id, status=RunStatus.PENDING, limit=1)
-    more, _ = await store.list_runs(graph_id=one.graph_id, status=RunStatus.PENDING, limit=1, page_token=token)
+    runs, token = await store.list_runs(NS, graph_id=one.graph_id, status=RunStatus.PENDING, limit=1)
+    more, _ = await store.list_runs(NS, graph_id=one.graph_id, status=RunStatus.PENDING, limit=1, page_token=token)
     assert [r.run_id for r in runs + more] == list(reversed(ones[1:]))
 
 
 async def test_list_runs_refuses_a_foreign_page_token(store: Store) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        await store.list_runs(page_token="not a token!")
+        await store.list_runs(NS, page_token="not a token!")
     assert caught.value.field == "page_token"
 
 
@@ -155,7 +158,7 @@ async def test_get_steps_pages_through_the_checkpoints(store: Store) -> None:
         commits.append(commit_for(task, graph))
         await store.complete_step(commits[-1])
 
-    steps = await store.get_steps(run_id)
+    steps = await store.get_steps(NS, run_id)
     assert [s.step_index for s in steps] == [0, 1, 2, 3]
     assert [s.node_id for s in steps] == ["a", "b", "c", "d"]
     assert [s.next_node for s in steps] == ["b", "c", "d", "__end__"]
@@ -168,10 +171,10 @@ async def test_get_steps_pages_through_the_checkpoints(store: Store) -> None:
         )
         assert (step.output, step.next_key, step.started_at) == (commit.output, commit.next_key, commit.started_at)
         assert step.logical_time <= step.finished_at
-    assert [s.step_index for s in await store.get_steps(run_id, limit=2)] == [0, 1]
-    assert [s.step_index for s in await store.get_steps(run_id, after=1, limit=2)] == [2, 3]
-    assert [s.step_index for s in await store.get_steps(run_id, after=2)] == [3]
-    assert await store.get_steps(run_id, after=3) == []
+    assert [s.step_index for s in await store.get_steps(NS, run_id, limit=2)] == [0, 1]
+    assert [s.step_index for s in await store.get_steps(NS, run_id, after=1, limit=2)] == [2, 3]
+    assert [s.step_index for s in await store.get_steps(NS, run_id, after=2)] == [3]
+    assert await store.get_steps(NS, run_id, after=3) == []
 
 
 async def test_each_step_keeps_the_logical_time_it_was_scheduled_at(store: Store) -> None:
@@ -184,8 +187,8 @@ async def test_each_step_keeps_the_logical_time_it_was_scheduled_at(store: Store
     assert second is not None
     await store.complete_step(commit_for(second, graph))
 
-    steps = await store.get_steps(run_id)
-    run = await store.get_run(run_id)
+    steps = await store.get_steps(NS, run_id)
+    run = await store.get_run(NS, run_id)
     assert run is not None
     assert steps[0].logical_time == first.logical_time == run.created_at
     assert steps[1].logical_time == second.logical_time == steps[0].finished_at

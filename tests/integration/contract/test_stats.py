@@ -8,6 +8,7 @@ from cmo_server.domain import Failure, RunStatus, Task
 from cmo_server.store import Store
 from tests.integration.contract.helpers import (
     LONG_LEASE,
+    NS,
     SHORT_LEASE,
     chain_graph,
     claim,
@@ -25,34 +26,44 @@ async def test_queue_depths_count_ready_tasks_by_queue(store: Store) -> None:
     g1, g2 = chain_graph("a", queue=q1), chain_graph("a", queue=q2)
     for graph in (g1, g1, g1, g2):
         await start_run(store, graph)
-    assert await store.queue_depths() == {q1: 3, q2: 1}
+    assert await depths(store) == {q1: 3, q2: 1}
 
     leased = await claim(store, g1, lease=LONG_LEASE)
     lapsing = await claim(store, g1, lease=SHORT_LEASE)
     assert leased is not None
     assert lapsing is not None
-    assert await store.queue_depths() == {q1: 1, q2: 1}  # leased tasks are not ready
+    assert await depths(store) == {q1: 1, q2: 1}  # leased tasks are not ready
 
     # A lapsed lease makes its task ready again; a finished run leaves the queue.
     await assert_eventually(lambda: _depths_are(store, {q1: 2, q2: 1}), what="the lapsed task counted")
     await store.complete_step(commit_for(leased, g1))
-    assert await store.queue_depths() == {q1: 2, q2: 1}
+    assert await depths(store) == {q1: 2, q2: 1}
     only = await claim(store, g2)
     assert only is not None
     await store.complete_step(commit_for(only, g2))
-    assert await store.queue_depths() == {q1: 2}
+    assert await depths(store) == {q1: 2}
+
+
+async def depths(store: Store) -> dict[str, int]:
+    """Ready tasks by queue, of the tests' namespace."""
+    return {queue: n for (namespace, queue), n in (await store.queue_depths()).items() if namespace == NS}
+
+
+async def counts(store: Store) -> dict[RunStatus, int]:
+    """Runs by status, of the tests' namespace."""
+    return {status: n for (namespace, status), n in (await store.count_runs_by_status()).items() if namespace == NS}
 
 
 async def _depths_are(store: Store, expected: dict[str, int]) -> bool:
-    return await store.queue_depths() == expected
+    return await depths(store) == expected
 
 
 async def test_runs_are_counted_by_status(store: Store) -> None:
-    assert await store.count_runs_by_status() == {}
+    assert await counts(store) == {}
     graph = chain_graph("a", queue=unique("q"))
     for _ in range(3):
         await start_run(store, graph)
-    assert await store.count_runs_by_status() == {RunStatus.PENDING: 3}
+    assert await counts(store) == {RunStatus.PENDING: 3}
 
     first = await claim(store, graph)
     second = await claim(store, graph)
@@ -61,7 +72,7 @@ async def test_runs_are_counted_by_status(store: Store) -> None:
     await store.complete_step(commit_for(first, graph))
     await fail_run(store, second.key, failure=Failure("boom", type="RuntimeError"))
 
-    assert await store.count_runs_by_status() == {
+    assert await counts(store) == {
         RunStatus.PENDING: 1,
         RunStatus.COMPLETED: 1,
         RunStatus.FAILED: 1,

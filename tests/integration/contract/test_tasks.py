@@ -9,6 +9,7 @@ from cmo_server.domain import END_NODE, RunStatus, Task
 from cmo_server.store import Store
 from tests.integration.contract.helpers import (
     LONG_LEASE,
+    NS,
     chain_graph,
     claim,
     commit_for,
@@ -21,7 +22,7 @@ from tests.integration.contract.helpers import (
 async def test_claim_leases_the_entry_task_with_the_run_input(store: Store) -> None:
     graph = chain_graph("a", "b", queue=unique("q"))
     run_id = await start_run(store, graph, input=state(10))
-    run = await store.get_run(run_id)
+    run = await store.get_run(NS, run_id)
     assert run is not None
 
     task = await claim(store, graph, worker_id="w1", lease=timedelta(seconds=60))
@@ -32,7 +33,7 @@ async def test_claim_leases_the_entry_task_with_the_run_input(store: Store) -> N
     assert (task.state, task.seed, task.failures) == (state(10), run.seed, 0)
     assert task.logical_time == run.created_at
     assert timedelta(seconds=59) < task.lease_expires_at - run.created_at < timedelta(seconds=70)
-    current = await store.get_task(run_id)
+    current = await store.get_task(NS, run_id)
     assert current is not None
     assert (current.step_index, current.attempt, current.node_id, current.lease_owner) == (0, 1, "a", "w1")
     assert (current.graph_id, current.graph_version, current.task_queue) == (graph.graph_id, 1, task.task_queue)
@@ -117,9 +118,9 @@ async def test_completing_with_eager_dispatch_leases_the_next_task_to_the_same_w
     assert (task.graph_id, task.graph_version, task.task_queue) == (graph.graph_id, 1, graph.nodes["b"].task_queue)
     assert (task.state, task.seed, task.failures) == (state(5), first.seed, 0)
     assert task.lease_expires_at - task.logical_time == timedelta(seconds=60)
-    (step,) = await store.get_steps(run_id)
+    (step,) = await store.get_steps(NS, run_id)
     assert task.logical_time == step.finished_at
-    current = await store.get_task(run_id)
+    current = await store.get_task(NS, run_id)
     assert current is not None
     assert (current.step_index, current.attempt, current.lease_owner) == (1, 1, "w1")
     assert await claim(store, graph, worker_id="w2") is None  # it is leased to w1
@@ -142,15 +143,15 @@ async def test_completing_the_last_step_completes_the_run(store: Store) -> None:
 
     assert (outcome.run_status, outcome.next_task, outcome.enqueued) == (RunStatus.COMPLETED, None, None)
     assert outcome.duplicate is False
-    run = await store.get_run(run_id)
+    run = await store.get_run(NS, run_id)
     assert run is not None
     assert (run.status, run.result, run.step_count, run.current_node) == (RunStatus.COMPLETED, state(42), 2, "")
     assert run.completed_at is not None
     assert run.completed_at == run.updated_at >= run.created_at
     assert run.failure is None
-    assert await store.get_task(run_id) is None
+    assert await store.get_task(NS, run_id) is None
     assert await claim(store, graph) is None
-    assert [s.next_node for s in await store.get_steps(run_id)] == ["b", END_NODE]
+    assert [s.next_node for s in await store.get_steps(NS, run_id)] == ["b", END_NODE]
 
 
 async def test_resending_a_completed_step_is_a_no_op(store: Store) -> None:
@@ -164,8 +165,8 @@ async def test_resending_a_completed_step_is_a_no_op(store: Store) -> None:
     again = await store.complete_step(commit)
 
     assert (again.duplicate, again.run_status, again.next_task, again.enqueued) == (True, RunStatus.RUNNING, None, None)
-    assert len(await store.get_steps(run_id)) == 1
-    current = await store.get_task(run_id)
+    assert len(await store.get_steps(NS, run_id)) == 1
+    current = await store.get_task(NS, run_id)
     assert current is not None
     assert (current.step_index, current.attempt) == (1, 0)
 
@@ -181,7 +182,7 @@ async def test_resending_the_last_step_reports_the_completed_run(store: Store) -
     again = await store.complete_step(commit)
 
     assert (again.duplicate, again.run_status) == (True, RunStatus.COMPLETED)
-    assert len(await store.get_steps(run_id)) == 1
+    assert len(await store.get_steps(NS, run_id)) == 1
 
 
 async def test_ready_queues_names_the_queues_and_graphs_with_ready_tasks(store: Store) -> None:
@@ -207,7 +208,7 @@ async def test_next_ready_at_is_the_earliest_time_a_task_becomes_ready(store: St
     graph = chain_graph("a", queue=queue)
     assert await store.next_ready_at([queue]) is None
     run_id = await start_run(store, graph)
-    run = await store.get_run(run_id)
+    run = await store.get_run(NS, run_id)
     assert run is not None
     assert await store.next_ready_at([queue]) == run.created_at  # ready since it was created
 

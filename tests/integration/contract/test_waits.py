@@ -27,6 +27,7 @@ from cmo_server.store import Store
 from tests.integration.contract.conftest import Database
 from tests.integration.contract.helpers import (
     LONG_LEASE,
+    NS,
     chain_graph,
     claim,
     fail_run,
@@ -48,7 +49,7 @@ def timer(duration: timedelta, seq: int = 0) -> WaitRequest:
 
 
 def signal(run_id: str, payload: bytes, *, name: str = "approve", request_id: str = "") -> NewSignal:
-    return NewSignal(run_id, name, payload, request_id)
+    return NewSignal(NS, run_id, name, payload, request_id)
 
 
 async def claimed(store: Store, graph: GraphSpec) -> Task:
@@ -77,7 +78,7 @@ async def test_a_suspended_step_waits_unclaimable_with_the_run_waiting(store: St
     outcome = await store.suspend_task(task.key, signal_wait(1), activities=(riding,))
 
     assert (outcome.resumed, outcome.ready, outcome.wake_at) == (False, (queue, graph.key), None)
-    run = await store.get_run(task.run_id)
+    run = await store.get_run(NS, task.run_id)
     assert run is not None
     assert run.status == RunStatus.WAITING
     assert run.waiting == Wait(WAIT_SIGNAL, "approve", None, step_index=0, seq=1)
@@ -112,10 +113,10 @@ async def test_a_stale_attempt_cannot_suspend(store: Store) -> None:
     with pytest.raises(StaleLease):
         await store.suspend_task(first.key, signal_wait(1), activities=(riding,))
 
-    run = await store.get_run(run_id)
+    run = await store.get_run(NS, run_id)
     assert run is not None
     assert (run.status, run.waiting) == (RunStatus.RUNNING, None)
-    current = await store.get_task(run_id)
+    current = await store.get_task(NS, run_id)
     assert current is not None
     assert (current.attempt, current.lease_owner) == (second.attempt, "w1")
     mine = await store.record_activity(
@@ -134,7 +135,7 @@ async def test_a_signal_sent_before_the_wait_is_kept_and_taken_at_once(store: St
     assert (kept.delivered, kept.ready, kept.run.status) == (False, None, RunStatus.RUNNING)
     outcome = await store.suspend_task(task.key, signal_wait(0))
     assert (outcome.resumed, outcome.ready) == (True, (queue, graph.key))
-    run = await store.get_run(task.run_id)
+    run = await store.get_run(NS, task.run_id)
     assert run is not None
     assert (run.status, run.waiting) == (RunStatus.RUNNING, None)
     resumed = await claimed(store, graph)
@@ -173,7 +174,7 @@ async def test_a_timer_fires_once_when_it_is_due(store: Store) -> None:
 
     assert not outcome.resumed
     assert outcome.wake_at is not None
-    run = await store.get_run(task.run_id)
+    run = await store.get_run(NS, task.run_id)
     assert run is not None
     assert run.waiting == Wait(WAIT_TIMER, "", outcome.wake_at, step_index=0, seq=0)
     suspended_at = task.lease_expires_at - LONG_LEASE  # the claim's time: the suspension came after
@@ -181,7 +182,7 @@ async def test_a_timer_fires_once_when_it_is_due(store: Store) -> None:
         suspended_at + timedelta(milliseconds=200) <= outcome.wake_at <= datetime.now(UTC) + timedelta(milliseconds=250)
     )
     assert await store.fire_due_waits() == set()  # not due yet
-    assert await store.get_run(task.run_id) == run
+    assert await store.get_run(NS, task.run_id) == run
     assert await claim(store, graph) is None
 
     fired: set[tuple[str, str]] = await assert_eventually(store.fire_due_waits, timeout=5, what="the timer to be due")
@@ -262,15 +263,15 @@ async def test_cancelling_a_step_nobody_runs_ends_the_run_now(store: Store, back
         task = await claimed(store, graph)
         await retry_task(store, task.key, failure=Failure("boom"), delay=timedelta(seconds=30))
 
-    outcome = await store.cancel_run(run_id, failure=STOP)
+    outcome = await store.cancel_run(NS, run_id, failure=STOP)
 
     assert outcome is not None
     assert outcome.ready is None
-    run = await store.get_run(run_id)
+    run = await store.get_run(NS, run_id)
     assert run == outcome.run
     assert (run.status, run.failure, run.cancel_requested) == (RunStatus.CANCELLED, STOP, True)
     assert run.completed_at is not None
-    assert await store.get_task(run_id) is None
+    assert await store.get_task(NS, run_id) is None
     assert await claim(store, graph) is None
 
 
@@ -279,7 +280,7 @@ async def test_cancelling_a_waiting_step_records_the_cancellation_as_its_outcome
     graph, task = await started(store, queue=queue)
     await store.suspend_task(task.key, signal_wait(2))
 
-    outcome = await store.cancel_run(task.run_id, failure=STOP)
+    outcome = await store.cancel_run(NS, task.run_id, failure=STOP)
 
     assert outcome is not None
     assert outcome.ready == (queue, graph.key)
@@ -295,14 +296,14 @@ async def test_cancelling_a_running_step_only_marks_the_run(store: Store) -> Non
     _, before = await store.extend_lease(task.key, lease=LONG_LEASE)
     assert before is False
 
-    outcome = await store.cancel_run(task.run_id, failure=STOP)
+    outcome = await store.cancel_run(NS, task.run_id, failure=STOP)
 
     assert outcome is not None
     assert (outcome.ready, outcome.run.status, outcome.run.cancel_requested) == (None, RunStatus.RUNNING, True)
     expires, cancelled = await store.extend_lease(task.key, lease=LONG_LEASE)
     assert cancelled is True
     assert expires > task.lease_expires_at
-    current = await store.get_task(task.run_id)
+    current = await store.get_task(NS, task.run_id)
     assert current is not None
     assert (current.cancel_requested, current.lease_owner) == (True, "w1")
     await store.release_task(task.key)
@@ -313,7 +314,7 @@ async def test_cancelling_a_running_step_only_marks_the_run(store: Store) -> Non
 async def test_a_step_of_a_cancelled_run_that_suspends_resumes_with_the_cancellation(store: Store) -> None:
     queue = unique("q")
     graph, task = await started(store, queue=queue)
-    await store.cancel_run(task.run_id, failure=STOP)
+    await store.cancel_run(NS, task.run_id, failure=STOP)
 
     outcome = await store.suspend_task(task.key, timer(timedelta(hours=1)))
 
@@ -325,24 +326,24 @@ async def test_a_step_of_a_cancelled_run_that_suspends_resumes_with_the_cancella
 
 async def test_fail_run_cancelled_ends_the_run_cancelled(store: Store) -> None:
     graph, task = await started(store)
-    await store.cancel_run(task.run_id, failure=STOP)
+    await store.cancel_run(NS, task.run_id, failure=STOP)
 
     await fail_run(store, task.key, failure=STOP, cancelled=True)
 
-    run = await store.get_run(task.run_id)
+    run = await store.get_run(NS, task.run_id)
     assert run is not None
     assert (run.status, run.failure) == (RunStatus.CANCELLED, STOP)
-    assert await store.get_task(task.run_id) is None
+    assert await store.get_task(NS, task.run_id) is None
     assert await claim(store, graph) is None
 
 
 async def test_cancel_run_on_an_ended_or_unknown_run(store: Store) -> None:
-    assert await store.cancel_run(unique("run"), failure=STOP) is None
+    assert await store.cancel_run(NS, unique("run"), failure=STOP) is None
     _, task = await started(store)
     await fail_run(store, task.key, failure=Failure("no", type="ValueError"))
-    ended = await store.get_run(task.run_id)
+    ended = await store.get_run(NS, task.run_id)
 
-    outcome = await store.cancel_run(task.run_id, failure=STOP)
+    outcome = await store.cancel_run(NS, task.run_id, failure=STOP)
 
     assert outcome is not None
     assert (outcome.run, outcome.ready) == (ended, None)
@@ -352,11 +353,11 @@ async def test_cancel_run_on_an_ended_or_unknown_run(store: Store) -> None:
 async def test_a_second_cancel_lets_the_woken_step_wind_up(store: Store) -> None:
     graph, task = await started(store)
     await store.suspend_task(task.key, signal_wait(0))
-    first = await store.cancel_run(task.run_id, failure=STOP)
+    first = await store.cancel_run(NS, task.run_id, failure=STOP)
     assert first is not None
     assert first.ready is not None
 
-    again = await store.cancel_run(task.run_id, failure=STOP)
+    again = await store.cancel_run(NS, task.run_id, failure=STOP)
 
     assert again is not None
     assert (again.run.status, again.ready) == (RunStatus.RUNNING, None)  # not ended over the node's head

@@ -108,8 +108,17 @@ class Replayer:
         if node is None:
             return verdict("", f"the graph has no node {step.node_id!r}")
         recorded = {a.seq: activity_to_proto(a) for a in step.activities}
-        runner = ActivityRunner(run_id=history.run.run_id, step_index=step.step_index, recorded=recorded, record=None)
+        run = history.run
+        runner = ActivityRunner(
+            namespace=f"{run.tenant}/{run.project}",
+            run_id=run.run_id,
+            step_index=step.step_index,
+            recorded=recorded,
+            record=None,
+        )
         ctx = NodeContext(
+            tenant=run.tenant,
+            project=run.project,
             run_id=history.run.run_id,
             step_index=step.step_index,
             attempt=step.attempt,

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from cmo.api.v1 import common_pb2, worker_service_pb2
+from cmo_server.api._namespace import namespace_to_proto
 from cmo_server.api._task_token import encode_task_token
 from cmo_server.api._validate import check_id, check_range, duration_or
 from cmo_server.artifacts import format_digest
@@ -20,6 +21,7 @@ from cmo_server.domain import (
     Artifact,
     Failure,
     GraphSpec,
+    Namespace,
     NodeSpec,
     RetrySpec,
     Run,
@@ -53,8 +55,8 @@ def _ts(value: datetime) -> Timestamp:
     return ts
 
 
-def graph_from_proto(msg: common_pb2.GraphDef) -> GraphSpec:
-    """A validated graph definition."""
+def graph_from_proto(msg: common_pb2.GraphDef, namespace: Namespace) -> GraphSpec:
+    """A validated graph definition, to register in `namespace`."""
     graph_id = check_id("graph.graph_id", msg.graph_id)
     version = check_range("graph.version", msg.version, 1, MAX_VERSION)
     if not msg.nodes:
@@ -82,7 +84,7 @@ def graph_from_proto(msg: common_pb2.GraphDef) -> GraphSpec:
         if key == END_NODE or (e.from_node, key) in edges:
             raise InvalidArgument(f"{field}.key", f"{key!r} is reserved or used twice from {e.from_node!r}")
         edges[(e.from_node, key)] = e.to_node
-    return GraphSpec(graph_id, version, msg.entry_node, nodes, edges)
+    return GraphSpec(graph_id, version, msg.entry_node, nodes, edges, namespace)
 
 
 def graph_to_proto(graph: GraphSpec) -> common_pb2.GraphDef:
@@ -234,6 +236,7 @@ def run_to_proto(run: Run) -> common_pb2.Run:
         parent_run_id=run.parent_run_id,
         forked_from_step=run.forked_from_step,
         cancel_requested=run.cancel_requested,
+        namespace=namespace_to_proto(run.namespace),
     )
     if run.waiting is not None:
         wait = run.waiting
@@ -285,6 +288,7 @@ def task_to_proto(task: Task, lease: timedelta) -> common_pb2.Task:
         cancel_requested=task.cancel_requested,
         trace_context=task.trace_context,
         task_token=encode_task_token(task.ref),
+        namespace=namespace_to_proto(task.namespace),
     )
     msg.lease_duration.FromTimedelta(lease)
     return msg

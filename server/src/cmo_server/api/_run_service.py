@@ -8,6 +8,7 @@ import grpc
 
 from cmo.api.v1 import run_service_pb2 as pb
 from cmo_server.api._convert import run_to_proto, step_to_proto
+from cmo_server.api._namespace import namespace_of
 from cmo_server.api._status import rpc
 from cmo_server.api._validate import check_id, check_range, duration_or
 from cmo_server.config import TERMINAL_STATUSES
@@ -36,6 +37,7 @@ class RunServicer:
     async def StartRun(self, request: pb.StartRunRequest, context: grpc.aio.ServicerContext) -> pb.StartRunResponse:
         """See the proto."""
         run, created = await self._engine.start_run(
+            namespace_of(request),
             run_id=check_id("run_id", request.run_id, required=False),
             graph_id=check_id("graph_id", request.graph_id),
             graph_version=check_range("graph_version", request.graph_version, 0, 2**31 - 1),
@@ -47,7 +49,7 @@ class RunServicer:
     @rpc
     async def GetRun(self, request: pb.GetRunRequest, context: grpc.aio.ServicerContext) -> pb.GetRunResponse:
         """See the proto."""
-        run = await self._engine.get_run(check_id("run_id", request.run_id))
+        run = await self._engine.get_run(namespace_of(request), check_id("run_id", request.run_id))
         return pb.GetRunResponse(run=run_to_proto(run))
 
     @rpc
@@ -62,7 +64,7 @@ class RunServicer:
                 raise InvalidArgument("status", f"{request.status} is not a run status") from None
         limit = check_range("page_size", request.page_size, 0, MAX_PAGE) or 100
         runs, token = await self._engine.list_runs(
-            graph_id=graph_id, status=status, limit=limit, page_token=request.page_token
+            namespace_of(request), graph_id=graph_id, status=status, limit=limit, page_token=request.page_token
         )
         return pb.ListRunsResponse(runs=[run_to_proto(r) for r in runs], next_page_token=token)
 
@@ -71,7 +73,7 @@ class RunServicer:
         """See the proto."""
         run_id = check_id("run_id", request.run_id)
         timeout = duration_or("timeout", request.timeout, request.HasField("timeout"), timedelta(seconds=30), MAX_WAIT)
-        run = await self._engine.wait_run(run_id, timeout=timeout.total_seconds())
+        run = await self._engine.wait_run(namespace_of(request), run_id, timeout=timeout.total_seconds())
         return pb.WaitRunResponse(run=run_to_proto(run))
 
     @rpc
@@ -88,7 +90,7 @@ class RunServicer:
             if not (token.isascii() and token.isdigit()) or len(token) > 10:
                 raise InvalidArgument("page_token", "is not a token this server issued")
             after = int(token)
-        steps = await self._engine.get_history(run_id, after=after, limit=limit)
+        steps = await self._engine.get_history(namespace_of(request), run_id, after=after, limit=limit)
         token = str(steps[-1].step_index) if len(steps) == limit else ""
         return pb.GetHistoryResponse(steps=[step_to_proto(s) for s in steps], next_page_token=token)
 
@@ -96,6 +98,7 @@ class RunServicer:
     async def ForkRun(self, request: pb.ForkRunRequest, context: grpc.aio.ServicerContext) -> pb.ForkRunResponse:
         """See the proto."""
         run, created = await self._engine.fork_run(
+            namespace_of(request),
             check_id("run_id", request.run_id),
             from_step=check_range("from_step", request.from_step, 0, 2**31 - 2),
             new_run_id=check_id("new_run_id", request.new_run_id, required=False),
@@ -111,13 +114,16 @@ class RunServicer:
         """See the proto."""
         if len(request.reason) > 4096:
             raise InvalidArgument("reason", "is longer than 4096 characters")
-        run = await self._engine.terminate_run(check_id("run_id", request.run_id), reason=request.reason)
+        run = await self._engine.terminate_run(
+            namespace_of(request), check_id("run_id", request.run_id), reason=request.reason
+        )
         return pb.TerminateRunResponse(run=run_to_proto(run))
 
     @rpc
     async def SignalRun(self, request: pb.SignalRunRequest, context: grpc.aio.ServicerContext) -> pb.SignalRunResponse:
         """See the proto."""
         signal = NewSignal(
+            namespace=namespace_of(request),
             run_id=check_id("run_id", request.run_id),
             name=check_id("name", request.name),
             payload=request.payload,
@@ -131,7 +137,9 @@ class RunServicer:
         """See the proto."""
         if len(request.reason) > 4096:
             raise InvalidArgument("reason", "is longer than 4096 characters")
-        run = await self._engine.cancel_run(check_id("run_id", request.run_id), reason=request.reason)
+        run = await self._engine.cancel_run(
+            namespace_of(request), check_id("run_id", request.run_id), reason=request.reason
+        )
         return pb.CancelRunResponse(run=run_to_proto(run))
 
     @rpc
@@ -154,6 +162,9 @@ class RunServicer:
                 raise InvalidArgument(f"statuses[{i}]", f"{status.name} runs have not ended; only ended runs go")
             statuses.append(status)
         report = await self._retention.prune(
-            older_than=older_than, statuses=statuses or TERMINAL_STATUSES, dry_run=request.dry_run
+            namespace=namespace_of(request),
+            older_than=older_than,
+            statuses=statuses or TERMINAL_STATUSES,
+            dry_run=request.dry_run,
         )
         return pb.PruneRunsResponse(runs=report.runs, blobs=report.blobs, dry_run=report.dry_run)

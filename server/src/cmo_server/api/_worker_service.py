@@ -19,6 +19,7 @@ from cmo_server.api._convert import (
     task_to_proto,
     wait_from_proto,
 )
+from cmo_server.api._namespace import namespace_of
 from cmo_server.api._status import rpc
 from cmo_server.api._task_token import decode_task_token
 from cmo_server.api._validate import check_id, check_range, duration_or, timestamp_or_now
@@ -54,14 +55,16 @@ class WorkerServicer:
         """See the proto."""
         if not request.HasField("graph"):
             raise InvalidArgument("graph", "is required")
-        created = await self._engine.register_graph(graph_from_proto(request.graph))
+        created = await self._engine.register_graph(graph_from_proto(request.graph, namespace_of(request)))
         return pb.RegisterGraphResponse(created=created)
 
     @rpc
     async def GetGraph(self, request: pb.GetGraphRequest, context: grpc.aio.ServicerContext) -> pb.GetGraphResponse:
         """See the proto."""
         graph = await self._engine.graph(
-            check_id("graph_id", request.graph_id), check_range("version", request.version, 0, MAX_INT)
+            namespace_of(request),
+            check_id("graph_id", request.graph_id),
+            check_range("version", request.version, 0, MAX_INT),
         )
         return pb.GetGraphResponse(graph=graph_to_proto(graph))
 
@@ -71,6 +74,7 @@ class WorkerServicer:
     ) -> pb.ListGraphsResponse:
         """See the proto."""
         graphs, token = await self._engine.list_graphs(
+            namespace_of(request),
             graph_id=check_id("graph_id", request.graph_id, required=False),
             limit=check_range("page_size", request.page_size, 0, MAX_PAGE) or 100,
             page_token=request.page_token,
@@ -95,7 +99,7 @@ class WorkerServicer:
             "wait", request.wait, request.HasField("wait"), limits.default_poll_wait, limits.max_poll_wait
         )
         task = await self._engine.poll_task(
-            worker_id=worker_id, task_queues=queues, graphs=graphs, wait=wait.total_seconds()
+            namespace_of(request), worker_id=worker_id, task_queues=queues, graphs=graphs, wait=wait.total_seconds()
         )
         if task is None:
             return pb.PollTaskResponse()
@@ -193,18 +197,21 @@ class WorkerServicer:
         first = await anext(requests, None)
         if first is None or not first.run_id:
             raise InvalidArgument("run_id", "must be set on the first message")
+        namespace = namespace_of(first)
         run_id = check_id("run_id", first.run_id)
         media_type = check_media_type("media_type", first.media_type)
-        await self._artifacts.check_run(run_id)  # before the content is sent, not after
+        await self._artifacts.check_run(namespace, run_id)  # before the content is sent, not after
 
         async def chunks() -> AsyncIterator[bytes]:
             yield first.chunk
             async for request in requests:
                 if request.run_id not in ("", run_id):
                     raise InvalidArgument("run_id", "names another run than the first message did")
+                if request.HasField("namespace") and namespace_of(request) != namespace:
+                    raise InvalidArgument("namespace", "names another namespace than the first message did")
                 yield request.chunk
 
-        artifact = await self._artifacts.put(run_id, media_type, chunks())
+        artifact = await self._artifacts.put(namespace, run_id, media_type, chunks())
         return pb.PutArtifactResponse(artifact=artifact_to_proto(artifact))
 
     async def GetArtifact(
@@ -218,7 +225,7 @@ class WorkerServicer:
     @rpc
     async def _read_artifact(self, request: pb.GetArtifactRequest, context: grpc.aio.ServicerContext) -> bytes:
         # Everything that can fail happens here, before the first chunk, under `rpc`'s statuses.
-        _, content = await self._artifacts.get(parse_digest("digest", request.digest))
+        _, content = await self._artifacts.get(namespace_of(request), parse_digest("digest", request.digest))
         return content
 
 

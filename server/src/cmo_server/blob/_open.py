@@ -14,18 +14,18 @@ __all__ = ["open_blob_store"]
 
 @asynccontextmanager
 async def open_blob_store(config: ServerConfig) -> AsyncIterator[BlobStore]:
-    """The blob store `config.blob_backend` names, ready to use; closed when the context exits.
+    """The blob store `config.blob.backend` names, ready to use; closed when the context exits.
 
-    `filesystem` keeps blobs under `config.blob_root`; `s3` in the bucket of `config.s3`, which is
+    `filesystem` keeps blobs under `config.blob_root`; `s3` in the bucket of `config.blob.s3`, which is
     checked (and created if missing and allowed) before this yields.
 
     Raises:
         BlobStoreUnavailable: the storage cannot be used; the message names the setting to check.
     """
-    if config.blob_backend == "s3":
+    if config.blob.backend == "s3":
         from cmo_server.blob._s3 import S3BlobStore  # minio is slow to import: only when used
 
-        async with S3BlobStore(config.s3) as s3:
+        async with S3BlobStore(config.blob.s3) as s3:
             yield s3
     else:
         async with FilesystemBlobStore(config.blob_root) as filesystem:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import uuid
@@ -13,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from cmo.serialization import state_hash
+from cmo_server._background import log_crash
 from cmo_server.config import EngineLimits
 from cmo_server.domain import (
     END_NODE,
@@ -23,6 +25,7 @@ from cmo_server.domain import (
     FailDecision,
     Failure,
     GraphSpec,
+    Namespace,
     NewFork,
     NewRun,
     NewSignal,
@@ -70,7 +73,9 @@ class FailOutcome:
 class _OtherServers:
     """What the store pushes of other servers' work, passed to the dispatcher and the timers."""
 
-    def __init__(self, dispatcher: TaskDispatcher, timers: WaitTimers, run_ended: Callable[[str], None]) -> None:
+    def __init__(
+        self, dispatcher: TaskDispatcher, timers: WaitTimers, run_ended: Callable[[Namespace, str], None]
+    ) -> None:
         self._dispatcher = dispatcher
         self._timers = timers
         self._run_ended = run_ended
@@ -81,8 +86,8 @@ class _OtherServers:
     def wait_scheduled(self, at: datetime) -> None:
         self._timers.wake_at(at)
 
-    def run_ended(self, run_id: str) -> None:
-        self._run_ended(run_id)
+    def run_ended(self, namespace: Namespace, run_id: str) -> None:
+        self._run_ended(namespace, run_id)
 
     def push_started(self) -> None:
         self._dispatcher.push_started()
@@ -113,8 +118,8 @@ class Engine:
         self._timers = WaitTimers(
             self.fire_due_waits, store.next_wait_at, sweep_interval=sweep, fallback_interval=fallback
         )
-        self._graphs: dict[tuple[str, int], GraphSpec] = {}
-        self._run_watchers: defaultdict[str, list[asyncio.Future[_Finish | None]]] = defaultdict(list)
+        self._graphs: dict[tuple[Namespace, str, int], GraphSpec] = {}
+        self._run_watchers: defaultdict[tuple[Namespace, str], list[asyncio.Future[_Finish | None]]] = defaultdict(list)
         self._background: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -129,21 +134,36 @@ class Engine:
         return self._limits
 
     async def start(self) -> None:
-        """Start background work (the ready-task and wait sweeps)."""
+        """Start background work: the ready-task and wait sweeps, and the store's push listener.
+
+        They run in a task group the engine owns: one that crashes is logged and stops the others,
+        and `wait_background` raises what it raised.
+        """
         if self._background is None:
             self._background = asyncio.create_task(self._run_sweeps(), name="cmo-sweeps")
 
     async def _run_sweeps(self) -> None:
-        await asyncio.gather(
-            self._dispatcher.run_sweeps(),
-            self._timers.run(),
-            self._store.watch(
-                _OtherServers(self._dispatcher, self._timers, lambda run_id: self._run_finished(run_id, None))
-            ),
-        )
+        pushed = _OtherServers(self._dispatcher, self._timers, lambda ns, run_id: self._run_finished(ns, run_id, None))
+        async with asyncio.TaskGroup() as loops:
+            loops.create_task(log_crash("the task sweeps", self._dispatcher.run_sweeps), name="cmo-task-sweeps")
+            loops.create_task(log_crash("the wait timers", self._timers.run), name="cmo-wait-timers")
+            listen = functools.partial(self._store.watch, pushed)
+            loops.create_task(log_crash("the store's push listener", listen), name="cmo-push")
+
+    async def wait_background(self) -> None:
+        """Wait while the background work runs: return once `aclose` stops it, raise what crashed it.
+
+        Raises:
+            ExceptionGroup: a background loop crashed (and was logged); the others were stopped.
+        """
+        background = self._background
+        if background is not None:
+            await asyncio.wait([background])  # not `await background`: a cancelled waiter must not cancel it
+            if not background.cancelled() and (crash := background.exception()) is not None:
+                raise crash
 
     async def aclose(self) -> None:
-        """Stop taking polls, release parked pollers and watchers; idempotent."""
+        """Stop taking polls, release parked pollers and watchers, stop the background work; idempotent."""
         self._closed = True
         self._dispatcher.close()
         self._timers.close()
@@ -151,40 +171,42 @@ class Engine:
             for f in futures:
                 if not f.done():
                     f.set_result(None)
-        if self._background is not None:
-            self._background.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._background
-            self._background = None
+        background, self._background = self._background, None
+        if background is not None:
+            background.cancel()
+            # A crash was logged as it happened and is raised by `wait_background`, not here.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await background
 
     # -- graphs -----------------------------------------------------------------------------------
 
     async def register_graph(self, graph: GraphSpec) -> bool:
         """Register a graph version (validated by the API layer); True if it is new."""
         created = await self._store.register_graph(graph)
-        self._graphs[(graph.graph_id, graph.version)] = graph
+        self._graphs[(graph.namespace, graph.graph_id, graph.version)] = graph
         return created
 
-    async def graph(self, graph_id: str, version: int) -> GraphSpec:
+    async def graph(self, namespace: Namespace, graph_id: str, version: int) -> GraphSpec:
         """A registered graph version (0: the newest), cached since versions are immutable."""
-        cached = self._graphs.get((graph_id, version))
+        cached = self._graphs.get((namespace, graph_id, version))
         if cached is not None:
             return cached
-        graph = await self._store.get_graph(graph_id, version)
+        graph = await self._store.get_graph(namespace, graph_id, version)
         if graph is None:
             what = f"graph {graph_id!r}" + (f" version {version}" if version else "")
             raise NotFound(f"{what} is not registered; start a worker that serves it first")
-        self._graphs[(graph.graph_id, graph.version)] = graph
+        self._graphs[(namespace, graph.graph_id, graph.version)] = graph
         return graph
 
-    async def list_graphs(self, *, graph_id: str, limit: int, page_token: str) -> GraphPage:
-        """Registered graph versions by graph_id then version."""
-        return await self._store.list_graphs(graph_id=graph_id, limit=limit, page_token=page_token)
+    async def list_graphs(self, namespace: Namespace, *, graph_id: str, limit: int, page_token: str) -> GraphPage:
+        """Registered graph versions of a namespace by graph_id then version."""
+        return await self._store.list_graphs(namespace, graph_id=graph_id, limit=limit, page_token=page_token)
 
     # -- runs -------------------------------------------------------------------------------------
 
     async def start_run(
         self,
+        namespace: Namespace,
         *,
         run_id: str,
         graph_id: str,
@@ -196,13 +218,14 @@ class Engine:
 
         `trace_context` (W3C headers of the caller's span) goes with every task of the run.
         """
-        graph = await self.graph(graph_id, graph_version)
+        graph = await self.graph(namespace, graph_id, graph_version)
         state = canonical_payload("input", input or b"{}", self._limits.max_payload_bytes, object_only=True)
         entry = graph.nodes[graph.entry_node]
         # A parked poller gets the entry task in the same transaction that creates it, saving
         # the claim and its round trip (the latency of a short run's first step).
         poller = self._dispatcher.reserve(entry.task_queue, graph.key)
         new_run = NewRun(
+            namespace=namespace,
             run_id=run_id or uuid.uuid4().hex,
             graph_id=graph.graph_id,
             graph_version=graph.version,
@@ -228,12 +251,13 @@ class Engine:
         elif not self._dispatcher.hand_over(poller, new_run.entry_task(run)):
             # The poll returned meanwhile (it timed out, or claimed another task): give it back.
             with contextlib.suppress(StaleLease):
-                await self._store.release_task(TaskKey(run.run_id, 0, 1, poller.worker_id))
+                await self._store.release_task(TaskKey(namespace, run.run_id, 0, 1, poller.worker_id))
             self._dispatcher.notify(entry.task_queue, graph.key)
         return run, created
 
     async def fork_run(
         self,
+        namespace: Namespace,
         run_id: str,
         *,
         from_step: int,
@@ -242,16 +266,17 @@ class Engine:
         trace_context: dict[str, str] | None = None,
     ) -> tuple[Run, bool]:
         """A new run that shares the source's steps up to `from_step` and goes on from there."""
-        source = await self.get_run(run_id)
-        steps = await self._store.get_steps(run_id, after=from_step - 1, limit=1)
+        source = await self.get_run(namespace, run_id)
+        steps = await self._store.get_steps(namespace, run_id, after=from_step - 1, limit=1)
         if not steps or steps[0].step_index != from_step:
             raise InvalidArgument("from_step", f"run {run_id!r} has no step {from_step} (it has {source.step_count})")
         step = steps[0]
         if step.next_node == END_NODE:
             raise InvalidArgument("from_step", f"step {from_step} finished the run: fork from an earlier step")
-        graph = await self.graph(source.graph_id, source.graph_version)
+        graph = await self.graph(namespace, source.graph_id, source.graph_version)
         edited = canonical_payload("state", state, self._limits.max_payload_bytes, object_only=True) if state else None
         fork = NewFork(
+            namespace=namespace,
             source_run_id=run_id,
             from_step=from_step,
             run_id=new_run_id or uuid.uuid4().hex,
@@ -266,36 +291,41 @@ class Engine:
             self._dispatcher.notify(fork.next_queue, graph.key)
         return run, created
 
-    async def terminate_run(self, run_id: str, *, reason: str) -> Run:
+    async def terminate_run(self, namespace: Namespace, run_id: str, *, reason: str) -> Run:
         """End a run now as TERMINATED; an ended run is returned as it is."""
         failure = Failure(message=reason or "terminated", type="Terminated", non_retryable=True)
-        run = await self._store.terminate_run(run_id, failure=failure)
+        run = await self._store.terminate_run(namespace, run_id, failure=failure)
         if run is None:
             raise NotFound(f"run {run_id!r} does not exist")
-        self._run_finished(run_id, None)
+        self._run_finished(namespace, run_id, None)
         logger.info("run %s terminated: %s", run_id, failure.message, extra={"run_id": run_id})
         return run
 
-    async def get_run(self, run_id: str) -> Run:
+    async def get_run(self, namespace: Namespace, run_id: str) -> Run:
         """One run."""
-        run = await self._store.get_run(run_id)
+        run = await self._store.get_run(namespace, run_id)
         if run is None:
             raise NotFound(f"run {run_id!r} does not exist")
         return run
 
-    async def list_runs(self, *, graph_id: str, status: RunStatus | None, limit: int, page_token: str) -> RunPage:
-        """Runs newest first."""
-        return await self._store.list_runs(graph_id=graph_id, status=status, limit=limit, page_token=page_token)
+    async def list_runs(
+        self, namespace: Namespace, *, graph_id: str, status: RunStatus | None, limit: int, page_token: str
+    ) -> RunPage:
+        """Runs of a namespace, newest first."""
+        return await self._store.list_runs(
+            namespace, graph_id=graph_id, status=status, limit=limit, page_token=page_token
+        )
 
-    async def wait_run(self, run_id: str, *, timeout: float) -> Run:
+    async def wait_run(self, namespace: Namespace, run_id: str, *, timeout: float) -> Run:
         """The run once terminal, or as it is when the timeout passes."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         # Watch before the first read, so a completion between the two is not missed.
         waiter: asyncio.Future[_Finish | None] = loop.create_future()
-        self._run_watchers[run_id].append(waiter)
+        watched = (namespace, run_id)
+        self._run_watchers[watched].append(waiter)
         try:
-            run = await self.get_run(run_id)
+            run = await self.get_run(namespace, run_id)
             while not (run.status.terminal or self._closed):
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -304,37 +334,43 @@ class Engine:
                     finish = await asyncio.wait_for(asyncio.shield(waiter), min(remaining, RUN_RECHECK_SECONDS))
                 except TimeoutError:
                     # A run finished by another replica wakes no local waiter: look again.
-                    run = await self.get_run(run_id)
+                    run = await self.get_run(namespace, run_id)
                     continue
                 # The step that completed the run says how it ended: no need to read it back.
-                return finish(run) if finish is not None else await self.get_run(run_id)
+                return finish(run) if finish is not None else await self.get_run(namespace, run_id)
             return run
         finally:
-            watchers = self._run_watchers.get(run_id)
+            watchers = self._run_watchers.get(watched)
             if watchers is not None:
                 if waiter in watchers:
                     watchers.remove(waiter)
                 if not watchers:
-                    del self._run_watchers[run_id]
+                    del self._run_watchers[watched]
 
-    async def get_history(self, run_id: str, *, after: int, limit: int) -> list[Step]:
+    async def get_history(self, namespace: Namespace, run_id: str, *, after: int, limit: int) -> list[Step]:
         """Checkpoints of a run after step `after`."""
-        steps = await self._store.get_steps(run_id, after=after, limit=limit)
-        if not steps and await self._store.get_run(run_id) is None:
+        steps = await self._store.get_steps(namespace, run_id, after=after, limit=limit)
+        if not steps and await self._store.get_run(namespace, run_id) is None:
             raise NotFound(f"run {run_id!r} does not exist")
         return steps
 
     # -- tasks ------------------------------------------------------------------------------------
 
     async def poll_task(
-        self, *, worker_id: str, task_queues: list[str], graphs: list[tuple[str, int]], wait: float
+        self,
+        namespace: Namespace,
+        *,
+        worker_id: str,
+        task_queues: list[str],
+        graphs: list[tuple[str, int]],
+        wait: float,
     ) -> Task | None:
-        """Lease one task, waiting up to `wait` seconds."""
+        """Lease one task of a namespace, waiting up to `wait` seconds."""
         loop = asyncio.get_running_loop()
         polled_at = loop.time()
         task = await self._dispatcher.poll(
             task_queues=task_queues,
-            graph_keys=[graph_key(g, v) for g, v in graphs],
+            graph_keys=[graph_key(namespace, g, v) for g, v in graphs],
             worker_id=worker_id,
             lease=self._limits.task_lease,
             wait=wait,
@@ -362,7 +398,7 @@ class Engine:
 
     async def complete_task(self, done: Checkpoint) -> CompleteOutcome:
         """Checkpoint a step and move its run on; may lease the next task to the same worker."""
-        graph = await self.graph(done.graph_id, done.graph_version)
+        graph = await self.graph(done.key.namespace, done.graph_id, done.graph_version)
         if done.node_id not in graph.nodes:
             raise InvalidArgument("task_token.node_id", f"graph {graph.key} has no node {done.node_id!r}")
         next_node = graph.next_node(done.node_id, done.next_key)
@@ -412,7 +448,7 @@ class Engine:
                     completed_at=finished_at,
                 )
 
-            self._run_finished(done.key.run_id, finish)
+            self._run_finished(done.key.namespace, done.key.run_id, finish)
         return outcome
 
     async def fail_task(
@@ -432,7 +468,7 @@ class Engine:
         the run is not being cancelled. The decision, the riding records and its write are one
         store transaction.
         """
-        graph = await self.graph(ref.graph_id, ref.graph_version)
+        graph = await self.graph(ref.namespace, ref.graph_id, ref.graph_version)
         node = graph.nodes.get(ref.node_id)
         key = ref.key(worker_id)
         if node is None:
@@ -459,7 +495,7 @@ class Engine:
         task, decision = await self._store.fail_task(key, decide=decide, activities=checked)
         for activity in activities:
             self._metrics.activity_recorded(key, activity)
-        queue_key = (task.task_queue, graph_key(task.graph_id, task.graph_version))
+        queue_key = (task.task_queue, graph_key(task.namespace, task.graph_id, task.graph_version))
         log = {"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt}
         if decision.end is AttemptEnd.RELEASE:
             self._dispatcher.notify(*queue_key)
@@ -477,7 +513,7 @@ class Engine:
                 extra=log,
             )
             return FailOutcome(True, delay, RunStatus.RUNNING)
-        self._run_finished(key.run_id, None)
+        self._run_finished(key.namespace, key.run_id, None)
         ended = decision.end is AttemptEnd.CANCEL
         logger.info(
             "run %s %s at step %s after %s failed attempts: %s",
@@ -525,15 +561,15 @@ class Engine:
             self._dispatcher.notify(*outcome.ready)
         return outcome
 
-    async def cancel_run(self, run_id: str, *, reason: str) -> Run:
+    async def cancel_run(self, namespace: Namespace, run_id: str, *, reason: str) -> Run:
         """Ask a run to stop (cooperatively); an ended run is returned as it is."""
-        outcome = await self._store.cancel_run(run_id, failure=cancelled_failure(reason))
+        outcome = await self._store.cancel_run(namespace, run_id, failure=cancelled_failure(reason))
         if outcome is None:
             raise NotFound(f"run {run_id!r} does not exist")
         if outcome.ready is not None:
             self._dispatcher.notify(*outcome.ready)
         if outcome.run.status.terminal:
-            self._run_finished(run_id, None)
+            self._run_finished(namespace, run_id, None)
         logger.info("run %s: cancel requested: %s", run_id, reason or "-", extra={"run_id": run_id})
         return outcome.run
 
@@ -548,15 +584,16 @@ class Engine:
         A re-sent checkpoint means the first reply may have been lost, eager task included: free
         that task now rather than after its lease lapses.
         """
-        task = await self._store.get_task(done.key.run_id)
-        if task is None or task.step_index != done.key.step_index + 1 or task.lease_owner != done.key.worker_id:
+        key = done.key
+        task = await self._store.get_task(key.namespace, key.run_id)
+        if task is None or task.step_index != key.step_index + 1 or task.lease_owner != key.worker_id:
             return
         with contextlib.suppress(StaleLease):
-            await self._store.release_task(TaskKey(task.run_id, task.step_index, task.attempt, done.key.worker_id))
-            self._dispatcher.notify(task.task_queue, graph_key(task.graph_id, task.graph_version))
+            await self._store.release_task(replace(key, step_index=task.step_index, attempt=task.attempt))
+            self._dispatcher.notify(task.task_queue, graph_key(task.namespace, task.graph_id, task.graph_version))
 
-    def _run_finished(self, run_id: str, finish: _Finish | None) -> None:
+    def _run_finished(self, namespace: Namespace, run_id: str, finish: _Finish | None) -> None:
         """Wake the run's waiters; `finish` turns the run they read into the finished one."""
-        for waiter in self._run_watchers.get(run_id, ()):
+        for waiter in self._run_watchers.get((namespace, run_id), ()):
             if not waiter.done():
                 waiter.set_result(finish)

@@ -26,6 +26,7 @@ from cmo_server.domain import (
     FailDecision,
     Failure,
     GraphSpec,
+    Namespace,
     NewFork,
     NewRun,
     NewSignal,
@@ -126,13 +127,15 @@ class OffloadingStore:
         """See `Store.register_graph`."""
         return await self._inner.register_graph(graph)
 
-    async def get_graph(self, graph_id: str, version: int) -> GraphSpec | None:
+    async def get_graph(self, namespace: Namespace, graph_id: str, version: int) -> GraphSpec | None:
         """See `Store.get_graph`."""
-        return await self._inner.get_graph(graph_id, version)
+        return await self._inner.get_graph(namespace, graph_id, version)
 
-    async def list_graphs(self, *, graph_id: str = "", limit: int = 100, page_token: str = "") -> GraphPage:
+    async def list_graphs(
+        self, namespace: Namespace, *, graph_id: str = "", limit: int = 100, page_token: str = ""
+    ) -> GraphPage:
         """See `Store.list_graphs`."""
-        return await self._inner.list_graphs(graph_id=graph_id, limit=limit, page_token=page_token)
+        return await self._inner.list_graphs(namespace, graph_id=graph_id, limit=limit, page_token=page_token)
 
     # -- runs -------------------------------------------------------------------------------------
 
@@ -146,26 +149,34 @@ class OffloadingStore:
         forked, new = await self._inner.fork_run(replace(fork, state=await self._pack_optional(fork.state)))
         return await self._unpack_run(forked), new
 
-    async def terminate_run(self, run_id: str, *, failure: Failure) -> Run | None:
+    async def terminate_run(self, namespace: Namespace, run_id: str, *, failure: Failure) -> Run | None:
         """See `Store.terminate_run`."""
-        run = await self._inner.terminate_run(run_id, failure=failure)
+        run = await self._inner.terminate_run(namespace, run_id, failure=failure)
         return None if run is None else await self._unpack_run(run)
 
-    async def get_run(self, run_id: str) -> Run | None:
+    async def get_run(self, namespace: Namespace, run_id: str) -> Run | None:
         """See `Store.get_run`."""
-        run = await self._inner.get_run(run_id)
+        run = await self._inner.get_run(namespace, run_id)
         return None if run is None else await self._unpack_run(run)
 
     async def list_runs(
-        self, *, graph_id: str = "", status: RunStatus | None = None, limit: int = 100, page_token: str = ""
+        self,
+        namespace: Namespace,
+        *,
+        graph_id: str = "",
+        status: RunStatus | None = None,
+        limit: int = 100,
+        page_token: str = "",
     ) -> RunPage:
         """See `Store.list_runs`."""
-        runs, token = await self._inner.list_runs(graph_id=graph_id, status=status, limit=limit, page_token=page_token)
+        runs, token = await self._inner.list_runs(
+            namespace, graph_id=graph_id, status=status, limit=limit, page_token=page_token
+        )
         return [await self._unpack_run(r) for r in runs], token
 
-    async def get_steps(self, run_id: str, *, after: int = -1, limit: int = 1000) -> list[Step]:
+    async def get_steps(self, namespace: Namespace, run_id: str, *, after: int = -1, limit: int = 1000) -> list[Step]:
         """See `Store.get_steps`."""
-        steps = await self._inner.get_steps(run_id, after=after, limit=limit)
+        steps = await self._inner.get_steps(namespace, run_id, after=after, limit=limit)
         return [await self._unpack_step(s) for s in steps]
 
     # -- tasks ------------------------------------------------------------------------------------
@@ -220,9 +231,9 @@ class OffloadingStore:
             return replace(stored, result=activity.result)  # this record won: it holds our payload
         return replace(stored, result=await self._unpack(stored.result))
 
-    async def get_task(self, run_id: str) -> TaskState | None:
+    async def get_task(self, namespace: Namespace, run_id: str) -> TaskState | None:
         """See `Store.get_task`."""
-        return await self._inner.get_task(run_id)
+        return await self._inner.get_task(namespace, run_id)
 
     async def release_task(self, key: TaskKey) -> None:
         """See `Store.release_task`."""
@@ -249,9 +260,9 @@ class OffloadingStore:
         outcome = await self._inner.signal_run(replace(signal, payload=await self._pack(signal.payload)))
         return None if outcome is None else replace(outcome, run=await self._unpack_run(outcome.run))
 
-    async def cancel_run(self, run_id: str, *, failure: Failure) -> CancelOutcome | None:
+    async def cancel_run(self, namespace: Namespace, run_id: str, *, failure: Failure) -> CancelOutcome | None:
         """See `Store.cancel_run`."""
-        outcome = await self._inner.cancel_run(run_id, failure=failure)
+        outcome = await self._inner.cancel_run(namespace, run_id, failure=failure)
         return None if outcome is None else replace(outcome, run=await self._unpack_run(outcome.run))
 
     async def fire_due_waits(self) -> set[tuple[str, str]]:
@@ -274,27 +285,35 @@ class OffloadingStore:
         """See `Store.add_artifact`."""
         return await self._inner.add_artifact(artifact)
 
-    async def find_artifact(self, sha256: str) -> Artifact | None:
+    async def find_artifact(self, namespace: Namespace, sha256: str) -> Artifact | None:
         """See `Store.find_artifact`."""
-        return await self._inner.find_artifact(sha256)
+        return await self._inner.find_artifact(namespace, sha256)
 
     # -- metrics: counts only ---------------------------------------------------------------------
 
-    async def queue_depths(self) -> dict[str, int]:
+    async def queue_depths(self) -> dict[tuple[Namespace, str], int]:
         """See `Store.queue_depths`."""
         return await self._inner.queue_depths()
 
-    async def count_runs_by_status(self) -> dict[RunStatus, int]:
+    async def count_runs_by_status(self) -> dict[tuple[Namespace, RunStatus], int]:
         """See `Store.count_runs_by_status`."""
         return await self._inner.count_runs_by_status()
 
     # -- retention --------------------------------------------------------------------------------
 
     async def prune_runs(
-        self, *, ended_before: datetime, statuses: Sequence[RunStatus], limit: int, dry_run: bool = False
+        self,
+        *,
+        ended_before: datetime,
+        statuses: Sequence[RunStatus],
+        limit: int,
+        namespace: Namespace | None = None,
+        dry_run: bool = False,
     ) -> int:
         """See `Store.prune_runs`."""
-        return await self._inner.prune_runs(ended_before=ended_before, statuses=statuses, limit=limit, dry_run=dry_run)
+        return await self._inner.prune_runs(
+            ended_before=ended_before, statuses=statuses, limit=limit, namespace=namespace, dry_run=dry_run
+        )
 
     async def referenced_blobs(self) -> set[str]:
         """See `Store.referenced_blobs`."""

@@ -16,6 +16,7 @@ from cmo_server.domain import (
     FailDecision,
     Failure,
     GraphSpec,
+    Namespace,
     NewFork,
     NewRun,
     NewSignal,
@@ -47,7 +48,7 @@ class ReadyListener(Protocol):
     def wait_scheduled(self, at: datetime) -> None:
         """Another server suspended a step on a wait that times out at `at`."""
 
-    def run_ended(self, run_id: str) -> None:
+    def run_ended(self, namespace: Namespace, run_id: str) -> None:
         """Another server ended this run (completed, failed, cancelled or terminated)."""
 
     def push_started(self) -> None:
@@ -60,8 +61,10 @@ class ReadyListener(Protocol):
 class Store(Protocol):
     """Durable state of the orchestrator. Each method is one short transaction.
 
-    Writes by a worker are fenced by its `TaskKey`: a write whose attempt is not the task's current
-    one, or whose worker does not hold the task's lease, raises `StaleLease` and changes nothing.
+    Every resource is keyed by its namespace: a method given one sees nothing of another, and the
+    same run_id or graph_id may exist in two. Writes by a worker are fenced by its `TaskKey`: a
+    write whose attempt is not the task's current one, or whose worker does not hold the task's
+    lease, raises `StaleLease` and changes nothing.
     """
 
     async def aclose(self) -> None:
@@ -71,16 +74,18 @@ class Store(Protocol):
         """One round trip to the database; raises if it cannot be reached (for health checks)."""
 
     async def register_graph(self, graph: GraphSpec) -> bool:
-        """Store a graph version; True if new, False if identical to the stored one.
+        """Store a graph version in its namespace; True if new, False if identical to the stored one.
 
         Raises:
             AlreadyExists: the version is registered with another definition.
         """
 
-    async def get_graph(self, graph_id: str, version: int) -> GraphSpec | None:
+    async def get_graph(self, namespace: Namespace, graph_id: str, version: int) -> GraphSpec | None:
         """A graph version; version 0 means the newest."""
 
-    async def list_graphs(self, *, graph_id: str = "", limit: int = 100, page_token: str = "") -> GraphPage:
+    async def list_graphs(
+        self, namespace: Namespace, *, graph_id: str = "", limit: int = 100, page_token: str = ""
+    ) -> GraphPage:
         """Graph versions by graph_id then version, optionally of one graph only."""
 
     async def create_run(self, run: NewRun) -> tuple[Run, bool]:
@@ -101,27 +106,35 @@ class Store(Protocol):
         changed.
         """
 
-    async def terminate_run(self, run_id: str, *, failure: Failure) -> Run | None:
+    async def terminate_run(self, namespace: Namespace, run_id: str, *, failure: Failure) -> Run | None:
         """End an unfinished run as TERMINATED with this failure, withdrawing its task.
 
         A run that has ended already is returned unchanged; None when there is no such run.
         """
 
-    async def get_run(self, run_id: str) -> Run | None:
+    async def get_run(self, namespace: Namespace, run_id: str) -> Run | None:
         """One run."""
 
     async def list_runs(
-        self, *, graph_id: str = "", status: RunStatus | None = None, limit: int = 100, page_token: str = ""
+        self,
+        namespace: Namespace,
+        *,
+        graph_id: str = "",
+        status: RunStatus | None = None,
+        limit: int = 100,
+        page_token: str = "",
     ) -> RunPage:
         """Runs, newest first, optionally filtered."""
 
-    async def get_steps(self, run_id: str, *, after: int = -1, limit: int = 1000) -> list[Step]:
+    async def get_steps(self, namespace: Namespace, run_id: str, *, after: int = -1, limit: int = 1000) -> list[Step]:
         """Checkpoints of a run with step_index > after, in order."""
 
     async def claim_task(
         self, *, task_queues: Sequence[str], graph_keys: Sequence[str], worker_id: str, lease: timedelta
     ) -> Task | None:
         """Lease the oldest ready task of these queues and graph versions, attempt + 1.
+
+        Graph keys name their namespace, so only tasks of those namespaces are found.
 
         A task is ready when it is visible and unleased or its lease has expired. It carries the
         step's activities recorded by earlier attempts, and `previous_lease_expired` when it was
@@ -162,7 +175,7 @@ class Store(Protocol):
             StaleLease: `key` is not the task's current, leased attempt.
         """
 
-    async def get_task(self, run_id: str) -> TaskState | None:
+    async def get_task(self, namespace: Namespace, run_id: str) -> TaskState | None:
         """The run's current task, if the run is not finished."""
 
     async def release_task(self, key: TaskKey) -> None:
@@ -197,8 +210,8 @@ class Store(Protocol):
             NotFound: the run does not exist.
         """
 
-    async def find_artifact(self, sha256: str) -> Artifact | None:
-        """The oldest record of this content as an artifact, by any run; None if no run put it."""
+    async def find_artifact(self, namespace: Namespace, sha256: str) -> Artifact | None:
+        """The oldest record of this content as an artifact by a run of `namespace`; None if none put it."""
 
     # -- waits ------------------------------------------------------------------------------------
 
@@ -225,7 +238,7 @@ class Store(Protocol):
             FailedPrecondition: the run has ended.
         """
 
-    async def cancel_run(self, run_id: str, *, failure: Failure) -> CancelOutcome | None:
+    async def cancel_run(self, namespace: Namespace, run_id: str, *, failure: Failure) -> CancelOutcome | None:
         """Mark a run cancelled; None when there is no such run. An ended run is returned as it is.
 
         A waiting step gets the cancellation recorded as its wait's outcome and is ready at once;
@@ -245,14 +258,14 @@ class Store(Protocol):
 
     # -- metrics ----------------------------------------------------------------------------------
 
-    async def queue_depths(self) -> dict[str, int]:
-        """Ready tasks by task queue: visible now and unleased or with a lapsed lease.
+    async def queue_depths(self) -> dict[tuple[Namespace, str], int]:
+        """Ready tasks by namespace and task queue: visible now and unleased or with a lapsed lease.
 
         Queues with no ready task are left out. Read on a metrics scrape, not on the hot path.
         """
 
-    async def count_runs_by_status(self) -> dict[RunStatus, int]:
-        """Runs by status; statuses no run has are left out. May scan every run: cache the answer."""
+    async def count_runs_by_status(self) -> dict[tuple[Namespace, RunStatus], int]:
+        """Runs by namespace and status; pairs no run has are left out. May scan every run: cache the answer."""
 
     # -- other servers ----------------------------------------------------------------------------
 
@@ -266,9 +279,17 @@ class Store(Protocol):
     # -- retention --------------------------------------------------------------------------------
 
     async def prune_runs(
-        self, *, ended_before: datetime, statuses: Sequence[RunStatus], limit: int, dry_run: bool = False
+        self,
+        *,
+        ended_before: datetime,
+        statuses: Sequence[RunStatus],
+        limit: int,
+        namespace: Namespace | None = None,
+        dry_run: bool = False,
     ) -> int:
         """Delete up to `limit` runs that ended before `ended_before` with one of `statuses`.
+
+        Only runs of `namespace` when given, of every namespace otherwise (the server's schedule).
 
         With each run go its steps, activity records, signals and artifact records; the blobs
         they referenced are left to `referenced_blobs` and the blob store's collection. Runs that

@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from cmo_server.domain import ActivityRecord, Failure, NewFork, Run, RunStatus, Step, Wait
+from cmo_server.domain import ActivityRecord, Failure, Namespace, NewFork, Run, RunStatus, Step, Wait
 
 __all__ = [
     "ACTIVITY_COLUMNS",
@@ -25,13 +25,14 @@ __all__ = [
 
 
 def run_from_row(row: Sequence[Any], to_datetime: Callable[[Any], datetime]) -> Run:
-    """A run from a row of its 20 columns, timestamps converted by `to_datetime`.
+    """A run from a row of its 21 columns, timestamps converted by `to_datetime`.
 
     The columns: run_id, graph_id, graph_version, status, input, seed, step_count, current_node,
     created_at, updated_at, completed_at, result, failure, parent_run_id, forked_from_step,
-    wait_kind, wait_name, wait_until, wait_seq, cancel_requested (RUN_COLUMNS).
+    wait_kind, wait_name, wait_until, wait_seq, cancel_requested, namespace (RUN_COLUMNS).
     """
     return Run(
+        namespace=Namespace.parse(row[20]),
         run_id=row[0],
         graph_id=row[1],
         graph_version=row[2],
@@ -64,8 +65,8 @@ RUN_COLUMNS = """
     SELECT r.run_id, r.graph_id, r.graph_version, r.status, r.input, r.seed,
            coalesce(t.step_index, r.step_count), coalesce(t.node_id, ''),
            r.created_at, r.updated_at, r.completed_at, r.result, r.failure, r.parent_run_id,
-           r.forked_from_step, t.wait_kind, t.wait_name, t.wait_until, t.wait_seq, r.cancel_requested
-      FROM runs r LEFT JOIN tasks t ON t.run_id = r.run_id
+           r.forked_from_step, t.wait_kind, t.wait_name, t.wait_until, t.wait_seq, r.cancel_requested, r.namespace
+      FROM runs r LEFT JOIN tasks t ON t.namespace = r.namespace AND t.run_id = r.run_id
 """
 """The run joined with its current task, which carries the live step count and node and the wait:
 the columns `run_from_row` reads."""
@@ -89,9 +90,10 @@ def activity_from_row(row: Sequence[Any], to_datetime: Callable[[Any], datetime]
     )
 
 
-def activity_params(run_id: str, step_index: int, activity: ActivityRecord) -> dict[str, Any]:
+def activity_params(namespace: Namespace, run_id: str, step_index: int, activity: ActivityRecord) -> dict[str, Any]:
     """Named parameters of an activity insert (without recorded_at, which the store sets)."""
     return {
+        "namespace": str(namespace),
         "run_id": run_id,
         "step_index": step_index,
         "seq": activity.seq,
@@ -127,6 +129,7 @@ def trace_from_text(text: str | None) -> dict[str, str]:
 def fork_params(fork: NewFork) -> dict[str, Any]:
     """Named parameters of the statements that create a fork."""
     return {
+        "namespace": str(fork.namespace),
         "trace_context": trace_to_text(fork.trace_context),
         "run_id": fork.run_id,
         "source": fork.source_run_id,

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cmo_server.domain import ActivityRecord, RunStatus, Task, TaskKey
+from cmo_server.domain import DEFAULT_NAMESPACE, ActivityRecord, Namespace, RunStatus, Task, TaskKey
 from cmo_server.engine import EngineMetrics
 from cmo_server.store import Store
 
@@ -130,8 +130,8 @@ class StoreGauges(Collector):
         self._store = store
         self._parked_polls = parked_polls
         self._ttl = ttl
-        self._depths: dict[str, int] | None = None
-        self._runs: dict[RunStatus, int] | None = None
+        self._depths: dict[tuple[Namespace, str], int] | None = None
+        self._runs: dict[tuple[Namespace, RunStatus], int] | None = None
         self._read_at = float("-inf")
         self._lock = asyncio.Lock()
 
@@ -156,15 +156,20 @@ class StoreGauges(Collector):
         yield parked
         if self._depths is not None:
             depth = GaugeMetricFamily(
-                "cmo_queue_depth", "Ready tasks waiting for a worker, by task queue.", labels=["task_queue"]
+                "cmo_queue_depth",
+                "Ready tasks waiting for a worker, by namespace and task queue.",
+                labels=["namespace", "task_queue"],
             )
-            for queue, count in sorted(self._depths.items()):
-                depth.add_metric([queue], count)
+            for (namespace, queue), count in sorted(self._depths.items()):
+                depth.add_metric([str(namespace), queue], count)
             yield depth
         if self._runs is not None:
-            runs = GaugeMetricFamily("cmo_runs", "Runs by status.", labels=["status"])
-            for status in RunStatus:
-                runs.add_metric([status.name], self._runs.get(status, 0))
+            runs = GaugeMetricFamily("cmo_runs", "Runs by namespace and status.", labels=["namespace", "status"])
+            # Every status of every namespace that has runs, zeros included, so a status that
+            # empties drops to 0 instead of vanishing.
+            for namespace in sorted({ns for ns, _ in self._runs} or {DEFAULT_NAMESPACE}):
+                for status in RunStatus:
+                    runs.add_metric([str(namespace), status.name], self._runs.get((namespace, status), 0))
             yield runs
 
     def describe(self) -> Iterator[Metric]:

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from cmo_server.config import ServerConfig, parse_otlp_headers
+from cmo_server.config import TelemetryConfig, parse_otlp_headers
 
 __all__ = ["call_trace_context", "server_interceptors", "tracer_provider"]
 
@@ -26,7 +26,7 @@ W3C = TraceContextTextMapPropagator()
 W3C_HEADERS = ("traceparent", "tracestate")
 
 
-def tracer_provider(config: ServerConfig) -> TracerProvider | None:
+def tracer_provider(config: TelemetryConfig) -> TracerProvider | None:
     """The provider `config` asks for (OTLP or console exporter), or None when traces are off.
 
     The caller owns it: `shutdown()` flushes and stops the exporter.
@@ -34,15 +34,15 @@ def tracer_provider(config: ServerConfig) -> TracerProvider | None:
     exporter = _exporter(config)
     if exporter is None:
         return None
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: config.otel_service_name}))
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: config.service_name}))
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 
 
-def _exporter(config: ServerConfig) -> SpanExporter | None:
+def _exporter(config: TelemetryConfig) -> SpanExporter | None:
     kind = config.traces_exporter
     if kind == "console":
-        return ConsoleSpanExporter(service_name=config.otel_service_name)
+        return ConsoleSpanExporter(service_name=config.service_name)
     if kind == "otlp":
         # Imported only when used: the exporter pulls in its protobuf and gRPC stack.
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter

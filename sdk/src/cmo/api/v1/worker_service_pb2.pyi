@@ -12,10 +12,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RegisterGraphRequest(_message.Message):
-    __slots__ = ("graph",)
+    __slots__ = ("graph", "namespace")
     GRAPH_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     graph: _common_pb2.GraphDef
-    def __init__(self, graph: _Optional[_Union[_common_pb2.GraphDef, _Mapping]] = ...) -> None: ...
+    namespace: _common_pb2.Namespace
+    def __init__(self, graph: _Optional[_Union[_common_pb2.GraphDef, _Mapping]] = ..., namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ...) -> None: ...
 
 class RegisterGraphResponse(_message.Message):
     __slots__ = ("created",)
@@ -24,12 +26,14 @@ class RegisterGraphResponse(_message.Message):
     def __init__(self, created: _Optional[bool] = ...) -> None: ...
 
 class GetGraphRequest(_message.Message):
-    __slots__ = ("graph_id", "version")
+    __slots__ = ("graph_id", "version", "namespace")
     GRAPH_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     graph_id: str
     version: int
-    def __init__(self, graph_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    namespace: _common_pb2.Namespace
+    def __init__(self, graph_id: _Optional[str] = ..., version: _Optional[int] = ..., namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ...) -> None: ...
 
 class GetGraphResponse(_message.Message):
     __slots__ = ("graph",)
@@ -38,14 +42,16 @@ class GetGraphResponse(_message.Message):
     def __init__(self, graph: _Optional[_Union[_common_pb2.GraphDef, _Mapping]] = ...) -> None: ...
 
 class ListGraphsRequest(_message.Message):
-    __slots__ = ("graph_id", "page_size", "page_token")
+    __slots__ = ("graph_id", "page_size", "page_token", "namespace")
     GRAPH_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     graph_id: str
     page_size: int
     page_token: str
-    def __init__(self, graph_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    namespace: _common_pb2.Namespace
+    def __init__(self, graph_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ...) -> None: ...
 
 class ListGraphsResponse(_message.Message):
     __slots__ = ("graphs", "next_page_token")
@@ -56,16 +62,18 @@ class ListGraphsResponse(_message.Message):
     def __init__(self, graphs: _Optional[_Iterable[_Union[_common_pb2.GraphDef, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class PollTaskRequest(_message.Message):
-    __slots__ = ("worker_id", "task_queues", "graphs", "wait")
+    __slots__ = ("worker_id", "task_queues", "graphs", "wait", "namespace")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_QUEUES_FIELD_NUMBER: _ClassVar[int]
     GRAPHS_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     task_queues: _containers.RepeatedScalarFieldContainer[str]
     graphs: _containers.RepeatedCompositeFieldContainer[_common_pb2.GraphRef]
     wait: _duration_pb2.Duration
-    def __init__(self, worker_id: _Optional[str] = ..., task_queues: _Optional[_Iterable[str]] = ..., graphs: _Optional[_Iterable[_Union[_common_pb2.GraphRef, _Mapping]]] = ..., wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    namespace: _common_pb2.Namespace
+    def __init__(self, worker_id: _Optional[str] = ..., task_queues: _Optional[_Iterable[str]] = ..., graphs: _Optional[_Iterable[_Union[_common_pb2.GraphRef, _Mapping]]] = ..., wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ...) -> None: ...
 
 class PollTaskResponse(_message.Message):
     __slots__ = ("task",)
@@ -192,14 +200,16 @@ class SuspendTaskResponse(_message.Message):
     def __init__(self, resumed: _Optional[bool] = ...) -> None: ...
 
 class PutArtifactRequest(_message.Message):
-    __slots__ = ("run_id", "media_type", "chunk")
+    __slots__ = ("run_id", "media_type", "chunk", "namespace")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     media_type: str
     chunk: bytes
-    def __init__(self, run_id: _Optional[str] = ..., media_type: _Optional[str] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+    namespace: _common_pb2.Namespace
+    def __init__(self, run_id: _Optional[str] = ..., media_type: _Optional[str] = ..., chunk: _Optional[bytes] = ..., namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ...) -> None: ...
 
 class PutArtifactResponse(_message.Message):
     __slots__ = ("artifact",)
@@ -208,10 +218,12 @@ class PutArtifactResponse(_message.Message):
     def __init__(self, artifact: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ...) -> None: ...
 
 class GetArtifactRequest(_message.Message):
-    __slots__ = ("digest",)
+    __slots__ = ("digest", "namespace")
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     digest: str
-    def __init__(self, digest: _Optional[str] = ...) -> None: ...
+    namespace: _common_pb2.Namespace
+    def __init__(self, digest: _Optional[str] = ..., namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ...) -> None: ...
 
 class GetArtifactResponse(_message.Message):
     __slots__ = ("chunk",)

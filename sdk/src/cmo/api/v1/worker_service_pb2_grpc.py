@@ -33,7 +33,8 @@ class WorkerServiceStub:
     polled with. Only the worker holding the task's lease may act on it: a token of an attempt that
     is no longer current (its lease lapsed and another worker took it, the run was terminated) or a
     worker_id that does not hold the lease is answered FAILED_PRECONDITION, and nothing is written.
-    A malformed token is INVALID_ARGUMENT. See docs/wire.md for the task lifecycle.
+    A malformed token is INVALID_ARGUMENT. The token also names the run's namespace, so task calls
+    carry no namespace field. See docs/wire.md for the task lifecycle.
     """
 
     def __init__(self, channel):
@@ -107,7 +108,8 @@ class WorkerServiceServicer:
     polled with. Only the worker holding the task's lease may act on it: a token of an attempt that
     is no longer current (its lease lapsed and another worker took it, the run was terminated) or a
     worker_id that does not hold the lease is answered FAILED_PRECONDITION, and nothing is written.
-    A malformed token is INVALID_ARGUMENT. See docs/wire.md for the task lifecycle.
+    A malformed token is INVALID_ARGUMENT. The token also names the run's namespace, so task calls
+    carry no namespace field. See docs/wire.md for the task lifecycle.
     """
 
     def RegisterGraph(self, request, context):
@@ -271,7 +273,8 @@ class WorkerService:
     polled with. Only the worker holding the task's lease may act on it: a token of an attempt that
     is no longer current (its lease lapsed and another worker took it, the run was terminated) or a
     worker_id that does not hold the lease is answered FAILED_PRECONDITION, and nothing is written.
-    A malformed token is INVALID_ARGUMENT. See docs/wire.md for the task lifecycle.
+    A malformed token is INVALID_ARGUMENT. The token also names the run's namespace, so task calls
+    carry no namespace field. See docs/wire.md for the task lifecycle.
     """
 
     @staticmethod

@@ -13,14 +13,15 @@ __all__ = ["PostgresActivities"]
 # record is never written for an attempt that has already lost the task.
 LOCK_FENCED_TASK = f"SELECT 1 FROM tasks WHERE {FENCE} FOR SHARE"
 INSERT_ACTIVITY = """
-    INSERT INTO activities (run_id, step_index, seq, kind, name, request_hash, result, error, attempt, recorded_at)
-    VALUES (%(run_id)s, %(step_index)s, %(seq)s, %(kind)s, %(name)s, %(request_hash)s, %(result)s, %(error)s,
-            %(attempt)s, now())
-    ON CONFLICT (run_id, step_index, seq) DO NOTHING
+    INSERT INTO activities (namespace, run_id, step_index, seq, kind, name, request_hash, result, error, attempt,
+                            recorded_at)
+    VALUES (%(namespace)s, %(run_id)s, %(step_index)s, %(seq)s, %(kind)s, %(name)s, %(request_hash)s, %(result)s,
+            %(error)s, %(attempt)s, now())
+    ON CONFLICT (namespace, run_id, step_index, seq) DO NOTHING
 """
 SELECT_ACTIVITY = f"""
     SELECT {ACTIVITY_COLUMNS} FROM activities
-     WHERE run_id = %(run_id)s AND step_index = %(step_index)s AND seq = %(seq)s
+     WHERE namespace = %(namespace)s AND run_id = %(run_id)s AND step_index = %(step_index)s AND seq = %(seq)s
 """
 
 
@@ -31,7 +32,7 @@ class PostgresActivities:
 
     async def record_activity(self, key: TaskKey, activity: ActivityRecord) -> ActivityRecord:
         """See `Store.record_activity`."""
-        params = activity_params(key.run_id, key.step_index, activity)
+        params = activity_params(key.namespace, key.run_id, key.step_index, activity)
         async with self._pool.connection() as conn, conn.transaction():
             if await (await conn.execute(LOCK_FENCED_TASK, fence(key))).fetchone() is None:
                 raise StaleLease(key.run_id, key.step_index, key.attempt)

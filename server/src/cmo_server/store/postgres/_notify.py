@@ -2,7 +2,7 @@
 
 One connection per server, outside the pool, listens on three channels: `cmo_task_ready` (a task
 of "queue<TAB>graph key<TAB>epoch" is claimable from that time), `cmo_wait_set` (a wait times out
-at an epoch) and `cmo_run_ended` (the run with this id has ended). A
+at an epoch) and `cmo_run_ended` (the run "namespace<TAB>run_id" has ended). A
 server hears its own notifications too; those from its own pool's sessions are dropped (the
 engine has woken its pollers already), so a local checkpoint does not wake a second poller.
 """
@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
+from cmo_server.domain import Namespace
 from cmo_server.store._protocol import ReadyListener
 
 __all__ = ["RUN_ENDED", "TASK_READY", "WAIT_SET", "PostgresNotifications"]
@@ -68,6 +69,7 @@ def _deliver(listener: ReadyListener, channel: str, payload: str) -> None:
         elif channel == WAIT_SET:
             listener.wait_scheduled(datetime.fromtimestamp(float(payload), UTC))
         elif channel == RUN_ENDED:
-            listener.run_ended(payload)
+            namespace, run_id = payload.split("\t")
+            listener.run_ended(Namespace.parse(namespace), run_id)
     except ValueError:
         logger.warning("ignored a malformed %s notification: %r", channel, payload)

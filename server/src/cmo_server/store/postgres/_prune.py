@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from cmo_server.blob import manifest_digests
-from cmo_server.domain import RunStatus
+from cmo_server.domain import Namespace, RunStatus
 from cmo_server.store._retention import MANIFEST_COLUMNS
 from cmo_server.store.postgres._tasks import Pool
 
@@ -16,23 +16,26 @@ __all__ = ["PostgresRetention"]
 # replicas pruning at once take different runs; the foreign keys are checked at its end.
 PRUNE_RUNS = """
     WITH doomed AS (
-        SELECT run_id FROM runs
+        SELECT namespace, run_id FROM runs
          WHERE completed_at < %(before)s AND status = ANY(%(statuses)s)
+           AND (%(namespace)s::text IS NULL OR namespace = %(namespace)s)
          ORDER BY completed_at LIMIT %(limit)s
            FOR UPDATE SKIP LOCKED
     ), activities_gone AS (
-        DELETE FROM activities WHERE run_id IN (SELECT run_id FROM doomed)
+        DELETE FROM activities WHERE (namespace, run_id) IN (SELECT namespace, run_id FROM doomed)
     ), steps_gone AS (
-        DELETE FROM steps WHERE run_id IN (SELECT run_id FROM doomed)
+        DELETE FROM steps WHERE (namespace, run_id) IN (SELECT namespace, run_id FROM doomed)
     ), signals_gone AS (
-        DELETE FROM signals WHERE run_id IN (SELECT run_id FROM doomed)
+        DELETE FROM signals WHERE (namespace, run_id) IN (SELECT namespace, run_id FROM doomed)
     ), artifacts_gone AS (
-        DELETE FROM artifacts WHERE run_id IN (SELECT run_id FROM doomed)
+        DELETE FROM artifacts WHERE (namespace, run_id) IN (SELECT namespace, run_id FROM doomed)
     )
-    DELETE FROM runs WHERE run_id IN (SELECT run_id FROM doomed) RETURNING run_id
+    DELETE FROM runs WHERE (namespace, run_id) IN (SELECT namespace, run_id FROM doomed) RETURNING run_id
 """
 COUNT_PRUNABLE = """
-    SELECT count(*) FROM runs WHERE completed_at < %(before)s AND status = ANY(%(statuses)s)
+    SELECT count(*) FROM runs
+     WHERE completed_at < %(before)s AND status = ANY(%(statuses)s)
+       AND (%(namespace)s::text IS NULL OR namespace = %(namespace)s)
 """
 # A manifest starts with a NUL byte, which no JSON payload does.
 MANIFESTS = " UNION ALL ".join(
@@ -48,10 +51,21 @@ class PostgresRetention:
     _pool: Pool
 
     async def prune_runs(
-        self, *, ended_before: datetime, statuses: Sequence[RunStatus], limit: int, dry_run: bool = False
+        self,
+        *,
+        ended_before: datetime,
+        statuses: Sequence[RunStatus],
+        limit: int,
+        namespace: Namespace | None = None,
+        dry_run: bool = False,
     ) -> int:
         """See `Store.prune_runs`."""
-        params = {"before": ended_before, "statuses": [int(s) for s in statuses], "limit": limit}
+        params = {
+            "before": ended_before,
+            "statuses": [int(s) for s in statuses],
+            "limit": limit,
+            "namespace": None if namespace is None else str(namespace),
+        }
         async with self._pool.connection() as conn:
             if dry_run:
                 row = await (await conn.execute(COUNT_PRUNABLE, params)).fetchone()

@@ -5,7 +5,7 @@ Both are read on a metrics scrape (cached a few seconds by the caller), never on
 
 from __future__ import annotations
 
-from cmo_server.domain import RunStatus
+from cmo_server.domain import Namespace, RunStatus
 from cmo_server.store.postgres._tasks import Pool
 
 __all__ = ["PostgresStats"]
@@ -13,12 +13,14 @@ __all__ = ["PostgresStats"]
 # The tasks table holds one row per unfinished run, so this reads at most the active runs; the
 # visible_at filter is answered from tasks_ready (task_queue, graph_key, visible_at) without the heap
 # when the visibility map is current (index-only scan).
-COUNT_READY_TASKS = "SELECT task_queue, count(*) FROM tasks WHERE visible_at <= now() GROUP BY task_queue"
+COUNT_READY_TASKS = """
+    SELECT namespace, task_queue, count(*) FROM tasks WHERE visible_at <= now() GROUP BY namespace, task_queue
+"""
 # runs has no index on status (one would be rewritten on every status change of every run): this is
 # a sequential scan of runs, parallel on a large table. Postgres counts a few million narrow rows a
 # second per core, so a table of millions of runs costs some hundreds of ms a scrape; the caller
 # caches the answer for a few seconds so scrapes from several collectors share it.
-COUNT_RUNS_BY_STATUS = "SELECT status, count(*) FROM runs GROUP BY status"
+COUNT_RUNS_BY_STATUS = "SELECT namespace, status, count(*) FROM runs GROUP BY namespace, status"
 
 
 class PostgresStats:
@@ -26,14 +28,14 @@ class PostgresStats:
 
     _pool: Pool
 
-    async def queue_depths(self) -> dict[str, int]:
+    async def queue_depths(self) -> dict[tuple[Namespace, str], int]:
         """See `Store.queue_depths`."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(COUNT_READY_TASKS)
-            return {queue: count for queue, count in await cur.fetchall()}
+            return {(Namespace.parse(ns), queue): count for ns, queue, count in await cur.fetchall()}
 
-    async def count_runs_by_status(self) -> dict[RunStatus, int]:
+    async def count_runs_by_status(self) -> dict[tuple[Namespace, RunStatus], int]:
         """See `Store.count_runs_by_status`."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(COUNT_RUNS_BY_STATUS)
-            return {RunStatus(status): count for status, count in await cur.fetchall()}
+            return {(Namespace.parse(ns), RunStatus(status)): count for ns, status, count in await cur.fetchall()}

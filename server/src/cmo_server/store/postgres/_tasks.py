@@ -23,11 +23,13 @@ from cmo_server.domain import (
     CompleteOutcome,
     FailDecider,
     FailDecision,
+    Namespace,
     RunStatus,
     Task,
     TaskKey,
     TaskState,
     graph_key,
+    split_graph_key,
 )
 from cmo_server.errors import FailedPrecondition, StaleLease
 from cmo_server.store._rows import ACTIVITY_COLUMNS, activity_arrays, activity_from_row, trace_from_text
@@ -35,11 +37,6 @@ from cmo_server.store._rows import ACTIVITY_COLUMNS, activity_arrays, activity_f
 __all__ = ["FENCE", "Pool", "PostgresTasks", "fence", "same"]
 
 Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
-
-
-def _split_graph_key(key: str) -> tuple[str, int]:
-    graph_id, _, version = key.rpartition("@")
-    return graph_id, int(version)
 
 
 # SKIP LOCKED lets concurrent claimers take different rows instead of queueing behind one. Each
@@ -54,11 +51,11 @@ def _split_graph_key(key: str) -> tuple[str, int]:
 # has a lease owner is one whose lease lapsed (every other end of an attempt clears the owner).
 CLAIM_TASK = """
     WITH picked AS (
-        SELECT ready.run_id, ready.lapsed
+        SELECT ready.namespace, ready.run_id, ready.lapsed
           FROM unnest(%(queues)s::text[]) AS q (task_queue)
          CROSS JOIN unnest(%(graphs)s::text[]) AS g (graph_key)
          CROSS JOIN LATERAL (
-                SELECT run_id, visible_at, lease_owner IS NOT NULL AS lapsed FROM tasks
+                SELECT namespace, run_id, visible_at, lease_owner IS NOT NULL AS lapsed FROM tasks
                  WHERE task_queue = q.task_queue AND graph_key = g.graph_key AND visible_at <= now()
                  ORDER BY visible_at LIMIT 1
                    FOR UPDATE SKIP LOCKED
@@ -66,40 +63,47 @@ CLAIM_TASK = """
          ORDER BY ready.visible_at LIMIT 1
     ), leased AS (
         UPDATE tasks t SET attempt = t.attempt + 1, lease_owner = %(worker_id)s, visible_at = now() + %(lease)s
-          FROM picked WHERE t.run_id = picked.run_id
-     RETURNING t.run_id, t.step_index, t.attempt, t.node_id, t.task_queue, t.graph_key, t.logical_time,
-               t.failures, t.visible_at
+          FROM picked WHERE t.namespace = picked.namespace AND t.run_id = picked.run_id
+     RETURNING t.namespace, t.run_id, t.step_index, t.attempt, t.node_id, t.task_queue, t.graph_key,
+               t.logical_time, t.failures, t.visible_at
     ), started AS (
         UPDATE runs SET status = %(running)s, updated_at = now()
-         WHERE run_id = (SELECT run_id FROM leased WHERE step_index = 0) AND status = %(pending)s
+          FROM leased l WHERE runs.namespace = l.namespace AND runs.run_id = l.run_id AND l.step_index = 0
+           AND runs.status = %(pending)s
     )
     SELECT l.run_id, l.step_index, l.attempt, l.node_id, l.task_queue, l.graph_key, l.logical_time,
            l.failures, l.visible_at, r.seed, CASE WHEN l.step_index = 0 THEN r.input ELSE s.state END,
-           EXISTS (SELECT 1 FROM activities a WHERE a.run_id = l.run_id AND a.step_index = l.step_index),
-           r.cancel_requested, r.trace_context, (SELECT lapsed FROM picked)
-      FROM leased l JOIN runs r ON r.run_id = l.run_id
-      LEFT JOIN steps s ON s.run_id = l.run_id AND s.step_index = l.step_index - 1
+           EXISTS (SELECT 1 FROM activities a
+                    WHERE a.namespace = l.namespace AND a.run_id = l.run_id AND a.step_index = l.step_index),
+           r.cancel_requested, r.trace_context, (SELECT lapsed FROM picked), l.namespace
+      FROM leased l JOIN runs r ON r.namespace = l.namespace AND r.run_id = l.run_id
+      LEFT JOIN steps s ON s.namespace = l.namespace AND s.run_id = l.run_id AND s.step_index = l.step_index - 1
 """
-SELECT_STEP_STATE = "SELECT state FROM steps WHERE run_id = %(run_id)s AND step_index = %(step_index)s"
+SELECT_STEP_STATE = """
+    SELECT state FROM steps WHERE namespace = %(namespace)s AND run_id = %(run_id)s AND step_index = %(step_index)s
+"""
 SELECT_READY_QUEUES = """
     SELECT DISTINCT task_queue, graph_key FROM tasks WHERE task_queue = ANY(%(queues)s) AND visible_at <= now()
 """
 SELECT_NEXT_READY_AT = """
     SELECT min(visible_at) FROM tasks WHERE task_queue = ANY(%(queues)s) AND wait_kind IS NULL
 """
-SELECT_TASK = """
+TASK_STATE_COLUMNS = """
     SELECT t.run_id, t.step_index, t.attempt, t.node_id, t.graph_key, t.task_queue, t.failures, t.lease_owner,
            r.cancel_requested
-      FROM tasks t JOIN runs r ON r.run_id = t.run_id WHERE t.run_id = %(run_id)s
+      FROM tasks t JOIN runs r ON r.namespace = t.namespace AND r.run_id = t.run_id
 """
+SELECT_TASK = TASK_STATE_COLUMNS + " WHERE t.namespace = %(namespace)s AND t.run_id = %(run_id)s"
 
 # Every worker write names the attempt it holds and the worker holding its lease; a newer attempt,
 # a finished step or another worker matches no row.
-FENCE = "run_id = %(run_id)s AND step_index = %(step_index)s AND attempt = %(attempt)s AND lease_owner = %(worker_id)s"
+FENCE = """namespace = %(namespace)s AND run_id = %(run_id)s AND step_index = %(step_index)s
+       AND attempt = %(attempt)s AND lease_owner = %(worker_id)s"""
 
 EXTEND_LEASE = f"""
     UPDATE tasks SET visible_at = now() + %(lease)s WHERE {FENCE}
- RETURNING visible_at, (SELECT cancel_requested FROM runs r WHERE r.run_id = tasks.run_id)
+ RETURNING visible_at,
+           (SELECT cancel_requested FROM runs r WHERE r.namespace = tasks.namespace AND r.run_id = tasks.run_id)
 """
 
 # complete_step: checkpoint the step and move the task to the next one, as one statement. The
@@ -109,16 +113,17 @@ EXTEND_LEASE = f"""
 # than lose the checkpoint.) The next task is leased at once to an eager worker (attempt 1), else
 # it is ready now (attempt 0).
 STEP_VALUES = """
-    SELECT %(run_id)s, %(step_index)s, %(node_id)s, %(attempt)s, %(state)s, %(state_hash)s, %(output)s,
-           %(next_key)s, %(next_node)s, (SELECT logical_time FROM task), %(started_at)s, now()
+    SELECT %(namespace)s, %(run_id)s, %(step_index)s, %(node_id)s, %(attempt)s, %(state)s, %(state_hash)s,
+           %(output)s, %(next_key)s, %(next_node)s, (SELECT logical_time FROM task), %(started_at)s, now()
 """
 INSERT_STEP = """
-    INSERT INTO steps (run_id, step_index, node_id, attempt, state, state_hash, output, next_key, next_node,
-                       logical_time, started_at, finished_at)
+    INSERT INTO steps (namespace, run_id, step_index, node_id, attempt, state, state_hash, output, next_key,
+                       next_node, logical_time, started_at, finished_at)
 """
+CURRENT_TASK_TIME = "SELECT logical_time FROM tasks WHERE namespace = %(namespace)s AND run_id = %(run_id)s"
 ADVANCE_TASK = f"""
     WITH task AS (
-        SELECT logical_time FROM tasks WHERE run_id = %(run_id)s
+        {CURRENT_TASK_TIME}
     ), moved AS (
         UPDATE tasks
            SET step_index = step_index + 1, node_id = %(next_node)s, task_queue = %(next_queue)s,
@@ -130,12 +135,12 @@ ADVANCE_TASK = f"""
         {INSERT_STEP} {STEP_VALUES} FROM moved
     )
     SELECT m.visible_at, m.logical_time, r.seed, r.cancel_requested, r.trace_context
-      FROM moved m JOIN runs r ON r.run_id = %(run_id)s
+      FROM moved m JOIN runs r ON r.namespace = %(namespace)s AND r.run_id = %(run_id)s
 """
 # The last step: checkpoint it, drop the task and complete the run with the final state.
 FINISH_RUN = f"""
     WITH task AS (
-        SELECT logical_time FROM tasks WHERE run_id = %(run_id)s
+        {CURRENT_TASK_TIME}
     ), gone AS (
         DELETE FROM tasks WHERE {FENCE} AND node_id = %(node_id)s AND graph_key = %(graph_key)s RETURNING run_id
     ), step AS (
@@ -143,21 +148,21 @@ FINISH_RUN = f"""
     ), done AS (
         UPDATE runs SET status = %(completed)s, result = %(state)s, step_count = %(step_index)s + 1,
                         updated_at = now(), completed_at = now()
-         WHERE run_id = (SELECT run_id FROM gone)
+         WHERE namespace = %(namespace)s AND run_id = (SELECT run_id FROM gone)
     )
     SELECT run_id, now() FROM gone
 """
 # Activity records riding on a checkpoint: stored in the same statement, only if the fence matched.
 RIDING_ACTIVITIES = """
     ), acts AS (
-        INSERT INTO activities (run_id, step_index, seq, kind, name, request_hash, result, error, attempt,
+        INSERT INTO activities (namespace, run_id, step_index, seq, kind, name, request_hash, result, error, attempt,
                                 recorded_at)
-        SELECT %(run_id)s, %(step_index)s, a.seq, a.kind, a.name, a.request_hash, a.result, a.error, %(attempt)s,
-               now()
+        SELECT %(namespace)s, %(run_id)s, %(step_index)s, a.seq, a.kind, a.name, a.request_hash, a.result, a.error,
+               %(attempt)s, now()
           FROM {fenced}, unnest(%(act_seq)s::integer[], %(act_kind)s::text[], %(act_name)s::text[],
                                 %(act_hash)s::text[], %(act_result)s::bytea[], %(act_error)s::text[])
                AS a (seq, kind, name, request_hash, result, error)
-        ON CONFLICT (run_id, step_index, seq) DO NOTHING
+        ON CONFLICT (namespace, run_id, step_index, seq) DO NOTHING
     )
 """
 ADVANCE_TASK_WITH_ACTIVITIES = ADVANCE_TASK.replace(
@@ -171,8 +176,8 @@ assert ADVANCE_TASK_WITH_ACTIVITIES != ADVANCE_TASK, "the riding insert found no
 assert FINISH_RUN_WITH_ACTIVITIES != FINISH_RUN, "the riding insert found no place in FINISH_RUN"
 SELECT_COMPLETED_STEP = """
     SELECT s.attempt, s.node_id, s.state_hash, s.output, s.next_key, r.status
-      FROM steps s JOIN runs r ON r.run_id = s.run_id
-     WHERE s.run_id = %(run_id)s AND s.step_index = %(step_index)s
+      FROM steps s JOIN runs r ON r.namespace = s.namespace AND r.run_id = s.run_id
+     WHERE s.namespace = %(namespace)s AND s.run_id = %(run_id)s AND s.step_index = %(step_index)s
 """
 RETRY_TASK = f"""
     UPDATE tasks SET failures = failures + 1, lease_owner = NULL, visible_at = now() + %(delay)s,
@@ -183,17 +188,19 @@ RELEASE_TASK = f"UPDATE tasks SET lease_owner = NULL, visible_at = now() WHERE {
 # FailTask decides from the task as it is while holding its row, so the decision and its write are
 # one transaction (a concurrent claim or cancel waits for it).
 LOCK_FENCED_TASK_FOR_FAIL = f"""
-    SELECT t.run_id, t.step_index, t.attempt, t.node_id, t.graph_key, t.task_queue, t.failures, t.lease_owner,
-           r.cancel_requested
-      FROM tasks t JOIN runs r ON r.run_id = t.run_id WHERE {FENCE.replace("run_id =", "t.run_id =")}
+    {TASK_STATE_COLUMNS}
+     WHERE t.namespace = %(namespace)s AND t.run_id = %(run_id)s AND t.step_index = %(step_index)s
+       AND t.attempt = %(attempt)s AND t.lease_owner = %(worker_id)s
        FOR UPDATE OF t
 """
 INSERT_RIDING_ACTIVITIES = """
-    INSERT INTO activities (run_id, step_index, seq, kind, name, request_hash, result, error, attempt, recorded_at)
-    SELECT %(run_id)s, %(step_index)s, a.seq, a.kind, a.name, a.request_hash, a.result, a.error, %(attempt)s, now()
+    INSERT INTO activities (namespace, run_id, step_index, seq, kind, name, request_hash, result, error, attempt,
+                            recorded_at)
+    SELECT %(namespace)s, %(run_id)s, %(step_index)s, a.seq, a.kind, a.name, a.request_hash, a.result, a.error,
+           %(attempt)s, now()
       FROM unnest(%(act_seq)s::integer[], %(act_kind)s::text[], %(act_name)s::text[], %(act_hash)s::text[],
                   %(act_result)s::bytea[], %(act_error)s::text[]) AS a (seq, kind, name, request_hash, result, error)
-    ON CONFLICT (run_id, step_index, seq) DO NOTHING
+    ON CONFLICT (namespace, run_id, step_index, seq) DO NOTHING
 """
 FAIL_RUN = f"""
     WITH gone AS (
@@ -201,19 +208,21 @@ FAIL_RUN = f"""
     )
     UPDATE runs SET status = %(status)s, failure = %(failure)s, step_count = %(step_index)s,
                     updated_at = now(), completed_at = now()
-     WHERE run_id = (SELECT run_id FROM gone)
+     WHERE namespace = %(namespace)s AND run_id = (SELECT run_id FROM gone)
 """
 
 
 SELECT_ACTIVITIES = f"""
     SELECT {ACTIVITY_COLUMNS} FROM activities
-     WHERE run_id = %(run_id)s AND step_index = %(step_index)s ORDER BY seq
+     WHERE namespace = %(namespace)s AND run_id = %(run_id)s AND step_index = %(step_index)s ORDER BY seq
 """
 
 
-async def load_activities(conn: AsyncConnection[TupleRow], run_id: str, step_index: int) -> tuple[ActivityRecord, ...]:
-    """A step's recorded activities, by seq."""
-    cur = await conn.execute(SELECT_ACTIVITIES, {"run_id": run_id, "step_index": step_index})
+async def load_activities(
+    conn: AsyncConnection[TupleRow], namespace: str, run_id: str, step_index: int
+) -> tuple[ActivityRecord, ...]:
+    """A step's recorded activities, by seq (`namespace` as stored)."""
+    cur = await conn.execute(SELECT_ACTIVITIES, {"namespace": namespace, "run_id": run_id, "step_index": step_index})
     return tuple(activity_from_row(row, same) for row in await cur.fetchall())
 
 
@@ -257,18 +266,20 @@ class PostgresTasks:
             if row is None:
                 return None
             run_id, step_index, attempt, node_id, queue, key, logical_time, failures, expires, seed, state = row[:11]
-            acted, cancelled, trace, lapsed = row[11:]
+            acted, cancelled, trace, lapsed, namespace = row[11:]
             if state is None:
                 # The previous step committed after this statement's snapshot (see CLAIM_TASK).
-                cur = await conn.execute(SELECT_STEP_STATE, {"run_id": run_id, "step_index": step_index - 1})
+                where = {"namespace": namespace, "run_id": run_id, "step_index": step_index - 1}
+                cur = await conn.execute(SELECT_STEP_STATE, where)
                 previous = await cur.fetchone()
                 if previous is None:
                     raise RuntimeError(f"run {run_id} is at step {step_index} without a checkpoint of the one before")
                 state = previous[0]
             # Only a retried or recovered step has records; the probe keeps the first attempt at one statement.
-            activities = await load_activities(conn, run_id, step_index) if acted else ()
-        graph_id, version = _split_graph_key(key)
+            activities = await load_activities(conn, namespace, run_id, step_index) if acted else ()
+        _, graph_id, version = split_graph_key(key)
         return Task(
+            namespace=Namespace.parse(namespace),
             run_id=run_id,
             step_index=step_index,
             attempt=attempt,
@@ -312,7 +323,7 @@ class PostgresTasks:
         params: dict[str, Any] = {
             **fence(key),
             "node_id": c.node_id,
-            "graph_key": graph_key(c.graph_id, c.graph_version),
+            "graph_key": graph_key(key.namespace, c.graph_id, c.graph_version),
             "state": c.state,
             "state_hash": c.state_hash,
             "output": c.output,
@@ -350,16 +361,16 @@ class PostgresTasks:
         A separate statement, so its snapshot sees a completion that the fenced write waited for.
         """
         key = c.key
-        row = await self._fetchone(SELECT_COMPLETED_STEP, {"run_id": key.run_id, "step_index": key.step_index})
+        row = await self._fetchone(SELECT_COMPLETED_STEP, fence(key))
         if row is None or row[0] != key.attempt:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
         if not c.same_as(node_id=row[1], state_hash=row[2], output=row[3], next_key=row[4]):
             raise FailedPrecondition(c.differs_message())
         return CompleteOutcome(RunStatus(row[5]), duplicate=True)
 
-    async def get_task(self, run_id: str) -> TaskState | None:
+    async def get_task(self, namespace: Namespace, run_id: str) -> TaskState | None:
         """See `Store.get_task`."""
-        row = await self._fetchone(SELECT_TASK, {"run_id": run_id})
+        row = await self._fetchone(SELECT_TASK, {"namespace": str(namespace), "run_id": run_id})
         return None if row is None else _task_state(row)
 
     async def release_task(self, key: TaskKey) -> None:
@@ -392,8 +403,9 @@ class PostgresTasks:
 
 def _task_state(row: TupleRow) -> TaskState:
     """A task row as SELECT_TASK reads it."""
-    graph_id, version = _split_graph_key(row[4])
+    namespace, graph_id, version = split_graph_key(row[4])
     return TaskState(
+        namespace=namespace,
         run_id=row[0],
         step_index=row[1],
         attempt=row[2],
@@ -409,4 +421,10 @@ def _task_state(row: TupleRow) -> TaskState:
 
 def fence(key: TaskKey) -> dict[str, Any]:
     """The named parameters of FENCE."""
-    return {"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt, "worker_id": key.worker_id}
+    return {
+        "namespace": str(key.namespace),
+        "run_id": key.run_id,
+        "step_index": key.step_index,
+        "attempt": key.attempt,
+        "worker_id": key.worker_id,
+    }

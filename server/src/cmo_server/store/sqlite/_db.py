@@ -13,12 +13,14 @@ __all__ = ["FENCE", "INSERT_ACTIVITY", "Transaction", "dt", "fence", "now_us", "
 
 # Every worker write names the attempt it holds and the worker holding its lease; a newer attempt,
 # a finished step or another worker matches no row.
-FENCE = "run_id = :run_id AND step_index = :step_index AND attempt = :attempt AND lease_owner = :worker_id"
+FENCE = """namespace = :namespace AND run_id = :run_id AND step_index = :step_index AND attempt = :attempt
+       AND lease_owner = :worker_id"""
 
 INSERT_ACTIVITY = """
-    INSERT INTO activities (run_id, step_index, seq, kind, name, request_hash, result, error, attempt, recorded_at)
-    VALUES (:run_id, :step_index, :seq, :kind, :name, :request_hash, :result, :error, :attempt, :now)
-    ON CONFLICT (run_id, step_index, seq) DO NOTHING
+    INSERT INTO activities (namespace, run_id, step_index, seq, kind, name, request_hash, result, error, attempt,
+                            recorded_at)
+    VALUES (:namespace, :run_id, :step_index, :seq, :kind, :name, :request_hash, :result, :error, :attempt, :now)
+    ON CONFLICT (namespace, run_id, step_index, seq) DO NOTHING
 """
 
 
@@ -53,4 +55,10 @@ class Transaction:
 
 def fence(key: TaskKey) -> dict[str, Any]:
     """The named parameters of FENCE."""
-    return {"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt, "worker_id": key.worker_id}
+    return {
+        "namespace": str(key.namespace),
+        "run_id": key.run_id,
+        "step_index": key.step_index,
+        "attempt": key.attempt,
+        "worker_id": key.worker_id,
+    }

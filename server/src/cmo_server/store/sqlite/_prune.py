@@ -8,19 +8,22 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from cmo_server.blob import manifest_digests
-from cmo_server.domain import RunStatus
+from cmo_server.domain import Namespace, RunStatus
 from cmo_server.store._retention import MANIFEST_COLUMNS
 from cmo_server.store.sqlite._db import Transaction
 
 __all__ = ["prune_runs", "referenced_blobs"]
 
 SELECT_DOOMED = """
-    SELECT run_id FROM runs
-     WHERE completed_at < ? AND status IN (SELECT value FROM json_each(?))
-     ORDER BY completed_at LIMIT ?
+    SELECT namespace, run_id FROM runs
+     WHERE completed_at < :before AND status IN (SELECT value FROM json_each(:statuses))
+       AND (:namespace IS NULL OR namespace = :namespace)
+     ORDER BY completed_at LIMIT :limit
 """
+# `doomed` is a JSON array of [namespace, run_id] pairs.
 DELETES = [
-    f"DELETE FROM {table} WHERE run_id IN (SELECT value FROM json_each(?))"
+    f"""DELETE FROM {table} WHERE (namespace, run_id) IN
+        (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:doomed))"""
     for table in ("activities", "steps", "signals", "artifacts", "runs")
 ]
 # A manifest starts with a NUL byte, which no JSON payload does.
@@ -31,17 +34,26 @@ ARTIFACT_DIGESTS = "SELECT DISTINCT digest FROM artifacts"
 
 
 def prune_runs(
-    conn: sqlite3.Connection, ended_before: datetime, statuses: Sequence[RunStatus], limit: int, dry_run: bool
+    conn: sqlite3.Connection,
+    ended_before: datetime,
+    statuses: Sequence[RunStatus],
+    limit: int,
+    namespace: Namespace | None,
+    dry_run: bool,
 ) -> int:
     """See `Store.prune_runs`."""
-    params = (int(ended_before.timestamp() * 1_000_000), json.dumps([int(s) for s in statuses]), limit)
+    params = {
+        "before": int(ended_before.timestamp() * 1_000_000),
+        "statuses": json.dumps([int(s) for s in statuses]),
+        "limit": limit,
+        "namespace": None if namespace is None else str(namespace),
+    }
     with Transaction(conn):
-        doomed = json.dumps([row[0] for row in conn.execute(SELECT_DOOMED, params)])
-        count = len(json.loads(doomed))
+        doomed = [list(row) for row in conn.execute(SELECT_DOOMED, params)]
         if not dry_run:
             for delete in DELETES:
-                conn.execute(delete, (doomed,))
-    return count
+                conn.execute(delete, {"doomed": json.dumps(doomed)})
+    return len(doomed)
 
 
 def referenced_blobs(conn: sqlite3.Connection) -> set[str]:

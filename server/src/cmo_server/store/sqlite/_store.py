@@ -32,6 +32,7 @@ from cmo_server.domain import (
     FailDecision,
     Failure,
     GraphSpec,
+    Namespace,
     NewFork,
     NewRun,
     NewSignal,
@@ -45,6 +46,7 @@ from cmo_server.domain import (
     WaitOutcome,
     WaitRequest,
     graph_key,
+    split_graph_key,
 )
 from cmo_server.errors import AlreadyExists, FailedPrecondition, NotFound, StaleLease
 from cmo_server.store._migrations import load_migrations
@@ -78,92 +80,120 @@ T = TypeVar("T")
 
 # -- graphs ---------------------------------------------------------------------------------------
 
-SELECT_GRAPH_DEFINITION = "SELECT definition FROM graphs WHERE graph_id = ? AND version = ?"
-INSERT_GRAPH = "INSERT INTO graphs (graph_id, version, definition, registered_at) VALUES (?, ?, ?, ?)"
-SELECT_NEWEST_GRAPH = "SELECT definition FROM graphs WHERE graph_id = ? ORDER BY version DESC LIMIT 1"
+# Every statement names the namespace: a resource of another one is not there.
+SELECT_GRAPH_DEFINITION = """
+    SELECT definition FROM graphs WHERE namespace = :namespace AND graph_id = :graph_id AND version = :version
+"""
+INSERT_GRAPH = """
+    INSERT INTO graphs (namespace, graph_id, version, definition, registered_at)
+    VALUES (:namespace, :graph_id, :version, :definition, :now)
+"""
+SELECT_NEWEST_GRAPH = """
+    SELECT definition FROM graphs WHERE namespace = :namespace AND graph_id = :graph_id ORDER BY version DESC LIMIT 1
+"""
 LIST_GRAPHS = """
     SELECT definition FROM graphs
-     WHERE (:graph_id = '' OR graph_id = :graph_id) AND (graph_id, version) > (:after_id, :after_version)
+     WHERE namespace = :namespace AND (:graph_id = '' OR graph_id = :graph_id)
+       AND (graph_id, version) > (:after_id, :after_version)
      ORDER BY graph_id, version LIMIT :limit
 """
 
 # -- runs -----------------------------------------------------------------------------------------
 
 INSERT_RUN = """
-    INSERT INTO runs (run_id, graph_id, graph_version, status, input, seed, created_at, updated_at, trace_context)
-    VALUES (:run_id, :graph_id, :graph_version, :status, :input, :seed, :now, :now, :trace_context)
-    ON CONFLICT (run_id) DO NOTHING
+    INSERT INTO runs (namespace, run_id, graph_id, graph_version, status, input, seed, created_at, updated_at,
+                      trace_context)
+    VALUES (:namespace, :run_id, :graph_id, :graph_version, :status, :input, :seed, :now, :now, :trace_context)
+    ON CONFLICT (namespace, run_id) DO NOTHING
 """
 INSERT_TASK = """
-    INSERT INTO tasks (run_id, step_index, node_id, task_queue, graph_key, attempt, lease_owner, visible_at,
-                       logical_time)
-    VALUES (:run_id, 0, :node_id, :task_queue, :graph_key, :attempt, :owner, :visible_at, :now)
+    INSERT INTO tasks (namespace, run_id, step_index, node_id, task_queue, graph_key, attempt, lease_owner,
+                       visible_at, logical_time)
+    VALUES (:namespace, :run_id, 0, :node_id, :task_queue, :graph_key, :attempt, :owner, :visible_at, :now)
 """
 # A fork: the new run (PENDING), the source's steps and activities up to from_step, the next task.
 INSERT_FORK_RUN = """
-    INSERT INTO runs (run_id, graph_id, graph_version, status, input, seed, created_at, updated_at, parent_run_id,
-                      forked_from_step, trace_context)
-    SELECT :run_id, graph_id, graph_version, 1, input, seed, :now, :now, run_id, :from_step, :trace_context
-      FROM runs WHERE run_id = :source
+    INSERT INTO runs (namespace, run_id, graph_id, graph_version, status, input, seed, created_at, updated_at,
+                      parent_run_id, forked_from_step, trace_context)
+    SELECT namespace, :run_id, graph_id, graph_version, 1, input, seed, :now, :now, run_id, :from_step,
+           :trace_context
+      FROM runs WHERE namespace = :namespace AND run_id = :source
 """
 COPY_STEPS = """
-    INSERT INTO steps (run_id, step_index, node_id, attempt, state, state_hash, output, next_key, next_node,
-                       logical_time, started_at, finished_at)
-    SELECT :run_id, step_index, node_id, attempt, state, state_hash, output, next_key, next_node, logical_time,
-           started_at, finished_at
-      FROM steps WHERE run_id = :source AND step_index <= :from_step
+    INSERT INTO steps (namespace, run_id, step_index, node_id, attempt, state, state_hash, output, next_key,
+                       next_node, logical_time, started_at, finished_at)
+    SELECT namespace, :run_id, step_index, node_id, attempt, state, state_hash, output, next_key, next_node,
+           logical_time, started_at, finished_at
+      FROM steps WHERE namespace = :namespace AND run_id = :source AND step_index <= :from_step
 """
 EDIT_FORKED_STATE = """
-    UPDATE steps SET state = :state, state_hash = :state_hash WHERE run_id = :run_id AND step_index = :from_step
+    UPDATE steps SET state = :state, state_hash = :state_hash
+     WHERE namespace = :namespace AND run_id = :run_id AND step_index = :from_step
 """
 COPY_ACTIVITIES = """
-    INSERT INTO activities (run_id, step_index, seq, kind, name, request_hash, result, error, attempt, recorded_at)
-    SELECT :run_id, step_index, seq, kind, name, request_hash, result, error, attempt, recorded_at
-      FROM activities WHERE run_id = :source AND step_index <= :from_step
+    INSERT INTO activities (namespace, run_id, step_index, seq, kind, name, request_hash, result, error, attempt,
+                            recorded_at)
+    SELECT namespace, :run_id, step_index, seq, kind, name, request_hash, result, error, attempt, recorded_at
+      FROM activities WHERE namespace = :namespace AND run_id = :source AND step_index <= :from_step
 """
 INSERT_FORK_TASK = """
-    INSERT INTO tasks (run_id, step_index, node_id, task_queue, graph_key, attempt, visible_at, logical_time)
-    SELECT :run_id, :from_step + 1, :next_node, :next_queue, graph_id || '@' || graph_version, 0, :now, :now
-      FROM runs WHERE run_id = :run_id
+    INSERT INTO tasks (namespace, run_id, step_index, node_id, task_queue, graph_key, attempt, visible_at,
+                       logical_time)
+    SELECT namespace, :run_id, :from_step + 1, :next_node, :next_queue,
+           namespace || '/' || graph_id || '@' || graph_version, 0, :now, :now
+      FROM runs WHERE namespace = :namespace AND run_id = :run_id
 """
-WITHDRAW_TASK = "DELETE FROM tasks WHERE run_id = ? RETURNING step_index"
+WITHDRAW_TASK = "DELETE FROM tasks WHERE namespace = :namespace AND run_id = :run_id RETURNING step_index"
 TERMINATE_RUN = """
     UPDATE runs SET status = 7, failure = :failure, step_count = :step_count, updated_at = :now, completed_at = :now
-     WHERE run_id = :run_id
+     WHERE namespace = :namespace AND run_id = :run_id
 """
-SELECT_RUN = RUN_COLUMNS
-LIST_RUNS_WHERE = """
-     WHERE (:graph_id = '' OR r.graph_id = :graph_id) AND (:status = 0 OR r.status = :status)
+SELECT_RUN = RUN_COLUMNS + " WHERE r.namespace = :namespace AND r.run_id = :run_id"
+LIST_RUNS = (
+    RUN_COLUMNS
+    + """
+     WHERE r.namespace = :namespace
+       AND (:graph_id = '' OR r.graph_id = :graph_id) AND (:status = 0 OR r.status = :status)
        AND (r.created_at, r.run_id) < (:before_us, :before_id)
      ORDER BY r.created_at DESC, r.run_id DESC LIMIT :limit
 """
+)
 SELECT_STEP_ACTIVITIES = f"""
     SELECT step_index, {ACTIVITY_COLUMNS} FROM activities
-     WHERE run_id = ? AND step_index BETWEEN ? AND ? ORDER BY step_index, seq
+     WHERE namespace = :namespace AND run_id = :run_id AND step_index BETWEEN :first AND :last
+     ORDER BY step_index, seq
 """
 SELECT_STEPS = """
     SELECT run_id, step_index, node_id, attempt, state, state_hash, output, next_key, next_node,
            logical_time, started_at, finished_at
-      FROM steps WHERE run_id = ? AND step_index > ? ORDER BY step_index LIMIT ?
+      FROM steps WHERE namespace = :namespace AND run_id = :run_id AND step_index > :after
+     ORDER BY step_index LIMIT :limit
 """
 
 # -- tasks ----------------------------------------------------------------------------------------
 
 # One ordered probe of tasks_ready per (queue, graph key) pair, the oldest hit wins: a backlog of
 # other queues or graph versions is never read or sorted (the same plan as the Postgres claim).
+# The graph key names the namespace, so a probe never finds another namespace's task.
 SELECT_READY_TASK = """
-    SELECT run_id, visible_at, lease_owner IS NOT NULL FROM tasks
+    SELECT namespace, run_id, visible_at, lease_owner IS NOT NULL FROM tasks
      WHERE task_queue = ? AND graph_key = ? AND visible_at <= ?
      ORDER BY visible_at LIMIT 1
 """
 LEASE_TASK = """
     UPDATE tasks SET attempt = attempt + 1, lease_owner = :worker_id, visible_at = :expires
-     WHERE run_id = :run_id
+     WHERE namespace = :namespace AND run_id = :run_id
  RETURNING step_index, attempt, node_id, task_queue, graph_key, logical_time, failures
 """
-MARK_RUN_RUNNING = "UPDATE runs SET status = 2, updated_at = ? WHERE run_id = ? AND status = 1"
-SELECT_RUN_START = "SELECT input, seed, cancel_requested, trace_context FROM runs WHERE run_id = ?"
-SELECT_STEP_STATE = "SELECT state FROM steps WHERE run_id = ? AND step_index = ?"
+MARK_RUN_RUNNING = """
+    UPDATE runs SET status = 2, updated_at = :now WHERE namespace = :namespace AND run_id = :run_id AND status = 1
+"""
+SELECT_RUN_START = """
+    SELECT input, seed, cancel_requested, trace_context FROM runs WHERE namespace = :namespace AND run_id = :run_id
+"""
+SELECT_STEP_STATE = """
+    SELECT state FROM steps WHERE namespace = :namespace AND run_id = :run_id AND step_index = :step_index
+"""
 SELECT_READY_QUEUES = """
     SELECT DISTINCT task_queue, graph_key FROM tasks
      WHERE task_queue IN (SELECT value FROM json_each(?)) AND visible_at <= ?
@@ -172,13 +202,18 @@ SELECT_NEXT_READY_AT = """
     SELECT min(visible_at) FROM tasks WHERE task_queue IN (SELECT value FROM json_each(?)) AND wait_kind IS NULL
 """
 SELECT_ACTIVITIES = f"""
-    SELECT {ACTIVITY_COLUMNS} FROM activities WHERE run_id = ? AND step_index = ? ORDER BY seq
+    SELECT {ACTIVITY_COLUMNS} FROM activities
+     WHERE namespace = :namespace AND run_id = :run_id AND step_index = :step_index ORDER BY seq
 """
-SELECT_ACTIVITY = f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE run_id = ? AND step_index = ? AND seq = ?"
+SELECT_ACTIVITY = f"""
+    SELECT {ACTIVITY_COLUMNS} FROM activities
+     WHERE namespace = :namespace AND run_id = :run_id AND step_index = :step_index AND seq = :seq
+"""
 SELECT_TASK = """
     SELECT t.run_id, t.step_index, t.attempt, t.node_id, t.graph_key, t.task_queue, t.failures, t.lease_owner,
            r.cancel_requested
-      FROM tasks t JOIN runs r ON r.run_id = t.run_id WHERE t.run_id = ?
+      FROM tasks t JOIN runs r ON r.namespace = t.namespace AND r.run_id = t.run_id
+     WHERE t.namespace = :namespace AND t.run_id = :run_id
 """
 
 
@@ -194,19 +229,20 @@ ADVANCE_TASK = f"""
 DELETE_TASK = f"DELETE FROM tasks WHERE {FENCE} AND node_id = :node_id AND graph_key = :graph_key"
 DELETE_TASK_FENCED = f"DELETE FROM tasks WHERE {FENCE}"
 INSERT_STEP = """
-    INSERT INTO steps (run_id, step_index, node_id, attempt, state, state_hash, output, next_key,
+    INSERT INTO steps (namespace, run_id, step_index, node_id, attempt, state, state_hash, output, next_key,
                        next_node, logical_time, started_at, finished_at)
-    VALUES (:run_id, :step_index, :node_id, :attempt, :state, :state_hash, :output, :next_key,
+    VALUES (:namespace, :run_id, :step_index, :node_id, :attempt, :state, :state_hash, :output, :next_key,
             :next_node, :logical_time, :started_at, :now)
 """
-SELECT_TASK_LOGICAL_TIME = "SELECT logical_time FROM tasks WHERE run_id = ?"
+SELECT_TASK_LOGICAL_TIME = "SELECT logical_time FROM tasks WHERE namespace = :namespace AND run_id = :run_id"
 COMPLETE_RUN = """
     UPDATE runs SET status = 4, result = :state, step_count = :step_count, updated_at = :now, completed_at = :now
-     WHERE run_id = :run_id
+     WHERE namespace = :namespace AND run_id = :run_id
 """
 SELECT_COMPLETED_STEP = """
     SELECT s.attempt, s.node_id, s.state_hash, s.output, s.next_key, r.status
-      FROM steps s JOIN runs r ON r.run_id = s.run_id WHERE s.run_id = ? AND s.step_index = ?
+      FROM steps s JOIN runs r ON r.namespace = s.namespace AND r.run_id = s.run_id
+     WHERE s.namespace = :namespace AND s.run_id = :run_id AND s.step_index = :step_index
 """
 SELECT_FENCED_FAILURES = f"SELECT failures FROM tasks WHERE {FENCE}"
 RETRY_TASK = f"""
@@ -218,21 +254,24 @@ RELEASE_TASK = f"UPDATE tasks SET lease_owner = NULL, visible_at = :now WHERE {F
 FAIL_RUN = """
     UPDATE runs SET status = :status, failure = :failure, step_count = :step_index, updated_at = :now,
                     completed_at = :now
-     WHERE run_id = :run_id
+     WHERE namespace = :namespace AND run_id = :run_id
 """
 
 # -- artifacts ------------------------------------------------------------------------------------
 
 INSERT_ARTIFACT = """
-    INSERT INTO artifacts (run_id, digest, size, media_type, created_at)
-    SELECT run_id, :digest, :size, :media_type, :now FROM runs WHERE run_id = :run_id
-    ON CONFLICT (run_id, digest) DO NOTHING
+    INSERT INTO artifacts (namespace, run_id, digest, size, media_type, created_at)
+    SELECT namespace, run_id, :digest, :size, :media_type, :now FROM runs
+     WHERE namespace = :namespace AND run_id = :run_id
+    ON CONFLICT (namespace, run_id, digest) DO NOTHING
 """
 SELECT_RUN_ARTIFACT = """
-    SELECT run_id, digest, size, media_type, created_at FROM artifacts WHERE run_id = :run_id AND digest = :digest
+    SELECT namespace, run_id, digest, size, media_type, created_at FROM artifacts
+     WHERE namespace = :namespace AND run_id = :run_id AND digest = :digest
 """
 SELECT_OLDEST_ARTIFACT = """
-    SELECT run_id, digest, size, media_type, created_at FROM artifacts WHERE digest = ? ORDER BY created_at LIMIT 1
+    SELECT namespace, run_id, digest, size, media_type, created_at FROM artifacts
+     WHERE namespace = :namespace AND digest = :digest ORDER BY created_at LIMIT 1
 """
 
 
@@ -279,14 +318,16 @@ class SqliteStore:
         """See `Store.register_graph`."""
         return await self._call(_register_graph, graph)
 
-    async def get_graph(self, graph_id: str, version: int) -> GraphSpec | None:
+    async def get_graph(self, namespace: Namespace, graph_id: str, version: int) -> GraphSpec | None:
         """See `Store.get_graph`."""
-        return await self._call(_get_graph, graph_id, version)
+        return await self._call(_get_graph, namespace, graph_id, version)
 
-    async def list_graphs(self, *, graph_id: str = "", limit: int = 100, page_token: str = "") -> GraphPage:
+    async def list_graphs(
+        self, namespace: Namespace, *, graph_id: str = "", limit: int = 100, page_token: str = ""
+    ) -> GraphPage:
         """See `Store.list_graphs`."""
         after = decode_graph_page_token(page_token) if page_token else ("", 0)
-        return await self._call(_list_graphs, graph_id, limit, after)
+        return await self._call(_list_graphs, namespace, graph_id, limit, after)
 
     # -- runs -------------------------------------------------------------------------------------
 
@@ -298,24 +339,30 @@ class SqliteStore:
         """See `Store.fork_run`."""
         return await self._call(_fork_run, fork)
 
-    async def terminate_run(self, run_id: str, *, failure: Failure) -> Run | None:
+    async def terminate_run(self, namespace: Namespace, run_id: str, *, failure: Failure) -> Run | None:
         """See `Store.terminate_run`."""
-        return await self._call(_terminate_run, run_id, failure)
+        return await self._call(_terminate_run, namespace, run_id, failure)
 
-    async def get_run(self, run_id: str) -> Run | None:
+    async def get_run(self, namespace: Namespace, run_id: str) -> Run | None:
         """See `Store.get_run`."""
-        return await self._call(_get_run, run_id)
+        return await self._call(_get_run, namespace, run_id)
 
     async def list_runs(
-        self, *, graph_id: str = "", status: RunStatus | None = None, limit: int = 100, page_token: str = ""
+        self,
+        namespace: Namespace,
+        *,
+        graph_id: str = "",
+        status: RunStatus | None = None,
+        limit: int = 100,
+        page_token: str = "",
     ) -> RunPage:
         """See `Store.list_runs`."""
         before = decode_run_page_token(page_token) if page_token else (2**62, "")
-        return await self._call(_list_runs, graph_id, int(status or 0), limit, before)
+        return await self._call(_list_runs, namespace, graph_id, int(status or 0), limit, before)
 
-    async def get_steps(self, run_id: str, *, after: int = -1, limit: int = 1000) -> list[Step]:
+    async def get_steps(self, namespace: Namespace, run_id: str, *, after: int = -1, limit: int = 1000) -> list[Step]:
         """See `Store.get_steps`."""
-        return await self._call(_get_steps, run_id, after, limit)
+        return await self._call(_get_steps, namespace, run_id, after, limit)
 
     # -- tasks ------------------------------------------------------------------------------------
 
@@ -345,9 +392,9 @@ class SqliteStore:
         """See `Store.record_activity`."""
         return await self._call(_record_activity, key, activity)
 
-    async def get_task(self, run_id: str) -> TaskState | None:
+    async def get_task(self, namespace: Namespace, run_id: str) -> TaskState | None:
         """See `Store.get_task`."""
-        return await self._call(_get_task, run_id)
+        return await self._call(_get_task, namespace, run_id)
 
     async def release_task(self, key: TaskKey) -> None:
         """See `Store.release_task`."""
@@ -371,9 +418,9 @@ class SqliteStore:
         """See `Store.signal_run`."""
         return await self._call(waits.signal_run, signal, _get_run)
 
-    async def cancel_run(self, run_id: str, *, failure: Failure) -> CancelOutcome | None:
+    async def cancel_run(self, namespace: Namespace, run_id: str, *, failure: Failure) -> CancelOutcome | None:
         """See `Store.cancel_run`."""
-        return await self._call(waits.cancel_run, run_id, failure, _get_run)
+        return await self._call(waits.cancel_run, namespace, run_id, failure, _get_run)
 
     async def fire_due_waits(self) -> set[tuple[str, str]]:
         """See `Store.fire_due_waits`."""
@@ -386,10 +433,16 @@ class SqliteStore:
     # -- retention --------------------------------------------------------------------------------
 
     async def prune_runs(
-        self, *, ended_before: datetime, statuses: Sequence[RunStatus], limit: int, dry_run: bool = False
+        self,
+        *,
+        ended_before: datetime,
+        statuses: Sequence[RunStatus],
+        limit: int,
+        namespace: Namespace | None = None,
+        dry_run: bool = False,
     ) -> int:
         """See `Store.prune_runs`."""
-        return await self._call(prune.prune_runs, ended_before, statuses, limit, dry_run)
+        return await self._call(prune.prune_runs, ended_before, statuses, limit, namespace, dry_run)
 
     async def referenced_blobs(self) -> set[str]:
         """See `Store.referenced_blobs`."""
@@ -406,18 +459,19 @@ class SqliteStore:
         """See `Store.add_artifact`."""
         return await self._call(_add_artifact, artifact)
 
-    async def find_artifact(self, sha256: str) -> Artifact | None:
+    async def find_artifact(self, namespace: Namespace, sha256: str) -> Artifact | None:
         """See `Store.find_artifact`."""
-        row = await self._call(lambda conn: conn.execute(SELECT_OLDEST_ARTIFACT, (sha256,)).fetchone())
+        params = {"namespace": str(namespace), "digest": sha256}
+        row = await self._call(lambda conn: conn.execute(SELECT_OLDEST_ARTIFACT, params).fetchone())
         return None if row is None else _artifact(row)
 
     # -- metrics ----------------------------------------------------------------------------------
 
-    async def queue_depths(self) -> dict[str, int]:
+    async def queue_depths(self) -> dict[tuple[Namespace, str], int]:
         """See `Store.queue_depths`."""
         return await self._call(stats.queue_depths)
 
-    async def count_runs_by_status(self) -> dict[RunStatus, int]:
+    async def count_runs_by_status(self) -> dict[tuple[Namespace, RunStatus], int]:
         """See `Store.count_runs_by_status`."""
         return await self._call(stats.count_runs_by_status)
 
@@ -492,29 +546,46 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
+def _run_key(namespace: Namespace, run_id: str) -> dict[str, Any]:
+    """The named parameters that name a run."""
+    return {"namespace": str(namespace), "run_id": run_id}
+
+
 def _register_graph(conn: sqlite3.Connection, graph: GraphSpec) -> bool:
-    definition = graph.definition_json().decode()
+    params = {
+        "namespace": str(graph.namespace),
+        "graph_id": graph.graph_id,
+        "version": graph.version,
+        "definition": graph.definition_json().decode(),
+        "now": now_us(),
+    }
     with Transaction(conn):
-        row = conn.execute(SELECT_GRAPH_DEFINITION, (graph.graph_id, graph.version)).fetchone()
+        row = conn.execute(SELECT_GRAPH_DEFINITION, params).fetchone()
         if row is not None:
-            if row[0] != definition:
+            if row[0] != params["definition"]:
                 raise AlreadyExists(graph.conflict_message(json.loads(row[0])))
             return False
-        conn.execute(INSERT_GRAPH, (graph.graph_id, graph.version, definition, now_us()))
+        conn.execute(INSERT_GRAPH, params)
         return True
 
 
-def _get_graph(conn: sqlite3.Connection, graph_id: str, version: int) -> GraphSpec | None:
-    if version == 0:
-        row = conn.execute(SELECT_NEWEST_GRAPH, (graph_id,)).fetchone()
-    else:
-        row = conn.execute(SELECT_GRAPH_DEFINITION, (graph_id, version)).fetchone()
-    return None if row is None else GraphSpec.from_json(json.loads(row[0]))
+def _get_graph(conn: sqlite3.Connection, namespace: Namespace, graph_id: str, version: int) -> GraphSpec | None:
+    params = {"namespace": str(namespace), "graph_id": graph_id, "version": version}
+    row = conn.execute(SELECT_GRAPH_DEFINITION if version else SELECT_NEWEST_GRAPH, params).fetchone()
+    return None if row is None else GraphSpec.from_json(json.loads(row[0]), namespace)
 
 
-def _list_graphs(conn: sqlite3.Connection, graph_id: str, limit: int, after: tuple[str, int]) -> GraphPage:
-    params = {"graph_id": graph_id, "after_id": after[0], "after_version": after[1], "limit": limit + 1}
-    graphs = [GraphSpec.from_json(json.loads(row[0])) for row in conn.execute(LIST_GRAPHS, params)]
+def _list_graphs(
+    conn: sqlite3.Connection, namespace: Namespace, graph_id: str, limit: int, after: tuple[str, int]
+) -> GraphPage:
+    params = {
+        "namespace": str(namespace),
+        "graph_id": graph_id,
+        "after_id": after[0],
+        "after_version": after[1],
+        "limit": limit + 1,
+    }
+    graphs = [GraphSpec.from_json(json.loads(row[0]), namespace) for row in conn.execute(LIST_GRAPHS, params)]
     last = graphs[limit - 1] if len(graphs) > limit else None
     return graphs[:limit], encode_graph_page_token(last.graph_id, last.version) if last else ""
 
@@ -522,7 +593,7 @@ def _list_graphs(conn: sqlite3.Connection, graph_id: str, limit: int, after: tup
 def _create_run(conn: sqlite3.Connection, run: NewRun) -> tuple[Run, bool]:
     now = now_us()
     params = {
-        "run_id": run.run_id,
+        **_run_key(run.namespace, run.run_id),
         "graph_id": run.graph_id,
         "graph_version": run.graph_version,
         "status": int(RunStatus.RUNNING if run.lease_to else RunStatus.PENDING),
@@ -534,14 +605,14 @@ def _create_run(conn: sqlite3.Connection, run: NewRun) -> tuple[Run, bool]:
         "now": now,
         "node_id": run.entry_node,
         "task_queue": run.entry_queue,
-        "graph_key": graph_key(run.graph_id, run.graph_version),
+        "graph_key": graph_key(run.namespace, run.graph_id, run.graph_version),
         "trace_context": trace_to_text(run.trace_context),
     }
     with Transaction(conn):
         created = conn.execute(INSERT_RUN, params).rowcount == 1
         if created:
             conn.execute(INSERT_TASK, params)
-    stored = _get_run(conn, run.run_id)
+    stored = _get_run(conn, run.namespace, run.run_id)
     assert stored is not None
     return stored, created
 
@@ -549,7 +620,7 @@ def _create_run(conn: sqlite3.Connection, run: NewRun) -> tuple[Run, bool]:
 def _fork_run(conn: sqlite3.Connection, fork: NewFork) -> tuple[Run, bool]:
     params = {**fork_params(fork), "now": now_us()}
     with Transaction(conn):
-        existing = _get_run(conn, fork.run_id)
+        existing = _get_run(conn, fork.namespace, fork.run_id)
         if existing is not None:
             return existing, False
         conn.execute(INSERT_FORK_RUN, params)
@@ -558,40 +629,45 @@ def _fork_run(conn: sqlite3.Connection, fork: NewFork) -> tuple[Run, bool]:
             conn.execute(EDIT_FORKED_STATE, params)
         conn.execute(COPY_ACTIVITIES, params)
         conn.execute(INSERT_FORK_TASK, params)
-        created = _get_run(conn, fork.run_id)
+        created = _get_run(conn, fork.namespace, fork.run_id)
     assert created is not None
     return created, True
 
 
-def _terminate_run(conn: sqlite3.Connection, run_id: str, failure: Failure) -> Run | None:
+def _terminate_run(conn: sqlite3.Connection, namespace: Namespace, run_id: str, failure: Failure) -> Run | None:
+    run = _run_key(namespace, run_id)
     with Transaction(conn):
-        withdrawn = conn.execute(WITHDRAW_TASK, (run_id,)).fetchone()
+        withdrawn = conn.execute(WITHDRAW_TASK, run).fetchone()
         if withdrawn is not None:
             params = {"failure": json.dumps(failure.to_json()), "step_count": withdrawn[0], "now": now_us()}
-            conn.execute(TERMINATE_RUN, {**params, "run_id": run_id})
-    return _get_run(conn, run_id)
+            conn.execute(TERMINATE_RUN, {**params, **run})
+    return _get_run(conn, namespace, run_id)
 
 
-def _get_run(conn: sqlite3.Connection, run_id: str) -> Run | None:
-    row = conn.execute(SELECT_RUN + " WHERE r.run_id = ?", (run_id,)).fetchone()
+def _get_run(conn: sqlite3.Connection, namespace: Namespace, run_id: str) -> Run | None:
+    row = conn.execute(SELECT_RUN, _run_key(namespace, run_id)).fetchone()
     return None if row is None else run_from_row(row, dt)
 
 
-def _list_runs(conn: sqlite3.Connection, graph_id: str, status: int, limit: int, before: tuple[int, str]) -> RunPage:
+def _list_runs(
+    conn: sqlite3.Connection, namespace: Namespace, graph_id: str, status: int, limit: int, before: tuple[int, str]
+) -> RunPage:
     params = {
+        "namespace": str(namespace),
         "graph_id": graph_id,
         "status": status,
         "before_us": before[0],
         "before_id": before[1] if before[1] else "\U0010ffff",
         "limit": limit + 1,
     }
-    rows = conn.execute(SELECT_RUN + LIST_RUNS_WHERE, params).fetchall()
+    rows = conn.execute(LIST_RUNS, params).fetchall()
     runs = [run_from_row(r, dt) for r in rows[:limit]]
     token = encode_run_page_token(rows[limit - 1][8], rows[limit - 1][0]) if len(rows) > limit else ""
     return runs, token
 
 
-def _get_steps(conn: sqlite3.Connection, run_id: str, after: int, limit: int) -> list[Step]:
+def _get_steps(conn: sqlite3.Connection, namespace: Namespace, run_id: str, after: int, limit: int) -> list[Step]:
+    run = _run_key(namespace, run_id)
     steps = [
         Step(
             run_id=r[0],
@@ -607,19 +683,22 @@ def _get_steps(conn: sqlite3.Connection, run_id: str, after: int, limit: int) ->
             started_at=dt(r[10]),
             finished_at=dt(r[11]),
         )
-        for r in conn.execute(SELECT_STEPS, (run_id, after, limit))
+        for r in conn.execute(SELECT_STEPS, {**run, "after": after, "limit": limit})
     ]
     if not steps:
         return steps
-    rows = conn.execute(SELECT_STEP_ACTIVITIES, (run_id, steps[0].step_index, steps[-1].step_index)).fetchall()
+    span = {**run, "first": steps[0].step_index, "last": steps[-1].step_index}
+    rows = conn.execute(SELECT_STEP_ACTIVITIES, span).fetchall()
     return with_activities(steps, rows, dt)
 
 
-def _state_before(conn: sqlite3.Connection, run_id: str, step_index: int) -> tuple[bytes, int, bool, dict[str, str]]:
+def _state_before(
+    conn: sqlite3.Connection, run: dict[str, Any], step_index: int
+) -> tuple[bytes, int, bool, dict[str, str]]:
     """A step's start: the previous checkpoint's state (or the input), seed, cancelled, trace context."""
-    run_input, seed, cancelled, trace = conn.execute(SELECT_RUN_START, (run_id,)).fetchone()
+    run_input, seed, cancelled, trace = conn.execute(SELECT_RUN_START, run).fetchone()
     if step_index > 0:
-        run_input = conn.execute(SELECT_STEP_STATE, (run_id, step_index - 1)).fetchone()[0]
+        run_input = conn.execute(SELECT_STEP_STATE, {**run, "step_index": step_index - 1}).fetchone()[0]
     return run_input, seed, bool(cancelled), trace_from_text(trace)
 
 
@@ -637,22 +716,25 @@ def _claim_task(
         ]
         if not hits:
             return None
-        run_id, _, lapsed = min(hits, key=lambda hit: hit[1])
+        namespace, run_id, _, lapsed = min(hits, key=lambda hit: hit[2])
+        run = {"namespace": namespace, "run_id": run_id}
         step_index, attempt, node_id, queue, key, logical_time, failures = conn.execute(
-            LEASE_TASK, {"worker_id": worker_id, "expires": expires, "run_id": run_id}
+            LEASE_TASK, {**run, "worker_id": worker_id, "expires": expires}
         ).fetchone()
         if step_index == 0:
-            conn.execute(MARK_RUN_RUNNING, (now, run_id))
-        state, seed, cancelled, trace = _state_before(conn, run_id, step_index)
-        activities = tuple(activity_from_row(row, dt) for row in conn.execute(SELECT_ACTIVITIES, (run_id, step_index)))
-    graph_id, _, version = key.rpartition("@")
+            conn.execute(MARK_RUN_RUNNING, {**run, "now": now})
+        state, seed, cancelled, trace = _state_before(conn, run, step_index)
+        recorded = conn.execute(SELECT_ACTIVITIES, {**run, "step_index": step_index})
+        activities = tuple(activity_from_row(row, dt) for row in recorded)
+    _, graph_id, version = split_graph_key(key)
     return Task(
+        namespace=Namespace.parse(namespace),
         run_id=run_id,
         step_index=step_index,
         attempt=attempt,
         node_id=node_id,
         graph_id=graph_id,
-        graph_version=int(version),
+        graph_version=version,
         task_queue=queue,
         state=state,
         logical_time=dt(logical_time),
@@ -681,16 +763,17 @@ def _extend_lease(conn: sqlite3.Connection, key: TaskKey, lease: timedelta) -> t
     with Transaction(conn):
         if conn.execute(EXTEND_LEASE, {**fence(key), "expires": expires}).rowcount == 0:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
-        cancelled = conn.execute(SELECT_RUN_START, (key.run_id,)).fetchone()[2]
+        cancelled = conn.execute(SELECT_RUN_START, _run_key(key.namespace, key.run_id)).fetchone()[2]
     return dt(expires), bool(cancelled)
 
 
 def _complete_step(conn: sqlite3.Connection, c: Checkpoint) -> CompleteOutcome:
     now = now_us()
     key = c.key
-    fenced = {**fence(key), "node_id": c.node_id, "graph_key": graph_key(c.graph_id, c.graph_version)}
+    run = _run_key(key.namespace, key.run_id)
+    fenced = {**fence(key), "node_id": c.node_id, "graph_key": graph_key(key.namespace, c.graph_id, c.graph_version)}
     with Transaction(conn):
-        logical = conn.execute(SELECT_TASK_LOGICAL_TIME, (key.run_id,)).fetchone()
+        logical = conn.execute(SELECT_TASK_LOGICAL_TIME, run).fetchone()
         finished = c.next_node == END_NODE
         if finished:
             moved = conn.execute(DELETE_TASK, fenced).rowcount
@@ -711,13 +794,11 @@ def _complete_step(conn: sqlite3.Connection, c: Checkpoint) -> CompleteOutcome:
         if moved == 0:
             return _not_current(conn, c)
         if c.activities:
-            conn.executemany(
-                INSERT_ACTIVITY, [{**activity_params(key.run_id, key.step_index, a), "now": now} for a in c.activities]
-            )
+            conn.executemany(INSERT_ACTIVITY, [{**_activity_row(key, a), "now": now} for a in c.activities])
         conn.execute(
             INSERT_STEP,
             {
-                "run_id": key.run_id,
+                **run,
                 "step_index": key.step_index,
                 "node_id": c.node_id,
                 "attempt": key.attempt,
@@ -732,13 +813,11 @@ def _complete_step(conn: sqlite3.Connection, c: Checkpoint) -> CompleteOutcome:
             },
         )
         if finished:
-            conn.execute(
-                COMPLETE_RUN, {"state": c.state, "step_count": key.step_index + 1, "now": now, "run_id": key.run_id}
-            )
+            conn.execute(COMPLETE_RUN, {**run, "state": c.state, "step_count": key.step_index + 1, "now": now})
             return CompleteOutcome(RunStatus.COMPLETED, finished_at=dt(now))
         if not c.eager_worker:
             return CompleteOutcome(RunStatus.RUNNING, enqueued=(c.next_queue, fenced["graph_key"]))
-        seed, cancelled, trace = conn.execute(SELECT_RUN_START, (key.run_id,)).fetchone()[1:]
+        seed, cancelled, trace = conn.execute(SELECT_RUN_START, run).fetchone()[1:]
     next_task = c.leased_next_task(logical_time=dt(now), seed=seed, lease_expires_at=dt(lease_expires))
     next_task = replace(next_task, cancel_requested=bool(cancelled), trace_context=trace_from_text(trace))
     return CompleteOutcome(RunStatus.RUNNING, next_task=next_task)
@@ -747,7 +826,7 @@ def _complete_step(conn: sqlite3.Connection, c: Checkpoint) -> CompleteOutcome:
 def _not_current(conn: sqlite3.Connection, c: Checkpoint) -> CompleteOutcome:
     """A fenced write matched nothing: a re-send of a done step, or a stale attempt."""
     key = c.key
-    row = conn.execute(SELECT_COMPLETED_STEP, (key.run_id, key.step_index)).fetchone()
+    row = conn.execute(SELECT_COMPLETED_STEP, fence(key)).fetchone()
     if row is None or row[0] != key.attempt:
         raise StaleLease(key.run_id, key.step_index, key.attempt)
     if not c.same_as(node_id=row[1], state_hash=row[2], output=row[3], next_key=row[4]):
@@ -755,27 +834,33 @@ def _not_current(conn: sqlite3.Connection, c: Checkpoint) -> CompleteOutcome:
     return CompleteOutcome(RunStatus(row[5]), duplicate=True)
 
 
+def _activity_row(key: TaskKey, activity: ActivityRecord) -> dict[str, Any]:
+    return activity_params(key.namespace, key.run_id, key.step_index, activity)
+
+
 def _record_activity(conn: sqlite3.Connection, key: TaskKey, activity: ActivityRecord) -> ActivityRecord:
+    params = {**_activity_row(key, activity), "now": now_us()}
     with Transaction(conn):
         if conn.execute(SELECT_FENCED_TASK, fence(key)).fetchone() is None:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
-        conn.execute(INSERT_ACTIVITY, {**activity_params(key.run_id, key.step_index, activity), "now": now_us()})
-        row = conn.execute(SELECT_ACTIVITY, (key.run_id, key.step_index, activity.seq)).fetchone()
+        conn.execute(INSERT_ACTIVITY, params)
+        row = conn.execute(SELECT_ACTIVITY, params).fetchone()
     return activity_from_row(row, dt)
 
 
-def _get_task(conn: sqlite3.Connection, run_id: str) -> TaskState | None:
-    row = conn.execute(SELECT_TASK, (run_id,)).fetchone()
+def _get_task(conn: sqlite3.Connection, namespace: Namespace, run_id: str) -> TaskState | None:
+    row = conn.execute(SELECT_TASK, _run_key(namespace, run_id)).fetchone()
     if row is None:
         return None
-    graph_id, _, version = row[4].rpartition("@")
+    _, graph_id, version = split_graph_key(row[4])
     return TaskState(
+        namespace=namespace,
         run_id=row[0],
         step_index=row[1],
         attempt=row[2],
         node_id=row[3],
         graph_id=graph_id,
-        graph_version=int(version),
+        graph_version=version,
         task_queue=row[5],
         failures=row[6],
         lease_owner=row[7],
@@ -794,14 +879,12 @@ def _fail_task(
 ) -> tuple[TaskState, FailDecision]:
     now = now_us()
     with Transaction(conn):
-        task = _get_task(conn, key.run_id)
+        task = _get_task(conn, key.namespace, key.run_id)
         if task is None or conn.execute(SELECT_FENCED_FAILURES, fence(key)).fetchone() is None:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
         decision = decide(task)  # may refuse the request: the transaction then writes nothing
         if activities:
-            conn.executemany(
-                INSERT_ACTIVITY, [{**activity_params(key.run_id, key.step_index, a), "now": now} for a in activities]
-            )
+            conn.executemany(INSERT_ACTIVITY, [{**_activity_row(key, a), "now": now} for a in activities])
         failure = json.dumps(decision.failure.to_json())
         if decision.end is AttemptEnd.RELEASE:
             conn.execute(RELEASE_TASK, {**fence(key), "now": now})
@@ -810,14 +893,14 @@ def _fail_task(
         else:
             status = RunStatus.CANCELLED if decision.end is AttemptEnd.CANCEL else RunStatus.FAILED
             conn.execute(DELETE_TASK_FENCED, fence(key))
-            ended = {"run_id": key.run_id, "step_index": key.step_index, "now": now, "status": int(status)}
+            ended = {**fence(key), "now": now, "status": int(status)}
             conn.execute(FAIL_RUN, {**ended, "failure": failure})
     return task, decision
 
 
 def _add_artifact(conn: sqlite3.Connection, artifact: Artifact) -> Artifact:
     params = {
-        "run_id": artifact.run_id,
+        **_run_key(artifact.namespace, artifact.run_id),
         "digest": artifact.sha256,
         "size": artifact.size,
         "media_type": artifact.media_type,
@@ -832,4 +915,11 @@ def _add_artifact(conn: sqlite3.Connection, artifact: Artifact) -> Artifact:
 
 
 def _artifact(row: Sequence[Any]) -> Artifact:
-    return Artifact(run_id=row[0], sha256=row[1], size=row[2], media_type=row[3], created_at=dt(row[4]))
+    return Artifact(
+        namespace=Namespace.parse(row[0]),
+        run_id=row[1],
+        sha256=row[2],
+        size=row[3],
+        media_type=row[4],
+        created_at=dt(row[5]),
+    )
