@@ -1,4 +1,5 @@
 // Run the Node.js worker:  node src/main.js [--address HOST:PORT] [--worker-id ID] [--concurrency N]
+//                                           [--tenant T --project P]
 //
 // Prints `ready <worker_id>` once its graph is registered, then one line per event. SIGTERM or
 // SIGINT stops it: running tasks get a grace period, then are handed back to the server.
@@ -18,6 +19,8 @@ const { values: options } = parseArgs({
     concurrency: { type: "string", default: "2" },
     "poll-wait": { type: "string", default: "20" },
     "shutdown-grace": { type: "string", default: "5" },
+    tenant: { type: "string", default: process.env.CMO_TENANT || "" },
+    project: { type: "string", default: process.env.CMO_PROJECT || "" },
   },
 });
 
@@ -29,6 +32,7 @@ const worker = new Worker({
   taskQueues: [TASK_QUEUE],
   concurrency: Number(options.concurrency),
   pollWaitMs: Number(options["poll-wait"]) * 1000,
+  namespace: options.tenant || options.project ? { tenant: options.tenant, project: options.project } : null,
 });
 
 let stopping = null;

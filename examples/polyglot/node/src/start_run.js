@@ -1,4 +1,5 @@
 // Start a run and wait for its end:  node src/start_run.js GRAPH_ID '{"text": "hello"}' [--address HOST:PORT]
+//                                                        [--tenant T --project P]
 //
 // RunService from the wire too: StartRun, then WaitRun until the run has ended. Prints the run's
 // status and its last state (or its failure).
@@ -13,24 +14,32 @@ const ENDED = new Set(["RUN_STATUS_COMPLETED", "RUN_STATUS_FAILED", "RUN_STATUS_
 
 const { values: options, positionals } = parseArgs({
   allowPositionals: true,
-  options: { address: { type: "string", default: process.env.CMO_ADDRESS || "127.0.0.1:7233" } },
+  options: {
+    address: { type: "string", default: process.env.CMO_ADDRESS || "127.0.0.1:7233" },
+    tenant: { type: "string", default: process.env.CMO_TENANT || "" },
+    project: { type: "string", default: process.env.CMO_PROJECT || "" },
+  },
 });
 const [graphId, input = "{}"] = positionals;
 if (!graphId) {
-  console.error("usage: node src/start_run.js GRAPH_ID [INPUT_JSON] [--address HOST:PORT]");
+  console.error("usage: node src/start_run.js GRAPH_ID [INPUT_JSON] [--address HOST:PORT] [--tenant T --project P]");
   process.exit(2);
 }
 
 const rpc = connect(options.address);
 try {
-  const start = { run_id: randomUUID(), graph_id: graphId, input: canonicalBytes(JSON.parse(input)) };
+  const namespace = { tenant: options.tenant, project: options.project }; // empty parts: "default"
+  const start = { run_id: randomUUID(), graph_id: graphId, input: canonicalBytes(JSON.parse(input)), namespace };
   let { run } = await call(rpc.runs, "StartRun", start, { timeoutMs: 30_000 });
   console.log(`started ${run.run_id}`);
   while (!ENDED.has(run.status)) {
-    const wait = { run_id: run.run_id, timeout: duration(30_000) };
+    const wait = { run_id: run.run_id, timeout: duration(30_000), namespace };
     ({ run } = await call(rpc.runs, "WaitRun", wait, { timeoutMs: 40_000 }));
   }
   console.log(run.status.replace("RUN_STATUS_", ""), JSON.stringify(parseJson(run.result) ?? run.failure));
+} catch (err) {
+  console.error(err.message); // a status's message is meant to be shown as it is
+  process.exitCode = 1;
 } finally {
   rpc.close();
 }

@@ -21,9 +21,12 @@ export class Worker {
    * @param {number} [options.concurrency] tasks run at once, one poll per free slot
    * @param {number} [options.pollWaitMs] the long poll's wait (at most 60 s)
    * @param {boolean} [options.eager] take the run's next task in the reply to a checkpoint
+   * @param {object} [options.namespace] `{ tenant, project }` to serve; unset: default/default
    * @param {Function} [options.log] `(event, fields) => void`
    */
-  constructor({ rpc, workerId, graphs, taskQueues, concurrency = 2, pollWaitMs = 20_000, eager = true, log }) {
+  constructor(options) {
+    const { rpc, workerId, graphs, taskQueues, concurrency = 2, pollWaitMs = 20_000, eager = true } = options;
+    const { namespace, log } = options;
     this.rpc = rpc;
     this.workerId = workerId;
     this.graphs = graphs;
@@ -31,6 +34,7 @@ export class Worker {
     this.concurrency = concurrency;
     this.pollWaitMs = pollWaitMs;
     this.eager = eager;
+    this.namespace = namespace ?? null; // task calls need none: the task token names it
     this.log = log ?? ((event, fields) => console.log(formatLine(event, fields)));
     this.stopping = false;
     this.polls = new Set();
@@ -63,7 +67,7 @@ export class Worker {
   }
 
   async register(graph) {
-    const request = { graph: graph.definition };
+    const request = { graph: graph.definition, namespace: this.namespace };
     const reply = await call(this.rpc.workers, "RegisterGraph", request, { timeoutMs: CALL_TIMEOUT_MS });
     this.log("registered", { graph: `${graph.graphId}@${graph.version}`, created: reply.created });
   }
@@ -75,7 +79,7 @@ export class Worker {
       const { graph: stored } = await call(
         this.rpc.workers,
         "GetGraph",
-        { graph_id: graph.graphId, version: graph.version },
+        { graph_id: graph.graphId, version: graph.version, namespace: this.namespace },
         { timeoutMs: CALL_TIMEOUT_MS },
       );
       for (const node of stored.nodes.filter((n) => n.node_id in graph.nodes)) {
@@ -105,6 +109,7 @@ export class Worker {
       task_queues: this.taskQueues,
       graphs: this.graphs.map((g) => ({ graph_id: g.graphId, version: g.version })),
       wait: duration(this.pollWaitMs),
+      namespace: this.namespace,
     };
     let pending;
     try {
