@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from cmo.api.v1 import common_pb2, worker_service_pb2
-from cmo_server.api._validate import check_id, check_range, duration_or
+from cmo_server.api._validate import check_duration, check_id, check_range, duration_or
 from cmo_server.artifacts import format_digest
 from cmo_server.domain import (
     END_NODE,
@@ -43,6 +43,8 @@ __all__ = [
 MAX_NODES = 1000
 MAX_SEQ = 1_000_000
 MAX_VERSION = 2**31 - 1
+MAX_RETRY_INTERVAL = timedelta(days=3650)
+"""Longest retry interval (and reported activity run time): ten years, well inside a timestamp."""
 
 
 def _ts(value: datetime) -> Timestamp:
@@ -89,10 +91,16 @@ def _retry_from_proto(field: str, msg: common_pb2.RetryPolicy) -> RetrySpec:
     backoff = msg.backoff or 2.0
     if not 1 <= backoff < math.inf:  # NaN fails both comparisons
         raise InvalidArgument(f"{field}.backoff", f"must be a finite number >= 1, got {backoff}")
-    initial = msg.initial_interval.ToTimedelta() if msg.HasField("initial_interval") else timedelta(seconds=1)
-    maximum = msg.max_interval.ToTimedelta() if msg.HasField("max_interval") else None
-    if initial < timedelta(0) or (maximum is not None and maximum < timedelta(0)):
-        raise InvalidArgument(f"{field}.initial_interval", "intervals must not be negative")
+    initial = duration_or(
+        f"{field}.initial_interval",
+        msg.initial_interval,
+        msg.HasField("initial_interval"),
+        timedelta(seconds=1),
+        MAX_RETRY_INTERVAL,
+    )
+    maximum = None
+    if msg.HasField("max_interval"):
+        maximum = check_duration(f"{field}.max_interval", msg.max_interval, maximum=MAX_RETRY_INTERVAL)
     return RetrySpec(
         max_attempts=msg.max_attempts,
         initial_interval=initial,
@@ -124,12 +132,12 @@ def activity_from_proto(msg: common_pb2.Activity, attempt: int) -> ActivityRecor
 
 def _reported_duration(msg: common_pb2.Activity) -> timedelta | None:
     """The worker's measure of how long the activity ran, if it sent a sane one (metrics only)."""
-    if not msg.HasField("duration") or msg.duration.seconds < 0 or msg.duration.nanos < 0:
+    if not msg.HasField("duration"):
         return None
     try:
-        return msg.duration.ToTimedelta()
-    except OverflowError:
-        return None
+        return check_duration("activity.duration", msg.duration, maximum=MAX_RETRY_INTERVAL)
+    except InvalidArgument:
+        return None  # a bad measure costs the metric a sample, not the record
 
 
 def wait_from_proto(msg: worker_service_pb2.WaitRequest, *, max_duration: timedelta) -> WaitRequest:

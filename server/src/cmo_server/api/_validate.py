@@ -9,9 +9,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from cmo_server.errors import InvalidArgument
 
-__all__ = ["check_id", "check_range", "duration_or", "timestamp_or_now"]
+__all__ = ["check_duration", "check_id", "check_range", "duration_or", "timestamp_or_now"]
 
 MAX_ID_LENGTH = 128
+NANOS_PER_SECOND = 1_000_000_000
 
 
 def check_id(field: str, value: str, *, required: bool = True) -> str:
@@ -34,16 +35,32 @@ def check_range(field: str, value: int, low: int, high: int) -> int:
     return value
 
 
+def check_duration(field: str, msg: Duration, *, maximum: timedelta) -> timedelta:
+    """A Duration between 0 and `maximum`; the one reader of every Duration a request carries.
+
+    Refuses what protobuf would accept or fail on: nanos out of range, seconds and nanos of
+    opposite signs (not a normalised Duration), and seconds beyond what a timedelta holds
+    (`ToTimedelta` raises OverflowError on those).
+    """
+    seconds, nanos = msg.seconds, msg.nanos
+    if not -NANOS_PER_SECOND < nanos < NANOS_PER_SECOND:
+        raise InvalidArgument(field, f"nanos must be between -999999999 and 999999999, got {nanos}")
+    if (seconds > 0 > nanos) or (seconds < 0 < nanos):
+        raise InvalidArgument(field, "seconds and nanos must have the same sign")
+    if seconds < 0 or nanos < 0:
+        raise InvalidArgument(field, "must be a non-negative duration")
+    # Seconds first, so a huge value never reaches ToTimedelta.
+    value = msg.ToTimedelta() if seconds <= maximum // timedelta(seconds=1) else None
+    if value is None or value > maximum:
+        raise InvalidArgument(field, f"must be at most {maximum.total_seconds():g}s")
+    return value
+
+
 def duration_or(field: str, msg: Duration, has: bool, default: timedelta, maximum: timedelta) -> timedelta:
     """A Duration field, or the default when unset; must be >= 0 and at most `maximum`."""
     if not has:
         return default
-    if msg.seconds < 0 or msg.nanos < 0 or msg.nanos >= 1_000_000_000:
-        raise InvalidArgument(field, "must be a non-negative duration")
-    value = msg.ToTimedelta()
-    if value > maximum:
-        raise InvalidArgument(field, f"must be at most {maximum.total_seconds():g}s")
-    return value
+    return check_duration(field, msg, maximum=maximum)
 
 
 def timestamp_or_now(field: str, msg: Timestamp, has: bool) -> datetime:
