@@ -107,3 +107,100 @@ async def test_an_out_of_range_or_malformed_duration_is_invalid_argument_naming_
     nanos: int,
 ) -> None:
     await call(api, graph, Duration(seconds=seconds, nanos=nanos))
+
+
+# -- NUL characters -----------------------------------------------------------------------------
+# Postgres text cannot hold a NUL, SQLite can: both must refuse it at the API, naming the field.
+
+NUL = "bad\x00value"
+
+
+def key_of(task: common_pb2.Task) -> dict[str, Any]:
+    return {"worker_id": "w1", "run_id": task.run_id, "step_index": task.step_index, "attempt": task.attempt}
+
+
+def failing(task: common_pb2.Task, **failure: Any) -> worker_service_pb2.FailTaskRequest:
+    return worker_service_pb2.FailTaskRequest(**key_of(task), failure=common_pb2.Failure(**failure))
+
+
+def recording(task: common_pb2.Task, **activity: Any) -> worker_service_pb2.RecordActivityRequest:
+    fields = {"seq": 0, "kind": "call", "name": "fetch", "request_hash": "h", "result": b"1", **activity}
+    return worker_service_pb2.RecordActivityRequest(**key_of(task), activity=common_pb2.Activity(**fields))
+
+
+def errored(**failure: Any) -> common_pb2.Activity:
+    return common_pb2.Activity(seq=0, kind="call", name="fetch", request_hash="h", error=common_pb2.Failure(**failure))
+
+
+# Each: what to send for a started run (and its claimed task), and the field the refusal names.
+NUL_FIELDS: list[tuple[str, Callable[[Api, str, common_pb2.Task], Awaitable[Any]], str]] = [
+    ("CancelRun.reason", lambda api, run_id, task: api.runs.CancelRun(
+        run_service_pb2.CancelRunRequest(run_id=run_id, reason=NUL), timeout=10), "reason"),
+    ("TerminateRun.reason", lambda api, run_id, task: api.runs.TerminateRun(
+        run_service_pb2.TerminateRunRequest(run_id=run_id, reason=NUL), timeout=10), "reason"),
+    ("SignalRun.name", lambda api, run_id, task: api.runs.SignalRun(
+        run_service_pb2.SignalRunRequest(run_id=run_id, name=NUL), timeout=10), "name"),
+    ("ListRuns.page_token", lambda api, run_id, task: api.runs.ListRuns(
+        run_service_pb2.ListRunsRequest(page_token=NUL), timeout=10), "page_token"),
+    ("ListRuns.page_token-decoded", lambda api, run_id, task: api.runs.ListRuns(
+        run_service_pb2.ListRunsRequest(page_token="MTIzOgA="), timeout=10), "page_token"),  # "123:\x00"
+    ("GetHistory.page_token", lambda api, run_id, task: api.runs.GetHistory(
+        run_service_pb2.GetHistoryRequest(run_id=run_id, page_token="1\x00"), timeout=10), "page_token"),
+    ("RecordActivity.request_hash", lambda api, run_id, task: api.workers.RecordActivity(
+        recording(task, request_hash=NUL), timeout=10), "activity.request_hash"),
+    ("RecordActivity.error.message", lambda api, run_id, task: api.workers.RecordActivity(
+        worker_service_pb2.RecordActivityRequest(**key_of(task), activity=errored(message=NUL)), timeout=10),
+     "activity.error.message"),
+    ("SuspendTask.wait.request_hash", lambda api, run_id, task: api.workers.SuspendTask(
+        suspension(task, kind="signal", seq=0, name="go", request_hash=NUL), timeout=10), "wait.request_hash"),
+    ("FailTask.failure.message", lambda api, run_id, task: api.workers.FailTask(
+        failing(task, message=NUL), timeout=10), "failure.message"),
+    ("FailTask.failure.details", lambda api, run_id, task: api.workers.FailTask(
+        failing(task, message="boom", details=NUL), timeout=10), "failure.details"),
+    ("FailTask.failure.type", lambda api, run_id, task: api.workers.FailTask(
+        failing(task, message="boom", type=NUL), timeout=10), "failure.type"),
+    ("FailTask.activities.error.details", lambda api, run_id, task: api.workers.FailTask(
+        worker_service_pb2.FailTaskRequest(**key_of(task), failure=common_pb2.Failure(message="boom"),
+                                           activities=[errored(message="m", details=NUL)]), timeout=10),
+     "activities[0].error.details"),
+    ("HeartbeatTask.worker_id", lambda api, run_id, task: api.workers.HeartbeatTask(
+        worker_service_pb2.HeartbeatTaskRequest(**{**key_of(task), "worker_id": NUL}), timeout=10), "worker_id"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("send", "field"), [f[1:] for f in NUL_FIELDS], ids=[f[0] for f in NUL_FIELDS])
+async def test_a_nul_in_a_string_field_is_invalid_argument_naming_it_and_changes_nothing(
+    api: Api, graph: common_pb2.GraphDef, send: Callable[[Api, str, common_pb2.Task], Awaitable[Any]], field: str
+) -> None:
+    run_id = await start(api, graph)
+    task = await claim(api, graph)
+    before = await snapshot(api, run_id)
+    details = await rejected(send(api, run_id, task), Code.INVALID_ARGUMENT, field)
+    assert "\x00" not in details
+    assert await snapshot(api, run_id) == before
+    response = await api.workers.CompleteTask(base.completion(task), timeout=10)  # the attempt still holds the task
+    assert response.run_status == common_pb2.RUN_STATUS_RUNNING
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        pytest.param(lambda g: setattr(g, "graph_id", NUL), "graph.graph_id", id="graph-id"),
+        pytest.param(lambda g: setattr(g.nodes[1], "node_id", NUL), "graph.nodes[1].node_id", id="node-id"),
+        pytest.param(lambda g: setattr(g, "entry_node", NUL), "graph.entry_node", id="entry-node"),
+        pytest.param(lambda g: setattr(g.edges[0], "to_node", NUL), "graph.edges[0].to_node", id="edge-to"),
+        pytest.param(lambda g: setattr(g.nodes[0], "task_queue", NUL), "graph.nodes[0].task_queue", id="queue"),
+        pytest.param(
+            lambda g: g.nodes[0].retry.non_retryable_errors.extend(["KeyError", NUL]),
+            "graph.nodes[0].retry.non_retryable_errors[1]",
+            id="error-name",
+        ),
+    ],
+)
+async def test_a_nul_in_a_graph_definition_is_invalid_argument_naming_the_field(
+    api: Api, edit: Callable[[common_pb2.GraphDef], object], field: str
+) -> None:
+    definition = two_nodes(unique("g"))
+    edit(definition)
+    request = worker_service_pb2.RegisterGraphRequest(graph=definition)
+    await rejected(api.workers.RegisterGraph(request, timeout=10), Code.INVALID_ARGUMENT, field)

@@ -120,6 +120,32 @@ async def test_retries_run_out_and_the_run_fails_with_the_error(client: cmo.Clie
     assert await handle.history() == []
 
 
+async def test_an_error_with_a_nul_and_a_huge_message_still_fails_the_run_with_it(client: cmo.Client):
+    # The server refuses NUL characters and oversized texts; the worker's report must still land.
+    graph: cmo.Graph[dict] = cmo.Graph(unique("noisy"))
+
+    @cmo.activity(name="noisy-call", retry=cmo.RetryPolicy(max_attempts=1))
+    async def noisy_call() -> None:
+        raise ValueError("call\x00failed " + "y" * 10_000)
+
+    @graph.node(entry=True, retry=cmo.RetryPolicy(max_attempts=1))
+    async def noisy(state, ctx):
+        with contextlib.suppress(cmo.errors.ActivityError):
+            await ctx.activity(noisy_call)
+        raise cmo.errors.ApplicationError("bad\x00byte " + "x" * 10_000, type="Odd\x00Type")
+
+    async with serving(client, [graph]):
+        handle = await client.start(graph, {})
+        with pytest.raises(RunFailedError) as caught:
+            await handle.result(timeout=20)
+    failure = caught.value.failure
+    assert failure is not None
+    assert failure.type == "Odd\\x00Type"
+    assert failure.message.startswith("bad\\x00byte xxx")
+    assert len(failure.message) == 4096
+    assert "Traceback" in failure.details
+
+
 async def test_non_retryable_errors_fail_at_once(client: cmo.Client):
     graph: cmo.Graph[dict] = cmo.Graph(unique("fatal"))
     calls = 0

@@ -1,4 +1,4 @@
-"""The API's field checks as pure functions: durations at their bounds."""
+"""The API's field checks as pure functions: durations at their bounds, NUL characters."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from cmo_server.api._validate import check_duration
+from cmo.api.v1 import common_pb2, worker_service_pb2
+from cmo_server.api._validate import check_duration, nul_field
 from cmo_server.errors import InvalidArgument
 
 MAXIMUM = timedelta(seconds=60)
@@ -48,3 +49,27 @@ def test_a_duration_out_of_bounds_or_not_normalised_names_the_field(seconds: int
         check_duration("wait", Duration(seconds=seconds, nanos=nanos), maximum=MAXIMUM)
     assert raised.value.field == "wait"
     assert reason in raised.value.reason
+
+
+def test_nul_field_names_the_first_string_holding_a_nul_at_any_depth() -> None:
+    clean = worker_service_pb2.FailTaskRequest(run_id="r", failure=common_pb2.Failure(message="m"))
+    assert nul_field(clean) is None
+    assert nul_field(worker_service_pb2.FailTaskRequest(run_id="r\x00")) == "run_id"
+    nested = worker_service_pb2.FailTaskRequest(
+        failure=common_pb2.Failure(message="m"),
+        activities=[common_pb2.Activity(name="a"), common_pb2.Activity(error=common_pb2.Failure(details="\x00"))],
+    )
+    assert nul_field(nested) == "activities[1].error.details"
+    graph = common_pb2.GraphDef(
+        nodes=[common_pb2.NodeDef(retry=common_pb2.RetryPolicy(non_retryable_errors=["A", "\x00"]))]
+    )
+    assert nul_field(graph, "graph.") == "graph.nodes[0].retry.non_retryable_errors[1]"
+    # Bytes may hold anything: only strings are text.
+    assert nul_field(worker_service_pb2.CompleteTaskRequest(state=b"\x00")) is None
+
+
+def test_nul_field_walks_maps_too() -> None:
+    task = common_pb2.Task(trace_context={"traceparent": "00-\x00"})
+    assert nul_field(task) == "trace_context"
+    assert nul_field(common_pb2.Task(trace_context={"k\x00": "v"})) == "trace_context"
+    assert nul_field(common_pb2.Task(trace_context={"k": "v"})) is None

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from cmo_server.errors import InvalidArgument
 
-__all__ = ["check_duration", "check_id", "check_range", "duration_or", "timestamp_or_now"]
+__all__ = ["check_duration", "check_id", "check_range", "duration_or", "nul_field", "timestamp_or_now"]
 
 MAX_ID_LENGTH = 128
 NANOS_PER_SECOND = 1_000_000_000
@@ -71,3 +75,42 @@ def timestamp_or_now(field: str, msg: Timestamp, has: bool) -> datetime:
         return msg.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError):
         raise InvalidArgument(field, "is not a valid timestamp") from None
+
+
+def nul_field(msg: Message, prefix: str = "") -> str | None:
+    """The path of the first string field holding a NUL character, at any depth, else None.
+
+    Every string of a request is checked here, once, before any servicer sees it: Postgres text
+    cannot hold a NUL (SQLite can), so both backends must be spared it alike.
+    """
+    for field, value in msg.ListFields():
+        path = prefix + field.name
+        if field.type == FieldDescriptor.TYPE_STRING:
+            values = enumerate(value) if field.is_repeated else [(None, value)]
+            for i, text in values:
+                if "\x00" in text:
+                    return path if i is None else f"{path}[{i}]"
+        elif (message_type := field.message_type) is not None:
+            if message_type.GetOptions().map_entry:
+                found = _nul_in_map(path, message_type.fields_by_name["value"], value)
+            elif field.is_repeated:
+                found = next((f for i, m in enumerate(value) if (f := nul_field(m, f"{path}[{i}]."))), None)
+            else:
+                found = nul_field(value, f"{path}.")
+            if found is not None:
+                return found
+    return None
+
+
+def _nul_in_map(path: str, value_field: FieldDescriptor, entries: Mapping[Any, Any]) -> str | None:
+    # No request has a map yet; one that does is walked too, its entries named by the map.
+    value_is_message = value_field.type == FieldDescriptor.TYPE_MESSAGE
+    for key, value in entries.items():
+        if isinstance(key, str) and "\x00" in key:
+            return path
+        if value_is_message:
+            if (found := nul_field(value, f"{path}.")) is not None:
+                return found
+        elif isinstance(value, str) and "\x00" in value:
+            return path
+    return None
