@@ -7,7 +7,7 @@ and the server must log no error for any of it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -204,3 +204,119 @@ async def test_a_nul_in_a_graph_definition_is_invalid_argument_naming_the_field(
     edit(definition)
     request = worker_service_pb2.RegisterGraphRequest(graph=definition)
     await rejected(api.workers.RegisterGraph(request, timeout=10), Code.INVALID_ARGUMENT, field)
+
+
+# -- huge values --------------------------------------------------------------------------------
+# A value echoed whole into a status message outgrew gRPC's metadata limit (RESOURCE_EXHAUSTED
+# "metadata size exceeds hard limit"): every echo is capped, and every text has a length limit.
+
+HUGE = "z" * 20_000
+
+
+async def refused_briefly(call: Awaitable[Any], field: str) -> None:
+    details = await rejected(call, Code.INVALID_ARGUMENT, field)
+    assert len(details.encode()) < 1024, f"{len(details)} characters: {details[:200]}..."
+
+
+async def drain(stream: AsyncIterator[Any]) -> list[Any]:
+    return [response async for response in stream]
+
+
+def graph_with(edit: Callable[[common_pb2.GraphDef], object]) -> worker_service_pb2.RegisterGraphRequest:
+    definition = two_nodes(unique("g"))
+    edit(definition)
+    return worker_service_pb2.RegisterGraphRequest(graph=definition)
+
+
+HUGE_GRAPHS: list[tuple[str, Callable[[common_pb2.GraphDef], object], str]] = [
+    ("entry-node", lambda g: setattr(g, "entry_node", HUGE), "graph.entry_node"),
+    ("node-id", lambda g: setattr(g.nodes[1], "node_id", HUGE), "graph.nodes[1].node_id"),
+    ("edge-from", lambda g: setattr(g.edges[0], "from_node", HUGE), "graph.edges[0].from_node"),
+    ("edge-to", lambda g: setattr(g.edges[0], "to_node", HUGE), "graph.edges[0].to_node"),
+    ("edge-key", lambda g: setattr(g.edges[0], "key", HUGE), "graph.edges[0].key"),
+    ("task-queue", lambda g: setattr(g.nodes[0], "task_queue", HUGE), "graph.nodes[0].task_queue"),
+    ("error-name", lambda g: g.nodes[0].retry.non_retryable_errors.append(HUGE),
+     "graph.nodes[0].retry.non_retryable_errors[0]"),
+    ("error-name-with-space", lambda g: g.nodes[0].retry.non_retryable_errors.append("Key Error"),
+     "graph.nodes[0].retry.non_retryable_errors[0]"),
+    ("too-many-edges", lambda g: g.edges.extend(
+        common_pb2.EdgeDef(from_node="a", key=f"k{i}", to_node="b") for i in range(10_000)), "graph.edges"),
+    ("too-many-error-names", lambda g: g.nodes[0].retry.non_retryable_errors.extend(f"E{i}" for i in range(101)),
+     "graph.nodes[0].retry.non_retryable_errors"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("edit", "field"), [g[1:] for g in HUGE_GRAPHS], ids=[g[0] for g in HUGE_GRAPHS])
+async def test_a_huge_value_or_count_in_a_graph_is_invalid_argument_in_a_short_message(
+    api: Api, edit: Callable[[common_pb2.GraphDef], object], field: str
+) -> None:
+    request = graph_with(edit)
+    await refused_briefly(api.workers.RegisterGraph(request, timeout=10), field)
+    start_it = run_service_pb2.StartRunRequest(graph_id=request.graph.graph_id)
+    await rejected(api.runs.StartRun(start_it, timeout=10), Code.NOT_FOUND)
+
+
+async def test_the_largest_graph_allowed_registers(api: Api) -> None:
+    def largest(g: common_pb2.GraphDef) -> None:
+        g.edges.extend(common_pb2.EdgeDef(from_node="a", key=f"k{i}", to_node="b") for i in range(9_999))
+        g.nodes[0].retry.non_retryable_errors.extend(f"E{i}" for i in range(100))
+
+    response = await api.workers.RegisterGraph(graph_with(largest), timeout=10)
+    assert response.created
+
+
+HUGE_CALLS: list[tuple[str, Callable[[Api, str, common_pb2.Task], Awaitable[Any]], str]] = [
+    ("CancelRun.reason", lambda api, run_id, task: api.runs.CancelRun(
+        run_service_pb2.CancelRunRequest(run_id=run_id, reason=HUGE), timeout=10), "reason"),
+    ("TerminateRun.reason", lambda api, run_id, task: api.runs.TerminateRun(
+        run_service_pb2.TerminateRunRequest(run_id=run_id, reason=HUGE), timeout=10), "reason"),
+    ("GetRun.run_id", lambda api, run_id, task: api.runs.GetRun(
+        run_service_pb2.GetRunRequest(run_id=HUGE), timeout=10), "run_id"),
+    ("ListRuns.page_token", lambda api, run_id, task: api.runs.ListRuns(
+        run_service_pb2.ListRunsRequest(page_token=HUGE), timeout=10), "page_token"),
+    ("FailTask.failure.message", lambda api, run_id, task: api.workers.FailTask(
+        failing(task, message=HUGE), timeout=10), "failure.message"),
+    ("FailTask.failure.type", lambda api, run_id, task: api.workers.FailTask(
+        failing(task, message="boom", type=HUGE), timeout=10), "failure.type"),
+    ("FailTask.failure.details", lambda api, run_id, task: api.workers.FailTask(
+        failing(task, message="boom", details="d" * 65_537), timeout=10), "failure.details"),
+    ("RecordActivity.error.message", lambda api, run_id, task: api.workers.RecordActivity(
+        worker_service_pb2.RecordActivityRequest(**key_of(task), activity=errored(message=HUGE)), timeout=10),
+     "activity.error.message"),
+    ("RecordActivity.kind", lambda api, run_id, task: api.workers.RecordActivity(
+        recording(task, kind=HUGE), timeout=10), "activity.kind"),
+    ("RecordActivity.request_hash", lambda api, run_id, task: api.workers.RecordActivity(
+        recording(task, request_hash=HUGE), timeout=10), "activity.request_hash"),
+    ("SuspendTask.wait.kind", lambda api, run_id, task: api.workers.SuspendTask(
+        suspension(task, kind=HUGE, seq=0), timeout=10), "wait.kind"),
+    ("CompleteTask.next_key", lambda api, run_id, task: api.workers.CompleteTask(
+        base.completion(task, next_key=HUGE), timeout=10), "next_key"),
+    ("CompleteTask.eager_task_queues", lambda api, run_id, task: api.workers.CompleteTask(
+        base.completion(task, eager_task_queues=[f"q{i}" for i in range(101)]), timeout=10), "eager_task_queues"),
+    ("GetArtifact.digest", lambda api, run_id, task: drain(api.workers.GetArtifact(
+        worker_service_pb2.GetArtifactRequest(digest=HUGE), timeout=10)), "digest"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("send", "field"), [c[1:] for c in HUGE_CALLS], ids=[c[0] for c in HUGE_CALLS])
+async def test_a_huge_value_is_invalid_argument_in_a_short_message_and_changes_nothing(
+    api: Api, graph: common_pb2.GraphDef, send: Callable[[Api, str, common_pb2.Task], Awaitable[Any]], field: str
+) -> None:
+    run_id = await start(api, graph)
+    task = await claim(api, graph)
+    before = await snapshot(api, run_id)
+    await refused_briefly(send(api, run_id, task), field)
+    assert await snapshot(api, run_id) == before
+    response = await api.workers.CompleteTask(base.completion(task), timeout=10)
+    assert response.run_status == common_pb2.RUN_STATUS_RUNNING
+
+
+async def test_an_unknown_edge_key_of_a_node_with_many_edges_is_named_in_a_short_message(api: Api) -> None:
+    definition = two_nodes(unique("g"))
+    definition.edges.extend(common_pb2.EdgeDef(from_node="a", key="k" * 120 + str(i), to_node="b") for i in range(2000))
+    await api.workers.RegisterGraph(worker_service_pb2.RegisterGraphRequest(graph=definition), timeout=10)
+    run_id = await start(api, definition)
+    task = await claim(api, definition)
+    request = base.completion(task, next_key="nope")
+    await refused_briefly(api.workers.CompleteTask(request, timeout=10), "next_key")
+    assert (await snapshot(api, run_id))[1] == []

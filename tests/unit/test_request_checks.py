@@ -1,4 +1,4 @@
-"""The API's field checks as pure functions: durations at their bounds, NUL characters."""
+"""The API's field checks as pure functions: durations at their bounds, NUL characters, echoed values."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from cmo.api.v1 import common_pb2, worker_service_pb2
 from cmo_server.api._validate import check_duration, nul_field
-from cmo_server.errors import InvalidArgument
+from cmo_server.errors import InvalidArgument, shown
 
 MAXIMUM = timedelta(seconds=60)
 
@@ -73,3 +73,12 @@ def test_nul_field_walks_maps_too() -> None:
     assert nul_field(task) == "trace_context"
     assert nul_field(common_pb2.Task(trace_context={"k\x00": "v"})) == "trace_context"
     assert nul_field(common_pb2.Task(trace_context={"k": "v"})) is None
+
+
+def test_shown_echoes_a_short_value_whole_and_cuts_a_long_one_telling_its_length() -> None:
+    assert shown("node-a") == "'node-a'"
+    long = shown("x" * 20_000)
+    assert long.startswith("'xxxx")
+    assert long.endswith("... (20000 characters)")
+    assert len(long) < 100
+    assert len(shown(["k" * 128] * 10_000)) < 100

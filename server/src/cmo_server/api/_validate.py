@@ -13,7 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from cmo_server.errors import InvalidArgument
 
-__all__ = ["check_duration", "check_id", "check_range", "duration_or", "nul_field", "timestamp_or_now"]
+__all__ = ["check_duration", "check_id", "check_range", "check_text", "duration_or", "nul_field", "timestamp_or_now"]
 
 MAX_ID_LENGTH = 128
 NANOS_PER_SECOND = 1_000_000_000
@@ -25,10 +25,16 @@ def check_id(field: str, value: str, *, required: bool = True) -> str:
         if required:
             raise InvalidArgument(field, "must not be empty")
         return value
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgument(field, f"is {len(value)} characters long, the limit is {MAX_ID_LENGTH}")
+    check_text(field, value, MAX_ID_LENGTH)
     if not value.isprintable() or any(c.isspace() for c in value):
         raise InvalidArgument(field, "must be printable characters without white space")
+    return value
+
+
+def check_text(field: str, value: str, limit: int) -> str:
+    """A free text of at most `limit` characters (NUL characters never reach a servicer)."""
+    if len(value) > limit:
+        raise InvalidArgument(field, f"is {len(value)} characters long, the limit is {limit}")
     return value
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
 import grpc
@@ -116,9 +116,7 @@ class WorkerServicer:
             output=request.output,
             next_key=check_id("next_key", request.next_key),
             started_at=timestamp_or_now("started_at", request.started_at, request.HasField("started_at")),
-            eager_task_queues=frozenset(
-                check_id(f"eager_task_queues[{i}]", q) for i, q in enumerate(request.eager_task_queues)
-            ),
+            eager_task_queues=_eager_queues(request.eager_task_queues),
             activities=_activities(request),
         )
         outcome = await self._engine.complete_task(done)
@@ -201,6 +199,12 @@ def _task_key(
         step_index=check_range("step_index", request.step_index, 0, MAX_INT),
         attempt=check_range("attempt", request.attempt, 1, MAX_INT),
     )
+
+
+def _eager_queues(queues: Sequence[str]) -> frozenset[str]:
+    if len(queues) > MAX_QUEUES:
+        raise InvalidArgument("eager_task_queues", f"may name at most {MAX_QUEUES} queues")
+    return frozenset(check_id(f"eager_task_queues[{i}]", q) for i, q in enumerate(queues))
 
 
 def _activities(

@@ -40,7 +40,7 @@ from cmo_server.engine._dispatcher import TaskDispatcher
 from cmo_server.engine._metrics import EngineMetrics
 from cmo_server.engine._payloads import canonical_payload
 from cmo_server.engine._timers import WaitTimers
-from cmo_server.errors import InvalidArgument, NotFound, StaleLease
+from cmo_server.errors import InvalidArgument, NotFound, StaleLease, shown
 from cmo_server.store import RunPage, Store
 
 __all__ = ["CompletedStep", "Engine", "FailOutcome"]
@@ -187,7 +187,7 @@ class Engine:
             return cached
         graph = await self._store.get_graph(graph_id, version)
         if graph is None:
-            what = f"graph {graph_id!r}" + (f" version {version}" if version else "")
+            what = f"graph {shown(graph_id)}" + (f" version {version}" if version else "")
             raise NotFound(f"{what} is not registered; start a worker that serves it first")
         self._graphs[(graph.graph_id, graph.version)] = graph
         return graph
@@ -256,7 +256,9 @@ class Engine:
         source = await self.get_run(run_id)
         steps = await self._store.get_steps(run_id, after=from_step - 1, limit=1)
         if not steps or steps[0].step_index != from_step:
-            raise InvalidArgument("from_step", f"run {run_id!r} has no step {from_step} (it has {source.step_count})")
+            raise InvalidArgument(
+                "from_step", f"run {shown(run_id)} has no step {from_step} (it has {source.step_count})"
+            )
         step = steps[0]
         if step.next_node == END_NODE:
             raise InvalidArgument("from_step", f"step {from_step} finished the run: fork from an earlier step")
@@ -282,7 +284,7 @@ class Engine:
         failure = Failure(message=reason or "terminated", type="Terminated", non_retryable=True)
         run = await self._store.terminate_run(run_id, failure=failure)
         if run is None:
-            raise NotFound(f"run {run_id!r} does not exist")
+            raise NotFound(f"run {shown(run_id)} does not exist")
         self._run_finished(run_id, None)
         logger.info("run %s terminated: %s", run_id, failure.message, extra={"run_id": run_id})
         return run
@@ -291,7 +293,7 @@ class Engine:
         """One run."""
         run = await self._store.get_run(run_id)
         if run is None:
-            raise NotFound(f"run {run_id!r} does not exist")
+            raise NotFound(f"run {shown(run_id)} does not exist")
         return run
 
     async def list_runs(self, *, graph_id: str, status: RunStatus | None, limit: int, page_token: str) -> RunPage:
@@ -332,7 +334,7 @@ class Engine:
         """Checkpoints of a run after step `after`."""
         steps = await self._store.get_steps(run_id, after=after, limit=limit)
         if not steps and await self._store.get_run(run_id) is None:
-            raise NotFound(f"run {run_id!r} does not exist")
+            raise NotFound(f"run {shown(run_id)} does not exist")
         return steps
 
     # -- tasks ------------------------------------------------------------------------------------
@@ -375,11 +377,13 @@ class Engine:
         """Checkpoint a step and move its run on; may lease the next task to the same worker."""
         graph = await self.graph(done.graph_id, done.graph_version)
         if done.node_id not in graph.nodes:
-            raise InvalidArgument("node_id", f"graph {graph.key} has no node {done.node_id!r}")
+            raise InvalidArgument("node_id", f"graph {shown(graph.key)} has no node {shown(done.node_id)}")
         next_node = graph.next_node(done.node_id, done.next_key)
         if next_node is None:
             keys = sorted(k for (f, k) in graph.edges if f == done.node_id)
-            raise InvalidArgument("next_key", f"node {done.node_id!r} has no edge {done.next_key!r} (its keys: {keys})")
+            raise InvalidArgument(
+                "next_key", f"node {shown(done.node_id)} has no edge {shown(done.next_key)} (its keys: {shown(keys)})"
+            )
         limit = self._limits.max_payload_bytes
         state = canonical_payload("state", done.state, limit, object_only=True)
         output = canonical_payload("output", done.output, limit) if done.output else b""
@@ -518,7 +522,7 @@ class Engine:
         payload = canonical_payload("payload", signal.payload or b"null", self._limits.max_payload_bytes)
         outcome = await self._store.signal_run(replace(signal, payload=payload))
         if outcome is None:
-            raise NotFound(f"run {signal.run_id!r} does not exist")
+            raise NotFound(f"run {shown(signal.run_id)} does not exist")
         if outcome.ready is not None:
             self._dispatcher.notify(*outcome.ready)
         return outcome
@@ -527,7 +531,7 @@ class Engine:
         """Ask a run to stop (cooperatively); an ended run is returned as it is."""
         outcome = await self._store.cancel_run(run_id, failure=cancelled_failure(reason))
         if outcome is None:
-            raise NotFound(f"run {run_id!r} does not exist")
+            raise NotFound(f"run {shown(run_id)} does not exist")
         if outcome.ready is not None:
             self._dispatcher.notify(*outcome.ready)
         if outcome.run.status.terminal:
