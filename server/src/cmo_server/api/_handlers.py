@@ -1,12 +1,14 @@
 """Build gRPC handlers from a service descriptor, with request decoding the server controls.
 
-grpc's own decoding answers a garbage body with UNKNOWN and the DecodeError text; decoding here
-instead turns it into INVALID_ARGUMENT with a plain message. It also refuses a NUL character in
-any string field of a request, naming the field, before a servicer sees it.
+grpc's own decoding answers a garbage body with UNKNOWN and the DecodeError text (and logs a
+traceback); decoding here instead turns it into INVALID_ARGUMENT with a plain message, for the
+product's services and the standard health and reflection services alike. It also refuses a NUL
+character in any string field of a request, naming the field, before a servicer sees it.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +69,18 @@ def _method_handler(method: MethodDescriptor, impl: Callable[..., Any]) -> grpc.
         async for request in requests:
             yield await checked(request, context)
 
+    if method.client_streaming and method.server_streaming:
+
+        async def exchange(
+            requests: AsyncIterator[Message | _Refused], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
+            async for response in impl(checked_stream(requests, context), context):
+                yield response
+
+        return grpc.stream_stream_rpc_method_handler(
+            exchange, request_deserializer=decode, response_serializer=serialize
+        )
+
     if method.client_streaming:
 
         async def take_stream(requests: AsyncIterator[Message | _Refused], context: grpc.aio.ServicerContext) -> Any:
@@ -74,6 +88,16 @@ def _method_handler(method: MethodDescriptor, impl: Callable[..., Any]) -> grpc.
 
         return grpc.stream_unary_rpc_method_handler(
             take_stream, request_deserializer=decode, response_serializer=serialize
+        )
+
+    if method.server_streaming and not inspect.isasyncgenfunction(impl):
+        # A servicer that writes its responses with context.write (grpc's health Watch does).
+
+        async def write_stream(request: Message | _Refused, context: grpc.aio.ServicerContext) -> None:
+            await impl(await checked(request, context), context)
+
+        return grpc.unary_stream_rpc_method_handler(
+            write_stream, request_deserializer=decode, response_serializer=serialize
         )
 
     if method.server_streaming:
