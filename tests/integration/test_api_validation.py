@@ -277,11 +277,9 @@ async def test_start_run_is_idempotent_on_run_id(api: Api, graph: common_pb2.Gra
     again = await api.runs.StartRun(first, timeout=10)
     assert not again.created
     assert again.run == created.run
-    # Another input under the same run_id returns the run as it was: the first start wins.
+    # Another input under the same run_id is another run: refused, the first start stays.
     other = run_service_pb2.StartRunRequest(run_id=run_id, graph_id=graph.graph_id, input=b'{"n": 2}')
-    differs = await api.runs.StartRun(other, timeout=10)
-    assert not differs.created
-    assert differs.run.input == b'{"n":1}'
+    await rejected(api.runs.StartRun(other, timeout=10), Code.ALREADY_EXISTS, "run_id")
     # A bad start under the same run_id is refused and leaves the run alone.
     bad = run_service_pb2.StartRunRequest(run_id=run_id, graph_id=graph.graph_id, input=b"{")
     await rejected(api.runs.StartRun(bad, timeout=10), Code.INVALID_ARGUMENT, "input")

@@ -320,3 +320,75 @@ async def test_an_unknown_edge_key_of_a_node_with_many_edges_is_named_in_a_short
     request = base.completion(task, next_key="nope")
     await refused_briefly(api.workers.CompleteTask(request, timeout=10), "next_key")
     assert (await snapshot(api, run_id))[1] == []
+
+
+# -- run ids that name another run ----------------------------------------------------------------
+
+
+async def test_start_run_under_the_id_of_another_run_is_already_exists(api: Api, graph: common_pb2.GraphDef) -> None:
+    other_graph = two_nodes(unique("g"))
+    await api.workers.RegisterGraph(worker_service_pb2.RegisterGraphRequest(graph=other_graph), timeout=10)
+    newer = two_nodes(graph.graph_id, version=2)
+    await api.workers.RegisterGraph(worker_service_pb2.RegisterGraphRequest(graph=newer), timeout=10)
+    run_id = unique("run")
+    first = run_service_pb2.StartRunRequest(run_id=run_id, graph_id=graph.graph_id, graph_version=1, input=b'{"n":1}')
+    created = await api.runs.StartRun(first, timeout=10)
+    assert created.created
+
+    clashes = [
+        run_service_pb2.StartRunRequest(run_id=run_id, graph_id=other_graph.graph_id, input=b'{"n":1}'),
+        run_service_pb2.StartRunRequest(run_id=run_id, graph_id=graph.graph_id, graph_version=1, input=b'{"n":2}'),
+        run_service_pb2.StartRunRequest(run_id=run_id, graph_id=graph.graph_id, graph_version=2, input=b'{"n":1}'),
+    ]
+    for clash in clashes:
+        details = await rejected(api.runs.StartRun(clash, timeout=10), Code.ALREADY_EXISTS, "run_id")
+        assert run_id in details
+
+    # The same request again, however its input is spelled, is the run as it was.
+    for same in (first, run_service_pb2.StartRunRequest(run_id=run_id, graph_id=graph.graph_id, input=b'{ "n": 1 }')):
+        again = await api.runs.StartRun(same, timeout=10)
+        assert not again.created
+        assert again.run == created.run
+    assert [r.run_id for r in await base.runs_of(api, graph.graph_id)] == [run_id]
+    assert await base.runs_of(api, other_graph.graph_id) == []
+
+
+async def finished_first_step(api: Api, graph: common_pb2.GraphDef) -> str:
+    """A run whose step 0 is checkpointed (a -> b), ready to be forked from it (one per graph)."""
+    run_id = await start(api, graph)
+    task = await claim(api, graph)
+    await api.workers.CompleteTask(base.completion(task), timeout=10)
+    return run_id
+
+
+async def test_fork_run_onto_the_id_of_another_run_is_already_exists(api: Api, graph: common_pb2.GraphDef) -> None:
+    source = await finished_first_step(api, graph)
+    other_graph = two_nodes(unique("g"))
+    await api.workers.RegisterGraph(worker_service_pb2.RegisterGraphRequest(graph=other_graph), timeout=10)
+    second_source = await finished_first_step(api, other_graph)
+    unrelated = await start(api, graph)
+    fork_id = unique("fork")
+    first = run_service_pb2.ForkRunRequest(run_id=source, from_step=0, new_run_id=fork_id, state=b'{"edited":1}')
+    forked = await api.runs.ForkRun(first, timeout=10)
+    assert forked.created
+
+    clashes = [
+        run_service_pb2.ForkRunRequest(run_id=source, from_step=0, new_run_id=unrelated),
+        run_service_pb2.ForkRunRequest(run_id=source, from_step=0, new_run_id=source),
+        run_service_pb2.ForkRunRequest(run_id=source, from_step=0, new_run_id=fork_id, state=b'{"edited":2}'),
+        run_service_pb2.ForkRunRequest(run_id=source, from_step=0, new_run_id=fork_id),  # without the edit
+        run_service_pb2.ForkRunRequest(run_id=second_source, from_step=0, new_run_id=fork_id, state=b'{"edited":1}'),
+    ]
+    for clash in clashes:
+        before = await snapshot(api, clash.new_run_id)
+        details = await rejected(api.runs.ForkRun(clash, timeout=10), Code.ALREADY_EXISTS, "new_run_id")
+        assert clash.new_run_id in details
+        assert await snapshot(api, clash.new_run_id) == before
+
+    again = await api.runs.ForkRun(first, timeout=10)
+    assert not again.created
+    assert again.run == forked.run
+    plain = run_service_pb2.ForkRunRequest(run_id=source, from_step=0, new_run_id=unique("fork"))
+    plain_fork = await api.runs.ForkRun(plain, timeout=10)
+    assert plain_fork.created
+    assert not (await api.runs.ForkRun(plain, timeout=10)).created

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import cmo
-from cmo.errors import RunFailedError, RunNotFoundError, WaitTimeoutError
+from cmo.errors import RpcError, RunFailedError, RunNotFoundError, WaitTimeoutError
 
 
 @dataclass
@@ -72,10 +72,13 @@ async def test_start_is_idempotent_on_run_id(client: cmo.Client):
     graph = counting_graph(unique("idem"))
     run_id = unique("run")
     first = await client.start(graph, Counter(), run_id=run_id)
-    second = await client.start(graph, Counter(n=5), run_id=run_id)
+    second = await client.start(graph, Counter(), run_id=run_id)
     assert first.run_id == second.run_id == run_id
+    # Another input under the same id is another run: refused, the first start stays.
+    with pytest.raises(RpcError, match=r"ALREADY_EXISTS: run_id: .* exists with another input"):
+        await client.start(graph, Counter(n=5), run_id=run_id)
     async with serving(client, [graph]):
-        assert (await second.result(timeout=20)).n == 3  # the first start's input won
+        assert (await second.result(timeout=20)).n == 3
     assert len([r async for r in client.list_runs(graph_id=graph.graph_id)]) == 1
 
 

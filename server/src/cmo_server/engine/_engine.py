@@ -36,6 +36,7 @@ from cmo_server.domain import (
     cancelled_failure,
     graph_key,
 )
+from cmo_server.engine._clashes import check_same_fork, check_same_start
 from cmo_server.engine._dispatcher import TaskDispatcher
 from cmo_server.engine._metrics import EngineMetrics
 from cmo_server.engine._payloads import canonical_payload
@@ -241,6 +242,8 @@ class Engine:
             with contextlib.suppress(StaleLease):
                 await self._store.release_task(TaskKey(run.run_id, 0, 1))
             self._dispatcher.notify(entry.task_queue, graph.key)
+        if not created:
+            check_same_start(run, graph_id=graph.graph_id, graph_version=graph_version, input=state)
         return run, created
 
     async def fork_run(
@@ -277,6 +280,9 @@ class Engine:
         run, created = await self._store.fork_run(fork)
         if created:
             self._dispatcher.notify(fork.next_queue, graph.key)
+        else:
+            shared = await self._store.get_steps(run.run_id, after=from_step - 1, limit=1)
+            check_same_fork(run, fork, source_state_hash=step.state_hash, shared=shared[0] if shared else None)
         return run, created
 
     async def terminate_run(self, run_id: str, *, reason: str) -> Run:
