@@ -7,6 +7,7 @@ and the server must log no error for any of it.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -109,10 +110,17 @@ async def test_an_out_of_range_or_malformed_duration_is_invalid_argument_naming_
     await call(api, graph, Duration(seconds=seconds, nanos=nanos))
 
 
-# -- NUL characters -----------------------------------------------------------------------------
+# -- bad texts: NUL characters and huge values ---------------------------------------------------
 # Postgres text cannot hold a NUL, SQLite can: both must refuse it at the API, naming the field.
+# A value echoed whole into a status message outgrew gRPC's metadata limit (RESOURCE_EXHAUSTED
+# "metadata size exceeds hard limit"): every echo is capped, and every text has a length limit.
 
 NUL = "bad\x00value"
+HUGE = "z" * 70_000
+"""Over every text limit (65536 is the largest)."""
+TEXTS = [pytest.param(NUL, id="nul"), pytest.param(HUGE, id="huge")]
+
+Sender = Callable[[Api, str, common_pb2.Task, str], Awaitable[Any]]
 
 
 def key_of(task: common_pb2.Task) -> dict[str, Any]:
@@ -132,94 +140,91 @@ def errored(**failure: Any) -> common_pb2.Activity:
     return common_pb2.Activity(seq=0, kind="call", name="fetch", request_hash="h", error=common_pb2.Failure(**failure))
 
 
-# Each: what to send for a started run (and its claimed task), and the field the refusal names.
-NUL_FIELDS: list[tuple[str, Callable[[Api, str, common_pb2.Task], Awaitable[Any]], str]] = [
-    ("CancelRun.reason", lambda api, run_id, task: api.runs.CancelRun(
-        run_service_pb2.CancelRunRequest(run_id=run_id, reason=NUL), timeout=10), "reason"),
-    ("TerminateRun.reason", lambda api, run_id, task: api.runs.TerminateRun(
-        run_service_pb2.TerminateRunRequest(run_id=run_id, reason=NUL), timeout=10), "reason"),
-    ("SignalRun.name", lambda api, run_id, task: api.runs.SignalRun(
-        run_service_pb2.SignalRunRequest(run_id=run_id, name=NUL), timeout=10), "name"),
-    ("ListRuns.page_token", lambda api, run_id, task: api.runs.ListRuns(
-        run_service_pb2.ListRunsRequest(page_token=NUL), timeout=10), "page_token"),
-    ("ListRuns.page_token-decoded", lambda api, run_id, task: api.runs.ListRuns(
-        run_service_pb2.ListRunsRequest(page_token="MTIzOgA="), timeout=10), "page_token"),  # "123:\x00"
-    ("GetHistory.page_token", lambda api, run_id, task: api.runs.GetHistory(
-        run_service_pb2.GetHistoryRequest(run_id=run_id, page_token="1\x00"), timeout=10), "page_token"),
-    ("RecordActivity.request_hash", lambda api, run_id, task: api.workers.RecordActivity(
-        recording(task, request_hash=NUL), timeout=10), "activity.request_hash"),
-    ("RecordActivity.error.message", lambda api, run_id, task: api.workers.RecordActivity(
-        worker_service_pb2.RecordActivityRequest(**key_of(task), activity=errored(message=NUL)), timeout=10),
+def forged_token(text: str) -> str:
+    """A ListRuns token of the right form whose run id is `text`."""
+    return base64.urlsafe_b64encode(f"123:{text}".encode()).decode()
+
+
+async def drain(stream: AsyncIterator[Any]) -> list[Any]:
+    return [response async for response in stream]
+
+
+# Each: puts the text in one field of a request about a started run and its claimed task, and
+# the field the refusal must name.
+TEXT_FIELDS: list[tuple[str, Sender, str]] = [
+    ("CancelRun.reason", lambda api, run_id, task, text: api.runs.CancelRun(
+        run_service_pb2.CancelRunRequest(run_id=run_id, reason=text), timeout=10), "reason"),
+    ("TerminateRun.reason", lambda api, run_id, task, text: api.runs.TerminateRun(
+        run_service_pb2.TerminateRunRequest(run_id=run_id, reason=text), timeout=10), "reason"),
+    ("SignalRun.name", lambda api, run_id, task, text: api.runs.SignalRun(
+        run_service_pb2.SignalRunRequest(run_id=run_id, name=text), timeout=10), "name"),
+    ("GetRun.run_id", lambda api, run_id, task, text: api.runs.GetRun(
+        run_service_pb2.GetRunRequest(run_id=text), timeout=10), "run_id"),
+    ("ListRuns.page_token", lambda api, run_id, task, text: api.runs.ListRuns(
+        run_service_pb2.ListRunsRequest(page_token=text), timeout=10), "page_token"),
+    ("ListRuns.page_token-forged", lambda api, run_id, task, text: api.runs.ListRuns(
+        run_service_pb2.ListRunsRequest(page_token=forged_token(text)), timeout=10), "page_token"),
+    ("GetHistory.page_token", lambda api, run_id, task, text: api.runs.GetHistory(
+        run_service_pb2.GetHistoryRequest(run_id=run_id, page_token="1" + text), timeout=10), "page_token"),
+    ("RecordActivity.kind", lambda api, run_id, task, text: api.workers.RecordActivity(
+        recording(task, kind=text), timeout=10), "activity.kind"),
+    ("RecordActivity.request_hash", lambda api, run_id, task, text: api.workers.RecordActivity(
+        recording(task, request_hash=text), timeout=10), "activity.request_hash"),
+    ("RecordActivity.error.message", lambda api, run_id, task, text: api.workers.RecordActivity(
+        worker_service_pb2.RecordActivityRequest(**key_of(task), activity=errored(message=text)), timeout=10),
      "activity.error.message"),
-    ("SuspendTask.wait.request_hash", lambda api, run_id, task: api.workers.SuspendTask(
-        suspension(task, kind="signal", seq=0, name="go", request_hash=NUL), timeout=10), "wait.request_hash"),
-    ("FailTask.failure.message", lambda api, run_id, task: api.workers.FailTask(
-        failing(task, message=NUL), timeout=10), "failure.message"),
-    ("FailTask.failure.details", lambda api, run_id, task: api.workers.FailTask(
-        failing(task, message="boom", details=NUL), timeout=10), "failure.details"),
-    ("FailTask.failure.type", lambda api, run_id, task: api.workers.FailTask(
-        failing(task, message="boom", type=NUL), timeout=10), "failure.type"),
-    ("FailTask.activities.error.details", lambda api, run_id, task: api.workers.FailTask(
+    ("SuspendTask.wait.kind", lambda api, run_id, task, text: api.workers.SuspendTask(
+        suspension(task, kind=text, seq=0), timeout=10), "wait.kind"),
+    ("SuspendTask.wait.request_hash", lambda api, run_id, task, text: api.workers.SuspendTask(
+        suspension(task, kind="signal", seq=0, name="go", request_hash=text), timeout=10), "wait.request_hash"),
+    ("FailTask.failure.message", lambda api, run_id, task, text: api.workers.FailTask(
+        failing(task, message=text), timeout=10), "failure.message"),
+    ("FailTask.failure.type", lambda api, run_id, task, text: api.workers.FailTask(
+        failing(task, message="boom", type=text), timeout=10), "failure.type"),
+    ("FailTask.failure.details", lambda api, run_id, task, text: api.workers.FailTask(
+        failing(task, message="boom", details=text), timeout=10), "failure.details"),
+    ("FailTask.activities.error.details", lambda api, run_id, task, text: api.workers.FailTask(
         worker_service_pb2.FailTaskRequest(**key_of(task), failure=common_pb2.Failure(message="boom"),
-                                           activities=[errored(message="m", details=NUL)]), timeout=10),
+                                           activities=[errored(message="m", details=text)]), timeout=10),
      "activities[0].error.details"),
-    ("HeartbeatTask.worker_id", lambda api, run_id, task: api.workers.HeartbeatTask(
-        worker_service_pb2.HeartbeatTaskRequest(**{**key_of(task), "worker_id": NUL}), timeout=10), "worker_id"),
+    ("HeartbeatTask.worker_id", lambda api, run_id, task, text: api.workers.HeartbeatTask(
+        worker_service_pb2.HeartbeatTaskRequest(**{**key_of(task), "worker_id": text}), timeout=10), "worker_id"),
+    ("CompleteTask.next_key", lambda api, run_id, task, text: api.workers.CompleteTask(
+        base.completion(task, next_key=text), timeout=10), "next_key"),
+    ("GetArtifact.digest", lambda api, run_id, task, text: drain(api.workers.GetArtifact(
+        worker_service_pb2.GetArtifactRequest(digest=text), timeout=10)), "digest"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("send", "field"), [f[1:] for f in NUL_FIELDS], ids=[f[0] for f in NUL_FIELDS])
-async def test_a_nul_in_a_string_field_is_invalid_argument_naming_it_and_changes_nothing(
-    api: Api, graph: common_pb2.GraphDef, send: Callable[[Api, str, common_pb2.Task], Awaitable[Any]], field: str
+async def refused_briefly(call: Awaitable[Any], field: str) -> str:
+    details = await rejected(call, Code.INVALID_ARGUMENT, field)
+    assert len(details.encode()) < 1024, f"{len(details)} characters: {details[:200]}..."
+    assert "\x00" not in details
+    return details
+
+
+@pytest.mark.parametrize("text", TEXTS)
+@pytest.mark.parametrize(("send", "field"), [f[1:] for f in TEXT_FIELDS], ids=[f[0] for f in TEXT_FIELDS])
+async def test_a_nul_or_huge_text_is_invalid_argument_naming_the_field_briefly_and_changes_nothing(
+    api: Api, graph: common_pb2.GraphDef, send: Sender, field: str, text: str
 ) -> None:
     run_id = await start(api, graph)
     task = await claim(api, graph)
     before = await snapshot(api, run_id)
-    details = await rejected(send(api, run_id, task), Code.INVALID_ARGUMENT, field)
-    assert "\x00" not in details
+    await refused_briefly(send(api, run_id, task, text), field)
     assert await snapshot(api, run_id) == before
     response = await api.workers.CompleteTask(base.completion(task), timeout=10)  # the attempt still holds the task
     assert response.run_status == common_pb2.RUN_STATUS_RUNNING
 
 
-@pytest.mark.parametrize(
-    ("edit", "field"),
-    [
-        pytest.param(lambda g: setattr(g, "graph_id", NUL), "graph.graph_id", id="graph-id"),
-        pytest.param(lambda g: setattr(g.nodes[1], "node_id", NUL), "graph.nodes[1].node_id", id="node-id"),
-        pytest.param(lambda g: setattr(g, "entry_node", NUL), "graph.entry_node", id="entry-node"),
-        pytest.param(lambda g: setattr(g.edges[0], "to_node", NUL), "graph.edges[0].to_node", id="edge-to"),
-        pytest.param(lambda g: setattr(g.nodes[0], "task_queue", NUL), "graph.nodes[0].task_queue", id="queue"),
-        pytest.param(
-            lambda g: g.nodes[0].retry.non_retryable_errors.extend(["KeyError", NUL]),
-            "graph.nodes[0].retry.non_retryable_errors[1]",
-            id="error-name",
-        ),
-    ],
-)
-async def test_a_nul_in_a_graph_definition_is_invalid_argument_naming_the_field(
-    api: Api, edit: Callable[[common_pb2.GraphDef], object], field: str
+async def test_complete_task_naming_too_many_eager_queues_is_refused_briefly(
+    api: Api, graph: common_pb2.GraphDef
 ) -> None:
-    definition = two_nodes(unique("g"))
-    edit(definition)
-    request = worker_service_pb2.RegisterGraphRequest(graph=definition)
-    await rejected(api.workers.RegisterGraph(request, timeout=10), Code.INVALID_ARGUMENT, field)
-
-
-# -- huge values --------------------------------------------------------------------------------
-# A value echoed whole into a status message outgrew gRPC's metadata limit (RESOURCE_EXHAUSTED
-# "metadata size exceeds hard limit"): every echo is capped, and every text has a length limit.
-
-HUGE = "z" * 20_000
-
-
-async def refused_briefly(call: Awaitable[Any], field: str) -> None:
-    details = await rejected(call, Code.INVALID_ARGUMENT, field)
-    assert len(details.encode()) < 1024, f"{len(details)} characters: {details[:200]}..."
-
-
-async def drain(stream: AsyncIterator[Any]) -> list[Any]:
-    return [response async for response in stream]
+    await start(api, graph)
+    task = await claim(api, graph)
+    request = base.completion(task, eager_task_queues=[f"q{i}" for i in range(101)])
+    await refused_briefly(api.workers.CompleteTask(request, timeout=10), "eager_task_queues")
+    await api.workers.CompleteTask(base.completion(task), timeout=10)
 
 
 def graph_with(edit: Callable[[common_pb2.GraphDef], object]) -> worker_service_pb2.RegisterGraphRequest:
@@ -228,32 +233,60 @@ def graph_with(edit: Callable[[common_pb2.GraphDef], object]) -> worker_service_
     return worker_service_pb2.RegisterGraphRequest(graph=definition)
 
 
-HUGE_GRAPHS: list[tuple[str, Callable[[common_pb2.GraphDef], object], str]] = [
-    ("entry-node", lambda g: setattr(g, "entry_node", HUGE), "graph.entry_node"),
-    ("node-id", lambda g: setattr(g.nodes[1], "node_id", HUGE), "graph.nodes[1].node_id"),
-    ("edge-from", lambda g: setattr(g.edges[0], "from_node", HUGE), "graph.edges[0].from_node"),
-    ("edge-to", lambda g: setattr(g.edges[0], "to_node", HUGE), "graph.edges[0].to_node"),
-    ("edge-key", lambda g: setattr(g.edges[0], "key", HUGE), "graph.edges[0].key"),
-    ("task-queue", lambda g: setattr(g.nodes[0], "task_queue", HUGE), "graph.nodes[0].task_queue"),
-    ("error-name", lambda g: g.nodes[0].retry.non_retryable_errors.append(HUGE),
-     "graph.nodes[0].retry.non_retryable_errors[0]"),
-    ("error-name-with-space", lambda g: g.nodes[0].retry.non_retryable_errors.append("Key Error"),
-     "graph.nodes[0].retry.non_retryable_errors[0]"),
-    ("too-many-edges", lambda g: g.edges.extend(
-        common_pb2.EdgeDef(from_node="a", key=f"k{i}", to_node="b") for i in range(10_000)), "graph.edges"),
-    ("too-many-error-names", lambda g: g.nodes[0].retry.non_retryable_errors.extend(f"E{i}" for i in range(101)),
-     "graph.nodes[0].retry.non_retryable_errors"),
+async def refused_registration(api: Api, request: worker_service_pb2.RegisterGraphRequest, field: str) -> None:
+    await refused_briefly(api.workers.RegisterGraph(request, timeout=10), field)
+    if field != "graph.graph_id":  # else there is no name to look up
+        start_it = run_service_pb2.StartRunRequest(graph_id=request.graph.graph_id)
+        await rejected(api.runs.StartRun(start_it, timeout=10), Code.NOT_FOUND)
+
+
+GRAPH_TEXT_FIELDS: list[tuple[str, Callable[[common_pb2.GraphDef, str], object], str]] = [
+    ("graph-id", lambda g, text: setattr(g, "graph_id", text), "graph.graph_id"),
+    ("entry-node", lambda g, text: setattr(g, "entry_node", text), "graph.entry_node"),
+    ("node-id", lambda g, text: setattr(g.nodes[1], "node_id", text), "graph.nodes[1].node_id"),
+    ("task-queue", lambda g, text: setattr(g.nodes[0], "task_queue", text), "graph.nodes[0].task_queue"),
+    ("edge-from", lambda g, text: setattr(g.edges[0], "from_node", text), "graph.edges[0].from_node"),
+    ("edge-to", lambda g, text: setattr(g.edges[0], "to_node", text), "graph.edges[0].to_node"),
+    ("edge-key", lambda g, text: setattr(g.edges[0], "key", text), "graph.edges[0].key"),
+    ("error-name", lambda g, text: g.nodes[0].retry.non_retryable_errors.extend(["KeyError", text]),
+     "graph.nodes[0].retry.non_retryable_errors[1]"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("edit", "field"), [g[1:] for g in HUGE_GRAPHS], ids=[g[0] for g in HUGE_GRAPHS])
-async def test_a_huge_value_or_count_in_a_graph_is_invalid_argument_in_a_short_message(
+@pytest.mark.parametrize("text", TEXTS)
+@pytest.mark.parametrize(("edit", "field"), [g[1:] for g in GRAPH_TEXT_FIELDS], ids=[g[0] for g in GRAPH_TEXT_FIELDS])
+async def test_a_nul_or_huge_text_in_a_graph_is_invalid_argument_naming_the_field_briefly(
+    api: Api, edit: Callable[[common_pb2.GraphDef, str], object], field: str, text: str
+) -> None:
+    await refused_registration(api, graph_with(lambda g: edit(g, text)), field)
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        pytest.param(
+            lambda g: g.nodes[0].retry.non_retryable_errors.append("Key Error"),
+            "graph.nodes[0].retry.non_retryable_errors[0]",
+            id="error-name-with-space",
+        ),
+        pytest.param(
+            lambda g: g.edges.extend(
+                common_pb2.EdgeDef(from_node="a", key=f"k{i}", to_node="b") for i in range(10_000)
+            ),
+            "graph.edges",
+            id="too-many-edges",
+        ),
+        pytest.param(
+            lambda g: g.nodes[0].retry.non_retryable_errors.extend(f"E{i}" for i in range(101)),
+            "graph.nodes[0].retry.non_retryable_errors",
+            id="too-many-error-names",
+        ),
+    ],
+)
+async def test_a_graph_over_its_limits_is_invalid_argument_naming_the_field(
     api: Api, edit: Callable[[common_pb2.GraphDef], object], field: str
 ) -> None:
-    request = graph_with(edit)
-    await refused_briefly(api.workers.RegisterGraph(request, timeout=10), field)
-    start_it = run_service_pb2.StartRunRequest(graph_id=request.graph.graph_id)
-    await rejected(api.runs.StartRun(start_it, timeout=10), Code.NOT_FOUND)
+    await refused_registration(api, graph_with(edit), field)
 
 
 async def test_the_largest_graph_allowed_registers(api: Api) -> None:
@@ -263,52 +296,6 @@ async def test_the_largest_graph_allowed_registers(api: Api) -> None:
 
     response = await api.workers.RegisterGraph(graph_with(largest), timeout=10)
     assert response.created
-
-
-HUGE_CALLS: list[tuple[str, Callable[[Api, str, common_pb2.Task], Awaitable[Any]], str]] = [
-    ("CancelRun.reason", lambda api, run_id, task: api.runs.CancelRun(
-        run_service_pb2.CancelRunRequest(run_id=run_id, reason=HUGE), timeout=10), "reason"),
-    ("TerminateRun.reason", lambda api, run_id, task: api.runs.TerminateRun(
-        run_service_pb2.TerminateRunRequest(run_id=run_id, reason=HUGE), timeout=10), "reason"),
-    ("GetRun.run_id", lambda api, run_id, task: api.runs.GetRun(
-        run_service_pb2.GetRunRequest(run_id=HUGE), timeout=10), "run_id"),
-    ("ListRuns.page_token", lambda api, run_id, task: api.runs.ListRuns(
-        run_service_pb2.ListRunsRequest(page_token=HUGE), timeout=10), "page_token"),
-    ("FailTask.failure.message", lambda api, run_id, task: api.workers.FailTask(
-        failing(task, message=HUGE), timeout=10), "failure.message"),
-    ("FailTask.failure.type", lambda api, run_id, task: api.workers.FailTask(
-        failing(task, message="boom", type=HUGE), timeout=10), "failure.type"),
-    ("FailTask.failure.details", lambda api, run_id, task: api.workers.FailTask(
-        failing(task, message="boom", details="d" * 65_537), timeout=10), "failure.details"),
-    ("RecordActivity.error.message", lambda api, run_id, task: api.workers.RecordActivity(
-        worker_service_pb2.RecordActivityRequest(**key_of(task), activity=errored(message=HUGE)), timeout=10),
-     "activity.error.message"),
-    ("RecordActivity.kind", lambda api, run_id, task: api.workers.RecordActivity(
-        recording(task, kind=HUGE), timeout=10), "activity.kind"),
-    ("RecordActivity.request_hash", lambda api, run_id, task: api.workers.RecordActivity(
-        recording(task, request_hash=HUGE), timeout=10), "activity.request_hash"),
-    ("SuspendTask.wait.kind", lambda api, run_id, task: api.workers.SuspendTask(
-        suspension(task, kind=HUGE, seq=0), timeout=10), "wait.kind"),
-    ("CompleteTask.next_key", lambda api, run_id, task: api.workers.CompleteTask(
-        base.completion(task, next_key=HUGE), timeout=10), "next_key"),
-    ("CompleteTask.eager_task_queues", lambda api, run_id, task: api.workers.CompleteTask(
-        base.completion(task, eager_task_queues=[f"q{i}" for i in range(101)]), timeout=10), "eager_task_queues"),
-    ("GetArtifact.digest", lambda api, run_id, task: drain(api.workers.GetArtifact(
-        worker_service_pb2.GetArtifactRequest(digest=HUGE), timeout=10)), "digest"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(("send", "field"), [c[1:] for c in HUGE_CALLS], ids=[c[0] for c in HUGE_CALLS])
-async def test_a_huge_value_is_invalid_argument_in_a_short_message_and_changes_nothing(
-    api: Api, graph: common_pb2.GraphDef, send: Callable[[Api, str, common_pb2.Task], Awaitable[Any]], field: str
-) -> None:
-    run_id = await start(api, graph)
-    task = await claim(api, graph)
-    before = await snapshot(api, run_id)
-    await refused_briefly(send(api, run_id, task), field)
-    assert await snapshot(api, run_id) == before
-    response = await api.workers.CompleteTask(base.completion(task), timeout=10)
-    assert response.run_status == common_pb2.RUN_STATUS_RUNNING
 
 
 async def test_an_unknown_edge_key_of_a_node_with_many_edges_is_named_in_a_short_message(api: Api) -> None:

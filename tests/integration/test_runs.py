@@ -53,6 +53,17 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+async def run_to_failure(client: cmo.Client, graph: cmo.Graph[Any]) -> tuple[cmo.RunHandle[Any], cmo.FailureInfo]:
+    """Start a run of `graph`, serve it until it fails, and return it with its failure."""
+    async with serving(client, [graph]):
+        handle = await client.start(graph, {})
+        with pytest.raises(RunFailedError) as caught:
+            await handle.result(timeout=20)
+    failure = caught.value.failure
+    assert failure is not None
+    return handle, failure
+
+
 async def test_a_run_completes_with_typed_state_and_checkpoints(client: cmo.Client):
     graph = counting_graph(unique("count"))
     async with serving(client, [graph]):
@@ -106,12 +117,7 @@ async def test_retries_run_out_and_the_run_fails_with_the_error(client: cmo.Clie
     async def doomed(state, ctx):
         raise ValueError(f"bad input on attempt {ctx.attempt}")
 
-    async with serving(client, [graph]):
-        handle = await client.start(graph, {})
-        with pytest.raises(RunFailedError) as caught:
-            await handle.result(timeout=20)
-    failure = caught.value.failure
-    assert failure is not None
+    handle, failure = await run_to_failure(client, graph)
     assert (failure.type, failure.message, failure.attempt, failure.node_id) == (
         "ValueError",
         "bad input on attempt 2",
@@ -137,12 +143,7 @@ async def test_an_error_with_a_nul_and_a_huge_message_still_fails_the_run_with_i
             await ctx.activity(noisy_call)
         raise cmo.errors.ApplicationError("bad\x00byte " + "x" * 10_000, type="Odd\x00Type")
 
-    async with serving(client, [graph]):
-        handle = await client.start(graph, {})
-        with pytest.raises(RunFailedError) as caught:
-            await handle.result(timeout=20)
-    failure = caught.value.failure
-    assert failure is not None
+    _, failure = await run_to_failure(client, graph)
     assert failure.type == "Odd\\x00Type"
     assert failure.message.startswith("bad\\x00byte xxx")
     assert len(failure.message) == 4096

@@ -126,19 +126,19 @@ def _error_names(field: str, names: Sequence[str]) -> tuple[str, ...]:
     return tuple(check_id(f"{field}[{i}]", name) for i, name in enumerate(names))
 
 
-def activity_from_proto(msg: common_pb2.Activity, attempt: int) -> ActivityRecord:
-    """A validated activity record sent by a worker (its result is checked by the engine)."""
+def activity_from_proto(msg: common_pb2.Activity, attempt: int, field: str = "activity") -> ActivityRecord:
+    """A validated activity record sent by a worker (its result is checked by the engine); `field` names it."""
     if not 0 <= msg.seq <= MAX_SEQ:
-        raise InvalidArgument("activity.seq", f"must be between 0 and {MAX_SEQ}, got {msg.seq}")
+        raise InvalidArgument(f"{field}.seq", f"must be between 0 and {MAX_SEQ}, got {msg.seq}")
     if msg.HasField("error") == bool(msg.result):
-        raise InvalidArgument("activity", "needs exactly one of result and error")
+        raise InvalidArgument(field, "needs exactly one of result and error")
     return ActivityRecord(
         seq=msg.seq,
-        kind=check_id("activity.kind", msg.kind),
-        name=check_id("activity.name", msg.name),
-        request_hash=check_text("activity.request_hash", msg.request_hash, MAX_HASH_LENGTH),
+        kind=check_id(f"{field}.kind", msg.kind),
+        name=check_id(f"{field}.name", msg.name),
+        request_hash=check_text(f"{field}.request_hash", msg.request_hash, MAX_HASH_LENGTH),
         result=msg.result if not msg.HasField("error") else None,
-        error=failure_from_proto(msg.error, "activity.error") if msg.HasField("error") else None,
+        error=failure_from_proto(msg.error, f"{field}.error") if msg.HasField("error") else None,
         attempt=attempt,
         duration=_reported_duration(msg),
     )

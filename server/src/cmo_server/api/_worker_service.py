@@ -212,4 +212,4 @@ def _activities(
 ) -> tuple[ActivityRecord, ...]:
     if len(request.activities) > MAX_RIDING_ACTIVITIES:
         raise InvalidArgument("activities", f"at most {MAX_RIDING_ACTIVITIES} records may ride on one request")
-    return tuple(activity_from_proto(a, request.attempt) for a in request.activities)
+    return tuple(activity_from_proto(a, request.attempt, f"activities[{i}]") for i, a in enumerate(request.activities))
