@@ -15,6 +15,8 @@ import pytest
 import cmo
 from cmo.api.v1 import worker_service_pb2, worker_service_pb2_grpc
 from cmo.serialization import canonical_json
+from cmo_server.api._task_token import encode_task_token
+from cmo_server.domain import TaskRef
 from tests.e2e.graphs import COUNTER, Markers, check_counter_history, counter_input
 from tests.support.processes import Database, Processes, WorkerProcess
 from tests.support.waiting import assert_eventually
@@ -37,14 +39,10 @@ def _split(workers: list[WorkerProcess], pid: int) -> tuple[WorkerProcess, Worke
 
 def _late_checkpoint(attempt: dict[str, Any], state: dict[str, Any]) -> worker_service_pb2.CompleteTaskRequest:
     """The CompleteTask a lost attempt would send: its own worker id, step and attempt."""
+    ref = TaskRef(attempt["run_id"], attempt["step"], attempt["attempt"], "tick", COUNTER, 1)
     request = worker_service_pb2.CompleteTaskRequest(
         worker_id=attempt["worker_id"],
-        run_id=attempt["run_id"],
-        step_index=attempt["step"],
-        attempt=attempt["attempt"],
-        node_id="tick",
-        graph_id=COUNTER,
-        graph_version=1,
+        task_token=encode_task_token(ref),
         state=canonical_json(state),
         next_key="again",
     )

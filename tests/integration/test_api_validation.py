@@ -14,7 +14,7 @@ import math
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -24,8 +24,10 @@ import pytest_asyncio
 from google.protobuf.duration_pb2 import Duration
 
 from cmo.api.v1 import common_pb2, run_service_pb2, run_service_pb2_grpc, worker_service_pb2, worker_service_pb2_grpc
+from cmo_server.api._task_token import encode_task_token
 from cmo_server.app import CmoServer
 from cmo_server.config import EngineLimits, ServerConfig
+from cmo_server.domain import TaskRef
 from tests.support.postgres import create_database, drop_database
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -155,21 +157,28 @@ async def claim(api: Api, graph: common_pb2.GraphDef, *, worker_id: str = "w1") 
     return task
 
 
+TOKEN_FIELDS = {"run_id", "step_index", "attempt", "node_id", "graph_id", "graph_version"}
+
+
+def task_call(task: common_pb2.Task, **changes: Any) -> dict[str, Any]:
+    """worker_id and task_token of a call about `task` by w1, its holder; changes to the fields the
+    token names (run_id, step_index, attempt, node_id, graph_id, graph_version) forge a token for them."""
+    forged = {k: changes.pop(k) for k in list(changes) if k in TOKEN_FIELDS}
+    token = task.task_token
+    if forged:
+        ref = TaskRef(task.run_id, task.step_index, task.attempt, task.node_id, task.graph_id, task.graph_version)
+        token = encode_task_token(replace(ref, **forged))
+    return {"worker_id": "w1", "task_token": token, **changes}
+
+
 def completion(task: common_pb2.Task, **changes: Any) -> worker_service_pb2.CompleteTaskRequest:
     """The CompleteTask the task's own attempt would send (to END from b, to b from a), with changes."""
     fields: dict[str, Any] = {
-        "worker_id": "w1",
-        "run_id": task.run_id,
-        "step_index": task.step_index,
-        "attempt": task.attempt,
-        "node_id": task.node_id,
-        "graph_id": task.graph_id,
-        "graph_version": task.graph_version,
         "state": b'{"done":1}',
         "next_key": "next" if task.node_id == "a" else "__end__",
+        **changes,
     }
-    fields.update(changes)
-    return worker_service_pb2.CompleteTaskRequest(**fields)
+    return worker_service_pb2.CompleteTaskRequest(**task_call(task, **fields))
 
 
 async def snapshot(api: Api, run_id: str) -> tuple[common_pb2.Run, list[common_pb2.Step]]:
@@ -477,10 +486,13 @@ async def test_poll_task_rejects_bad_input_and_claims_nothing(
     ("changes", "field"),
     [
         pytest.param({"worker_id": ""}, "worker_id", id="empty-worker-id"),
-        pytest.param({"run_id": ""}, "run_id", id="empty-run-id"),
-        pytest.param({"run_id": LONG_ID}, "run_id", id="overlong-run-id"),
-        pytest.param({"step_index": -1}, "step_index", id="negative-step"),
-        pytest.param({"attempt": 0}, "attempt", id="attempt-0"),
+        pytest.param({"task_token": ""}, "task_token", id="no-token"),
+        pytest.param({"task_token": "t1.garbage"}, "task_token", id="garbage-token"),
+        pytest.param({"task_token": "t1." + "A" * 3000}, "task_token", id="huge-token"),
+        pytest.param({"run_id": ""}, "task_token.run_id", id="empty-run-id"),
+        pytest.param({"run_id": LONG_ID}, "task_token.run_id", id="overlong-run-id"),
+        pytest.param({"step_index": -1}, "task_token.step_index", id="negative-step"),
+        pytest.param({"attempt": 0}, "task_token.attempt", id="attempt-0"),
     ],
 )
 async def test_heartbeat_and_fail_task_reject_bad_input(
@@ -488,13 +500,7 @@ async def test_heartbeat_and_fail_task_reject_bad_input(
 ) -> None:
     await start(api, graph)
     task = await claim(api, graph)
-    key: dict[str, Any] = {
-        "worker_id": "w1",
-        "run_id": task.run_id,
-        "step_index": task.step_index,
-        "attempt": task.attempt,
-        **changes,
-    }
+    key = task_call(task, **changes)
     beat = worker_service_pb2.HeartbeatTaskRequest(**key)
     await rejected(api.workers.HeartbeatTask(beat, timeout=10), Code.INVALID_ARGUMENT, field)
     fail = worker_service_pb2.FailTaskRequest(**key, failure=common_pb2.Failure(message="boom"))
@@ -509,15 +515,14 @@ async def test_stale_heartbeat_and_fail_task_are_failed_precondition(api: Api, g
     await start(api, graph)
     task = await claim(api, graph)
     before = await snapshot(api, task.run_id)
-    stale: list[dict[str, Any]] = [{"attempt": task.attempt + 1}, {"step_index": 1}, {"run_id": unique("run")}]
+    stale: list[dict[str, Any]] = [
+        {"attempt": task.attempt + 1},
+        {"step_index": 1},
+        {"run_id": unique("run")},
+        {"worker_id": "w2"},  # a worker that does not hold the lease
+    ]
     for key in stale:
-        fields: dict[str, Any] = {
-            "worker_id": "w1",
-            "run_id": task.run_id,
-            "step_index": 0,
-            "attempt": task.attempt,
-            **key,
-        }
+        fields = task_call(task, **key)
         beat = worker_service_pb2.HeartbeatTaskRequest(**fields)
         await rejected(api.workers.HeartbeatTask(beat, timeout=10), Code.FAILED_PRECONDITION)
         fail = worker_service_pb2.FailTaskRequest(**fields, failure=common_pb2.Failure(message="boom"))
@@ -539,9 +544,8 @@ async def test_a_retry_policy_growing_past_any_timestamp_still_retries(api: Api)
         task = await claim(api, definition)
         assert task.failures == failures - 1
         request = worker_service_pb2.FailTaskRequest(
-            worker_id="w1", run_id=task.run_id, step_index=0, attempt=task.attempt,
-            failure=common_pb2.Failure(message="boom", type="Boom"),
-        )  # fmt: skip
+            **task_call(task), failure=common_pb2.Failure(message="boom", type="Boom")
+        )
         response = await api.workers.FailTask(request, timeout=10)
         assert response.will_retry
     assert timedelta(days=1) < response.retry_after.ToTimedelta() <= timedelta(days=366)
@@ -551,14 +555,17 @@ async def test_a_retry_policy_growing_past_any_timestamp_still_retries(api: Api)
 
 BAD_COMPLETIONS: list[tuple[str, dict[str, Any], grpc.StatusCode, str]] = [
     ("empty-worker-id", {"worker_id": ""}, Code.INVALID_ARGUMENT, "worker_id"),
-    ("empty-run-id", {"run_id": ""}, Code.INVALID_ARGUMENT, "run_id"),
-    ("overlong-run-id", {"run_id": LONG_ID}, Code.INVALID_ARGUMENT, "run_id"),
-    ("negative-step", {"step_index": -1}, Code.INVALID_ARGUMENT, "step_index"),
-    ("attempt-0", {"attempt": 0}, Code.INVALID_ARGUMENT, "attempt"),
-    ("empty-graph-id", {"graph_id": ""}, Code.INVALID_ARGUMENT, "graph_id"),
-    ("version-0", {"graph_version": 0}, Code.INVALID_ARGUMENT, "graph_version"),
-    ("empty-node-id", {"node_id": ""}, Code.INVALID_ARGUMENT, "node_id"),
-    ("unknown-node", {"node_id": "zzz"}, Code.INVALID_ARGUMENT, "node_id"),
+    ("no-token", {"task_token": ""}, Code.INVALID_ARGUMENT, "task_token"),
+    ("garbage-token", {"task_token": "not a token"}, Code.INVALID_ARGUMENT, "task_token"),
+    ("empty-run-id", {"run_id": ""}, Code.INVALID_ARGUMENT, "task_token.run_id"),
+    ("overlong-run-id", {"run_id": LONG_ID}, Code.INVALID_ARGUMENT, "task_token.run_id"),
+    ("negative-step", {"step_index": -1}, Code.INVALID_ARGUMENT, "task_token.step_index"),
+    ("attempt-0", {"attempt": 0}, Code.INVALID_ARGUMENT, "task_token.attempt"),
+    ("empty-graph-id", {"graph_id": ""}, Code.INVALID_ARGUMENT, "task_token.graph_id"),
+    ("version-0", {"graph_version": 0}, Code.INVALID_ARGUMENT, "task_token.graph_version"),
+    ("empty-node-id", {"node_id": ""}, Code.INVALID_ARGUMENT, "task_token.node_id"),
+    ("unknown-node", {"node_id": "zzz"}, Code.INVALID_ARGUMENT, "task_token.node_id"),
+    ("foreign-worker", {"worker_id": "w2"}, Code.FAILED_PRECONDITION, ""),
     ("unknown-edge-key", {"next_key": "nope"}, Code.INVALID_ARGUMENT, "next_key"),
     ("empty-edge-key", {"next_key": ""}, Code.INVALID_ARGUMENT, "next_key"),
     ("malformed-state", {"state": b'{"a":'}, Code.INVALID_ARGUMENT, "state"),
@@ -619,9 +626,9 @@ async def test_a_duplicate_complete_task_is_a_no_op(api: Api, graph: common_pb2.
     again = await api.workers.CompleteTask(completion(task), timeout=10)
     assert again.run_status == first.run_status == common_pb2.RUN_STATUS_RUNNING
     assert not again.HasField("next_task")
-    # Even re-sent with other content, the checkpoint stays what the first call wrote.
-    changed = await api.workers.CompleteTask(completion(task, state=b'{"other":2}'), timeout=10)
-    assert changed.run_status == common_pb2.RUN_STATUS_RUNNING
+    # Re-sent with other content, it is refused, and the checkpoint stays what the first call wrote.
+    for changed in ({"state": b'{"other":2}'}, {"output": b"1"}, {"next_key": "__end__"}):
+        await rejected(api.workers.CompleteTask(completion(task, **changed), timeout=10), Code.FAILED_PRECONDITION)
     assert await snapshot(api, run_id) == after_first
 
     last = await claim(api, graph)
@@ -654,13 +661,7 @@ async def test_a_resent_checkpoint_frees_the_eager_task_its_lost_reply_carried(
 
 
 def suspension(task: common_pb2.Task, **wait: Any) -> worker_service_pb2.SuspendTaskRequest:
-    return worker_service_pb2.SuspendTaskRequest(
-        worker_id="w1",
-        run_id=task.run_id,
-        step_index=task.step_index,
-        attempt=task.attempt,
-        wait=worker_service_pb2.WaitRequest(**wait),
-    )
+    return worker_service_pb2.SuspendTaskRequest(**task_call(task), wait=worker_service_pb2.WaitRequest(**wait))
 
 
 @pytest.mark.parametrize(
@@ -692,13 +693,14 @@ async def test_suspend_task_rejects_a_bad_wait_and_leaves_the_task_leased(
 async def test_suspend_task_without_a_wait_or_by_a_stale_attempt_is_refused(api: Api, graph: common_pb2.GraphDef):
     await start(api, graph)
     task = await claim(api, graph)
-    bare = worker_service_pb2.SuspendTaskRequest(
-        worker_id="w1", run_id=task.run_id, step_index=task.step_index, attempt=task.attempt
-    )
+    bare = worker_service_pb2.SuspendTaskRequest(**task_call(task))
     await rejected(api.workers.SuspendTask(bare, timeout=10), Code.INVALID_ARGUMENT, "wait")
     stale = suspension(task, kind="signal", seq=0, name="go")
-    stale.attempt = task.attempt + 1
+    stale.task_token = task_call(task, attempt=task.attempt + 1)["task_token"]
     await rejected(api.workers.SuspendTask(stale, timeout=10), Code.FAILED_PRECONDITION)
+    foreign = suspension(task, kind="signal", seq=0, name="go")
+    foreign.worker_id = "w2"
+    await rejected(api.workers.SuspendTask(foreign, timeout=10), Code.FAILED_PRECONDITION)
     await api.workers.SuspendTask(suspension(task, kind="signal", seq=0, name="go"), timeout=10)
     # A repeat after the suspension: the attempt no longer holds the task.
     await rejected(
@@ -760,3 +762,116 @@ async def test_cancel_run_rejects_bad_input_and_changes_nothing(
     run, _ = await snapshot(api, run_id)
     assert run.status == common_pb2.RUN_STATUS_PENDING
     assert not run.cancel_requested
+
+
+# -- WorkerService: the task contract (token, lease holder, explicit outcomes) ------------------
+
+
+async def test_fail_task_with_one_bad_riding_record_stores_none_of_them(api: Api, graph: common_pb2.GraphDef) -> None:
+    await start(api, graph)
+    task = await claim(api, graph)
+    good = common_pb2.Activity(seq=0, kind="call", name="charge", request_hash="h", result=b"1")
+    for bad, field in (
+        (
+            common_pb2.Activity(seq=1, kind="call", name="ship", request_hash="h"),
+            "activities[1]",
+        ),  # no result, no error
+        (common_pb2.Activity(seq=1, kind="call", name="ship", request_hash="h", result=b"{"), "activities[1].result"),
+    ):
+        request = worker_service_pb2.FailTaskRequest(
+            **task_call(task), failure=common_pb2.Failure(message="boom"), activities=[good, bad]
+        )
+        await rejected(api.workers.FailTask(request, timeout=10), Code.INVALID_ARGUMENT, field)
+    # The attempt still holds the task and nothing rode in: it completes with no record at seq 0.
+    await api.workers.CompleteTask(completion(task), timeout=10)
+    _, history = await snapshot(api, task.run_id)
+    assert [list(s.activities) for s in history] == [[]]
+
+
+async def test_fail_task_needs_a_failure_unless_it_releases_or_cancels(api: Api, graph: common_pb2.GraphDef) -> None:
+    await start(api, graph)
+    task = await claim(api, graph)
+    bare = worker_service_pb2.FailTaskRequest(**task_call(task))
+    await rejected(api.workers.FailTask(bare, timeout=10), Code.INVALID_ARGUMENT, "failure")
+    both = worker_service_pb2.FailTaskRequest(**task_call(task), release=True, cancelled=True)
+    await rejected(api.workers.FailTask(both, timeout=10), Code.INVALID_ARGUMENT, "cancelled")
+    released = await api.workers.FailTask(worker_service_pb2.FailTaskRequest(**task_call(task), release=True))
+    assert released.will_retry
+    again = await claim(api, graph)
+    assert (again.attempt, again.failures) == (task.attempt + 1, 0)
+
+
+async def test_cancellation_is_an_explicit_outcome_of_fail_task(api: Api, graph: common_pb2.GraphDef) -> None:
+    run_id = await start(api, graph)
+    task = await claim(api, graph)
+    failure = common_pb2.Failure(message="stopped", type="RunCancelledError")
+    # Claiming a cancellation nobody asked for is refused, and changes nothing.
+    early = worker_service_pb2.FailTaskRequest(**task_call(task), failure=failure, cancelled=True)
+    await rejected(api.workers.FailTask(early, timeout=10), Code.FAILED_PRECONDITION)
+    run, _ = await snapshot(api, run_id)
+    assert run.status == common_pb2.RUN_STATUS_RUNNING
+
+    await api.runs.CancelRun(run_service_pb2.CancelRunRequest(run_id=run_id, reason="enough"), timeout=10)
+    beat = await api.workers.HeartbeatTask(worker_service_pb2.HeartbeatTaskRequest(**task_call(task)), timeout=10)
+    assert beat.cancel_requested
+    # The failure's type is free text: the flag, not a magic string, ends the run CANCELLED.
+    done = worker_service_pb2.FailTaskRequest(
+        **task_call(task), failure=common_pb2.Failure(message="cleaned up", type="Whatever"), cancelled=True
+    )
+    response = await api.workers.FailTask(done, timeout=10)
+    assert (response.will_retry, response.run_status) == (False, common_pb2.RUN_STATUS_CANCELLED)
+    run, _ = await snapshot(api, run_id)
+    assert (run.status, run.failure.message) == (common_pb2.RUN_STATUS_CANCELLED, "cleaned up")
+
+
+async def test_a_failure_of_a_run_being_cancelled_ends_it_cancelled_not_retried(
+    api: Api, graph: common_pb2.GraphDef
+) -> None:
+    run_id = await start(api, graph)
+    task = await claim(api, graph)
+    await api.runs.CancelRun(run_service_pb2.CancelRunRequest(run_id=run_id), timeout=10)
+    fail = worker_service_pb2.FailTaskRequest(**task_call(task), failure=common_pb2.Failure(message="boom"))
+    response = await api.workers.FailTask(fail, timeout=10)
+    assert (response.will_retry, response.run_status) == (False, common_pb2.RUN_STATUS_CANCELLED)
+
+
+async def test_get_graph_and_list_graphs_show_what_is_registered(api: Api) -> None:
+    graph_id = unique("g")
+    for version in (1, 2):
+        definition = two_nodes(graph_id, version)
+        await api.workers.RegisterGraph(worker_service_pb2.RegisterGraphRequest(graph=definition), timeout=10)
+    newest = await api.workers.GetGraph(worker_service_pb2.GetGraphRequest(graph_id=graph_id), timeout=10)
+    assert (newest.graph.graph_id, newest.graph.version, newest.graph.entry_node) == (graph_id, 2, "a")
+    # Defaults are filled in, so a worker sees exactly what the server applies.
+    node = newest.graph.nodes[0]
+    assert (node.node_id, node.task_queue, node.retry.max_attempts, node.retry.backoff) == ("a", "default", 3, 2.0)
+    assert node.retry.initial_interval.ToTimedelta() == timedelta(seconds=1)
+    assert [(e.from_node, e.key, e.to_node) for e in newest.graph.edges] == [("a", "next", "b")]
+    first = await api.workers.GetGraph(worker_service_pb2.GetGraphRequest(graph_id=graph_id, version=1), timeout=10)
+    assert first.graph.version == 1
+    await rejected(
+        api.workers.GetGraph(worker_service_pb2.GetGraphRequest(graph_id=graph_id, version=3), timeout=10),
+        Code.NOT_FOUND,
+    )
+    nameless = worker_service_pb2.GetGraphRequest(graph_id="")
+    await rejected(api.workers.GetGraph(nameless, timeout=10), Code.INVALID_ARGUMENT, "graph_id")
+
+    page = await api.workers.ListGraphs(worker_service_pb2.ListGraphsRequest(graph_id=graph_id, page_size=1))
+    assert [(g.graph_id, g.version) for g in page.graphs] == [(graph_id, 1)]
+    rest = await api.workers.ListGraphs(
+        worker_service_pb2.ListGraphsRequest(graph_id=graph_id, page_size=1, page_token=page.next_page_token)
+    )
+    assert [(g.graph_id, g.version) for g in rest.graphs] == [(graph_id, 2)]
+    forged = worker_service_pb2.ListGraphsRequest(page_token="nope")
+    await rejected(api.workers.ListGraphs(forged, timeout=10), Code.INVALID_ARGUMENT, "page_token")
+
+
+async def test_a_conflicting_registration_names_the_field_that_differs(api: Api, graph: common_pb2.GraphDef) -> None:
+    changed = common_pb2.GraphDef()
+    changed.CopyFrom(graph)
+    changed.nodes[1].task_queue = "elsewhere"
+    details = await rejected(
+        api.workers.RegisterGraph(worker_service_pb2.RegisterGraphRequest(graph=changed), timeout=10),
+        Code.ALREADY_EXISTS,
+    )
+    assert "graph.nodes['b'].task_queue is 'default' in the registered version, 'elsewhere' in this one" in details

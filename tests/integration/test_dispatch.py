@@ -7,8 +7,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from cmo_server.app import CmoServer
-from cmo_server.domain import GraphSpec, NodeSpec, RunStatus, Task
-from cmo_server.engine import CompletedStep, TaskDispatcher
+from cmo_server.domain import Checkpoint, GraphSpec, NodeSpec, RunStatus, Task
+from cmo_server.engine import TaskDispatcher
 from cmo_server.store.sqlite import SqliteStore
 from tests.support.waiting import assert_eventually
 
@@ -35,10 +35,9 @@ async def test_a_parked_poller_gets_the_entry_task_in_the_start_transaction(serv
     assert (task.run_id, task.step_index, task.attempt, task.state) == (run.run_id, 0, 1, b'{"a":1}')
     # The lease is real: the same attempt checkpoints, and the run completes.
     outcome = await engine.complete_task(
-        CompletedStep(
-            worker_id="w1", key=task.key, graph_id=graph.graph_id, graph_version=1, node_id="only",
+        Checkpoint(
+            key=task.key, graph_id=graph.graph_id, graph_version=1, node_id="only",
             state=b'{"a":2}', output=b"", next_key="__end__", started_at=datetime.now(UTC),
-            eager_task_queues=frozenset(),
         )
     )  # fmt: skip
     assert outcome.run_status is RunStatus.COMPLETED

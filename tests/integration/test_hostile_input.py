@@ -17,7 +17,17 @@ from google.protobuf.duration_pb2 import Duration
 
 from cmo.api.v1 import common_pb2, run_service_pb2, worker_service_pb2
 from tests.integration import test_api_validation as base
-from tests.integration.test_api_validation import Api, claim, rejected, snapshot, start, suspension, two_nodes, unique
+from tests.integration.test_api_validation import (
+    Api,
+    claim,
+    rejected,
+    snapshot,
+    start,
+    suspension,
+    task_call,
+    two_nodes,
+    unique,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -123,17 +133,13 @@ TEXTS = [pytest.param(NUL, id="nul"), pytest.param(HUGE, id="huge")]
 Sender = Callable[[Api, str, common_pb2.Task, str], Awaitable[Any]]
 
 
-def key_of(task: common_pb2.Task) -> dict[str, Any]:
-    return {"worker_id": "w1", "run_id": task.run_id, "step_index": task.step_index, "attempt": task.attempt}
-
-
 def failing(task: common_pb2.Task, **failure: Any) -> worker_service_pb2.FailTaskRequest:
-    return worker_service_pb2.FailTaskRequest(**key_of(task), failure=common_pb2.Failure(**failure))
+    return worker_service_pb2.FailTaskRequest(**task_call(task), failure=common_pb2.Failure(**failure))
 
 
 def recording(task: common_pb2.Task, **activity: Any) -> worker_service_pb2.RecordActivityRequest:
     fields = {"seq": 0, "kind": "call", "name": "fetch", "request_hash": "h", "result": b"1", **activity}
-    return worker_service_pb2.RecordActivityRequest(**key_of(task), activity=common_pb2.Activity(**fields))
+    return worker_service_pb2.RecordActivityRequest(**task_call(task), activity=common_pb2.Activity(**fields))
 
 
 def errored(**failure: Any) -> common_pb2.Activity:
@@ -141,7 +147,7 @@ def errored(**failure: Any) -> common_pb2.Activity:
 
 
 def forged_token(text: str) -> str:
-    """A ListRuns token of the right form whose run id is `text`."""
+    """A ListRuns (or ListGraphs) token of the right form whose run id (or graph id) is `text`."""
     return base64.urlsafe_b64encode(f"123:{text}".encode()).decode()
 
 
@@ -164,6 +170,10 @@ TEXT_FIELDS: list[tuple[str, Sender, str]] = [
         run_service_pb2.ListRunsRequest(page_token=text), timeout=10), "page_token"),
     ("ListRuns.page_token-forged", lambda api, run_id, task, text: api.runs.ListRuns(
         run_service_pb2.ListRunsRequest(page_token=forged_token(text)), timeout=10), "page_token"),
+    ("ListGraphs.page_token", lambda api, run_id, task, text: api.workers.ListGraphs(
+        worker_service_pb2.ListGraphsRequest(page_token=text), timeout=10), "page_token"),
+    ("ListGraphs.page_token-forged", lambda api, run_id, task, text: api.workers.ListGraphs(
+        worker_service_pb2.ListGraphsRequest(page_token=forged_token(text)), timeout=10), "page_token"),
     ("GetHistory.page_token", lambda api, run_id, task, text: api.runs.GetHistory(
         run_service_pb2.GetHistoryRequest(run_id=run_id, page_token="1" + text), timeout=10), "page_token"),
     ("RecordActivity.kind", lambda api, run_id, task, text: api.workers.RecordActivity(
@@ -171,7 +181,7 @@ TEXT_FIELDS: list[tuple[str, Sender, str]] = [
     ("RecordActivity.request_hash", lambda api, run_id, task, text: api.workers.RecordActivity(
         recording(task, request_hash=text), timeout=10), "activity.request_hash"),
     ("RecordActivity.error.message", lambda api, run_id, task, text: api.workers.RecordActivity(
-        worker_service_pb2.RecordActivityRequest(**key_of(task), activity=errored(message=text)), timeout=10),
+        worker_service_pb2.RecordActivityRequest(**task_call(task), activity=errored(message=text)), timeout=10),
      "activity.error.message"),
     ("SuspendTask.wait.kind", lambda api, run_id, task, text: api.workers.SuspendTask(
         suspension(task, kind=text, seq=0), timeout=10), "wait.kind"),
@@ -184,11 +194,11 @@ TEXT_FIELDS: list[tuple[str, Sender, str]] = [
     ("FailTask.failure.details", lambda api, run_id, task, text: api.workers.FailTask(
         failing(task, message="boom", details=text), timeout=10), "failure.details"),
     ("FailTask.activities.error.details", lambda api, run_id, task, text: api.workers.FailTask(
-        worker_service_pb2.FailTaskRequest(**key_of(task), failure=common_pb2.Failure(message="boom"),
+        worker_service_pb2.FailTaskRequest(**task_call(task), failure=common_pb2.Failure(message="boom"),
                                            activities=[errored(message="m", details=text)]), timeout=10),
      "activities[0].error.details"),
     ("HeartbeatTask.worker_id", lambda api, run_id, task, text: api.workers.HeartbeatTask(
-        worker_service_pb2.HeartbeatTaskRequest(**{**key_of(task), "worker_id": text}), timeout=10), "worker_id"),
+        worker_service_pb2.HeartbeatTaskRequest(**task_call(task, worker_id=text)), timeout=10), "worker_id"),
     ("CompleteTask.next_key", lambda api, run_id, task, text: api.workers.CompleteTask(
         base.completion(task, next_key=text), timeout=10), "next_key"),
     ("GetArtifact.digest", lambda api, run_id, task, text: drain(api.workers.GetArtifact(

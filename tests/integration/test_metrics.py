@@ -14,8 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import cmo
 from cmo_server.app import CmoServer
 from cmo_server.config import ServerConfig
-from cmo_server.domain import END_NODE, ActivityRecord, GraphSpec, NodeSpec
-from cmo_server.engine import CompletedStep
+from cmo_server.domain import END_NODE, ActivityRecord, Checkpoint, GraphSpec, NodeSpec
 from cmo_server.telemetry._metrics import MAX_LABEL_VALUES
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -183,10 +182,9 @@ async def test_client_chosen_label_values_are_bounded(server_config: ServerConfi
             kind = "call" if i == 0 else f"kind.{i}"  # a known kind keeps its name
             record = ActivityRecord(0, kind, "a", "h", b"1", None, task.attempt, duration=timedelta(milliseconds=1))
             await engine.record_activity(task.key, record)
-            done = CompletedStep(
-                worker_id="w", key=task.key, graph_id=spec.graph_id, graph_version=1, node_id=node.node_id,
+            done = Checkpoint(
+                key=task.key, graph_id=spec.graph_id, graph_version=1, node_id=node.node_id,
                 state=b"{}", output=b"", next_key=END_NODE, started_at=datetime.now(UTC),
-                eager_task_queues=frozenset(),
             )  # fmt: skip
             await engine.complete_task(done)
             # And one run left waiting in each queue, for the queue depth gauge.

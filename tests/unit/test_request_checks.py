@@ -52,9 +52,9 @@ def test_a_duration_out_of_bounds_or_not_normalised_names_the_field(seconds: int
 
 
 def test_nul_field_names_the_first_string_holding_a_nul_at_any_depth() -> None:
-    clean = worker_service_pb2.FailTaskRequest(run_id="r", failure=common_pb2.Failure(message="m"))
+    clean = worker_service_pb2.FailTaskRequest(task_token="t", failure=common_pb2.Failure(message="m"))
     assert nul_field(clean) is None
-    assert nul_field(worker_service_pb2.FailTaskRequest(run_id="r\x00")) == "run_id"
+    assert nul_field(worker_service_pb2.FailTaskRequest(task_token="t\x00")) == "task_token"
     nested = worker_service_pb2.FailTaskRequest(
         failure=common_pb2.Failure(message="m"),
         activities=[common_pb2.Activity(name="a"), common_pb2.Activity(error=common_pb2.Failure(details="\x00"))],

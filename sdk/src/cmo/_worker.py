@@ -272,9 +272,7 @@ class Worker:
         lost: asyncio.Event,
         activities: ActivityRunner,
     ) -> None:
-        request = pb.HeartbeatTaskRequest(
-            worker_id=self.worker_id, run_id=task.run_id, step_index=task.step_index, attempt=task.attempt
-        )
+        request = pb.HeartbeatTaskRequest(worker_id=self.worker_id, task_token=task.task_token)
         while True:
             try:
                 response = await self._stub.HeartbeatTask(request, timeout=interval)
@@ -293,13 +291,7 @@ class Worker:
             await asyncio.sleep(interval)
 
     async def _record_activity(self, task: common_pb2.Task, activity: common_pb2.Activity) -> common_pb2.Activity:
-        request = pb.RecordActivityRequest(
-            worker_id=self.worker_id,
-            run_id=task.run_id,
-            step_index=task.step_index,
-            attempt=task.attempt,
-            activity=activity,
-        )
+        request = pb.RecordActivityRequest(worker_id=self.worker_id, task_token=task.task_token, activity=activity)
         try:
             response = await call(
                 self._stub.RecordActivity, request, timeout=CALL_TIMEOUT, retry_for=COMPLETE_RETRY_FOR
@@ -340,12 +332,7 @@ class Worker:
     ) -> common_pb2.Task | None:
         request = pb.CompleteTaskRequest(
             worker_id=self.worker_id,
-            run_id=task.run_id,
-            step_index=task.step_index,
-            attempt=task.attempt,
-            node_id=task.node_id,
-            graph_id=task.graph_id,
-            graph_version=task.graph_version,
+            task_token=task.task_token,
             state=state,
             output=output,
             next_key=next_key,
@@ -393,7 +380,10 @@ class Worker:
             non_retryable=non_retryable,
             details="".join(traceback.format_exception(err))[-16000:],
         )
-        await self._report_failure(task, failure, release=False, activities=activities or [])
+        # RunCancelledError comes only from ctx once CancelRun was called: say so, and the run ends
+        # CANCELLED (as it does for any failure of a run being cancelled).
+        cancelled = isinstance(err, RunCancelledError)
+        await self._report_failure(task, failure, release=False, cancelled=cancelled, activities=activities or [])
 
     async def _suspend(
         self, task: common_pb2.Task, wait: pb.WaitRequest, activities: list[common_pb2.Activity]
@@ -401,9 +391,7 @@ class Worker:
         """End the attempt while its node waits; the server offers the step again once the wait is over."""
         request = pb.SuspendTaskRequest(
             worker_id=self.worker_id,
-            run_id=task.run_id,
-            step_index=task.step_index,
-            attempt=task.attempt,
+            task_token=task.task_token,
             wait=wait,
             activities=activities,
         )
@@ -431,15 +419,15 @@ class Worker:
         failure: common_pb2.Failure,
         *,
         release: bool,
+        cancelled: bool = False,
         activities: list[common_pb2.Activity] | None = None,
     ) -> None:
         request = pb.FailTaskRequest(
             worker_id=self.worker_id,
-            run_id=task.run_id,
-            step_index=task.step_index,
-            attempt=task.attempt,
+            task_token=task.task_token,
             failure=failure,
             release=release,
+            cancelled=cancelled,
             activities=activities or [],
         )
         try:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from cmo import RunStatus
 from cmo.serialization import canonical_json
+from cmo_server.errors import shown
 
 __all__ = [
     "END_NODE",
     "ActivityRecord",
+    "AttemptEnd",
     "CANCELLED_ERROR",
     "SIGNAL_TIMEOUT_ERROR",
     "WAIT_KINDS",
@@ -19,7 +23,10 @@ __all__ = [
     "WAIT_TIMER",
     "Artifact",
     "CancelOutcome",
+    "Checkpoint",
     "CompleteOutcome",
+    "FailDecision",
+    "FailDecider",
     "Failure",
     "GraphSpec",
     "NewFork",
@@ -31,9 +38,9 @@ __all__ = [
     "RunStatus",
     "SignalOutcome",
     "Step",
-    "StepCommit",
     "Task",
     "TaskKey",
+    "TaskRef",
     "TaskState",
     "Wait",
     "WaitRequest",
@@ -140,6 +147,14 @@ class GraphSpec:
             "edges": [[f, k, t] for (f, k), t in sorted(self.edges.items())],
         }
 
+    def conflict_message(self, stored: dict[str, Any]) -> str:
+        """Why this definition cannot be registered over the `stored` one (its `to_json`) of the same version."""
+        where = _first_difference(stored, self.to_json(), "graph")
+        return (
+            f"graph {shown(self.graph_id)} version {self.version} is registered with another definition "
+            f"(first difference: {where}); a version is immutable, register a new version"
+        )
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GraphSpec:
         """Rebuild a definition stored by `to_json`."""
@@ -161,6 +176,24 @@ class GraphSpec:
             nodes=nodes,
             edges={(f, k): t for f, k, t in data["edges"]},
         )
+
+
+def _first_difference(stored: Any, given: Any, path: str) -> str:
+    """The path of the first place two JSON-shaped values differ, with both values there."""
+    if isinstance(stored, dict) and isinstance(given, dict):
+        for name in sorted(stored.keys() | given.keys()):
+            if stored.get(name) != given.get(name):
+                return _first_difference(stored.get(name), given.get(name), f"{path}.{name}")
+    elif isinstance(stored, list) and isinstance(given, list):
+        # Nodes are listed sorted by id: name them by id, not by position.
+        for i in range(max(len(stored), len(given))):
+            a = stored[i] if i < len(stored) else None
+            b = given[i] if i < len(given) else None
+            if a != b:
+                label = a.get("node_id") if isinstance(a, dict) else None
+                label = label or (b.get("node_id") if isinstance(b, dict) else None)
+                return _first_difference(a, b, f"{path}[{shown(label) if label else i}]")
+    return f"{path} is {shown(stored)} in the registered version, {shown(given)} in this one"
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +260,7 @@ class NewRun:
             lease_expires_at=run.created_at + self.lease,
             failures=0,
             trace_context=self.trace_context,
+            worker_id=self.lease_to or "",
         )
 
 
@@ -440,11 +474,31 @@ class NewSignal:
 
 @dataclass(frozen=True, slots=True)
 class TaskKey:
-    """Names one attempt of one step: the fencing identity of every worker write."""
+    """Names one attempt of one step and the worker holding its lease: the fence of every worker write.
+
+    A write matches only while `attempt` is the task's current one and `worker_id` holds its lease.
+    """
 
     run_id: str
     step_index: int
     attempt: int
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRef:
+    """What a task token names: one attempt of one step, with the node and graph version it runs."""
+
+    run_id: str
+    step_index: int
+    attempt: int
+    node_id: str
+    graph_id: str
+    graph_version: int
+
+    def key(self, worker_id: str) -> TaskKey:
+        """The fence of a write about this attempt by `worker_id`."""
+        return TaskKey(self.run_id, self.step_index, self.attempt, worker_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,11 +525,18 @@ class Task:
     """The run's W3C Trace Context (see NewRun)."""
     previous_lease_expired: bool = False
     """Set by a claim that took the task from an attempt whose lease had lapsed (its worker died or stalled)."""
+    worker_id: str = ""
+    """The worker the task is leased to."""
 
     @property
     def key(self) -> TaskKey:
         """This attempt's fencing identity."""
-        return TaskKey(self.run_id, self.step_index, self.attempt)
+        return TaskKey(self.run_id, self.step_index, self.attempt, self.worker_id)
+
+    @property
+    def ref(self) -> TaskRef:
+        """What this attempt's task token names."""
+        return TaskRef(self.run_id, self.step_index, self.attempt, self.node_id, self.graph_id, self.graph_version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -496,26 +557,51 @@ class TaskState:
 
 
 @dataclass(frozen=True, slots=True)
-class StepCommit:
-    """Everything one CompleteTask writes, decided by the engine, applied by the store at once."""
+class Checkpoint:
+    """A step a worker completed: reported by the API, completed by the engine, applied by the store at once."""
 
     key: TaskKey
     graph_id: str
     graph_version: int
     node_id: str
     state: bytes
-    state_hash: str
+    """The state after the step; canonical JSON once the engine has checked it."""
     output: bytes
     next_key: str
-    next_node: str
-    """END_NODE finishes the run."""
-    next_queue: str
     started_at: datetime
-    eager_worker: str | None
-    """Lease the next task to this worker in the same transaction (eager dispatch)."""
-    lease: timedelta
     activities: tuple[ActivityRecord, ...] = ()
     """Activity records riding on the checkpoint, stored in its transaction (first writer wins)."""
+    eager_task_queues: frozenset[str] = frozenset()
+    """Queues the worker takes the next task from in the reply (eager dispatch)."""
+    state_hash: str = ""
+    """Set by the engine, like the fields below."""
+    next_node: str = ""
+    """The node `next_key` leads to; END_NODE finishes the run."""
+    next_queue: str = ""
+    eager: bool = False
+    """Lease the next task to the completing worker in the same transaction (eager dispatch)."""
+    lease: timedelta = timedelta(0)
+
+    def same_as(self, *, node_id: str, state_hash: str, output: bytes, next_key: str) -> bool:
+        """Whether a stored checkpoint of this step is this one (a re-send), not another."""
+        return (node_id, state_hash, bytes(output), next_key) == (
+            self.node_id,
+            self.state_hash,
+            self.output,
+            self.next_key,
+        )
+
+    def differs_message(self) -> str:
+        """Why a re-sent checkpoint that differs from the stored one is refused."""
+        return (
+            f"step {self.key.step_index} of run {shown(self.key.run_id)} was completed by attempt "
+            f"{self.key.attempt} with another checkpoint (state, output or next key); a re-send must be identical"
+        )
+
+    @property
+    def eager_worker(self) -> str | None:
+        """The worker the next task is leased to at once, if any."""
+        return self.key.worker_id if self.eager else None
 
     def leased_next_task(self, *, logical_time: datetime, seed: int, lease_expires_at: datetime) -> Task:
         """The next step's task as leased to the eager worker (attempt 1, from this step's state)."""
@@ -532,7 +618,36 @@ class StepCommit:
             seed=seed,
             lease_expires_at=lease_expires_at,
             failures=0,
+            worker_id=self.key.worker_id,
         )
+
+
+class AttemptEnd(enum.Enum):
+    """How an attempt that did not complete ends (FailTask)."""
+
+    RETRY = "retry"
+    """Counted as a failure; the step is ready again after a delay."""
+    RELEASE = "release"
+    """Given back unrun: ready at once, nothing counted."""
+    FAIL = "fail"
+    """The run ends FAILED."""
+    CANCEL = "cancel"
+    """The run ends CANCELLED."""
+
+
+@dataclass(frozen=True, slots=True)
+class FailDecision:
+    """What becomes of an attempt that did not complete, decided from its task as stored."""
+
+    end: AttemptEnd
+    failure: Failure
+    """Recorded as the task's last failure (RETRY) or the run's failure (FAIL, CANCEL)."""
+    delay: timedelta = timedelta(0)
+    """RETRY: when the step is ready again."""
+
+
+FailDecider = Callable[["TaskState"], FailDecision]
+"""Decides a FailTask from the task as the store holds it, inside the store's transaction."""
 
 
 @dataclass(frozen=True, slots=True)

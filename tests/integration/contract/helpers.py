@@ -7,7 +7,18 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from cmo_server.domain import END_NODE, GraphSpec, NewRun, NodeSpec, StepCommit, Task
+from cmo_server.domain import (
+    END_NODE,
+    AttemptEnd,
+    Checkpoint,
+    FailDecision,
+    Failure,
+    GraphSpec,
+    NewRun,
+    NodeSpec,
+    Task,
+    TaskKey,
+)
 from cmo_server.store import Store
 
 LONG_LEASE = timedelta(seconds=30)
@@ -54,10 +65,10 @@ def commit_for(
     result: bytes | None = None,
     eager_worker: str | None = None,
     lease: timedelta = LONG_LEASE,
-) -> StepCommit:
+) -> Checkpoint:
     """The checkpoint of `task`'s step, moving the run to the node after it (or ending it)."""
     next_node = graph.next_node(task.node_id, "next") or END_NODE
-    return StepCommit(
+    return Checkpoint(
         key=task.key,
         graph_id=task.graph_id,
         graph_version=task.graph_version,
@@ -69,7 +80,7 @@ def commit_for(
         next_node=next_node,
         next_queue="" if next_node == END_NODE else graph.nodes[next_node].task_queue,
         started_at=datetime.now(UTC),
-        eager_worker=eager_worker,
+        eager=eager_worker is not None,
         lease=lease,
     )
 
@@ -78,3 +89,14 @@ async def claim(store: Store, graph: GraphSpec, *, worker_id: str = "w1", lease:
     """Claim from the queues and the version of `graph`."""
     queues = sorted({n.task_queue for n in graph.nodes.values()})
     return await store.claim_task(task_queues=queues, graph_keys=[graph.key], worker_id=worker_id, lease=lease)
+
+
+async def retry_task(store: Store, key: TaskKey, *, failure: Failure, delay: timedelta) -> None:
+    """Fail an attempt so that the step is tried again after `delay`."""
+    await store.fail_task(key, decide=lambda _: FailDecision(AttemptEnd.RETRY, failure, delay))
+
+
+async def fail_run(store: Store, key: TaskKey, *, failure: Failure, cancelled: bool = False) -> None:
+    """Fail an attempt so that the run ends FAILED (CANCELLED if `cancelled`)."""
+    end = AttemptEnd.CANCEL if cancelled else AttemptEnd.FAIL
+    await store.fail_task(key, decide=lambda _: FailDecision(end, failure))

@@ -44,7 +44,9 @@ async def test_a_stale_attempt_cannot_record(store: Store) -> None:
     with pytest.raises(StaleLease):
         await store.record_activity(first.key, record(0, first.attempt))
     with pytest.raises(StaleLease):  # nor a step that is not the task's current one
-        await store.record_activity(TaskKey(second.run_id, 5, second.attempt), record(0, second.attempt))
+        await store.record_activity(
+            TaskKey(second.run_id, 5, second.attempt, second.worker_id), record(0, second.attempt)
+        )
     stored = await store.record_activity(second.key, record(0, second.attempt))
     assert stored.attempt == second.attempt
 

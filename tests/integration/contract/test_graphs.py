@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -25,10 +26,44 @@ async def test_a_version_with_another_definition_is_refused(store: Store) -> Non
     await store.register_graph(graph)
     changed = chain_graph("a", "b", "c", queue=graph.nodes["a"].task_queue, graph_id=graph.graph_id)
 
-    with pytest.raises(AlreadyExists):
+    with pytest.raises(AlreadyExists) as refused:
         await store.register_graph(changed)
 
     assert await store.get_graph(graph.graph_id, graph.version) == graph
+    assert "graph.edges[1]" in str(refused.value)  # says which field differs
+
+
+async def test_the_conflict_names_the_field_that_differs(store: Store) -> None:
+    graph = chain_graph("a", "b", queue=unique("q"))
+    await store.register_graph(graph)
+    retry = RetrySpec(max_attempts=7)
+    changed = replace(graph, nodes={**graph.nodes, "b": replace(graph.nodes["b"], retry=retry)})
+
+    with pytest.raises(AlreadyExists) as refused:
+        await store.register_graph(changed)
+
+    assert "graph.nodes['b'].retry.max_attempts is 3 in the registered version, 7 in this one" in str(refused.value)
+
+
+async def test_list_graphs_pages_through_every_version_in_order(store: Store) -> None:
+    queue = unique("q")
+    first, second = unique("g"), unique("g")
+    graphs = [chain_graph("a", queue=queue, graph_id=g, version=v) for g in (second, first) for v in (2, 1, 3)]
+    for graph in graphs:
+        await store.register_graph(graph)
+
+    only_first, token = await store.list_graphs(graph_id=first)
+    assert [(g.graph_id, g.version) for g in only_first] == [(first, 1), (first, 2), (first, 3)]
+    assert token == ""
+    seen: list[tuple[str, int]] = []
+    token = ""
+    while True:
+        page, token = await store.list_graphs(limit=2, page_token=token)
+        seen += [(g.graph_id, g.version) for g in page if g.graph_id in (first, second)]
+        if not token:
+            break
+    assert seen == sorted((g, v) for g in (first, second) for v in (1, 2, 3))
+    assert (await store.list_graphs(graph_id=first, limit=3))[0][-1] == graphs[5]
 
 
 async def test_the_definition_round_trips(store: Store) -> None:

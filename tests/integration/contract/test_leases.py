@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from cmo_server.domain import Failure, RunStatus, Task, TaskKey
-from cmo_server.errors import StaleLease
+from cmo_server.domain import ActivityRecord, AttemptEnd, FailDecision, Failure, RunStatus, Task, TaskKey, TaskState
+from cmo_server.errors import FailedPrecondition, StaleLease
 from cmo_server.store import Store
 from tests.integration.contract.helpers import (
     LONG_LEASE,
@@ -17,6 +17,8 @@ from tests.integration.contract.helpers import (
     chain_graph,
     claim,
     commit_for,
+    fail_run,
+    retry_task,
     start_run,
     unique,
 )
@@ -105,7 +107,7 @@ async def test_retry_hides_the_task_until_the_delay_has_passed(store: Store) -> 
     delay = timedelta(milliseconds=200)
     claimed_at = first.lease_expires_at - LONG_LEASE
 
-    await store.retry_task(first.key, failure=FAILURE, delay=delay)
+    await retry_task(store, first.key, failure=FAILURE, delay=delay)
 
     current = await store.get_task(run_id)
     assert current is not None
@@ -117,7 +119,7 @@ async def test_retry_hides_the_task_until_the_delay_has_passed(store: Store) -> 
     assert (second.attempt, second.failures) == (2, 1)
     assert second.lease_expires_at - LONG_LEASE >= ready_at  # not claimed before the delay was over
 
-    await store.retry_task(second.key, failure=FAILURE, delay=timedelta(0))
+    await retry_task(store, second.key, failure=FAILURE, delay=timedelta(0))
     third = await claim(store, graph, worker_id="w3")
     assert third is not None
     assert (third.attempt, third.failures) == (3, 2)
@@ -149,7 +151,7 @@ async def test_fail_run_finishes_the_run_with_the_failure(store: Store) -> None:
     assert second is not None
     failure = Failure("no", type="ValueError", non_retryable=True, node_id="b", step_index=1, attempt=1)
 
-    await store.fail_run(second.key, failure=failure)
+    await fail_run(store, second.key, failure=failure)
 
     run = await store.get_run(run_id)
     assert run is not None
@@ -171,7 +173,7 @@ async def test_extend_lease_pushes_the_expiry(store: Store) -> None:
     task = await claim(store, graph, lease=timedelta(seconds=5))
     assert task is not None
 
-    expires, _ = await store.extend_lease(task.key, worker_id="w1", lease=timedelta(seconds=60))
+    expires, _ = await store.extend_lease(task.key, lease=timedelta(seconds=60))
 
     assert expires - task.lease_expires_at >= timedelta(seconds=55)
     assert await store.next_ready_at([queue]) == expires
@@ -185,7 +187,7 @@ async def test_extend_lease_revives_an_expired_lease_nobody_took(store: Store) -
     task = await claim(store, graph, lease=timedelta(0))
     assert task is not None
 
-    expires, _ = await store.extend_lease(task.key, worker_id="w1", lease=LONG_LEASE)
+    expires, _ = await store.extend_lease(task.key, lease=LONG_LEASE)
 
     assert expires > task.lease_expires_at
     assert await claim(store, graph, worker_id="w2") is None
@@ -193,11 +195,84 @@ async def test_extend_lease_revives_an_expired_lease_nobody_took(store: Store) -
 
 Write = Callable[[Store, TaskKey], Awaitable[object]]
 WRITES: dict[str, Write] = {
-    "extend_lease": lambda s, k: s.extend_lease(k, worker_id="w1", lease=LONG_LEASE),
-    "retry_task": lambda s, k: s.retry_task(k, failure=FAILURE, delay=timedelta(0)),
+    "extend_lease": lambda s, k: s.extend_lease(k, lease=LONG_LEASE),
+    "retry_task": lambda s, k: retry_task(s, k, failure=FAILURE, delay=timedelta(0)),
     "release_task": lambda s, k: s.release_task(k),
-    "fail_run": lambda s, k: s.fail_run(k, failure=FAILURE),
+    "fail_run": lambda s, k: fail_run(s, k, failure=FAILURE),
+    "record_activity": lambda s, k: s.record_activity(k, ActivityRecord(0, "call", "x", "h", b"1", None, k.attempt)),
 }
+
+
+@pytest.mark.parametrize("write", [*WRITES, "complete_step"])
+async def test_only_the_worker_holding_the_lease_may_write(store: Store, write: str) -> None:
+    graph = chain_graph("a", "b", queue=unique("q"))
+    run_id = await start_run(store, graph)
+    task = await claim(store, graph, worker_id="w1")
+    assert task is not None
+    foreign = dataclasses.replace(task.key, worker_id="w2")  # the right attempt, sent by another worker
+
+    if write == "complete_step":
+        attempt = store.complete_step(dataclasses.replace(commit_for(task, graph), key=foreign))
+    else:
+        attempt = WRITES[write](store, foreign)
+    with pytest.raises(StaleLease):
+        await attempt
+
+    current = await store.get_task(run_id)
+    assert current is not None
+    assert (current.step_index, current.attempt, current.failures, current.lease_owner) == (0, 1, 0, "w1")
+    assert await store.get_steps(run_id) == []
+    assert await claim(store, graph, worker_id="w3") is None
+    await store.complete_step(commit_for(task, graph))  # the holder still can
+
+
+@pytest.mark.parametrize(
+    "change", [{"state": b'{"n":99}', "state_hash": "other"}, {"output": b'"other"'}, {"next_key": "__end__"}]
+)
+async def test_a_resent_checkpoint_is_accepted_only_when_identical(store: Store, change: dict[str, object]) -> None:
+    graph = chain_graph("a", "b", queue=unique("q"))
+    run_id = await start_run(store, graph)
+    task = await claim(store, graph)
+    assert task is not None
+    commit = commit_for(task, graph)
+    await store.complete_step(commit)
+
+    again = await store.complete_step(commit)
+    assert again.duplicate
+    with pytest.raises(FailedPrecondition):
+        await store.complete_step(dataclasses.replace(commit, **change))
+    (step,) = await store.get_steps(run_id)
+    assert (step.state, step.output, step.next_key) == (commit.state, commit.output, commit.next_key)
+
+
+async def test_fail_task_decides_on_the_task_as_stored_and_a_refusal_writes_nothing(store: Store) -> None:
+    graph = chain_graph("a", queue=unique("q"))
+    run_id = await start_run(store, graph)
+    task = await claim(store, graph)
+    assert task is not None
+    riding = (ActivityRecord(0, "call", "charge", "h0", b"1", None, task.attempt),)
+    seen: list[TaskState] = []
+
+    def refuse(current: TaskState) -> FailDecision:
+        seen.append(current)
+        raise FailedPrecondition("no")
+
+    with pytest.raises(FailedPrecondition):
+        await store.fail_task(task.key, decide=refuse, activities=riding)
+    assert [(t.run_id, t.attempt, t.failures, t.lease_owner) for t in seen] == [(run_id, 1, 0, "w1")]
+    current = await store.get_task(run_id)
+    assert current is not None
+    assert (current.attempt, current.failures, current.lease_owner) == (1, 0, "w1")  # nothing counted
+    again = await claim(store, graph)
+    assert again is None  # still leased
+
+    retry = FailDecision(AttemptEnd.RETRY, FAILURE, timedelta(0))
+    before, decision = await store.fail_task(task.key, decide=lambda _: retry, activities=riding)
+    assert (before.failures, decision) == (0, retry)
+    next_attempt = await claim(store, graph, worker_id="w2")
+    assert next_attempt is not None
+    assert (next_attempt.attempt, next_attempt.failures) == (2, 1)
+    assert [(a.seq, a.name, a.result) for a in next_attempt.activities] == [(0, "charge", b"1")]  # stored with it
 
 
 @pytest.mark.parametrize("write", WRITES)
@@ -232,9 +307,9 @@ async def test_writes_to_an_unleased_task_are_refused(store: Store, write: str) 
     with pytest.raises(StaleLease):
         await WRITES[write](store, task.key)
     with pytest.raises(StaleLease):
-        await WRITES[write](store, TaskKey(run_id, 0, 0))  # never claimed at all
+        await WRITES[write](store, TaskKey(run_id, 0, 0, "w1"))  # never claimed at all
     with pytest.raises(StaleLease):
-        await WRITES[write](store, TaskKey(unique("run"), 0, 1))
+        await WRITES[write](store, TaskKey(unique("run"), 0, 1, "w1"))
 
 
 @pytest.mark.parametrize("write", WRITES)

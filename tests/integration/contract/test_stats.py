@@ -12,6 +12,8 @@ from tests.integration.contract.helpers import (
     chain_graph,
     claim,
     commit_for,
+    fail_run,
+    retry_task,
     start_run,
     unique,
 )
@@ -57,7 +59,7 @@ async def test_runs_are_counted_by_status(store: Store) -> None:
     assert first is not None
     assert second is not None
     await store.complete_step(commit_for(first, graph))
-    await store.fail_run(second.key, failure=Failure("boom", type="RuntimeError"))
+    await fail_run(store, second.key, failure=Failure("boom", type="RuntimeError"))
 
     assert await store.count_runs_by_status() == {
         RunStatus.PENDING: 1,
@@ -82,7 +84,7 @@ async def test_a_claim_says_when_it_took_the_task_from_a_lapsed_lease(store: Sto
     third = await claim(store, graph, worker_id="w3")
     assert third is not None
     assert not third.previous_lease_expired
-    await store.retry_task(third.key, failure=Failure("boom", type="RuntimeError"), delay=timedelta(0))
+    await retry_task(store, third.key, failure=Failure("boom", type="RuntimeError"), delay=timedelta(0))
     fourth = await claim(store, graph, worker_id="w4")
     assert fourth is not None
     assert not fourth.previous_lease_expired

@@ -25,7 +25,15 @@ from cmo_server.domain import (
 from cmo_server.errors import FailedPrecondition, StaleLease
 from cmo_server.store import Store
 from tests.integration.contract.conftest import Database
-from tests.integration.contract.helpers import LONG_LEASE, chain_graph, claim, start_run, unique
+from tests.integration.contract.helpers import (
+    LONG_LEASE,
+    chain_graph,
+    claim,
+    fail_run,
+    retry_task,
+    start_run,
+    unique,
+)
 from tests.support.waiting import assert_eventually
 
 STOP = cancelled_failure("stop")
@@ -77,7 +85,7 @@ async def test_a_suspended_step_waits_unclaimable_with_the_run_waiting(store: St
     assert await store.ready_queues([queue]) == set()
     assert await store.next_ready_at([queue]) is None
     with pytest.raises(StaleLease):  # the attempt ended with the suspension
-        await store.extend_lease(task.key, worker_id="w1", lease=LONG_LEASE)
+        await store.extend_lease(task.key, lease=LONG_LEASE)
 
     delivered = await store.signal_run(signal(task.run_id, b'{"yes":true}'))
 
@@ -151,7 +159,7 @@ async def test_signals_of_one_name_are_taken_in_order_and_a_repeated_request_id_
 async def test_signal_run_on_an_unknown_or_ended_run(store: Store) -> None:
     assert await store.signal_run(signal(unique("run"), b"1")) is None
     _, task = await started(store)
-    await store.fail_run(task.key, failure=Failure("no", type="ValueError"))
+    await fail_run(store, task.key, failure=Failure("no", type="ValueError"))
 
     with pytest.raises(FailedPrecondition):
         await store.signal_run(signal(task.run_id, b"1"))
@@ -252,7 +260,7 @@ async def test_cancelling_a_step_nobody_runs_ends_the_run_now(store: Store, back
     run_id = await start_run(store, graph)
     if backing_off:
         task = await claimed(store, graph)
-        await store.retry_task(task.key, failure=Failure("boom"), delay=timedelta(seconds=30))
+        await retry_task(store, task.key, failure=Failure("boom"), delay=timedelta(seconds=30))
 
     outcome = await store.cancel_run(run_id, failure=STOP)
 
@@ -284,14 +292,14 @@ async def test_cancelling_a_waiting_step_records_the_cancellation_as_its_outcome
 
 async def test_cancelling_a_running_step_only_marks_the_run(store: Store) -> None:
     graph, task = await started(store)
-    _, before = await store.extend_lease(task.key, worker_id="w1", lease=LONG_LEASE)
+    _, before = await store.extend_lease(task.key, lease=LONG_LEASE)
     assert before is False
 
     outcome = await store.cancel_run(task.run_id, failure=STOP)
 
     assert outcome is not None
     assert (outcome.ready, outcome.run.status, outcome.run.cancel_requested) == (None, RunStatus.RUNNING, True)
-    expires, cancelled = await store.extend_lease(task.key, worker_id="w1", lease=LONG_LEASE)
+    expires, cancelled = await store.extend_lease(task.key, lease=LONG_LEASE)
     assert cancelled is True
     assert expires > task.lease_expires_at
     current = await store.get_task(task.run_id)
@@ -319,7 +327,7 @@ async def test_fail_run_cancelled_ends_the_run_cancelled(store: Store) -> None:
     graph, task = await started(store)
     await store.cancel_run(task.run_id, failure=STOP)
 
-    await store.fail_run(task.key, failure=STOP, cancelled=True)
+    await fail_run(store, task.key, failure=STOP, cancelled=True)
 
     run = await store.get_run(task.run_id)
     assert run is not None
@@ -331,7 +339,7 @@ async def test_fail_run_cancelled_ends_the_run_cancelled(store: Store) -> None:
 async def test_cancel_run_on_an_ended_or_unknown_run(store: Store) -> None:
     assert await store.cancel_run(unique("run"), failure=STOP) is None
     _, task = await started(store)
-    await store.fail_run(task.key, failure=Failure("no", type="ValueError"))
+    await fail_run(store, task.key, failure=Failure("no", type="ValueError"))
     ended = await store.get_run(task.run_id)
 
     outcome = await store.cancel_run(task.run_id, failure=STOP)

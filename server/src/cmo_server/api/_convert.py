@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from cmo.api.v1 import common_pb2, worker_service_pb2
+from cmo_server.api._task_token import encode_task_token
 from cmo_server.api._validate import check_duration, check_id, check_range, check_text, duration_or
 from cmo_server.artifacts import format_digest
 from cmo_server.domain import (
@@ -35,6 +36,7 @@ __all__ = [
     "artifact_to_proto",
     "failure_from_proto",
     "graph_from_proto",
+    "graph_to_proto",
     "run_to_proto",
     "step_to_proto",
     "task_to_proto",
@@ -93,6 +95,28 @@ def graph_from_proto(msg: common_pb2.GraphDef) -> GraphSpec:
             raise InvalidArgument(f"{field}.key", f"{shown(key)} is reserved or used twice from {shown(e.from_node)}")
         edges[(e.from_node, key)] = e.to_node
     return GraphSpec(graph_id, version, msg.entry_node, nodes, edges)
+
+
+def graph_to_proto(graph: GraphSpec) -> common_pb2.GraphDef:
+    """A registered graph version for the wire, every default filled in."""
+    nodes = []
+    for node in sorted(graph.nodes.values(), key=lambda n: n.node_id):
+        retry = common_pb2.RetryPolicy(
+            max_attempts=node.retry.max_attempts,
+            backoff=node.retry.backoff,
+            non_retryable_errors=node.retry.non_retryable_errors,
+        )
+        retry.initial_interval.FromTimedelta(node.retry.initial_interval)
+        if node.retry.max_interval is not None:
+            retry.max_interval.FromTimedelta(node.retry.max_interval)
+        nodes.append(common_pb2.NodeDef(node_id=node.node_id, task_queue=node.task_queue, retry=retry))
+    return common_pb2.GraphDef(
+        graph_id=graph.graph_id,
+        version=graph.version,
+        entry_node=graph.entry_node,
+        nodes=nodes,
+        edges=[common_pb2.EdgeDef(from_node=f, key=k, to_node=t) for (f, k), t in sorted(graph.edges.items())],
+    )
 
 
 def _retry_from_proto(field: str, msg: common_pb2.RetryPolicy) -> RetrySpec:
@@ -281,6 +305,7 @@ def task_to_proto(task: Task, lease: timedelta) -> common_pb2.Task:
         activities=[activity_to_proto(a) for a in task.activities],
         cancel_requested=task.cancel_requested,
         trace_context=task.trace_context,
+        task_token=encode_task_token(task.ref),
     )
     msg.lease_duration.FromTimedelta(lease)
     return msg

@@ -15,14 +15,16 @@ from cmo_server.api._convert import (
     artifact_to_proto,
     failure_from_proto,
     graph_from_proto,
+    graph_to_proto,
     task_to_proto,
     wait_from_proto,
 )
 from cmo_server.api._status import rpc
+from cmo_server.api._task_token import decode_task_token
 from cmo_server.api._validate import check_id, check_range, duration_or, timestamp_or_now
 from cmo_server.artifacts import Artifacts, check_media_type, parse_digest
-from cmo_server.domain import ActivityRecord, Failure, TaskKey
-from cmo_server.engine import CompletedStep, Engine
+from cmo_server.domain import ActivityRecord, Checkpoint, Failure, TaskKey, TaskRef
+from cmo_server.engine import Engine
 from cmo_server.errors import InvalidArgument
 
 __all__ = ["WorkerServicer"]
@@ -31,6 +33,7 @@ MAX_INT = 2**31 - 1
 MAX_QUEUES = 100
 MAX_GRAPHS = 1000
 MAX_RIDING_ACTIVITIES = 1000
+MAX_PAGE = 1000
 MAX_WAIT = timedelta(days=3650)
 """Longest timer or signal timeout: ten years, well inside what a timestamp holds."""
 ARTIFACT_CHUNK_BYTES = 1024 * 1024
@@ -53,6 +56,26 @@ class WorkerServicer:
             raise InvalidArgument("graph", "is required")
         created = await self._engine.register_graph(graph_from_proto(request.graph))
         return pb.RegisterGraphResponse(created=created)
+
+    @rpc
+    async def GetGraph(self, request: pb.GetGraphRequest, context: grpc.aio.ServicerContext) -> pb.GetGraphResponse:
+        """See the proto."""
+        graph = await self._engine.graph(
+            check_id("graph_id", request.graph_id), check_range("version", request.version, 0, MAX_INT)
+        )
+        return pb.GetGraphResponse(graph=graph_to_proto(graph))
+
+    @rpc
+    async def ListGraphs(
+        self, request: pb.ListGraphsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListGraphsResponse:
+        """See the proto."""
+        graphs, token = await self._engine.list_graphs(
+            graph_id=check_id("graph_id", request.graph_id, required=False),
+            limit=check_range("page_size", request.page_size, 0, MAX_PAGE) or 100,
+            page_token=request.page_token,
+        )
+        return pb.ListGraphsResponse(graphs=[graph_to_proto(g) for g in graphs], next_page_token=token)
 
     @rpc
     async def PollTask(self, request: pb.PollTaskRequest, context: grpc.aio.ServicerContext) -> pb.PollTaskResponse:
@@ -83,7 +106,6 @@ class WorkerServicer:
         self, request: pb.RecordActivityRequest, context: grpc.aio.ServicerContext
     ) -> pb.RecordActivityResponse:
         """See the proto."""
-        check_id("worker_id", request.worker_id)
         key = _task_key(request)
         if not request.HasField("activity"):
             raise InvalidArgument("activity", "is required")
@@ -95,8 +117,7 @@ class WorkerServicer:
         self, request: pb.HeartbeatTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.HeartbeatTaskResponse:
         """See the proto."""
-        worker_id = check_id("worker_id", request.worker_id)
-        expires, cancel_requested = await self._engine.heartbeat(_task_key(request), worker_id=worker_id)
+        expires, cancel_requested = await self._engine.heartbeat(_task_key(request))
         ts = Timestamp()
         ts.FromDatetime(expires)
         return pb.HeartbeatTaskResponse(lease_expires_at=ts, cancel_requested=cancel_requested)
@@ -106,18 +127,18 @@ class WorkerServicer:
         self, request: pb.CompleteTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.CompleteTaskResponse:
         """See the proto."""
-        done = CompletedStep(
-            worker_id=check_id("worker_id", request.worker_id),
-            key=_task_key(request),
-            graph_id=check_id("graph_id", request.graph_id),
-            graph_version=check_range("graph_version", request.graph_version, 1, MAX_INT),
-            node_id=check_id("node_id", request.node_id),
+        ref = _task_ref(request)
+        done = Checkpoint(
+            key=ref.key(check_id("worker_id", request.worker_id)),
+            graph_id=ref.graph_id,
+            graph_version=ref.graph_version,
+            node_id=ref.node_id,
             state=request.state,
             output=request.output,
             next_key=check_id("next_key", request.next_key),
             started_at=timestamp_or_now("started_at", request.started_at, request.HasField("started_at")),
             eager_task_queues=_eager_queues(request.eager_task_queues),
-            activities=_activities(request),
+            activities=_activities(request, ref.attempt),
         )
         outcome = await self._engine.complete_task(done)
         response = pb.CompleteTaskResponse(run_status=int(outcome.run_status))  # type: ignore[arg-type]
@@ -128,10 +149,23 @@ class WorkerServicer:
     @rpc
     async def FailTask(self, request: pb.FailTaskRequest, context: grpc.aio.ServicerContext) -> pb.FailTaskResponse:
         """See the proto."""
-        check_id("worker_id", request.worker_id)
-        failure = failure_from_proto(request.failure) if request.HasField("failure") else Failure("released")
+        ref = _task_ref(request)
+        worker_id = check_id("worker_id", request.worker_id)
+        if request.release and request.cancelled:
+            raise InvalidArgument("cancelled", "a task cannot be released and cancelled at once")
+        if request.HasField("failure"):
+            failure = failure_from_proto(request.failure)
+        elif request.release or request.cancelled:
+            failure = Failure("released" if request.release else "cancelled")
+        else:
+            raise InvalidArgument("failure", "is required unless release or cancelled is set")
         outcome = await self._engine.fail_task(
-            _task_key(request), failure=failure, release=request.release, activities=_activities(request)
+            ref,
+            worker_id=worker_id,
+            failure=failure,
+            release=request.release,
+            cancelled=request.cancelled,
+            activities=_activities(request, ref.attempt),
         )
         response = pb.FailTaskResponse(will_retry=outcome.will_retry, run_status=int(outcome.run_status))  # type: ignore[arg-type]
         response.retry_after.FromTimedelta(outcome.retry_after)
@@ -142,12 +176,11 @@ class WorkerServicer:
         self, request: pb.SuspendTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.SuspendTaskResponse:
         """See the proto."""
-        check_id("worker_id", request.worker_id)
         key = _task_key(request)
         if not request.HasField("wait"):
             raise InvalidArgument("wait", "is required")
         wait = wait_from_proto(request.wait, max_duration=MAX_WAIT)
-        outcome = await self._engine.suspend_task(key, wait, activities=_activities(request))
+        outcome = await self._engine.suspend_task(key, wait, activities=_activities(request, key.attempt))
         return pb.SuspendTaskResponse(resumed=outcome.resumed)
 
     @rpc
@@ -187,18 +220,22 @@ class WorkerServicer:
         return content
 
 
-def _task_key(
-    request: pb.HeartbeatTaskRequest
+_TaskCall = (
+    pb.HeartbeatTaskRequest
     | pb.CompleteTaskRequest
     | pb.FailTaskRequest
     | pb.RecordActivityRequest
-    | pb.SuspendTaskRequest,
-) -> TaskKey:
-    return TaskKey(
-        run_id=check_id("run_id", request.run_id),
-        step_index=check_range("step_index", request.step_index, 0, MAX_INT),
-        attempt=check_range("attempt", request.attempt, 1, MAX_INT),
-    )
+    | pb.SuspendTaskRequest
+)
+
+
+def _task_ref(request: _TaskCall) -> TaskRef:
+    return decode_task_token("task_token", request.task_token)
+
+
+def _task_key(request: _TaskCall) -> TaskKey:
+    """The fence of a task call: the attempt its token names and the worker that sends it."""
+    return _task_ref(request).key(check_id("worker_id", request.worker_id))
 
 
 def _eager_queues(queues: Sequence[str]) -> frozenset[str]:
@@ -208,8 +245,8 @@ def _eager_queues(queues: Sequence[str]) -> frozenset[str]:
 
 
 def _activities(
-    request: pb.CompleteTaskRequest | pb.FailTaskRequest | pb.SuspendTaskRequest,
+    request: pb.CompleteTaskRequest | pb.FailTaskRequest | pb.SuspendTaskRequest, attempt: int
 ) -> tuple[ActivityRecord, ...]:
     if len(request.activities) > MAX_RIDING_ACTIVITIES:
         raise InvalidArgument("activities", f"at most {MAX_RIDING_ACTIVITIES} records may ride on one request")
-    return tuple(activity_from_proto(a, request.attempt, f"activities[{i}]") for i, a in enumerate(request.activities))
+    return tuple(activity_from_proto(a, attempt, f"activities[{i}]") for i, a in enumerate(request.activities))

@@ -15,10 +15,12 @@ from datetime import datetime, timedelta
 from cmo.serialization import state_hash
 from cmo_server.config import EngineLimits
 from cmo_server.domain import (
-    CANCELLED_ERROR,
     END_NODE,
     ActivityRecord,
+    AttemptEnd,
+    Checkpoint,
     CompleteOutcome,
+    FailDecision,
     Failure,
     GraphSpec,
     NewFork,
@@ -28,9 +30,10 @@ from cmo_server.domain import (
     RunStatus,
     SignalOutcome,
     Step,
-    StepCommit,
     Task,
     TaskKey,
+    TaskRef,
+    TaskState,
     WaitOutcome,
     WaitRequest,
     cancelled_failure,
@@ -41,10 +44,10 @@ from cmo_server.engine._dispatcher import TaskDispatcher
 from cmo_server.engine._metrics import EngineMetrics
 from cmo_server.engine._payloads import canonical_payload
 from cmo_server.engine._timers import WaitTimers
-from cmo_server.errors import InvalidArgument, NotFound, StaleLease, shown
-from cmo_server.store import RunPage, Store
+from cmo_server.errors import FailedPrecondition, InvalidArgument, NotFound, StaleLease, shown
+from cmo_server.store import GraphPage, RunPage, Store
 
-__all__ = ["CompletedStep", "Engine", "FailOutcome"]
+__all__ = ["Engine", "FailOutcome"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,24 +57,6 @@ _Finish = Callable[[Run], Run]
 RUN_RECHECK_SECONDS = 5.0
 """How often WaitRun re-reads a run no event has woken: a run finished by another server wakes it
 through the store's notifications where there are any (Postgres), else by this re-read."""
-
-
-@dataclass(frozen=True, slots=True)
-class CompletedStep:
-    """A worker's report that it ran a step."""
-
-    worker_id: str
-    key: TaskKey
-    graph_id: str
-    graph_version: int
-    node_id: str
-    state: bytes
-    output: bytes
-    next_key: str
-    started_at: datetime
-    eager_task_queues: frozenset[str]
-    activities: tuple[ActivityRecord, ...] = ()
-    """Activity records riding on the checkpoint."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +178,10 @@ class Engine:
         self._graphs[(graph.graph_id, graph.version)] = graph
         return graph
 
+    async def list_graphs(self, *, graph_id: str, limit: int, page_token: str) -> GraphPage:
+        """Registered graph versions by graph_id then version."""
+        return await self._store.list_graphs(graph_id=graph_id, limit=limit, page_token=page_token)
+
     # -- runs -------------------------------------------------------------------------------------
 
     async def start_run(
@@ -240,7 +229,7 @@ class Engine:
         elif not self._dispatcher.hand_over(poller, new_run.entry_task(run)):
             # The poll returned meanwhile (it timed out, or claimed another task): give it back.
             with contextlib.suppress(StaleLease):
-                await self._store.release_task(TaskKey(run.run_id, 0, 1))
+                await self._store.release_task(TaskKey(run.run_id, 0, 1, poller.worker_id))
             self._dispatcher.notify(entry.task_queue, graph.key)
         if not created:
             check_same_start(run, graph_id=graph.graph_id, graph_version=graph_version, input=state)
@@ -369,21 +358,24 @@ class Engine:
         self._metrics.activity_recorded(key, activity)
         return stored
 
-    def _checked_activity(self, activity: ActivityRecord) -> ActivityRecord:
+    def _checked_riding(self, activities: tuple[ActivityRecord, ...]) -> tuple[ActivityRecord, ...]:
+        return tuple(self._checked_activity(a, f"activities[{i}]") for i, a in enumerate(activities))
+
+    def _checked_activity(self, activity: ActivityRecord, field: str = "activity") -> ActivityRecord:
         if activity.result is None:
             return activity
-        result = canonical_payload("activity.result", activity.result, self._limits.max_payload_bytes)
+        result = canonical_payload(f"{field}.result", activity.result, self._limits.max_payload_bytes)
         return replace(activity, result=result)
 
-    async def heartbeat(self, key: TaskKey, *, worker_id: str) -> tuple[datetime, bool]:
+    async def heartbeat(self, key: TaskKey) -> tuple[datetime, bool]:
         """Extend the lease of a running attempt; also says whether the run is to be cancelled."""
-        return await self._store.extend_lease(key, worker_id=worker_id, lease=self._limits.task_lease)
+        return await self._store.extend_lease(key, lease=self._limits.task_lease)
 
-    async def complete_task(self, done: CompletedStep) -> CompleteOutcome:
+    async def complete_task(self, done: Checkpoint) -> CompleteOutcome:
         """Checkpoint a step and move its run on; may lease the next task to the same worker."""
         graph = await self.graph(done.graph_id, done.graph_version)
         if done.node_id not in graph.nodes:
-            raise InvalidArgument("node_id", f"graph {shown(graph.key)} has no node {shown(done.node_id)}")
+            raise InvalidArgument("task_token.node_id", f"graph {shown(graph.key)} has no node {shown(done.node_id)}")
         next_node = graph.next_node(done.node_id, done.next_key)
         if next_node is None:
             keys = sorted(k for (f, k) in graph.edges if f == done.node_id)
@@ -396,21 +388,16 @@ class Engine:
         next_queue = "" if next_node == END_NODE else graph.nodes[next_node].task_queue
         eager = next_queue in done.eager_task_queues
         outcome = await self._store.complete_step(
-            StepCommit(
-                key=done.key,
-                graph_id=graph.graph_id,
-                graph_version=graph.version,
-                node_id=done.node_id,
+            replace(
+                done,
                 state=state,
                 state_hash=state_hash(state),
                 output=output,
-                next_key=done.next_key,
                 next_node=next_node,
                 next_queue=next_queue,
-                started_at=done.started_at,
-                eager_worker=done.worker_id if eager else None,
+                eager=eager,
                 lease=self._limits.task_lease,
-                activities=tuple(self._checked_activity(a) for a in done.activities),
+                activities=self._checked_riding(done.activities),
             )
         )
         if outcome.enqueued is not None:
@@ -442,38 +429,56 @@ class Engine:
         return outcome
 
     async def fail_task(
-        self, key: TaskKey, *, failure: Failure, release: bool, activities: tuple[ActivityRecord, ...] = ()
+        self,
+        ref: TaskRef,
+        *,
+        worker_id: str,
+        failure: Failure,
+        release: bool = False,
+        cancelled: bool = False,
+        activities: tuple[ActivityRecord, ...] = (),
     ) -> FailOutcome:
-        """Count a failed attempt: retry with back-off, or fail the run. `release` gives it back.
+        """End an attempt that did not complete: retry it with back-off, release it, or end the run.
 
-        Riding activity records are stored first, so the next attempt replays them.
+        A failure is retried per the node's policy unless the run is being cancelled, which it then
+        ends CANCELLED; `cancelled` says the worker stopped for that reason and is refused when
+        the run is not being cancelled. The decision, the riding records and its write are one
+        store transaction.
         """
-        task = await self._store.get_task(key.run_id)
-        if task is None or (task.step_index, task.attempt) != (key.step_index, key.attempt):
+        graph = await self.graph(ref.graph_id, ref.graph_version)
+        node = graph.nodes.get(ref.node_id)
+        key = ref.key(worker_id)
+        if node is None:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
+        checked = self._checked_riding(activities)
+
+        def decide(task: TaskState) -> FailDecision:
+            if (task.graph_id, task.graph_version, task.node_id) != (ref.graph_id, ref.graph_version, ref.node_id):
+                raise StaleLease(key.run_id, key.step_index, key.attempt)  # a token edited to name another node
+            if release:
+                return FailDecision(AttemptEnd.RELEASE, failure)
+            if cancelled and not task.cancel_requested:
+                raise FailedPrecondition(
+                    f"run {task.run_id} is not being cancelled: report a failure without `cancelled`"
+                )
+            attempt_failure = replace(failure, node_id=task.node_id, step_index=key.step_index, attempt=key.attempt)
+            if task.cancel_requested:
+                return FailDecision(AttemptEnd.CANCEL, attempt_failure)
+            failures = task.failures + 1
+            if node.retry.allows_another(failures, failure.type, non_retryable=failure.non_retryable):
+                return FailDecision(AttemptEnd.RETRY, attempt_failure, node.retry.delay_after(failures))
+            return FailDecision(AttemptEnd.FAIL, attempt_failure)
+
+        task, decision = await self._store.fail_task(key, decide=decide, activities=checked)
         for activity in activities:
-            await self.record_activity(key, activity)
+            self._metrics.activity_recorded(key, activity)
         queue_key = (task.task_queue, graph_key(task.graph_id, task.graph_version))
-        if release:
-            await self._store.release_task(key)
+        log = {"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt}
+        if decision.end is AttemptEnd.RELEASE:
             self._dispatcher.notify(*queue_key)
             return FailOutcome(True, timedelta(0), RunStatus.RUNNING)
-        cancelled = task.cancel_requested and failure.type == CANCELLED_ERROR
-        graph = await self.graph(task.graph_id, task.graph_version)
-        retry = graph.nodes[task.node_id].retry
-        failures = task.failures + 1
-        failure = Failure(
-            message=failure.message,
-            type=failure.type,
-            non_retryable=failure.non_retryable,
-            details=failure.details,
-            node_id=task.node_id,
-            step_index=key.step_index,
-            attempt=key.attempt,
-        )
-        if not cancelled and retry.allows_another(failures, failure.type, non_retryable=failure.non_retryable):
-            delay = retry.delay_after(failures)
-            await self._store.retry_task(key, failure=failure, delay=delay)
+        if decision.end is AttemptEnd.RETRY:
+            delay = decision.delay
             asyncio.get_running_loop().call_later(delay.total_seconds(), self._dispatcher.notify, *queue_key)
             logger.info(
                 "step %s of run %s failed (attempt %s), retrying in %.3fs: %s",
@@ -482,21 +487,21 @@ class Engine:
                 key.attempt,
                 delay.total_seconds(),
                 failure.message,
-                extra={"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt},
+                extra=log,
             )
             return FailOutcome(True, delay, RunStatus.RUNNING)
-        await self._store.fail_run(key, failure=failure, cancelled=cancelled)
         self._run_finished(key.run_id, None)
+        ended = decision.end is AttemptEnd.CANCEL
         logger.info(
             "run %s %s at step %s after %s failed attempts: %s",
             key.run_id,
-            "was cancelled" if cancelled else "failed",
+            "was cancelled" if ended else "failed",
             key.step_index,
-            failures,
+            task.failures + 1,
             failure.message,
-            extra={"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt},
+            extra=log,
         )
-        return FailOutcome(False, timedelta(0), RunStatus.CANCELLED if cancelled else RunStatus.FAILED)
+        return FailOutcome(False, timedelta(0), RunStatus.CANCELLED if ended else RunStatus.FAILED)
 
     # -- waits ------------------------------------------------------------------------------------
 
@@ -504,7 +509,7 @@ class Engine:
         self, key: TaskKey, wait: WaitRequest, *, activities: tuple[ActivityRecord, ...] = ()
     ) -> WaitOutcome:
         """End an attempt whose node waits for a signal or a timer; the step runs again once it is over."""
-        checked = tuple(self._checked_activity(a) for a in activities)
+        checked = self._checked_riding(activities)
         outcome = await self._store.suspend_task(key, wait, activities=checked)
         for activity in activities:
             self._metrics.activity_recorded(key, activity)
@@ -550,17 +555,17 @@ class Engine:
         for ready in await self._store.fire_due_waits():
             self._dispatcher.notify(*ready)
 
-    async def _release_lost_eager_task(self, done: CompletedStep) -> None:
+    async def _release_lost_eager_task(self, done: Checkpoint) -> None:
         """Hand back a next task leased to a worker that never got the reply leasing it.
 
         A re-sent checkpoint means the first reply may have been lost, eager task included: free
         that task now rather than after its lease lapses.
         """
         task = await self._store.get_task(done.key.run_id)
-        if task is None or task.step_index != done.key.step_index + 1 or task.lease_owner != done.worker_id:
+        if task is None or task.step_index != done.key.step_index + 1 or task.lease_owner != done.key.worker_id:
             return
         with contextlib.suppress(StaleLease):
-            await self._store.release_task(TaskKey(task.run_id, task.step_index, task.attempt))
+            await self._store.release_task(TaskKey(task.run_id, task.step_index, task.attempt, done.key.worker_id))
             self._dispatcher.notify(task.task_queue, graph_key(task.graph_id, task.graph_version))
 
     def _run_finished(self, run_id: str, finish: _Finish | None) -> None:

@@ -20,7 +20,10 @@ from cmo_server.domain import (
     ActivityRecord,
     Artifact,
     CancelOutcome,
+    Checkpoint,
     CompleteOutcome,
+    FailDecider,
+    FailDecision,
     Failure,
     GraphSpec,
     NewFork,
@@ -30,14 +33,13 @@ from cmo_server.domain import (
     RunStatus,
     SignalOutcome,
     Step,
-    StepCommit,
     Task,
     TaskKey,
     TaskState,
     WaitOutcome,
     WaitRequest,
 )
-from cmo_server.store._protocol import ReadyListener, RunPage, Store
+from cmo_server.store._protocol import GraphPage, ReadyListener, RunPage, Store
 
 __all__ = ["OffloadingStore"]
 
@@ -128,6 +130,10 @@ class OffloadingStore:
         """See `Store.get_graph`."""
         return await self._inner.get_graph(graph_id, version)
 
+    async def list_graphs(self, *, graph_id: str = "", limit: int = 100, page_token: str = "") -> GraphPage:
+        """See `Store.list_graphs`."""
+        return await self._inner.list_graphs(graph_id=graph_id, limit=limit, page_token=page_token)
+
     # -- runs -------------------------------------------------------------------------------------
 
     async def create_run(self, run: NewRun) -> tuple[Run, bool]:
@@ -181,11 +187,11 @@ class OffloadingStore:
         """See `Store.next_ready_at`."""
         return await self._inner.next_ready_at(task_queues)
 
-    async def extend_lease(self, key: TaskKey, *, worker_id: str, lease: timedelta) -> tuple[datetime, bool]:
+    async def extend_lease(self, key: TaskKey, *, lease: timedelta) -> tuple[datetime, bool]:
         """See `Store.extend_lease`."""
-        return await self._inner.extend_lease(key, worker_id=worker_id, lease=lease)
+        return await self._inner.extend_lease(key, lease=lease)
 
-    async def complete_step(self, commit: StepCommit) -> CompleteOutcome:
+    async def complete_step(self, commit: Checkpoint) -> CompleteOutcome:
         """See `Store.complete_step`; state, output and riding activity results are packed."""
         state = await self._pack(commit.state)
         output = await self._pack(commit.output)
@@ -218,17 +224,16 @@ class OffloadingStore:
         """See `Store.get_task`."""
         return await self._inner.get_task(run_id)
 
-    async def retry_task(self, key: TaskKey, *, failure: Failure, delay: timedelta) -> None:
-        """See `Store.retry_task`."""
-        await self._inner.retry_task(key, failure=failure, delay=delay)
-
     async def release_task(self, key: TaskKey) -> None:
         """See `Store.release_task`."""
         await self._inner.release_task(key)
 
-    async def fail_run(self, key: TaskKey, *, failure: Failure, cancelled: bool = False) -> None:
-        """See `Store.fail_run`."""
-        await self._inner.fail_run(key, failure=failure, cancelled=cancelled)
+    async def fail_task(
+        self, key: TaskKey, *, decide: FailDecider, activities: tuple[ActivityRecord, ...] = ()
+    ) -> tuple[TaskState, FailDecision]:
+        """See `Store.fail_task`; riding activity results are packed."""
+        packed = tuple([await self._pack_activity(a) for a in activities])
+        return await self._inner.fail_task(key, decide=decide, activities=packed)
 
     # -- waits: a signal's payload becomes the wait's recorded result -----------------------------
 

@@ -10,7 +10,10 @@ from cmo_server.domain import (
     ActivityRecord,
     Artifact,
     CancelOutcome,
+    Checkpoint,
     CompleteOutcome,
+    FailDecider,
+    FailDecision,
     Failure,
     GraphSpec,
     NewFork,
@@ -20,7 +23,6 @@ from cmo_server.domain import (
     RunStatus,
     SignalOutcome,
     Step,
-    StepCommit,
     Task,
     TaskKey,
     TaskState,
@@ -28,10 +30,12 @@ from cmo_server.domain import (
     WaitRequest,
 )
 
-__all__ = ["ReadyListener", "RunPage", "Store"]
+__all__ = ["GraphPage", "ReadyListener", "RunPage", "Store"]
 
 RunPage = tuple[list[Run], str]
 """Runs and the token of the next page ("" when there is none)."""
+GraphPage = tuple[list[GraphSpec], str]
+"""Graph versions and the token of the next page ("" when there is none)."""
 
 
 class ReadyListener(Protocol):
@@ -56,8 +60,8 @@ class ReadyListener(Protocol):
 class Store(Protocol):
     """Durable state of the orchestrator. Each method is one short transaction.
 
-    Writes by a worker are fenced by `TaskKey.attempt`: a write whose attempt is not the task's
-    current one raises `StaleLease` and changes nothing.
+    Writes by a worker are fenced by its `TaskKey`: a write whose attempt is not the task's current
+    one, or whose worker does not hold the task's lease, raises `StaleLease` and changes nothing.
     """
 
     async def aclose(self) -> None:
@@ -75,6 +79,9 @@ class Store(Protocol):
 
     async def get_graph(self, graph_id: str, version: int) -> GraphSpec | None:
         """A graph version; version 0 means the newest."""
+
+    async def list_graphs(self, *, graph_id: str = "", limit: int = 100, page_token: str = "") -> GraphPage:
+        """Graph versions by graph_id then version, optionally of one graph only."""
 
     async def create_run(self, run: NewRun) -> tuple[Run, bool]:
         """Create a run and its entry task, or return the run that has this run_id.
@@ -127,17 +134,22 @@ class Store(Protocol):
     async def next_ready_at(self, task_queues: Sequence[str]) -> datetime | None:
         """When the next task of these queues becomes ready, if none is ready now."""
 
-    async def extend_lease(self, key: TaskKey, *, worker_id: str, lease: timedelta) -> tuple[datetime, bool]:
+    async def extend_lease(self, key: TaskKey, *, lease: timedelta) -> tuple[datetime, bool]:
         """Push the lease of the current attempt forward.
 
         Returns:
             The new expiry, and whether CancelRun was called for the run.
         """
 
-    async def complete_step(self, commit: StepCommit) -> CompleteOutcome:
+    async def complete_step(self, commit: Checkpoint) -> CompleteOutcome:
         """Checkpoint a step and move the run on (next task or completion), atomically.
 
-        Re-sending a step this attempt completed before is a no-op (`duplicate=True`).
+        Re-sending a step this attempt completed before is a no-op (`duplicate=True`) when the
+        checkpoint is the same (node, state hash, output, next key).
+
+        Raises:
+            StaleLease: `commit.key` is not the task's current, leased attempt.
+            FailedPrecondition: the attempt completed the step before with another checkpoint.
         """
 
     async def record_activity(self, key: TaskKey, activity: ActivityRecord) -> ActivityRecord:
@@ -153,14 +165,25 @@ class Store(Protocol):
     async def get_task(self, run_id: str) -> TaskState | None:
         """The run's current task, if the run is not finished."""
 
-    async def retry_task(self, key: TaskKey, *, failure: Failure, delay: timedelta) -> None:
-        """Count a failed attempt and make the step ready again after `delay`."""
-
     async def release_task(self, key: TaskKey) -> None:
         """Give the task back unrun: ready at once, no failure counted."""
 
-    async def fail_run(self, key: TaskKey, *, failure: Failure, cancelled: bool = False) -> None:
-        """Finish the run as FAILED (CANCELLED if `cancelled`) with this failure."""
+    async def fail_task(
+        self, key: TaskKey, *, decide: FailDecider, activities: tuple[ActivityRecord, ...] = ()
+    ) -> tuple[TaskState, FailDecision]:
+        """End an attempt that did not complete, in one transaction with its riding records.
+
+        `decide` is called with the task as stored (its failures so far, whether the run is being
+        cancelled) while the store holds it; its decision is applied in the same transaction: a
+        retry after a delay, a release, or the end of the run (FAILED or CANCELLED). An exception
+        from `decide` writes nothing.
+
+        Returns:
+            The task as it was before, and the decision applied.
+
+        Raises:
+            StaleLease: `key` is not the task's current, leased attempt.
+        """
 
     # -- artifacts --------------------------------------------------------------------------------
 

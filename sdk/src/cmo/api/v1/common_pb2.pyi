@@ -187,7 +187,7 @@ class Step(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., node_id: _Optional[str] = ..., attempt: _Optional[int] = ..., state: _Optional[bytes] = ..., state_hash: _Optional[str] = ..., output: _Optional[bytes] = ..., next_key: _Optional[str] = ..., next_node: _Optional[str] = ..., logical_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activities: _Optional[_Iterable[_Union[Activity, _Mapping]]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("run_id", "step_index", "attempt", "node_id", "graph_id", "graph_version", "task_queue", "state", "logical_time", "seed", "lease_expires_at", "lease_duration", "failures", "activities", "cancel_requested", "trace_context")
+    __slots__ = ("run_id", "step_index", "attempt", "node_id", "graph_id", "graph_version", "task_queue", "state", "logical_time", "seed", "lease_expires_at", "lease_duration", "failures", "activities", "cancel_requested", "trace_context", "task_token")
     class TraceContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +211,7 @@ class Task(_message.Message):
     ACTIVITIES_FIELD_NUMBER: _ClassVar[int]
     CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     step_index: int
     attempt: int
@@ -227,7 +228,8 @@ class Task(_message.Message):
     activities: _containers.RepeatedCompositeFieldContainer[Activity]
     cancel_requested: bool
     trace_context: _containers.ScalarMap[str, str]
-    def __init__(self, run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., node_id: _Optional[str] = ..., graph_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., task_queue: _Optional[str] = ..., state: _Optional[bytes] = ..., logical_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[int] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., failures: _Optional[int] = ..., activities: _Optional[_Iterable[_Union[Activity, _Mapping]]] = ..., cancel_requested: _Optional[bool] = ..., trace_context: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    task_token: str
+    def __init__(self, run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., node_id: _Optional[str] = ..., graph_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., task_queue: _Optional[str] = ..., state: _Optional[bytes] = ..., logical_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[int] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., failures: _Optional[int] = ..., activities: _Optional[_Iterable[_Union[Activity, _Mapping]]] = ..., cancel_requested: _Optional[bool] = ..., trace_context: _Optional[_Mapping[str, str]] = ..., task_token: _Optional[str] = ...) -> None: ...
 
 class Activity(_message.Message):
     __slots__ = ("seq", "kind", "name", "request_hash", "result", "error", "attempt", "recorded_at", "duration")

@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63mo/api/v1/worker_service.proto\x12\ncmo.api.v1\x1a\x17\x63mo/api/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\";\n\x14RegisterGraphRequest\x12#\n\x05graph\x18\x01 \x01(\x0b\x32\x14.cmo.api.v1.GraphDef\"(\n\x15RegisterGraphResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"\x88\x01\n\x0fPollTaskRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x13\n\x0btask_queues\x18\x02 \x03(\t\x12$\n\x06graphs\x18\x03 \x03(\x0b\x32\x14.cmo.api.v1.GraphRef\x12\'\n\x04wait\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"2\n\x10PollTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.cmo.api.v1.Task\"\x87\x01\n\x15RecordActivityRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x12\n\nstep_index\x18\x03 \x01(\x05\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12&\n\x08\x61\x63tivity\x18\x05 \x01(\x0b\x32\x14.cmo.api.v1.Activity\"@\n\x16RecordActivityResponse\x12&\n\x08\x61\x63tivity\x18\x01 \x01(\x0b\x32\x14.cmo.api.v1.Activity\"^\n\x14HeartbeatTaskRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x12\n\nstep_index\x18\x03 \x01(\x05\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\"g\n\x15HeartbeatTaskResponse\x12\x34\n\x10lease_expires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x63\x61ncel_requested\x18\x02 \x01(\x08\"\xbd\x02\n\x13\x43ompleteTaskRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x12\n\nstep_index\x18\x03 \x01(\x05\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x0f\n\x07node_id\x18\x05 \x01(\t\x12\x10\n\x08graph_id\x18\x06 \x01(\t\x12\x15\n\rgraph_version\x18\x07 \x01(\x05\x12\r\n\x05state\x18\x08 \x01(\x0c\x12\x0e\n\x06output\x18\t \x01(\x0c\x12\x10\n\x08next_key\x18\n \x01(\t\x12.\n\nstarted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x65\x61ger_task_queues\x18\x0c \x03(\t\x12(\n\nactivities\x18\r \x03(\x0b\x32\x14.cmo.api.v1.Activity\"f\n\x14\x43ompleteTaskResponse\x12#\n\tnext_task\x18\x01 \x01(\x0b\x32\x10.cmo.api.v1.Task\x12)\n\nrun_status\x18\x02 \x01(\x0e\x32\x15.cmo.api.v1.RunStatus\"\xba\x01\n\x0f\x46\x61ilTaskRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x12\n\nstep_index\x18\x03 \x01(\x05\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12$\n\x07\x66\x61ilure\x18\x05 \x01(\x0b\x32\x13.cmo.api.v1.Failure\x12\x0f\n\x07release\x18\x06 \x01(\x08\x12(\n\nactivities\x18\x07 \x03(\x0b\x32\x14.cmo.api.v1.Activity\"\x81\x01\n\x10\x46\x61ilTaskResponse\x12\x12\n\nwill_retry\x18\x01 \x01(\x08\x12.\n\x0bretry_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\nrun_status\x18\x03 \x01(\x0e\x32\x15.cmo.api.v1.RunStatus\"\xad\x01\n\x12SuspendTaskRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x12\n\nstep_index\x18\x03 \x01(\x05\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12%\n\x04wait\x18\x05 \x01(\x0b\x32\x17.cmo.api.v1.WaitRequest\x12(\n\nactivities\x18\x06 \x03(\x0b\x32\x14.cmo.api.v1.Activity\"y\n\x0bWaitRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x05\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0crequest_hash\x18\x05 \x01(\t\"&\n\x13SuspendTaskResponse\x12\x0f\n\x07resumed\x18\x01 \x01(\x08\"G\n\x12PutArtifactRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\r\n\x05\x63hunk\x18\x03 \x01(\x0c\"@\n\x13PutArtifactResponse\x12)\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x17.cmo.api.v1.ArtifactRef\"$\n\x12GetArtifactRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"$\n\x13GetArtifactResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x32\xe9\x05\n\rWorkerService\x12T\n\rRegisterGraph\x12 .cmo.api.v1.RegisterGraphRequest\x1a!.cmo.api.v1.RegisterGraphResponse\x12\x45\n\x08PollTask\x12\x1b.cmo.api.v1.PollTaskRequest\x1a\x1c.cmo.api.v1.PollTaskResponse\x12W\n\x0eRecordActivity\x12!.cmo.api.v1.RecordActivityRequest\x1a\".cmo.api.v1.RecordActivityResponse\x12T\n\rHeartbeatTask\x12 .cmo.api.v1.HeartbeatTaskRequest\x1a!.cmo.api.v1.HeartbeatTaskResponse\x12Q\n\x0c\x43ompleteTask\x12\x1f.cmo.api.v1.CompleteTaskRequest\x1a .cmo.api.v1.CompleteTaskResponse\x12\x45\n\x08\x46\x61ilTask\x12\x1b.cmo.api.v1.FailTaskRequest\x1a\x1c.cmo.api.v1.FailTaskResponse\x12N\n\x0bSuspendTask\x12\x1e.cmo.api.v1.SuspendTaskRequest\x1a\x1f.cmo.api.v1.SuspendTaskResponse\x12P\n\x0bPutArtifact\x12\x1e.cmo.api.v1.PutArtifactRequest\x1a\x1f.cmo.api.v1.PutArtifactResponse(\x01\x12P\n\x0bGetArtifact\x12\x1e.cmo.api.v1.GetArtifactRequest\x1a\x1f.cmo.api.v1.GetArtifactResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63mo/api/v1/worker_service.proto\x12\ncmo.api.v1\x1a\x17\x63mo/api/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\";\n\x14RegisterGraphRequest\x12#\n\x05graph\x18\x01 \x01(\x0b\x32\x14.cmo.api.v1.GraphDef\"(\n\x15RegisterGraphResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"4\n\x0fGetGraphRequest\x12\x10\n\x08graph_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"7\n\x10GetGraphResponse\x12#\n\x05graph\x18\x01 \x01(\x0b\x32\x14.cmo.api.v1.GraphDef\"L\n\x11ListGraphsRequest\x12\x10\n\x08graph_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"S\n\x12ListGraphsResponse\x12$\n\x06graphs\x18\x01 \x03(\x0b\x32\x14.cmo.api.v1.GraphDef\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x88\x01\n\x0fPollTaskRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x13\n\x0btask_queues\x18\x02 \x03(\t\x12$\n\x06graphs\x18\x03 \x03(\x0b\x32\x14.cmo.api.v1.GraphRef\x12\'\n\x04wait\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"2\n\x10PollTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.cmo.api.v1.Task\"f\n\x15RecordActivityRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\ntask_token\x18\x02 \x01(\t\x12&\n\x08\x61\x63tivity\x18\x03 \x01(\x0b\x32\x14.cmo.api.v1.Activity\"@\n\x16RecordActivityResponse\x12&\n\x08\x61\x63tivity\x18\x01 \x01(\x0b\x32\x14.cmo.api.v1.Activity\"=\n\x14HeartbeatTaskRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\ntask_token\x18\x02 \x01(\t\"g\n\x15HeartbeatTaskResponse\x12\x34\n\x10lease_expires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x63\x61ncel_requested\x18\x02 \x01(\x08\"\xe2\x01\n\x13\x43ompleteTaskRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\ntask_token\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\x0c\x12\x0e\n\x06output\x18\x04 \x01(\x0c\x12\x10\n\x08next_key\x18\x05 \x01(\t\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x65\x61ger_task_queues\x18\x07 \x03(\t\x12(\n\nactivities\x18\x08 \x03(\x0b\x32\x14.cmo.api.v1.Activity\"f\n\x14\x43ompleteTaskResponse\x12#\n\tnext_task\x18\x01 \x01(\x0b\x32\x10.cmo.api.v1.Task\x12)\n\nrun_status\x18\x02 \x01(\x0e\x32\x15.cmo.api.v1.RunStatus\"\xac\x01\n\x0f\x46\x61ilTaskRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\ntask_token\x18\x02 \x01(\t\x12$\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x13.cmo.api.v1.Failure\x12\x0f\n\x07release\x18\x04 \x01(\x08\x12\x11\n\tcancelled\x18\x05 \x01(\x08\x12(\n\nactivities\x18\x06 \x03(\x0b\x32\x14.cmo.api.v1.Activity\"\x81\x01\n\x10\x46\x61ilTaskResponse\x12\x12\n\nwill_retry\x18\x01 \x01(\x08\x12.\n\x0bretry_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\nrun_status\x18\x03 \x01(\x0e\x32\x15.cmo.api.v1.RunStatus\"\x8c\x01\n\x12SuspendTaskRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\ntask_token\x18\x02 \x01(\t\x12%\n\x04wait\x18\x03 \x01(\x0b\x32\x17.cmo.api.v1.WaitRequest\x12(\n\nactivities\x18\x04 \x03(\x0b\x32\x14.cmo.api.v1.Activity\"y\n\x0bWaitRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x05\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0crequest_hash\x18\x05 \x01(\t\"&\n\x13SuspendTaskResponse\x12\x0f\n\x07resumed\x18\x01 \x01(\x08\"G\n\x12PutArtifactRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\r\n\x05\x63hunk\x18\x03 \x01(\x0c\"@\n\x13PutArtifactResponse\x12)\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x17.cmo.api.v1.ArtifactRef\"$\n\x12GetArtifactRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"$\n\x13GetArtifactResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x32\xfd\x06\n\rWorkerService\x12T\n\rRegisterGraph\x12 .cmo.api.v1.RegisterGraphRequest\x1a!.cmo.api.v1.RegisterGraphResponse\x12\x45\n\x08GetGraph\x12\x1b.cmo.api.v1.GetGraphRequest\x1a\x1c.cmo.api.v1.GetGraphResponse\x12K\n\nListGraphs\x12\x1d.cmo.api.v1.ListGraphsRequest\x1a\x1e.cmo.api.v1.ListGraphsResponse\x12\x45\n\x08PollTask\x12\x1b.cmo.api.v1.PollTaskRequest\x1a\x1c.cmo.api.v1.PollTaskResponse\x12W\n\x0eRecordActivity\x12!.cmo.api.v1.RecordActivityRequest\x1a\".cmo.api.v1.RecordActivityResponse\x12T\n\rHeartbeatTask\x12 .cmo.api.v1.HeartbeatTaskRequest\x1a!.cmo.api.v1.HeartbeatTaskResponse\x12Q\n\x0c\x43ompleteTask\x12\x1f.cmo.api.v1.CompleteTaskRequest\x1a .cmo.api.v1.CompleteTaskResponse\x12\x45\n\x08\x46\x61ilTask\x12\x1b.cmo.api.v1.FailTaskRequest\x1a\x1c.cmo.api.v1.FailTaskResponse\x12N\n\x0bSuspendTask\x12\x1e.cmo.api.v1.SuspendTaskRequest\x1a\x1f.cmo.api.v1.SuspendTaskResponse\x12P\n\x0bPutArtifact\x12\x1e.cmo.api.v1.PutArtifactRequest\x1a\x1f.cmo.api.v1.PutArtifactResponse(\x01\x12P\n\x0bGetArtifact\x12\x1e.cmo.api.v1.GetArtifactRequest\x1a\x1f.cmo.api.v1.GetArtifactResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,40 +38,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERGRAPHREQUEST']._serialized_end=196
   _globals['_REGISTERGRAPHRESPONSE']._serialized_start=198
   _globals['_REGISTERGRAPHRESPONSE']._serialized_end=238
-  _globals['_POLLTASKREQUEST']._serialized_start=241
-  _globals['_POLLTASKREQUEST']._serialized_end=377
-  _globals['_POLLTASKRESPONSE']._serialized_start=379
-  _globals['_POLLTASKRESPONSE']._serialized_end=429
-  _globals['_RECORDACTIVITYREQUEST']._serialized_start=432
-  _globals['_RECORDACTIVITYREQUEST']._serialized_end=567
-  _globals['_RECORDACTIVITYRESPONSE']._serialized_start=569
-  _globals['_RECORDACTIVITYRESPONSE']._serialized_end=633
-  _globals['_HEARTBEATTASKREQUEST']._serialized_start=635
-  _globals['_HEARTBEATTASKREQUEST']._serialized_end=729
-  _globals['_HEARTBEATTASKRESPONSE']._serialized_start=731
-  _globals['_HEARTBEATTASKRESPONSE']._serialized_end=834
-  _globals['_COMPLETETASKREQUEST']._serialized_start=837
-  _globals['_COMPLETETASKREQUEST']._serialized_end=1154
-  _globals['_COMPLETETASKRESPONSE']._serialized_start=1156
-  _globals['_COMPLETETASKRESPONSE']._serialized_end=1258
-  _globals['_FAILTASKREQUEST']._serialized_start=1261
-  _globals['_FAILTASKREQUEST']._serialized_end=1447
-  _globals['_FAILTASKRESPONSE']._serialized_start=1450
-  _globals['_FAILTASKRESPONSE']._serialized_end=1579
-  _globals['_SUSPENDTASKREQUEST']._serialized_start=1582
-  _globals['_SUSPENDTASKREQUEST']._serialized_end=1755
-  _globals['_WAITREQUEST']._serialized_start=1757
-  _globals['_WAITREQUEST']._serialized_end=1878
-  _globals['_SUSPENDTASKRESPONSE']._serialized_start=1880
-  _globals['_SUSPENDTASKRESPONSE']._serialized_end=1918
-  _globals['_PUTARTIFACTREQUEST']._serialized_start=1920
-  _globals['_PUTARTIFACTREQUEST']._serialized_end=1991
-  _globals['_PUTARTIFACTRESPONSE']._serialized_start=1993
-  _globals['_PUTARTIFACTRESPONSE']._serialized_end=2057
-  _globals['_GETARTIFACTREQUEST']._serialized_start=2059
-  _globals['_GETARTIFACTREQUEST']._serialized_end=2095
-  _globals['_GETARTIFACTRESPONSE']._serialized_start=2097
-  _globals['_GETARTIFACTRESPONSE']._serialized_end=2133
-  _globals['_WORKERSERVICE']._serialized_start=2136
-  _globals['_WORKERSERVICE']._serialized_end=2881
+  _globals['_GETGRAPHREQUEST']._serialized_start=240
+  _globals['_GETGRAPHREQUEST']._serialized_end=292
+  _globals['_GETGRAPHRESPONSE']._serialized_start=294
+  _globals['_GETGRAPHRESPONSE']._serialized_end=349
+  _globals['_LISTGRAPHSREQUEST']._serialized_start=351
+  _globals['_LISTGRAPHSREQUEST']._serialized_end=427
+  _globals['_LISTGRAPHSRESPONSE']._serialized_start=429
+  _globals['_LISTGRAPHSRESPONSE']._serialized_end=512
+  _globals['_POLLTASKREQUEST']._serialized_start=515
+  _globals['_POLLTASKREQUEST']._serialized_end=651
+  _globals['_POLLTASKRESPONSE']._serialized_start=653
+  _globals['_POLLTASKRESPONSE']._serialized_end=703
+  _globals['_RECORDACTIVITYREQUEST']._serialized_start=705
+  _globals['_RECORDACTIVITYREQUEST']._serialized_end=807
+  _globals['_RECORDACTIVITYRESPONSE']._serialized_start=809
+  _globals['_RECORDACTIVITYRESPONSE']._serialized_end=873
+  _globals['_HEARTBEATTASKREQUEST']._serialized_start=875
+  _globals['_HEARTBEATTASKREQUEST']._serialized_end=936
+  _globals['_HEARTBEATTASKRESPONSE']._serialized_start=938
+  _globals['_HEARTBEATTASKRESPONSE']._serialized_end=1041
+  _globals['_COMPLETETASKREQUEST']._serialized_start=1044
+  _globals['_COMPLETETASKREQUEST']._serialized_end=1270
+  _globals['_COMPLETETASKRESPONSE']._serialized_start=1272
+  _globals['_COMPLETETASKRESPONSE']._serialized_end=1374
+  _globals['_FAILTASKREQUEST']._serialized_start=1377
+  _globals['_FAILTASKREQUEST']._serialized_end=1549
+  _globals['_FAILTASKRESPONSE']._serialized_start=1552
+  _globals['_FAILTASKRESPONSE']._serialized_end=1681
+  _globals['_SUSPENDTASKREQUEST']._serialized_start=1684
+  _globals['_SUSPENDTASKREQUEST']._serialized_end=1824
+  _globals['_WAITREQUEST']._serialized_start=1826
+  _globals['_WAITREQUEST']._serialized_end=1947
+  _globals['_SUSPENDTASKRESPONSE']._serialized_start=1949
+  _globals['_SUSPENDTASKRESPONSE']._serialized_end=1987
+  _globals['_PUTARTIFACTREQUEST']._serialized_start=1989
+  _globals['_PUTARTIFACTREQUEST']._serialized_end=2060
+  _globals['_PUTARTIFACTRESPONSE']._serialized_start=2062
+  _globals['_PUTARTIFACTRESPONSE']._serialized_end=2126
+  _globals['_GETARTIFACTREQUEST']._serialized_start=2128
+  _globals['_GETARTIFACTREQUEST']._serialized_end=2164
+  _globals['_GETARTIFACTRESPONSE']._serialized_start=2166
+  _globals['_GETARTIFACTRESPONSE']._serialized_end=2202
+  _globals['_WORKERSERVICE']._serialized_start=2205
+  _globals['_WORKERSERVICE']._serialized_end=3098
 # @@protoc_insertion_point(module_scope)

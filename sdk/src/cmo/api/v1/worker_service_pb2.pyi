@@ -23,6 +23,38 @@ class RegisterGraphResponse(_message.Message):
     created: bool
     def __init__(self, created: _Optional[bool] = ...) -> None: ...
 
+class GetGraphRequest(_message.Message):
+    __slots__ = ("graph_id", "version")
+    GRAPH_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    graph_id: str
+    version: int
+    def __init__(self, graph_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class GetGraphResponse(_message.Message):
+    __slots__ = ("graph",)
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    graph: _common_pb2.GraphDef
+    def __init__(self, graph: _Optional[_Union[_common_pb2.GraphDef, _Mapping]] = ...) -> None: ...
+
+class ListGraphsRequest(_message.Message):
+    __slots__ = ("graph_id", "page_size", "page_token")
+    GRAPH_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    graph_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, graph_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListGraphsResponse(_message.Message):
+    __slots__ = ("graphs", "next_page_token")
+    GRAPHS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    graphs: _containers.RepeatedCompositeFieldContainer[_common_pb2.GraphDef]
+    next_page_token: str
+    def __init__(self, graphs: _Optional[_Iterable[_Union[_common_pb2.GraphDef, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class PollTaskRequest(_message.Message):
     __slots__ = ("worker_id", "task_queues", "graphs", "wait")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -42,18 +74,14 @@ class PollTaskResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[_common_pb2.Task, _Mapping]] = ...) -> None: ...
 
 class RecordActivityRequest(_message.Message):
-    __slots__ = ("worker_id", "run_id", "step_index", "attempt", "activity")
+    __slots__ = ("worker_id", "task_token", "activity")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
-    RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
-    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ACTIVITY_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
-    run_id: str
-    step_index: int
-    attempt: int
+    task_token: str
     activity: _common_pb2.Activity
-    def __init__(self, worker_id: _Optional[str] = ..., run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., activity: _Optional[_Union[_common_pb2.Activity, _Mapping]] = ...) -> None: ...
+    def __init__(self, worker_id: _Optional[str] = ..., task_token: _Optional[str] = ..., activity: _Optional[_Union[_common_pb2.Activity, _Mapping]] = ...) -> None: ...
 
 class RecordActivityResponse(_message.Message):
     __slots__ = ("activity",)
@@ -62,16 +90,12 @@ class RecordActivityResponse(_message.Message):
     def __init__(self, activity: _Optional[_Union[_common_pb2.Activity, _Mapping]] = ...) -> None: ...
 
 class HeartbeatTaskRequest(_message.Message):
-    __slots__ = ("worker_id", "run_id", "step_index", "attempt")
+    __slots__ = ("worker_id", "task_token")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
-    RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
-    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
-    run_id: str
-    step_index: int
-    attempt: int
-    def __init__(self, worker_id: _Optional[str] = ..., run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
+    task_token: str
+    def __init__(self, worker_id: _Optional[str] = ..., task_token: _Optional[str] = ...) -> None: ...
 
 class HeartbeatTaskResponse(_message.Message):
     __slots__ = ("lease_expires_at", "cancel_requested")
@@ -82,14 +106,9 @@ class HeartbeatTaskResponse(_message.Message):
     def __init__(self, lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_requested: _Optional[bool] = ...) -> None: ...
 
 class CompleteTaskRequest(_message.Message):
-    __slots__ = ("worker_id", "run_id", "step_index", "attempt", "node_id", "graph_id", "graph_version", "state", "output", "next_key", "started_at", "eager_task_queues", "activities")
+    __slots__ = ("worker_id", "task_token", "state", "output", "next_key", "started_at", "eager_task_queues", "activities")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
-    RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
-    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
-    NODE_ID_FIELD_NUMBER: _ClassVar[int]
-    GRAPH_ID_FIELD_NUMBER: _ClassVar[int]
-    GRAPH_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     NEXT_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -97,19 +116,14 @@ class CompleteTaskRequest(_message.Message):
     EAGER_TASK_QUEUES_FIELD_NUMBER: _ClassVar[int]
     ACTIVITIES_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
-    run_id: str
-    step_index: int
-    attempt: int
-    node_id: str
-    graph_id: str
-    graph_version: int
+    task_token: str
     state: bytes
     output: bytes
     next_key: str
     started_at: _timestamp_pb2.Timestamp
     eager_task_queues: _containers.RepeatedScalarFieldContainer[str]
     activities: _containers.RepeatedCompositeFieldContainer[_common_pb2.Activity]
-    def __init__(self, worker_id: _Optional[str] = ..., run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., node_id: _Optional[str] = ..., graph_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., state: _Optional[bytes] = ..., output: _Optional[bytes] = ..., next_key: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., eager_task_queues: _Optional[_Iterable[str]] = ..., activities: _Optional[_Iterable[_Union[_common_pb2.Activity, _Mapping]]] = ...) -> None: ...
+    def __init__(self, worker_id: _Optional[str] = ..., task_token: _Optional[str] = ..., state: _Optional[bytes] = ..., output: _Optional[bytes] = ..., next_key: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., eager_task_queues: _Optional[_Iterable[str]] = ..., activities: _Optional[_Iterable[_Union[_common_pb2.Activity, _Mapping]]] = ...) -> None: ...
 
 class CompleteTaskResponse(_message.Message):
     __slots__ = ("next_task", "run_status")
@@ -120,22 +134,20 @@ class CompleteTaskResponse(_message.Message):
     def __init__(self, next_task: _Optional[_Union[_common_pb2.Task, _Mapping]] = ..., run_status: _Optional[_Union[_common_pb2.RunStatus, str]] = ...) -> None: ...
 
 class FailTaskRequest(_message.Message):
-    __slots__ = ("worker_id", "run_id", "step_index", "attempt", "failure", "release", "activities")
+    __slots__ = ("worker_id", "task_token", "failure", "release", "cancelled", "activities")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
-    RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
-    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
     ACTIVITIES_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
-    run_id: str
-    step_index: int
-    attempt: int
+    task_token: str
     failure: _common_pb2.Failure
     release: bool
+    cancelled: bool
     activities: _containers.RepeatedCompositeFieldContainer[_common_pb2.Activity]
-    def __init__(self, worker_id: _Optional[str] = ..., run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., failure: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., release: _Optional[bool] = ..., activities: _Optional[_Iterable[_Union[_common_pb2.Activity, _Mapping]]] = ...) -> None: ...
+    def __init__(self, worker_id: _Optional[str] = ..., task_token: _Optional[str] = ..., failure: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., release: _Optional[bool] = ..., cancelled: _Optional[bool] = ..., activities: _Optional[_Iterable[_Union[_common_pb2.Activity, _Mapping]]] = ...) -> None: ...
 
 class FailTaskResponse(_message.Message):
     __slots__ = ("will_retry", "retry_after", "run_status")
@@ -148,20 +160,16 @@ class FailTaskResponse(_message.Message):
     def __init__(self, will_retry: _Optional[bool] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., run_status: _Optional[_Union[_common_pb2.RunStatus, str]] = ...) -> None: ...
 
 class SuspendTaskRequest(_message.Message):
-    __slots__ = ("worker_id", "run_id", "step_index", "attempt", "wait", "activities")
+    __slots__ = ("worker_id", "task_token", "wait", "activities")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
-    RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
-    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
     ACTIVITIES_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
-    run_id: str
-    step_index: int
-    attempt: int
+    task_token: str
     wait: WaitRequest
     activities: _containers.RepeatedCompositeFieldContainer[_common_pb2.Activity]
-    def __init__(self, worker_id: _Optional[str] = ..., run_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., wait: _Optional[_Union[WaitRequest, _Mapping]] = ..., activities: _Optional[_Iterable[_Union[_common_pb2.Activity, _Mapping]]] = ...) -> None: ...
+    def __init__(self, worker_id: _Optional[str] = ..., task_token: _Optional[str] = ..., wait: _Optional[_Union[WaitRequest, _Mapping]] = ..., activities: _Optional[_Iterable[_Union[_common_pb2.Activity, _Mapping]]] = ...) -> None: ...
 
 class WaitRequest(_message.Message):
     __slots__ = ("seq", "kind", "name", "duration", "request_hash")

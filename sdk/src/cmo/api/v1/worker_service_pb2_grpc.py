@@ -27,6 +27,13 @@ if _version_not_supported:
 
 class WorkerServiceStub:
     """What workers call: register graphs, take tasks, report their outcome.
+
+    Task calls (RecordActivity, HeartbeatTask, CompleteTask, FailTask, SuspendTask) name the task by
+    the opaque `task_token` of the Task the worker was given, and the worker by the `worker_id` it
+    polled with. Only the worker holding the task's lease may act on it: a token of an attempt that
+    is no longer current (its lease lapsed and another worker took it, the run was terminated) or a
+    worker_id that does not hold the lease is answered FAILED_PRECONDITION, and nothing is written.
+    A malformed token is INVALID_ARGUMENT. See docs/wire.md for the task lifecycle.
     """
 
     def __init__(self, channel):
@@ -39,6 +46,16 @@ class WorkerServiceStub:
                 '/cmo.api.v1.WorkerService/RegisterGraph',
                 request_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.RegisterGraphRequest.SerializeToString,
                 response_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.RegisterGraphResponse.FromString,
+                _registered_method=True)
+        self.GetGraph = channel.unary_unary(
+                '/cmo.api.v1.WorkerService/GetGraph',
+                request_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.GetGraphRequest.SerializeToString,
+                response_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.GetGraphResponse.FromString,
+                _registered_method=True)
+        self.ListGraphs = channel.unary_unary(
+                '/cmo.api.v1.WorkerService/ListGraphs',
+                request_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.ListGraphsRequest.SerializeToString,
+                response_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.ListGraphsResponse.FromString,
                 _registered_method=True)
         self.PollTask = channel.unary_unary(
                 '/cmo.api.v1.WorkerService/PollTask',
@@ -84,10 +101,32 @@ class WorkerServiceStub:
 
 class WorkerServiceServicer:
     """What workers call: register graphs, take tasks, report their outcome.
+
+    Task calls (RecordActivity, HeartbeatTask, CompleteTask, FailTask, SuspendTask) name the task by
+    the opaque `task_token` of the Task the worker was given, and the worker by the `worker_id` it
+    polled with. Only the worker holding the task's lease may act on it: a token of an attempt that
+    is no longer current (its lease lapsed and another worker took it, the run was terminated) or a
+    worker_id that does not hold the lease is answered FAILED_PRECONDITION, and nothing is written.
+    A malformed token is INVALID_ARGUMENT. See docs/wire.md for the task lifecycle.
     """
 
     def RegisterGraph(self, request, context):
-        """Idempotent for an identical definition; ALREADY_EXISTS for a different one.
+        """Idempotent for an identical definition; ALREADY_EXISTS for a different one (the message names
+        the first field that differs).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGraph(self, request, context):
+        """One registered graph version; NOT_FOUND if it is not registered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGraphs(self, request, context):
+        """The registered graph versions, by graph_id then version, paged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -101,30 +140,34 @@ class WorkerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RecordActivity(self, request, context):
-        """Record the outcome of an activity, fenced by attempt. The first record of a (step, seq) wins:
-        the reply carries the stored record, which the worker must use.
+        """Record the outcome of an activity. The first record of a (step, seq) wins: the reply carries
+        the stored record, which the worker must use.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def HeartbeatTask(self, request, context):
-        """Extend the lease; FAILED_PRECONDITION when the attempt is no longer current.
+        """Extend the lease by the task's lease_duration; say whether the run is being cancelled.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CompleteTask(self, request, context):
-        """Checkpoint the step and move the run on, in one transaction. FAILED_PRECONDITION for a stale
-        attempt; re-sending an already completed step is a no-op.
+        """Checkpoint the step and move the run on, in one transaction. Re-sending a step this worker
+        already completed with this token is answered as the first time (without the eager task)
+        when the checkpoint is identical (state, output, next_key); a different one is
+        FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def FailTask(self, request, context):
-        """Report a failed attempt (retried per the node's policy) or give the task back (release).
+        """End the attempt without a checkpoint, in one transaction with its riding records: a failure
+        (retried per the node's RetryPolicy, else the run fails), a release (the task is given back
+        unrun), or a cancellation (the run ends CANCELLED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,7 +176,7 @@ class WorkerServiceServicer:
     def SuspendTask(self, request, context):
         """End the attempt while the node waits for a signal or a timer, holding no worker slot. The
         server records the wait's outcome at its seq once it is over and offers the step again as a
-        new attempt, which replays to the wait. FAILED_PRECONDITION for a stale attempt.
+        new attempt, which replays to the wait.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -161,6 +204,16 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.RegisterGraph,
                     request_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.RegisterGraphRequest.FromString,
                     response_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.RegisterGraphResponse.SerializeToString,
+            ),
+            'GetGraph': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGraph,
+                    request_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.GetGraphRequest.FromString,
+                    response_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.GetGraphResponse.SerializeToString,
+            ),
+            'ListGraphs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGraphs,
+                    request_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.ListGraphsRequest.FromString,
+                    response_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.ListGraphsResponse.SerializeToString,
             ),
             'PollTask': grpc.unary_unary_rpc_method_handler(
                     servicer.PollTask,
@@ -212,6 +265,13 @@ def add_WorkerServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class WorkerService:
     """What workers call: register graphs, take tasks, report their outcome.
+
+    Task calls (RecordActivity, HeartbeatTask, CompleteTask, FailTask, SuspendTask) name the task by
+    the opaque `task_token` of the Task the worker was given, and the worker by the `worker_id` it
+    polled with. Only the worker holding the task's lease may act on it: a token of an attempt that
+    is no longer current (its lease lapsed and another worker took it, the run was terminated) or a
+    worker_id that does not hold the lease is answered FAILED_PRECONDITION, and nothing is written.
+    A malformed token is INVALID_ARGUMENT. See docs/wire.md for the task lifecycle.
     """
 
     @staticmethod
@@ -231,6 +291,60 @@ class WorkerService:
             '/cmo.api.v1.WorkerService/RegisterGraph',
             cmo_dot_api_dot_v1_dot_worker__service__pb2.RegisterGraphRequest.SerializeToString,
             cmo_dot_api_dot_v1_dot_worker__service__pb2.RegisterGraphResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGraph(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cmo.api.v1.WorkerService/GetGraph',
+            cmo_dot_api_dot_v1_dot_worker__service__pb2.GetGraphRequest.SerializeToString,
+            cmo_dot_api_dot_v1_dot_worker__service__pb2.GetGraphResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGraphs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cmo.api.v1.WorkerService/ListGraphs',
+            cmo_dot_api_dot_v1_dot_worker__service__pb2.ListGraphsRequest.SerializeToString,
+            cmo_dot_api_dot_v1_dot_worker__service__pb2.ListGraphsResponse.FromString,
             options,
             channel_credentials,
             insecure,

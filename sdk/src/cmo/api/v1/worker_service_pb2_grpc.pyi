@@ -27,32 +27,51 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class WorkerServiceStub:
-    """What workers call: register graphs, take tasks, report their outcome."""
+    """What workers call: register graphs, take tasks, report their outcome.
+
+    Task calls (RecordActivity, HeartbeatTask, CompleteTask, FailTask, SuspendTask) name the task by
+    the opaque `task_token` of the Task the worker was given, and the worker by the `worker_id` it
+    polled with. Only the worker holding the task's lease may act on it: a token of an attempt that
+    is no longer current (its lease lapsed and another worker took it, the run was terminated) or a
+    worker_id that does not hold the lease is answered FAILED_PRECONDITION, and nothing is written.
+    A malformed token is INVALID_ARGUMENT. See docs/wire.md for the task lifecycle.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> WorkerServiceAsyncStub: ...
     RegisterGraph: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.RegisterGraphRequest, _worker_service_pb2.RegisterGraphResponse]
-    """Idempotent for an identical definition; ALREADY_EXISTS for a different one."""
+    """Idempotent for an identical definition; ALREADY_EXISTS for a different one (the message names
+    the first field that differs).
+    """
+    GetGraph: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.GetGraphRequest, _worker_service_pb2.GetGraphResponse]
+    """One registered graph version; NOT_FOUND if it is not registered."""
+    ListGraphs: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.ListGraphsRequest, _worker_service_pb2.ListGraphsResponse]
+    """The registered graph versions, by graph_id then version, paged."""
     PollTask: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.PollTaskRequest, _worker_service_pb2.PollTaskResponse]
     """Long-poll for one task on the given queues, of the given graph versions."""
     RecordActivity: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.RecordActivityRequest, _worker_service_pb2.RecordActivityResponse]
-    """Record the outcome of an activity, fenced by attempt. The first record of a (step, seq) wins:
-    the reply carries the stored record, which the worker must use.
+    """Record the outcome of an activity. The first record of a (step, seq) wins: the reply carries
+    the stored record, which the worker must use.
     """
     HeartbeatTask: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.HeartbeatTaskRequest, _worker_service_pb2.HeartbeatTaskResponse]
-    """Extend the lease; FAILED_PRECONDITION when the attempt is no longer current."""
+    """Extend the lease by the task's lease_duration; say whether the run is being cancelled."""
     CompleteTask: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.CompleteTaskRequest, _worker_service_pb2.CompleteTaskResponse]
-    """Checkpoint the step and move the run on, in one transaction. FAILED_PRECONDITION for a stale
-    attempt; re-sending an already completed step is a no-op.
+    """Checkpoint the step and move the run on, in one transaction. Re-sending a step this worker
+    already completed with this token is answered as the first time (without the eager task)
+    when the checkpoint is identical (state, output, next_key); a different one is
+    FAILED_PRECONDITION.
     """
     FailTask: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.FailTaskRequest, _worker_service_pb2.FailTaskResponse]
-    """Report a failed attempt (retried per the node's policy) or give the task back (release)."""
+    """End the attempt without a checkpoint, in one transaction with its riding records: a failure
+    (retried per the node's RetryPolicy, else the run fails), a release (the task is given back
+    unrun), or a cancellation (the run ends CANCELLED).
+    """
     SuspendTask: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.SuspendTaskRequest, _worker_service_pb2.SuspendTaskResponse]
     """End the attempt while the node waits for a signal or a timer, holding no worker slot. The
     server records the wait's outcome at its seq once it is over and offers the step again as a
-    new attempt, which replays to the wait. FAILED_PRECONDITION for a stale attempt.
+    new attempt, which replays to the wait.
     """
     PutArtifact: _grpc.StreamUnaryMultiCallable[_worker_service_pb2.PutArtifactRequest, _worker_service_pb2.PutArtifactResponse]
     """Store an artifact: the first message names the run and the media type, every message may
@@ -63,29 +82,48 @@ class WorkerServiceStub:
 
 @_typing.type_check_only
 class WorkerServiceAsyncStub(WorkerServiceStub):
-    """What workers call: register graphs, take tasks, report their outcome."""
+    """What workers call: register graphs, take tasks, report their outcome.
+
+    Task calls (RecordActivity, HeartbeatTask, CompleteTask, FailTask, SuspendTask) name the task by
+    the opaque `task_token` of the Task the worker was given, and the worker by the `worker_id` it
+    polled with. Only the worker holding the task's lease may act on it: a token of an attempt that
+    is no longer current (its lease lapsed and another worker took it, the run was terminated) or a
+    worker_id that does not hold the lease is answered FAILED_PRECONDITION, and nothing is written.
+    A malformed token is INVALID_ARGUMENT. See docs/wire.md for the task lifecycle.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     RegisterGraph: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.RegisterGraphRequest, _worker_service_pb2.RegisterGraphResponse]  # type: ignore[assignment]
-    """Idempotent for an identical definition; ALREADY_EXISTS for a different one."""
+    """Idempotent for an identical definition; ALREADY_EXISTS for a different one (the message names
+    the first field that differs).
+    """
+    GetGraph: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.GetGraphRequest, _worker_service_pb2.GetGraphResponse]  # type: ignore[assignment]
+    """One registered graph version; NOT_FOUND if it is not registered."""
+    ListGraphs: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.ListGraphsRequest, _worker_service_pb2.ListGraphsResponse]  # type: ignore[assignment]
+    """The registered graph versions, by graph_id then version, paged."""
     PollTask: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.PollTaskRequest, _worker_service_pb2.PollTaskResponse]  # type: ignore[assignment]
     """Long-poll for one task on the given queues, of the given graph versions."""
     RecordActivity: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.RecordActivityRequest, _worker_service_pb2.RecordActivityResponse]  # type: ignore[assignment]
-    """Record the outcome of an activity, fenced by attempt. The first record of a (step, seq) wins:
-    the reply carries the stored record, which the worker must use.
+    """Record the outcome of an activity. The first record of a (step, seq) wins: the reply carries
+    the stored record, which the worker must use.
     """
     HeartbeatTask: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.HeartbeatTaskRequest, _worker_service_pb2.HeartbeatTaskResponse]  # type: ignore[assignment]
-    """Extend the lease; FAILED_PRECONDITION when the attempt is no longer current."""
+    """Extend the lease by the task's lease_duration; say whether the run is being cancelled."""
     CompleteTask: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.CompleteTaskRequest, _worker_service_pb2.CompleteTaskResponse]  # type: ignore[assignment]
-    """Checkpoint the step and move the run on, in one transaction. FAILED_PRECONDITION for a stale
-    attempt; re-sending an already completed step is a no-op.
+    """Checkpoint the step and move the run on, in one transaction. Re-sending a step this worker
+    already completed with this token is answered as the first time (without the eager task)
+    when the checkpoint is identical (state, output, next_key); a different one is
+    FAILED_PRECONDITION.
     """
     FailTask: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.FailTaskRequest, _worker_service_pb2.FailTaskResponse]  # type: ignore[assignment]
-    """Report a failed attempt (retried per the node's policy) or give the task back (release)."""
+    """End the attempt without a checkpoint, in one transaction with its riding records: a failure
+    (retried per the node's RetryPolicy, else the run fails), a release (the task is given back
+    unrun), or a cancellation (the run ends CANCELLED).
+    """
     SuspendTask: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.SuspendTaskRequest, _worker_service_pb2.SuspendTaskResponse]  # type: ignore[assignment]
     """End the attempt while the node waits for a signal or a timer, holding no worker slot. The
     server records the wait's outcome at its seq once it is over and offers the step again as a
-    new attempt, which replays to the wait. FAILED_PRECONDITION for a stale attempt.
+    new attempt, which replays to the wait.
     """
     PutArtifact: _aio.StreamUnaryMultiCallable[_worker_service_pb2.PutArtifactRequest, _worker_service_pb2.PutArtifactResponse]  # type: ignore[assignment]
     """Store an artifact: the first message names the run and the media type, every message may
@@ -95,7 +133,15 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     """Read an artifact back in chunks, verified against its digest; NOT_FOUND if unknown."""
 
 class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
-    """What workers call: register graphs, take tasks, report their outcome."""
+    """What workers call: register graphs, take tasks, report their outcome.
+
+    Task calls (RecordActivity, HeartbeatTask, CompleteTask, FailTask, SuspendTask) name the task by
+    the opaque `task_token` of the Task the worker was given, and the worker by the `worker_id` it
+    polled with. Only the worker holding the task's lease may act on it: a token of an attempt that
+    is no longer current (its lease lapsed and another worker took it, the run was terminated) or a
+    worker_id that does not hold the lease is answered FAILED_PRECONDITION, and nothing is written.
+    A malformed token is INVALID_ARGUMENT. See docs/wire.md for the task lifecycle.
+    """
 
     @_abc_1.abstractmethod
     def RegisterGraph(
@@ -103,7 +149,25 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _worker_service_pb2.RegisterGraphRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_worker_service_pb2.RegisterGraphResponse, _abc.Awaitable[_worker_service_pb2.RegisterGraphResponse]]:
-        """Idempotent for an identical definition; ALREADY_EXISTS for a different one."""
+        """Idempotent for an identical definition; ALREADY_EXISTS for a different one (the message names
+        the first field that differs).
+        """
+
+    @_abc_1.abstractmethod
+    def GetGraph(
+        self,
+        request: _worker_service_pb2.GetGraphRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_worker_service_pb2.GetGraphResponse, _abc.Awaitable[_worker_service_pb2.GetGraphResponse]]:
+        """One registered graph version; NOT_FOUND if it is not registered."""
+
+    @_abc_1.abstractmethod
+    def ListGraphs(
+        self,
+        request: _worker_service_pb2.ListGraphsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_worker_service_pb2.ListGraphsResponse, _abc.Awaitable[_worker_service_pb2.ListGraphsResponse]]:
+        """The registered graph versions, by graph_id then version, paged."""
 
     @_abc_1.abstractmethod
     def PollTask(
@@ -119,8 +183,8 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _worker_service_pb2.RecordActivityRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_worker_service_pb2.RecordActivityResponse, _abc.Awaitable[_worker_service_pb2.RecordActivityResponse]]:
-        """Record the outcome of an activity, fenced by attempt. The first record of a (step, seq) wins:
-        the reply carries the stored record, which the worker must use.
+        """Record the outcome of an activity. The first record of a (step, seq) wins: the reply carries
+        the stored record, which the worker must use.
         """
 
     @_abc_1.abstractmethod
@@ -129,7 +193,7 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _worker_service_pb2.HeartbeatTaskRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_worker_service_pb2.HeartbeatTaskResponse, _abc.Awaitable[_worker_service_pb2.HeartbeatTaskResponse]]:
-        """Extend the lease; FAILED_PRECONDITION when the attempt is no longer current."""
+        """Extend the lease by the task's lease_duration; say whether the run is being cancelled."""
 
     @_abc_1.abstractmethod
     def CompleteTask(
@@ -137,8 +201,10 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _worker_service_pb2.CompleteTaskRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_worker_service_pb2.CompleteTaskResponse, _abc.Awaitable[_worker_service_pb2.CompleteTaskResponse]]:
-        """Checkpoint the step and move the run on, in one transaction. FAILED_PRECONDITION for a stale
-        attempt; re-sending an already completed step is a no-op.
+        """Checkpoint the step and move the run on, in one transaction. Re-sending a step this worker
+        already completed with this token is answered as the first time (without the eager task)
+        when the checkpoint is identical (state, output, next_key); a different one is
+        FAILED_PRECONDITION.
         """
 
     @_abc_1.abstractmethod
@@ -147,7 +213,10 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _worker_service_pb2.FailTaskRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_worker_service_pb2.FailTaskResponse, _abc.Awaitable[_worker_service_pb2.FailTaskResponse]]:
-        """Report a failed attempt (retried per the node's policy) or give the task back (release)."""
+        """End the attempt without a checkpoint, in one transaction with its riding records: a failure
+        (retried per the node's RetryPolicy, else the run fails), a release (the task is given back
+        unrun), or a cancellation (the run ends CANCELLED).
+        """
 
     @_abc_1.abstractmethod
     def SuspendTask(
@@ -157,7 +226,7 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_worker_service_pb2.SuspendTaskResponse, _abc.Awaitable[_worker_service_pb2.SuspendTaskResponse]]:
         """End the attempt while the node waits for a signal or a timer, holding no worker slot. The
         server records the wait's outcome at its seq once it is over and offers the step again as a
-        new attempt, which replays to the wait. FAILED_PRECONDITION for a stale attempt.
+        new attempt, which replays to the wait.
         """
 
     @_abc_1.abstractmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cmo_server.domain import ActivityRecord, TaskKey
 from cmo_server.errors import StaleLease
 from cmo_server.store._rows import ACTIVITY_COLUMNS, activity_from_row, activity_params
-from cmo_server.store.postgres._tasks import FENCE, Pool, same
+from cmo_server.store.postgres._tasks import FENCE, Pool, fence, same
 
 __all__ = ["PostgresActivities"]
 
@@ -33,8 +33,7 @@ class PostgresActivities:
         """See `Store.record_activity`."""
         params = activity_params(key.run_id, key.step_index, activity)
         async with self._pool.connection() as conn, conn.transaction():
-            fence = {"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt}
-            if await (await conn.execute(LOCK_FENCED_TASK, fence)).fetchone() is None:
+            if await (await conn.execute(LOCK_FENCED_TASK, fence(key))).fetchone() is None:
                 raise StaleLease(key.run_id, key.step_index, key.attempt)
             await conn.execute(INSERT_ACTIVITY, params)
             row = await (await conn.execute(SELECT_ACTIVITY, params)).fetchone()

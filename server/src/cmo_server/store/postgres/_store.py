@@ -23,8 +23,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from cmo_server.domain import Failure, GraphSpec, NewFork, NewRun, Run, RunStatus, Step, graph_key
 from cmo_server.errors import AlreadyExists
-from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
-from cmo_server.store._protocol import RunPage
+from cmo_server.store._pages import (
+    decode_graph_page_token,
+    decode_run_page_token,
+    encode_graph_page_token,
+    encode_run_page_token,
+)
+from cmo_server.store._protocol import GraphPage, RunPage
 from cmo_server.store._rows import (
     ACTIVITY_COLUMNS,
     RUN_COLUMNS,
@@ -70,6 +75,11 @@ INSERT_GRAPH = """
 """
 SELECT_GRAPH_DEFINITION = "SELECT definition FROM graphs WHERE graph_id = %(graph_id)s AND version = %(version)s"
 SELECT_NEWEST_GRAPH = "SELECT definition FROM graphs WHERE graph_id = %(graph_id)s ORDER BY version DESC LIMIT 1"
+LIST_GRAPHS = """
+    SELECT definition FROM graphs
+     WHERE (%(graph_id)s = '' OR graph_id = %(graph_id)s) AND (graph_id, version) > (%(after_id)s, %(after_version)s)
+     ORDER BY graph_id, version LIMIT %(limit)s
+"""
 
 # -- runs -----------------------------------------------------------------------------------------
 
@@ -264,11 +274,9 @@ class PostgresStore(
             return True
         # Versions are immutable once stored, so reading the existing one after the insert is safe.
         row = await self._fetchone(SELECT_GRAPH_DEFINITION, params)
-        if row is None or row[0] != params["definition"]:
-            raise AlreadyExists(
-                f"graph {graph.graph_id!r} version {graph.version} is registered with another "
-                "definition; a version is immutable, register a new version"
-            )
+        assert row is not None, "a graph version is never deleted"
+        if row[0] != params["definition"]:
+            raise AlreadyExists(graph.conflict_message(json.loads(row[0])))
         return False
 
     async def get_graph(self, graph_id: str, version: int) -> GraphSpec | None:
@@ -278,6 +286,16 @@ class PostgresStore(
         else:
             row = await self._fetchone(SELECT_GRAPH_DEFINITION, {"graph_id": graph_id, "version": version})
         return None if row is None else GraphSpec.from_json(json.loads(row[0]))
+
+    async def list_graphs(self, *, graph_id: str = "", limit: int = 100, page_token: str = "") -> GraphPage:
+        """See `Store.list_graphs`."""
+        after_id, after_version = decode_graph_page_token(page_token) if page_token else ("", 0)
+        params = {"graph_id": graph_id, "after_id": after_id, "after_version": after_version, "limit": limit + 1}
+        async with self._pool.connection() as conn:
+            rows = await (await conn.execute(LIST_GRAPHS, params)).fetchall()
+        graphs = [GraphSpec.from_json(json.loads(row[0])) for row in rows]
+        last = graphs[limit - 1] if len(graphs) > limit else None
+        return graphs[:limit], encode_graph_page_token(last.graph_id, last.version) if last else ""
 
     # -- runs -------------------------------------------------------------------------------------
 

@@ -18,16 +18,18 @@ from psycopg_pool import AsyncConnectionPool
 from cmo_server.domain import (
     END_NODE,
     ActivityRecord,
+    AttemptEnd,
+    Checkpoint,
     CompleteOutcome,
-    Failure,
+    FailDecider,
+    FailDecision,
     RunStatus,
-    StepCommit,
     Task,
     TaskKey,
     TaskState,
     graph_key,
 )
-from cmo_server.errors import StaleLease
+from cmo_server.errors import FailedPrecondition, StaleLease
 from cmo_server.store._rows import ACTIVITY_COLUMNS, activity_arrays, activity_from_row, trace_from_text
 
 __all__ = ["FENCE", "Pool", "PostgresTasks", "fence", "same"]
@@ -91,8 +93,9 @@ SELECT_TASK = """
       FROM tasks t JOIN runs r ON r.run_id = t.run_id WHERE t.run_id = %(run_id)s
 """
 
-# Every worker write names the attempt it holds; a newer attempt or a finished step matches no row.
-FENCE = "run_id = %(run_id)s AND step_index = %(step_index)s AND attempt = %(attempt)s AND lease_owner IS NOT NULL"
+# Every worker write names the attempt it holds and the worker holding its lease; a newer attempt,
+# a finished step or another worker matches no row.
+FENCE = "run_id = %(run_id)s AND step_index = %(step_index)s AND attempt = %(attempt)s AND lease_owner = %(worker_id)s"
 
 EXTEND_LEASE = f"""
     UPDATE tasks SET visible_at = now() + %(lease)s WHERE {FENCE}
@@ -167,7 +170,8 @@ FINISH_RUN_WITH_ACTIVITIES = FINISH_RUN.replace(
 assert ADVANCE_TASK_WITH_ACTIVITIES != ADVANCE_TASK, "the riding insert found no place in ADVANCE_TASK"
 assert FINISH_RUN_WITH_ACTIVITIES != FINISH_RUN, "the riding insert found no place in FINISH_RUN"
 SELECT_COMPLETED_STEP = """
-    SELECT s.attempt, r.status FROM steps s JOIN runs r ON r.run_id = s.run_id
+    SELECT s.attempt, s.node_id, s.state_hash, s.output, s.next_key, r.status
+      FROM steps s JOIN runs r ON r.run_id = s.run_id
      WHERE s.run_id = %(run_id)s AND s.step_index = %(step_index)s
 """
 RETRY_TASK = f"""
@@ -176,6 +180,21 @@ RETRY_TASK = f"""
      WHERE {FENCE}
 """
 RELEASE_TASK = f"UPDATE tasks SET lease_owner = NULL, visible_at = now() WHERE {FENCE}"
+# FailTask decides from the task as it is while holding its row, so the decision and its write are
+# one transaction (a concurrent claim or cancel waits for it).
+LOCK_FENCED_TASK_FOR_FAIL = f"""
+    SELECT t.run_id, t.step_index, t.attempt, t.node_id, t.graph_key, t.task_queue, t.failures, t.lease_owner,
+           r.cancel_requested
+      FROM tasks t JOIN runs r ON r.run_id = t.run_id WHERE {FENCE.replace("run_id =", "t.run_id =")}
+       FOR UPDATE OF t
+"""
+INSERT_RIDING_ACTIVITIES = """
+    INSERT INTO activities (run_id, step_index, seq, kind, name, request_hash, result, error, attempt, recorded_at)
+    SELECT %(run_id)s, %(step_index)s, a.seq, a.kind, a.name, a.request_hash, a.result, a.error, %(attempt)s, now()
+      FROM unnest(%(act_seq)s::integer[], %(act_kind)s::text[], %(act_name)s::text[], %(act_hash)s::text[],
+                  %(act_result)s::bytea[], %(act_error)s::text[]) AS a (seq, kind, name, request_hash, result, error)
+    ON CONFLICT (run_id, step_index, seq) DO NOTHING
+"""
 FAIL_RUN = f"""
     WITH gone AS (
         DELETE FROM tasks WHERE {FENCE} RETURNING run_id
@@ -266,6 +285,7 @@ class PostgresTasks:
             cancel_requested=cancelled,
             trace_context=trace_from_text(trace),
             previous_lease_expired=lapsed,
+            worker_id=worker_id,
         )
 
     async def ready_queues(self, task_queues: Sequence[str]) -> set[tuple[str, str]]:
@@ -279,14 +299,14 @@ class PostgresTasks:
         row = await self._fetchone(SELECT_NEXT_READY_AT, {"queues": list(task_queues)})
         return None if row is None else row[0]
 
-    async def extend_lease(self, key: TaskKey, *, worker_id: str, lease: timedelta) -> tuple[datetime, bool]:
+    async def extend_lease(self, key: TaskKey, *, lease: timedelta) -> tuple[datetime, bool]:
         """See `Store.extend_lease`."""
         row = await self._fetchone(EXTEND_LEASE, {**fence(key), "lease": lease})
         if row is None:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
         return row[0], row[1]
 
-    async def complete_step(self, commit: StepCommit) -> CompleteOutcome:
+    async def complete_step(self, commit: Checkpoint) -> CompleteOutcome:
         """See `Store.complete_step`."""
         c, key = commit, commit.key
         params: dict[str, Any] = {
@@ -306,7 +326,7 @@ class PostgresTasks:
             params["completed"] = int(RunStatus.COMPLETED)
             finished = await self._fetchone(FINISH_RUN_WITH_ACTIVITIES if c.activities else FINISH_RUN, params)
             if finished is None:
-                return await self._not_current(key)
+                return await self._not_current(c)
             return CompleteOutcome(RunStatus.COMPLETED, finished_at=finished[1])
         params.update(
             next_queue=c.next_queue,
@@ -316,7 +336,7 @@ class PostgresTasks:
         )
         row = await self._fetchone(ADVANCE_TASK_WITH_ACTIVITIES if c.activities else ADVANCE_TASK, params)
         if row is None:
-            return await self._not_current(key)
+            return await self._not_current(c)
         if not c.eager_worker:
             return CompleteOutcome(RunStatus.RUNNING, enqueued=(c.next_queue, params["graph_key"]))
         expires, logical_time, seed, cancelled, trace = row
@@ -324,54 +344,69 @@ class PostgresTasks:
         next_task = replace(next_task, cancel_requested=cancelled, trace_context=trace_from_text(trace))
         return CompleteOutcome(RunStatus.RUNNING, next_task=next_task)
 
-    async def _not_current(self, key: TaskKey) -> CompleteOutcome:
-        """A fenced write matched nothing: a harmless re-send of a done step, or a stale attempt.
+    async def _not_current(self, c: Checkpoint) -> CompleteOutcome:
+        """A fenced write matched nothing: a re-send of a done step, or a stale attempt.
 
         A separate statement, so its snapshot sees a completion that the fenced write waited for.
         """
+        key = c.key
         row = await self._fetchone(SELECT_COMPLETED_STEP, {"run_id": key.run_id, "step_index": key.step_index})
-        if row is not None and row[0] == key.attempt:
-            return CompleteOutcome(RunStatus(row[1]), duplicate=True)
-        raise StaleLease(key.run_id, key.step_index, key.attempt)
+        if row is None or row[0] != key.attempt:
+            raise StaleLease(key.run_id, key.step_index, key.attempt)
+        if not c.same_as(node_id=row[1], state_hash=row[2], output=row[3], next_key=row[4]):
+            raise FailedPrecondition(c.differs_message())
+        return CompleteOutcome(RunStatus(row[5]), duplicate=True)
 
     async def get_task(self, run_id: str) -> TaskState | None:
         """See `Store.get_task`."""
         row = await self._fetchone(SELECT_TASK, {"run_id": run_id})
-        if row is None:
-            return None
-        graph_id, version = _split_graph_key(row[4])
-        return TaskState(
-            run_id=row[0],
-            step_index=row[1],
-            attempt=row[2],
-            node_id=row[3],
-            graph_id=graph_id,
-            graph_version=version,
-            task_queue=row[5],
-            failures=row[6],
-            lease_owner=row[7],
-            cancel_requested=row[8],
-        )
-
-    async def retry_task(self, key: TaskKey, *, failure: Failure, delay: timedelta) -> None:
-        """See `Store.retry_task`."""
-        params = {**fence(key), "delay": delay, "failure": json.dumps(failure.to_json())}
-        if await self._rowcount(RETRY_TASK, params) == 0:
-            raise StaleLease(key.run_id, key.step_index, key.attempt)
+        return None if row is None else _task_state(row)
 
     async def release_task(self, key: TaskKey) -> None:
         """See `Store.release_task`."""
         if await self._rowcount(RELEASE_TASK, fence(key)) == 0:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
 
-    async def fail_run(self, key: TaskKey, *, failure: Failure, cancelled: bool = False) -> None:
-        """See `Store.fail_run`."""
-        status = RunStatus.CANCELLED if cancelled else RunStatus.FAILED
-        params = {**fence(key), "failure": json.dumps(failure.to_json()), "status": int(status)}
-        if await self._rowcount(FAIL_RUN, params) == 0:
-            raise StaleLease(key.run_id, key.step_index, key.attempt)
+    async def fail_task(
+        self, key: TaskKey, *, decide: FailDecider, activities: tuple[ActivityRecord, ...] = ()
+    ) -> tuple[TaskState, FailDecision]:
+        """See `Store.fail_task`."""
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await (await conn.execute(LOCK_FENCED_TASK_FOR_FAIL, fence(key))).fetchone()
+            if row is None:
+                raise StaleLease(key.run_id, key.step_index, key.attempt)
+            task = _task_state(row)
+            decision = decide(task)  # may refuse the request: the transaction then writes nothing
+            if activities:
+                await conn.execute(INSERT_RIDING_ACTIVITIES, {**fence(key), **activity_arrays(activities)})
+            failure = json.dumps(decision.failure.to_json())
+            if decision.end is AttemptEnd.RELEASE:
+                await conn.execute(RELEASE_TASK, fence(key))
+            elif decision.end is AttemptEnd.RETRY:
+                await conn.execute(RETRY_TASK, {**fence(key), "delay": decision.delay, "failure": failure})
+            else:
+                status = RunStatus.CANCELLED if decision.end is AttemptEnd.CANCEL else RunStatus.FAILED
+                await conn.execute(FAIL_RUN, {**fence(key), "failure": failure, "status": int(status)})
+        return task, decision
+
+
+def _task_state(row: TupleRow) -> TaskState:
+    """A task row as SELECT_TASK reads it."""
+    graph_id, version = _split_graph_key(row[4])
+    return TaskState(
+        run_id=row[0],
+        step_index=row[1],
+        attempt=row[2],
+        node_id=row[3],
+        graph_id=graph_id,
+        graph_version=version,
+        task_queue=row[5],
+        failures=row[6],
+        lease_owner=row[7],
+        cancel_requested=row[8],
+    )
 
 
 def fence(key: TaskKey) -> dict[str, Any]:
     """The named parameters of FENCE."""
-    return {"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt}
+    return {"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt, "worker_id": key.worker_id}

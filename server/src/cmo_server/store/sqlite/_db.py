@@ -11,8 +11,9 @@ from cmo_server.domain import TaskKey
 
 __all__ = ["FENCE", "INSERT_ACTIVITY", "Transaction", "dt", "fence", "now_us", "us"]
 
-# Every worker write names the attempt it holds; a newer attempt or a finished step matches no row.
-FENCE = "run_id = :run_id AND step_index = :step_index AND attempt = :attempt AND lease_owner IS NOT NULL"
+# Every worker write names the attempt it holds and the worker holding its lease; a newer attempt,
+# a finished step or another worker matches no row.
+FENCE = "run_id = :run_id AND step_index = :step_index AND attempt = :attempt AND lease_owner = :worker_id"
 
 INSERT_ACTIVITY = """
     INSERT INTO activities (run_id, step_index, seq, kind, name, request_hash, result, error, attempt, recorded_at)
@@ -52,4 +53,4 @@ class Transaction:
 
 def fence(key: TaskKey) -> dict[str, Any]:
     """The named parameters of FENCE."""
-    return {"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt}
+    return {"run_id": key.run_id, "step_index": key.step_index, "attempt": key.attempt, "worker_id": key.worker_id}

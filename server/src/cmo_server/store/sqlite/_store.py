@@ -24,8 +24,12 @@ from cmo_server.domain import (
     END_NODE,
     ActivityRecord,
     Artifact,
+    AttemptEnd,
     CancelOutcome,
+    Checkpoint,
     CompleteOutcome,
+    FailDecider,
+    FailDecision,
     Failure,
     GraphSpec,
     NewFork,
@@ -35,7 +39,6 @@ from cmo_server.domain import (
     RunStatus,
     SignalOutcome,
     Step,
-    StepCommit,
     Task,
     TaskKey,
     TaskState,
@@ -43,10 +46,15 @@ from cmo_server.domain import (
     WaitRequest,
     graph_key,
 )
-from cmo_server.errors import AlreadyExists, NotFound, StaleLease
+from cmo_server.errors import AlreadyExists, FailedPrecondition, NotFound, StaleLease
 from cmo_server.store._migrations import load_migrations
-from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
-from cmo_server.store._protocol import ReadyListener, RunPage
+from cmo_server.store._pages import (
+    decode_graph_page_token,
+    decode_run_page_token,
+    encode_graph_page_token,
+    encode_run_page_token,
+)
+from cmo_server.store._protocol import GraphPage, ReadyListener, RunPage
 from cmo_server.store._rows import (
     ACTIVITY_COLUMNS,
     RUN_COLUMNS,
@@ -73,6 +81,11 @@ T = TypeVar("T")
 SELECT_GRAPH_DEFINITION = "SELECT definition FROM graphs WHERE graph_id = ? AND version = ?"
 INSERT_GRAPH = "INSERT INTO graphs (graph_id, version, definition, registered_at) VALUES (?, ?, ?, ?)"
 SELECT_NEWEST_GRAPH = "SELECT definition FROM graphs WHERE graph_id = ? ORDER BY version DESC LIMIT 1"
+LIST_GRAPHS = """
+    SELECT definition FROM graphs
+     WHERE (:graph_id = '' OR graph_id = :graph_id) AND (graph_id, version) > (:after_id, :after_version)
+     ORDER BY graph_id, version LIMIT :limit
+"""
 
 # -- runs -----------------------------------------------------------------------------------------
 
@@ -191,8 +204,11 @@ COMPLETE_RUN = """
     UPDATE runs SET status = 4, result = :state, step_count = :step_count, updated_at = :now, completed_at = :now
      WHERE run_id = :run_id
 """
-SELECT_COMPLETED_ATTEMPT = "SELECT attempt FROM steps WHERE run_id = ? AND step_index = ?"
-SELECT_RUN_STATUS = "SELECT status FROM runs WHERE run_id = ?"
+SELECT_COMPLETED_STEP = """
+    SELECT s.attempt, s.node_id, s.state_hash, s.output, s.next_key, r.status
+      FROM steps s JOIN runs r ON r.run_id = s.run_id WHERE s.run_id = ? AND s.step_index = ?
+"""
+SELECT_FENCED_FAILURES = f"SELECT failures FROM tasks WHERE {FENCE}"
 RETRY_TASK = f"""
     UPDATE tasks SET failures = failures + 1, lease_owner = NULL, visible_at = :visible_at,
                      last_failure = :failure
@@ -267,6 +283,11 @@ class SqliteStore:
         """See `Store.get_graph`."""
         return await self._call(_get_graph, graph_id, version)
 
+    async def list_graphs(self, *, graph_id: str = "", limit: int = 100, page_token: str = "") -> GraphPage:
+        """See `Store.list_graphs`."""
+        after = decode_graph_page_token(page_token) if page_token else ("", 0)
+        return await self._call(_list_graphs, graph_id, limit, after)
+
     # -- runs -------------------------------------------------------------------------------------
 
     async def create_run(self, run: NewRun) -> tuple[Run, bool]:
@@ -312,11 +333,11 @@ class SqliteStore:
         """See `Store.next_ready_at`."""
         return await self._call(_next_ready_at, list(task_queues))
 
-    async def extend_lease(self, key: TaskKey, *, worker_id: str, lease: timedelta) -> tuple[datetime, bool]:
+    async def extend_lease(self, key: TaskKey, *, lease: timedelta) -> tuple[datetime, bool]:
         """See `Store.extend_lease`."""
         return await self._call(_extend_lease, key, lease)
 
-    async def complete_step(self, commit: StepCommit) -> CompleteOutcome:
+    async def complete_step(self, commit: Checkpoint) -> CompleteOutcome:
         """See `Store.complete_step`."""
         return await self._call(_complete_step, commit)
 
@@ -328,17 +349,15 @@ class SqliteStore:
         """See `Store.get_task`."""
         return await self._call(_get_task, run_id)
 
-    async def retry_task(self, key: TaskKey, *, failure: Failure, delay: timedelta) -> None:
-        """See `Store.retry_task`."""
-        await self._call(_retry_task, key, failure, delay)
-
     async def release_task(self, key: TaskKey) -> None:
         """See `Store.release_task`."""
         await self._call(_release_task, key)
 
-    async def fail_run(self, key: TaskKey, *, failure: Failure, cancelled: bool = False) -> None:
-        """See `Store.fail_run`."""
-        await self._call(_fail_run, key, failure, cancelled)
+    async def fail_task(
+        self, key: TaskKey, *, decide: FailDecider, activities: tuple[ActivityRecord, ...] = ()
+    ) -> tuple[TaskState, FailDecision]:
+        """See `Store.fail_task`."""
+        return await self._call(_fail_task, key, decide, activities)
 
     # -- waits ------------------------------------------------------------------------------------
 
@@ -479,10 +498,7 @@ def _register_graph(conn: sqlite3.Connection, graph: GraphSpec) -> bool:
         row = conn.execute(SELECT_GRAPH_DEFINITION, (graph.graph_id, graph.version)).fetchone()
         if row is not None:
             if row[0] != definition:
-                raise AlreadyExists(
-                    f"graph {graph.graph_id!r} version {graph.version} is registered with another "
-                    "definition; a version is immutable, register a new version"
-                )
+                raise AlreadyExists(graph.conflict_message(json.loads(row[0])))
             return False
         conn.execute(INSERT_GRAPH, (graph.graph_id, graph.version, definition, now_us()))
         return True
@@ -494,6 +510,13 @@ def _get_graph(conn: sqlite3.Connection, graph_id: str, version: int) -> GraphSp
     else:
         row = conn.execute(SELECT_GRAPH_DEFINITION, (graph_id, version)).fetchone()
     return None if row is None else GraphSpec.from_json(json.loads(row[0]))
+
+
+def _list_graphs(conn: sqlite3.Connection, graph_id: str, limit: int, after: tuple[str, int]) -> GraphPage:
+    params = {"graph_id": graph_id, "after_id": after[0], "after_version": after[1], "limit": limit + 1}
+    graphs = [GraphSpec.from_json(json.loads(row[0])) for row in conn.execute(LIST_GRAPHS, params)]
+    last = graphs[limit - 1] if len(graphs) > limit else None
+    return graphs[:limit], encode_graph_page_token(last.graph_id, last.version) if last else ""
 
 
 def _create_run(conn: sqlite3.Connection, run: NewRun) -> tuple[Run, bool]:
@@ -640,6 +663,7 @@ def _claim_task(
         cancel_requested=cancelled,
         trace_context=trace,
         previous_lease_expired=bool(lapsed),
+        worker_id=worker_id,
     )
 
 
@@ -661,7 +685,7 @@ def _extend_lease(conn: sqlite3.Connection, key: TaskKey, lease: timedelta) -> t
     return dt(expires), bool(cancelled)
 
 
-def _complete_step(conn: sqlite3.Connection, c: StepCommit) -> CompleteOutcome:
+def _complete_step(conn: sqlite3.Connection, c: Checkpoint) -> CompleteOutcome:
     now = now_us()
     key = c.key
     fenced = {**fence(key), "node_id": c.node_id, "graph_key": graph_key(c.graph_id, c.graph_version)}
@@ -685,7 +709,7 @@ def _complete_step(conn: sqlite3.Connection, c: StepCommit) -> CompleteOutcome:
                 },
             ).rowcount
         if moved == 0:
-            return _not_current(conn, key)
+            return _not_current(conn, c)
         if c.activities:
             conn.executemany(
                 INSERT_ACTIVITY, [{**activity_params(key.run_id, key.step_index, a), "now": now} for a in c.activities]
@@ -720,13 +744,15 @@ def _complete_step(conn: sqlite3.Connection, c: StepCommit) -> CompleteOutcome:
     return CompleteOutcome(RunStatus.RUNNING, next_task=next_task)
 
 
-def _not_current(conn: sqlite3.Connection, key: TaskKey) -> CompleteOutcome:
-    """A fenced write matched nothing: a harmless re-send of a done step, or a stale attempt."""
-    row = conn.execute(SELECT_COMPLETED_ATTEMPT, (key.run_id, key.step_index)).fetchone()
-    if row is not None and row[0] == key.attempt:
-        (status,) = conn.execute(SELECT_RUN_STATUS, (key.run_id,)).fetchone()
-        return CompleteOutcome(RunStatus(status), duplicate=True)
-    raise StaleLease(key.run_id, key.step_index, key.attempt)
+def _not_current(conn: sqlite3.Connection, c: Checkpoint) -> CompleteOutcome:
+    """A fenced write matched nothing: a re-send of a done step, or a stale attempt."""
+    key = c.key
+    row = conn.execute(SELECT_COMPLETED_STEP, (key.run_id, key.step_index)).fetchone()
+    if row is None or row[0] != key.attempt:
+        raise StaleLease(key.run_id, key.step_index, key.attempt)
+    if not c.same_as(node_id=row[1], state_hash=row[2], output=row[3], next_key=row[4]):
+        raise FailedPrecondition(c.differs_message())
+    return CompleteOutcome(RunStatus(row[5]), duplicate=True)
 
 
 def _record_activity(conn: sqlite3.Connection, key: TaskKey, activity: ActivityRecord) -> ActivityRecord:
@@ -757,26 +783,36 @@ def _get_task(conn: sqlite3.Connection, run_id: str) -> TaskState | None:
     )
 
 
-def _retry_task(conn: sqlite3.Connection, key: TaskKey, failure: Failure, delay: timedelta) -> None:
-    params = {**fence(key), "visible_at": now_us() + us(delay), "failure": json.dumps(failure.to_json())}
-    with Transaction(conn):
-        if conn.execute(RETRY_TASK, params).rowcount == 0:
-            raise StaleLease(key.run_id, key.step_index, key.attempt)
-
-
 def _release_task(conn: sqlite3.Connection, key: TaskKey) -> None:
     with Transaction(conn):
         if conn.execute(RELEASE_TASK, {**fence(key), "now": now_us()}).rowcount == 0:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
 
 
-def _fail_run(conn: sqlite3.Connection, key: TaskKey, failure: Failure, cancelled: bool) -> None:
-    status = RunStatus.CANCELLED if cancelled else RunStatus.FAILED
-    params = {**fence(key), "failure": json.dumps(failure.to_json()), "now": now_us(), "status": int(status)}
+def _fail_task(
+    conn: sqlite3.Connection, key: TaskKey, decide: FailDecider, activities: tuple[ActivityRecord, ...]
+) -> tuple[TaskState, FailDecision]:
+    now = now_us()
     with Transaction(conn):
-        if conn.execute(DELETE_TASK_FENCED, params).rowcount == 0:
+        task = _get_task(conn, key.run_id)
+        if task is None or conn.execute(SELECT_FENCED_FAILURES, fence(key)).fetchone() is None:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
-        conn.execute(FAIL_RUN, params)
+        decision = decide(task)  # may refuse the request: the transaction then writes nothing
+        if activities:
+            conn.executemany(
+                INSERT_ACTIVITY, [{**activity_params(key.run_id, key.step_index, a), "now": now} for a in activities]
+            )
+        failure = json.dumps(decision.failure.to_json())
+        if decision.end is AttemptEnd.RELEASE:
+            conn.execute(RELEASE_TASK, {**fence(key), "now": now})
+        elif decision.end is AttemptEnd.RETRY:
+            conn.execute(RETRY_TASK, {**fence(key), "visible_at": now + us(decision.delay), "failure": failure})
+        else:
+            status = RunStatus.CANCELLED if decision.end is AttemptEnd.CANCEL else RunStatus.FAILED
+            conn.execute(DELETE_TASK_FENCED, fence(key))
+            ended = {"run_id": key.run_id, "step_index": key.step_index, "now": now, "status": int(status)}
+            conn.execute(FAIL_RUN, {**ended, "failure": failure})
+    return task, decision
 
 
 def _add_artifact(conn: sqlite3.Connection, artifact: Artifact) -> Artifact:
