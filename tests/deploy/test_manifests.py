@@ -89,7 +89,7 @@ class Instruction:
 
     def flags(self) -> dict[str, str]:
         """`--name=value` options at the start of the arguments (COPY --from, HEALTHCHECK --interval)."""
-        return dict(m.groups() for m in re.finditer(r"--([a-z-]+)=(\S+)", self.args.split(" CMD ")[0]))
+        return {m[1]: m[2] for m in re.finditer(r"--([a-z-]+)=(\S+)", self.args.split(" CMD ")[0])}
 
 
 def parse_dockerfile(text: str) -> list[Instruction]:

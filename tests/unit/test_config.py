@@ -97,7 +97,7 @@ FREE_TEXT = {
 ALL_VARIABLES = ServerConfig.variables()
 GROUPS = (StoreConfig, BlobConfig, EngineLimits, TelemetryConfig, RetentionConfig, MessagingConfig)
 # Environment variables hold no NUL, and no lone surrogates but the \udc80-\udcff of undecodable bytes.
-text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), min_size=1)
+text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1)
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,6 @@
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -8,8 +9,8 @@ from cmo._convert import graph_to_proto
 from cmo.errors import GraphError
 
 
-def make_graph() -> cmo.Graph[dict]:
-    graph: cmo.Graph[dict] = cmo.Graph("g", version=2)
+def make_graph() -> cmo.Graph[dict[str, Any]]:
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph("g", version=2)
 
     @graph.node(entry=True, edges={"next": "second"}, retry=cmo.RetryPolicy(max_attempts=5), task_queue="q1")
     async def first(state, ctx):
@@ -33,7 +34,7 @@ def test_graph_definition_goes_to_the_wire():
 
 
 def test_invalid_graphs_are_refused_with_the_reason():
-    graph: cmo.Graph[dict] = cmo.Graph("g")
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph("g")
     with pytest.raises(GraphError, match="no nodes"):
         graph.validate()
 
@@ -67,8 +68,8 @@ def test_sync_and_async_nodes_run_and_are_checked():
     assert asyncio.run(graph.nodes["first"].run({"a": 1}, ctx)).next == "next"
     assert asyncio.run(graph.nodes["second"].run({}, ctx)).state == {"done": True}
 
-    bad = cmo.Graph("bad")
-    bad.node(lambda state, ctx: state, name="oops", entry=True)
+    bad: cmo.Graph[dict[str, Any]] = cmo.Graph("bad")
+    bad.node(name="oops", entry=True)(lambda state, ctx: state)
     with pytest.raises(TypeError, match="must return NodeResult"):
         asyncio.run(bad.nodes["oops"].run({}, ctx))
 

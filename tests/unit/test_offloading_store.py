@@ -1,9 +1,10 @@
 import inspect
+from collections.abc import Callable
 
 from cmo_server.store import OffloadingStore, Store
 
 
-def protocol_methods() -> dict[str, object]:
+def protocol_methods() -> dict[str, Callable[..., object]]:
     return {
         name: member
         for name, member in vars(Store).items()

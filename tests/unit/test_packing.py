@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,12 @@ class MemoryBlobs:
 
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
+        self.written: dict[str, datetime] = {}
 
     async def put(self, data: bytes, /) -> BlobRef:
         ref = BlobRef.of(data)
         self.blobs[ref.sha256] = data
+        self.written[ref.sha256] = datetime.now(UTC)
         return ref
 
     async def get(self, blob: BlobRef | str, /) -> bytes:
@@ -34,7 +37,18 @@ class MemoryBlobs:
         return (blob.sha256 if isinstance(blob, BlobRef) else blob) in self.blobs
 
     async def delete(self, blob: BlobRef | str, /) -> None:
-        self.blobs.pop(blob.sha256 if isinstance(blob, BlobRef) else blob, None)
+        digest = blob.sha256 if isinstance(blob, BlobRef) else blob
+        self.blobs.pop(digest, None)
+        self.written.pop(digest, None)
+
+    async def stale_blobs(self, older_than: datetime) -> list[str]:
+        return [digest for digest, at in self.written.items() if at < older_than]
+
+    async def delete_if_stale(self, digest: str, older_than: datetime) -> bool:
+        if digest not in self.written or self.written[digest] >= older_than:
+            return False
+        await self.delete(digest)
+        return True
 
     async def ping(self) -> None:
         pass

@@ -8,11 +8,14 @@ import json
 import sys
 from dataclasses import replace as dc_replace
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
 import cmo
-from cmo.testing import ReplayDivergenceError, Replayer, RunHistory
+from cmo._graph import NodeFn
+from cmo.testing import ReplayDivergenceError, Replayer, ReplayReport, RunHistory
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "fixtures" / "triage-history.json"
@@ -27,7 +30,7 @@ def triage_module():
         sys.path.remove(str(ROOT / "examples"))
 
 
-def replay(graph: cmo.Graph, history: RunHistory):
+def replay(graph: cmo.Graph[Any], history: RunHistory) -> ReplayReport:
     return asyncio.run(Replayer([graph]).replay(history))
 
 
@@ -45,7 +48,7 @@ def test_a_history_survives_export_and_import():
         RunHistory.from_json({"format": "something else"})
 
 
-def copy_of_triage(triage_module, **nodes):
+def copy_of_triage(triage_module: ModuleType, **nodes: NodeFn) -> cmo.Graph[Any]:
     """The triage graph with some node functions replaced."""
     graph = cmo.Graph("triage", version=1, state=triage_module.Ticket)
     for name, node in triage_module.triage.nodes.items():

@@ -68,12 +68,18 @@ def test_a_wait_over_before_it_starts_and_a_wait_ended_record_the_right_outcome(
 
     timer = WaitRequest(seq=2, kind="timer", name="", duration=timedelta(0), request_hash="h")
     signal = WaitRequest(seq=3, kind="signal", name="go", duration=None, request_hash="s")
-    assert timer.outcome_before_start(attempt=1, cancel_reason=None).result == TIMER_FIRED
+    fired = timer.outcome_before_start(attempt=1, cancel_reason=None)
+    assert fired is not None
+    assert fired.result == TIMER_FIRED
     assert signal.outcome_before_start(attempt=1, cancel_reason=None) is None
     cancelled = signal.outcome_before_start(attempt=4, cancel_reason="stop")
+    assert cancelled is not None
     assert (cancelled.seq, cancelled.attempt) == (3, 4)
+    assert cancelled.error is not None
     assert (cancelled.error.type, cancelled.error.message) == (CANCELLED_ERROR, "stop")
     assert timer.ended(attempt=1).result == TIMER_FIRED
-    assert signal.ended(attempt=1).error.type == SIGNAL_TIMEOUT_ERROR
+    timed_out = signal.ended(attempt=1).error
+    assert timed_out is not None
+    assert timed_out.type == SIGNAL_TIMEOUT_ERROR
     stop = Failure(message="x", type=CANCELLED_ERROR, non_retryable=True)
     assert timer.ended(attempt=1, failure=stop).error == stop
