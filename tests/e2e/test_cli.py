@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import pty
@@ -200,7 +201,7 @@ async def test_cmoctl_shows_what_a_run_waits_for_signals_it_and_cancels_another(
             return (await client.get_run(run_id)).waiting is not None
 
         for run_id in (approved, dropped):
-            await assert_eventually(lambda r=run_id: waiting(r), timeout=20, what="the run waiting")
+            await assert_eventually(functools.partial(waiting, run_id), timeout=20, what="the run waiting")
 
         shown = await asyncio.to_thread(cmoctl, server.address, "runs", "show", approved)
         assert shown.returncode == 0, shown.stderr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,7 +17,7 @@ FAST_LIMITS = EngineLimits(task_lease=timedelta(seconds=1), sweep_interval=timed
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def server_config(request: pytest.FixtureRequest, tmp_path: Path):
+def server_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerConfig]:
     """A config for a fresh database on each backend, with short leases; blobs in tmp_path/blobs."""
     if request.param == "sqlite":
         yield ServerConfig(

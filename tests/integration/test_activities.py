@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ async def test_a_retried_step_replays_its_activities_instead_of_running_them(cli
         charges.append((order, cmo.activity_info().idempotency_key))
         return Receipt(order, amount)
 
-    graph: cmo.Graph[dict] = cmo.Graph(unique("pay"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("pay"))
 
     @graph.node(entry=True, retry=FAST_RETRY)
     async def pay(state, ctx):
@@ -58,7 +59,7 @@ async def test_a_failed_activity_is_run_again_by_the_next_attempt_and_replayed_e
         calls += 1
         raise TimeoutError("upstream timed out")
 
-    graph: cmo.Graph[dict] = cmo.Graph(unique("flaky"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("flaky"))
     seen: list[str] = []
 
     @graph.node(entry=True, retry=FAST_RETRY)
@@ -78,6 +79,7 @@ async def test_a_failed_activity_is_run_again_by_the_next_attempt_and_replayed_e
     assert seen == ["TimeoutError: upstream timed out"] * 3
     (step,) = await handle.history()
     (recorded,) = step.activities
+    assert recorded.error is not None
     assert (recorded.error.type, recorded.attempt) == ("TimeoutError", 3)  # the last attempt's record replaced
     report = await Replayer([graph]).replay(await client.export_history(handle.run_id))
     assert report.ok, report  # replaying the history raises the recorded error again, running nothing
@@ -99,7 +101,7 @@ async def test_a_node_retry_replays_recorded_successes_and_runs_recorded_failure
             raise ConnectionError("payment service unreachable")
         return f"c-{order}"
 
-    graph: cmo.Graph[dict] = cmo.Graph(unique("mixed"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("mixed"))
 
     @graph.node(entry=True, retry=FAST_RETRY)
     async def pay(state, ctx):
@@ -135,7 +137,7 @@ async def test_a_path_changed_by_an_activity_run_again_still_replays(client: cmo
         calls.append("fallback")
         raise ConnectionError("fallback down too")
 
-    graph: cmo.Graph[dict] = cmo.Graph(unique("fallback"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("fallback"))
 
     @graph.node(entry=True, retry=FAST_RETRY)
     async def fetch(state, ctx):
@@ -165,7 +167,7 @@ async def test_a_failure_before_a_wait_is_replayed_when_the_step_resumes(client:
         calls += 1
         raise LookupError("not there")
 
-    graph: cmo.Graph[dict] = cmo.Graph(unique("resume"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("resume"))
 
     @graph.node(entry=True)
     async def node(state, ctx):
@@ -191,7 +193,7 @@ async def test_concurrent_activities_get_the_same_numbers_on_every_attempt(clien
         runs.append(name)
         return name.upper()
 
-    graph: cmo.Graph[dict] = cmo.Graph(unique("fanout"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("fanout"))
 
     @graph.node(entry=True, retry=FAST_RETRY)
     async def fan(state, ctx):
@@ -217,7 +219,7 @@ async def test_a_changed_activity_is_a_nondeterminism_error_naming_the_seq(clien
     async def send_sms(to: str) -> bool:
         return True
 
-    graph: cmo.Graph[dict] = cmo.Graph(unique("drift"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("drift"))
 
     @graph.node(entry=True, retry=cmo.RetryPolicy(max_attempts=5, initial_interval=timedelta(milliseconds=20)))
     async def notify(state, ctx):

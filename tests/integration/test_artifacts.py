@@ -38,8 +38,8 @@ def put_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def report_graph() -> cmo.Graph[dict]:
-    graph: cmo.Graph[dict] = cmo.Graph(unique("artifacts"))
+def report_graph() -> cmo.Graph[dict[str, Any]]:
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("artifacts"))
     retry = cmo.RetryPolicy(max_attempts=2, initial_interval=timedelta(milliseconds=20))
 
     @graph.node(entry=True, edges={"next": "read"}, retry=retry)
@@ -86,7 +86,7 @@ async def test_a_node_puts_an_artifact_and_a_later_node_gets_it_without_a_second
 
 
 async def test_getting_an_unknown_artifact_fails_the_activity_without_retrying(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("missing-artifact"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("missing-artifact"))
 
     @graph.node(entry=True)
     async def read(state, ctx):
@@ -128,8 +128,8 @@ def stream(*messages: pb.PutArtifactRequest) -> AsyncIterator[pb.PutArtifactRequ
 async def test_bad_artifact_requests_get_statuses_naming_the_problem(server_config: ServerConfig):
     small = replace(server_config, blob=replace(server_config.blob, max_artifact_bytes=1000))
     async with CmoServer.running(small) as server, await cmo.Client.connect(f"127.0.0.1:{server.port}") as c:
-        graph = cmo.Graph(unique("holder"))
-        graph.node(lambda state, ctx: cmo.NodeResult(state), name="n", entry=True)
+        graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("holder"))
+        graph.node(name="n", entry=True)(lambda state, ctx: cmo.NodeResult(state))
         await c.register_graph(graph)
         run_id = (await c.start(graph, {})).run_id
         stub = c.worker_stub
@@ -165,8 +165,8 @@ async def test_bad_artifact_requests_get_statuses_naming_the_problem(server_conf
 
 
 async def test_a_payload_blob_is_not_an_artifact(client: cmo.Client, server_config: ServerConfig):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("payload"))
-    graph.node(lambda state, ctx: cmo.NodeResult(state), name="n", entry=True)
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("payload"))
+    graph.node(name="n", entry=True)(lambda state, ctx: cmo.NodeResult(state))
     big = "p" * (server_config.blob.inline_threshold_bytes + 1)
     async with serving(client, [graph]):
         await (await client.start(graph, {"big": big})).result(timeout=30)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import cmo
@@ -39,7 +41,8 @@ async def test_a_fork_without_edits_repeats_the_rest_of_the_run(client: cmo.Clie
         parent = await client.start(graph, Counter())
         await parent.result(timeout=20)
         fork = await client.fork(parent.run_id, from_step=0, new_run_id=unique("fork"), state_type=Counter)
-        again = await client.fork(parent.run_id, from_step=0, new_run_id=fork.run_id)  # idempotent on the id
+        # Idempotent on the id.
+        again: cmo.RunHandle[Any] = await client.fork(parent.run_id, from_step=0, new_run_id=fork.run_id)
         assert again.run_id == fork.run_id
         assert (await fork.result(timeout=20)).n == 3
     parent_steps, fork_steps = await parent.history(), await fork.history()

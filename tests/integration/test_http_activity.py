@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -20,7 +20,7 @@ from tests.integration.test_runs import serving, unique
 
 
 class _Log(BaseHTTPRequestHandler):
-    requests: ClassVar[list[dict]] = []
+    requests: ClassVar[list[dict[str, Any]]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
@@ -50,15 +50,19 @@ def serving_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 
 
 @pytest.fixture
-def http_server() -> Iterator[tuple[str, list[dict]]]:
-    handler = type("Handler", (_Log,), {"requests": []})
-    with serving_http(handler) as url:
-        yield url, handler.requests
+def http_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    class Handler(_Log):
+        requests: ClassVar[list[dict[str, Any]]] = []  # this server's log alone
+
+    with serving_http(Handler) as url:
+        yield url, Handler.requests
 
 
-async def test_a_recorded_request_is_not_sent_again_on_retry_nor_on_replay(client: cmo.Client, http_server):
+async def test_a_recorded_request_is_not_sent_again_on_retry_nor_on_replay(
+    client: cmo.Client, http_server: tuple[str, list[dict[str, Any]]]
+):
     url, requests = http_server
-    graph: cmo.Graph[dict] = cmo.Graph(unique("http"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("http"))
 
     @graph.node(entry=True, retry=cmo.RetryPolicy(max_attempts=3, initial_interval=timedelta(milliseconds=20)))
     async def place(state, ctx):
@@ -87,7 +91,7 @@ async def test_a_recorded_request_is_not_sent_again_on_retry_nor_on_replay(clien
 
 
 async def test_a_network_error_is_retried_then_recorded(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("down"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("down"))
     seen: list[str] = []
 
     @graph.node(entry=True)
@@ -110,7 +114,7 @@ class _Scripted(BaseHTTPRequestHandler):
     """Answers GETs with the scripted replies in order (the last one again and again), logging each request."""
 
     replies: ClassVar[list[tuple[int, dict[str, str], bytes]]] = []
-    requests: ClassVar[list[dict]] = []
+    requests: ClassVar[list[dict[str, Any]]] = []
 
     def do_GET(self) -> None:
         log = type(self).requests
@@ -127,20 +131,24 @@ class _Scripted(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def scripted_server(*replies: tuple[int, dict[str, str], bytes]) -> Iterator[tuple[str, list[dict]]]:
+def scripted_server(*replies: tuple[int, dict[str, str], bytes]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """A local HTTP server answering with `replies` in order; yields its URL and its request log."""
-    handler = type("Handler", (_Scripted,), {"replies": list(replies), "requests": []})
-    with serving_http(handler) as url:
-        yield f"{url}/items", handler.requests
+
+    class Handler(_Scripted):
+        pass
+
+    Handler.replies, Handler.requests = list(replies), []  # this server's script and log alone
+    with serving_http(Handler) as url:
+        yield f"{url}/items", Handler.requests
 
 
-BROKEN = (500, {}, b"database is down")
+BROKEN: tuple[int, dict[str, str], bytes] = (500, {}, b"database is down")
 OK = (200, {"content-type": "application/json"}, b'{"items": 3}')
 FAST = cmo.RetryPolicy(max_attempts=3, initial_interval=timedelta(milliseconds=20))
 
 
 async def test_ctx_http_retries_server_errors_itself_before_it_records(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("http5xx"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("http5xx"))
 
     @graph.node(entry=True, retry=cmo.RetryPolicy(max_attempts=5))
     async def fetch(state, ctx):
@@ -162,7 +170,7 @@ async def test_ctx_http_retries_server_errors_itself_before_it_records(client: c
 
 
 async def test_an_error_status_fails_the_node_and_each_node_retry_sends_the_request_again(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("http-down"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("http-down"))
     two_tries = cmo.RetryPolicy(max_attempts=2, initial_interval=timedelta(milliseconds=10))
 
     @graph.node(entry=True, retry=FAST)
@@ -182,7 +190,7 @@ async def test_an_error_status_fails_the_node_and_each_node_retry_sends_the_requ
 
 
 async def test_a_429_is_retried_after_the_delay_its_retry_after_header_asks_for(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("http429"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("http429"))
 
     @graph.node(entry=True)
     async def fetch(state, ctx):
@@ -197,7 +205,7 @@ async def test_a_429_is_retried_after_the_delay_its_retry_after_header_asks_for(
 
 
 async def test_a_retry_after_beyond_the_limit_ends_the_tries_with_the_429(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("http429-long"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("http429-long"))
 
     @graph.node(entry=True)
     async def fetch(state, ctx):
@@ -212,7 +220,7 @@ async def test_a_retry_after_beyond_the_limit_ends_the_tries_with_the_429(client
 
 
 async def test_a_caught_status_error_is_replayed_exactly_from_its_record(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("http404"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("http404"))
 
     @graph.node(entry=True)
     async def fetch(state, ctx):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,8 +27,8 @@ def big_field() -> str:
     return "".join(chr(0x41 + i % 26) for i in range(MIB))  # 1 MiB, not one repeated byte
 
 
-def counting_graph(steps: int = STEPS) -> cmo.Graph[dict]:
-    graph: cmo.Graph[dict] = cmo.Graph(unique("big"))
+def counting_graph(steps: int = STEPS) -> cmo.Graph[dict[str, Any]]:
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("big"))
 
     @graph.node(entry=True, edges={"again": "step"})
     async def step(state, ctx):
@@ -64,7 +65,7 @@ async def test_an_unchanged_large_field_is_stored_once_and_every_state_comes_bac
 async def test_an_activity_result_above_the_threshold_is_replayed_exactly_on_retry(
     client: cmo.Client, server_config: ServerConfig
 ):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("big-activity"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("big-activity"))
     calls: list[int] = []
     report = "report line\n" * (server_config.blob.inline_threshold_bytes // 10)  # a string: one blob
 

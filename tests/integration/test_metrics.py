@@ -78,8 +78,8 @@ async def test_counters_move_as_runs_go_and_the_gauges_count_the_store(server_co
             worker.shutdown()
             await asyncio.wait_for(running, 30)
         # A run nobody serves waits in its queue.
-        unserved = cmo.Graph(f"unserved-{uuid.uuid4().hex[:8]}", task_queue=idle)
-        unserved.node(lambda state, ctx: cmo.NodeResult(state, next=cmo.END), name="only", entry=True)
+        unserved: cmo.Graph[dict[str, Any]] = cmo.Graph(f"unserved-{uuid.uuid4().hex[:8]}", task_queue=idle)
+        unserved.node(name="only", entry=True)(lambda state, ctx: cmo.NodeResult(state, next=cmo.END))
         await client.register_graph(unserved)
         await client.start(unserved, {})
 

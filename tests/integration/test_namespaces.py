@@ -179,7 +179,7 @@ async def test_nothing_of_a_namespace_exists_for_another(api: Api) -> None:
     # A token edited to name the other namespace names a task that does not exist there.
     task = home.task
     ref = TaskRef(Namespace("other", "web"), task.run_id, 0, task.attempt, "a", graph_id, 1)
-    forged = {"worker_id": "w1", "task_token": encode_task_token(ref)}
+    forged: dict[str, Any] = {"worker_id": "w1", "task_token": encode_task_token(ref)}
     record = common_pb2.Activity(seq=1, kind="call", name="x", request_hash="h", result=b"2")
     stale = [
         api.workers.HeartbeatTask(W.HeartbeatTaskRequest(**forged)),

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,8 +54,8 @@ async def connect(server: CmoServer) -> cmo.Client:
     return await cmo.Client.connect(f"127.0.0.1:{server.port}")
 
 
-def one_step(graph_id: str) -> cmo.Graph[dict]:
-    graph: cmo.Graph[dict] = cmo.Graph(graph_id)
+def one_step(graph_id: str) -> cmo.Graph[dict[str, Any]]:
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(graph_id)
 
     @graph.node(entry=True)
     async def only(state, ctx):
@@ -103,7 +104,7 @@ async def test_wait_run_on_one_replica_wakes_when_the_run_ends_on_another(databa
 
 
 async def test_a_timer_set_through_a_replica_that_stops_fires_on_time_on_another(database: str, tmp_path: Path):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("nap"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("nap"))
 
     @graph.node(entry=True)
     async def nap(state, ctx):

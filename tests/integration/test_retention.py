@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,9 +25,9 @@ def blob_files(config: ServerConfig) -> set[str]:
     return {p.name for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")} if root.exists() else set()
 
 
-def big_graph(graph_id: str) -> cmo.Graph[dict]:
+def big_graph(graph_id: str) -> cmo.Graph[dict[str, Any]]:
     """One step whose state carries a field above the inline threshold: it goes to the blob store."""
-    graph: cmo.Graph[dict] = cmo.Graph(graph_id)
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(graph_id)
 
     @graph.node(entry=True)
     async def fill(state, ctx):
@@ -35,8 +36,8 @@ def big_graph(graph_id: str) -> cmo.Graph[dict]:
     return graph
 
 
-def held_graph(graph_id: str, release: asyncio.Event) -> cmo.Graph[dict]:
-    graph: cmo.Graph[dict] = cmo.Graph(graph_id)
+def held_graph(graph_id: str, release: asyncio.Event) -> cmo.Graph[dict[str, Any]]:
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(graph_id)
 
     @graph.node(entry=True)
     async def hold(state, ctx):
@@ -90,7 +91,7 @@ async def test_prune_deletes_ended_runs_and_their_blobs_but_not_running_ones(con
 
 
 async def test_prune_by_status_keeps_the_others(config: ServerConfig):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("mixed"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("mixed"))
 
     @graph.node(entry=True)
     async def decide(state, ctx):

@@ -27,14 +27,16 @@ def counting_graph(graph_id: str, steps: int = 3) -> cmo.Graph[Counter]:
     for i in range(steps):
         last = i == steps - 1
 
-        async def node(state: Counter, ctx: cmo.NodeContext, name: str = f"s{i}", last: bool = last):
+        async def node(
+            state: Counter, ctx: cmo.NodeContext, name: str = f"s{i}", last: bool = last
+        ) -> cmo.NodeResult[Counter]:
             return cmo.NodeResult(
                 replace(state, n=state.n + 1, trail=(*state.trail, name)),
                 next=cmo.END if last else "next",
                 output={"step": ctx.step_index},
             )
 
-        graph.node(node, name=f"s{i}", entry=i == 0, edges={} if last else {"next": f"s{i + 1}"})
+        graph.node(name=f"s{i}", entry=i == 0, edges={} if last else {"next": f"s{i + 1}"})(node)
     return graph
 
 
@@ -94,7 +96,7 @@ async def test_start_is_idempotent_on_run_id(client: cmo.Client):
 
 
 async def test_a_failing_node_is_retried_then_succeeds(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("flaky"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("flaky"))
     attempts: list[int] = []
 
     @graph.node(entry=True, retry=cmo.RetryPolicy(max_attempts=3, initial_interval=timedelta(milliseconds=50)))
@@ -111,7 +113,7 @@ async def test_a_failing_node_is_retried_then_succeeds(client: cmo.Client):
 
 
 async def test_retries_run_out_and_the_run_fails_with_the_error(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("doomed"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("doomed"))
 
     @graph.node(entry=True, retry=cmo.RetryPolicy(max_attempts=2, initial_interval=timedelta(milliseconds=20)))
     async def doomed(state, ctx):
@@ -131,7 +133,7 @@ async def test_retries_run_out_and_the_run_fails_with_the_error(client: cmo.Clie
 
 async def test_an_error_with_a_nul_and_a_huge_message_still_fails_the_run_with_it(client: cmo.Client):
     # The server refuses NUL characters and oversized texts; the worker's report must still land.
-    graph: cmo.Graph[dict] = cmo.Graph(unique("noisy"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("noisy"))
 
     @cmo.activity(name="noisy-call", retry=cmo.RetryPolicy(max_attempts=1))
     async def noisy_call() -> None:
@@ -151,7 +153,7 @@ async def test_an_error_with_a_nul_and_a_huge_message_still_fails_the_run_with_i
 
 
 async def test_non_retryable_errors_fail_at_once(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("fatal"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("fatal"))
     calls = 0
 
     @graph.node(entry=True, retry=cmo.RetryPolicy(max_attempts=5, non_retryable_errors=("KeyError",)))
@@ -170,7 +172,7 @@ async def test_non_retryable_errors_fail_at_once(client: cmo.Client):
 
 
 async def test_an_unknown_edge_key_fails_the_run_clearly(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("lost"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("lost"))
 
     @graph.node(entry=True, edges={"ok": "other"})
     async def start(state, ctx):
@@ -204,7 +206,7 @@ async def test_many_runs_on_several_workers_each_step_once(client: cmo.Client):
 
 
 async def test_shutdown_hands_back_a_task_that_outlives_the_grace(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("slow"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("slow"))
     started = asyncio.Event()
 
     @graph.node(entry=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from tests.integration.test_runs import Counter, counting_graph, serving, unique
 
 
 async def test_terminating_a_run_mid_step_ends_it_and_its_step_is_not_checkpointed(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("endless"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("endless"))
     started = asyncio.Event()
     cancelled = asyncio.Event()
 
@@ -35,6 +36,7 @@ async def test_terminating_a_run_mid_step_ends_it_and_its_step_is_not_checkpoint
             await handle.result(timeout=10)
         await asyncio.wait_for(cancelled.wait(), 10)  # within a heartbeat of the 1 s lease
     info = await handle.describe()
+    assert info.failure is not None
     assert (info.failure.message, info.failure.type) == ("runaway", "Terminated")
     assert await handle.history() == []
 

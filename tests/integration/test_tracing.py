@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 import cmo
 from cmo.errors import ActivityError, ApplicationError
@@ -71,9 +72,9 @@ def three_queue_graph() -> cmo.Graph[dict[str, Any]]:
     async def c(state: dict[str, Any], ctx: cmo.NodeContext) -> cmo.NodeResult[dict[str, Any]]:
         return await step(state, ctx, cmo.END)
 
-    graph.node(a, entry=True, edges={"next": "b"}, task_queue="left")
-    graph.node(b, edges={"next": "c"}, task_queue="right")
-    graph.node(c, task_queue="left")
+    graph.node(entry=True, edges={"next": "b"}, task_queue="left")(a)
+    graph.node(edges={"next": "c"}, task_queue="right")(b)
+    graph.node(task_queue="left")(c)
     return graph
 
 
@@ -81,12 +82,27 @@ def named(spans: tuple[ReadableSpan, ...] | list[ReadableSpan], name: str) -> li
     return [s for s in spans if s.name == name]
 
 
+def attrs(recorded: ReadableSpan | Event) -> Mapping[str, AttributeValue]:
+    """The attributes of a finished span or of one of its events (None only if none were set)."""
+    assert recorded.attributes is not None, f"{recorded.name} has no attributes"
+    return recorded.attributes
+
+
+def ordinal(span: ReadableSpan, name: str) -> int:
+    """An integer attribute of `span`, to sort spans by."""
+    value = attrs(span)[name]
+    assert isinstance(value, int), f"{span.name} has {name}={value!r}"
+    return value
+
+
 def started(spans: tuple[ReadableSpan, ...]) -> list[ReadableSpan]:
     """The StartRun spans of the call that started the run."""
     return [s for s in named(spans, START_RUN) if s.status.status_code is not StatusCode.ERROR]
 
 
-async def test_a_three_step_run_over_two_workers_is_one_trace(server_config: ServerConfig, spans):
+async def test_a_three_step_run_over_two_workers_is_one_trace(
+    server_config: ServerConfig, spans: tuple[TracerProvider, InMemorySpanExporter]
+):
     provider, exporter = spans
     graph = three_queue_graph()
     async with (
@@ -115,16 +131,18 @@ async def test_a_three_step_run_over_two_workers_is_one_trace(server_config: Ser
     assert start_server.parent is not None
     assert start_server.parent.span_id == start_client.context.span_id
 
-    steps = sorted(named(finished, "cmo.step"), key=lambda s: s.attributes["cmo.step_index"])
-    assert [
-        (s.attributes["cmo.step_index"], s.attributes["cmo.node_id"], s.attributes["cmo.worker_id"]) for s in steps
-    ] == [(0, "a", "w-left"), (1, "b", "w-right"), (2, "c", "w-left")]
+    steps = sorted(named(finished, "cmo.step"), key=lambda s: ordinal(s, "cmo.step_index"))
+    assert [(attrs(s)["cmo.step_index"], attrs(s)["cmo.node_id"], attrs(s)["cmo.worker_id"]) for s in steps] == [
+        (0, "a", "w-left"),
+        (1, "b", "w-right"),
+        (2, "c", "w-left"),
+    ]
     for s in steps:
         assert s.parent is not None
         assert s.parent.span_id == start_server.context.span_id
-        assert s.attributes["cmo.run_id"] == handle.run_id
-        assert (s.attributes["cmo.attempt"], s.attributes["cmo.graph_id"]) == (1, graph.graph_id)
-        assert s.attributes["cmo.graph_version"] == graph.version
+        assert attrs(s)["cmo.run_id"] == handle.run_id
+        assert (attrs(s)["cmo.attempt"], attrs(s)["cmo.graph_id"]) == (1, graph.graph_id)
+        assert attrs(s)["cmo.graph_version"] == graph.version
         assert s.status.status_code is StatusCode.UNSET
 
     # Each activity hangs under the step that ran it; each checkpoint call too, on both sides.
@@ -134,11 +152,12 @@ async def test_a_three_step_run_over_two_workers_is_one_trace(server_config: Ser
     for act in activities:
         assert act.parent is not None
         parent = by_id[act.parent.span_id]
-        assert act.attributes["cmo.activity.name"] == lookup.name
-        assert (act.attributes["cmo.activity.kind"], act.attributes["cmo.activity.seq"]) == ("call", 0)
-        assert act.attributes["cmo.activity.try_count"] == 1
-        assert parent.attributes["cmo.node_id"] in ("a", "b", "c")
-    assert sorted(by_id[a.parent.span_id].attributes["cmo.node_id"] for a in activities if a.parent) == ["a", "b", "c"]
+        assert attrs(act)["cmo.activity.name"] == lookup.name
+        assert (attrs(act)["cmo.activity.kind"], attrs(act)["cmo.activity.seq"]) == ("call", 0)
+        assert attrs(act)["cmo.activity.try_count"] == 1
+        assert attrs(parent)["cmo.node_id"] in ("a", "b", "c")
+    node_ids = [attrs(by_id[a.parent.span_id])["cmo.node_id"] for a in activities if a.parent]
+    assert sorted(node_ids, key=str) == ["a", "b", "c"]
     completes = [s for s in named(finished, "/cmo.api.v1.WorkerService/CompleteTask") if s.kind is SpanKind.CLIENT]
     assert {c.parent.span_id for c in completes if c.parent} == set(by_id)
 
@@ -148,7 +167,9 @@ async def broken() -> None:
     raise RuntimeError("the tool is down")
 
 
-async def test_retries_replays_waits_and_failures_show_in_the_trace(server_config: ServerConfig, spans):
+async def test_retries_replays_waits_and_failures_show_in_the_trace(
+    server_config: ServerConfig, spans: tuple[TracerProvider, InMemorySpanExporter]
+):
     provider, exporter = spans
     graph: cmo.Graph[dict[str, Any]] = cmo.Graph(f"flaky-{uuid.uuid4().hex[:8]}")
 
@@ -171,19 +192,19 @@ async def test_retries_replays_waits_and_failures_show_in_the_trace(server_confi
         await handle.result(timeout=20)
         await assert_eventually(lambda: len(named(exporter.get_finished_spans(), "cmo.step")) == 3, what="3 attempts")
 
-    steps = sorted(named(exporter.get_finished_spans(), "cmo.step"), key=lambda s: s.attributes["cmo.attempt"])
+    steps = sorted(named(exporter.get_finished_spans(), "cmo.step"), key=lambda s: ordinal(s, "cmo.attempt"))
     first, suspended, last = steps
     assert len({s.context.trace_id for s in steps}) == 1
     assert first.status.status_code is StatusCode.ERROR  # the attempt that failed
     assert [e.name for e in suspended.events] == ["cmo.activity.replayed", "cmo.suspend"]
     assert suspended.events[1].attributes == {"cmo.wait.kind": "timer", "cmo.wait.name": "", "cmo.wait.seq": 1}
-    assert [(e.name, e.attributes["cmo.activity.kind"]) for e in last.events] == [
+    assert [(e.name, attrs(e)["cmo.activity.kind"]) for e in last.events] == [
         ("cmo.activity.replayed", "call"),
         ("cmo.activity.replayed", "timer"),
     ]
     # Activities that ran have spans (a replayed one has none); the broken one is an error.
     activities = {
-        (a.parent.span_id, a.attributes["cmo.activity.name"]): a
+        (a.parent.span_id, attrs(a)["cmo.activity.name"]): a
         for a in named(exporter.get_finished_spans(), "cmo.activity")
         if a.parent
     }
@@ -206,7 +227,9 @@ async def test_without_a_tracer_provider_runs_work_and_nothing_is_configured(ser
     assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)  # the library set none
 
 
-async def test_a_server_that_records_no_spans_still_passes_the_callers_context_on(server_config: ServerConfig, spans):
+async def test_a_server_that_records_no_spans_still_passes_the_callers_context_on(
+    server_config: ServerConfig, spans: tuple[TracerProvider, InMemorySpanExporter]
+):
     provider, exporter = spans
     graph = three_queue_graph()
     async with (

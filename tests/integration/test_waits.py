@@ -32,8 +32,8 @@ async def status_of(handle: cmo.RunHandle[Any], status: cmo.RunStatus, timeout: 
     return await until(handle, lambda info: info.status is status, timeout)
 
 
-def approval_graph(runs: list[int]) -> cmo.Graph[dict]:
-    graph: cmo.Graph[dict] = cmo.Graph(unique("approval"))
+def approval_graph(runs: list[int]) -> cmo.Graph[dict[str, Any]]:
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("approval"))
 
     @graph.node(entry=True)
     async def review(state, ctx):
@@ -77,7 +77,7 @@ async def test_the_waiting_step_frees_its_slot_for_other_runs(client: cmo.Client
 
 
 async def test_a_signal_sent_before_the_wait_is_kept_and_taken_in_order(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("inbox"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("inbox"))
 
     @graph.node(entry=True)
     async def read(state, ctx):
@@ -94,7 +94,7 @@ async def test_a_signal_sent_before_the_wait_is_kept_and_taken_in_order(client: 
 
 
 async def test_a_signal_wait_times_out_with_a_recorded_error(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("patience"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("patience"))
 
     @graph.node(entry=True)
     async def ask(state, ctx):
@@ -116,7 +116,7 @@ async def test_a_signal_wait_times_out_with_a_recorded_error(client: cmo.Client)
 
 
 async def test_a_durable_timer_suspends_the_step_and_fires(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("nap"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("nap"))
 
     @graph.node(entry=True)
     async def nap(state, ctx):
@@ -139,7 +139,7 @@ async def test_a_durable_timer_suspends_the_step_and_fires(client: cmo.Client):
 
 
 async def test_a_replay_returns_the_recorded_waits(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("replayed"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("replayed"))
 
     @graph.node(entry=True)
     async def gate(state, ctx):
@@ -157,7 +157,7 @@ async def test_a_replay_returns_the_recorded_waits(client: cmo.Client):
 
 
 async def test_cancelling_a_waiting_run_wakes_its_node_which_can_wind_up(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("cancel-wait"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("cancel-wait"))
     cleaned: list[str] = []
 
     @cmo.activity
@@ -203,7 +203,7 @@ async def test_cancelling_a_run_nobody_runs_ends_it_at_once(client: cmo.Client):
 
 
 async def test_a_running_node_sees_the_cancellation_at_its_next_ctx_call(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("busy"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("busy"))
     ticks: list[int] = []
     ticking = asyncio.Event()
 
@@ -232,7 +232,7 @@ async def test_a_running_node_sees_the_cancellation_at_its_next_ctx_call(client:
 
 
 async def test_later_steps_of_a_cancelled_run_do_not_start(client: cmo.Client):
-    graph: cmo.Graph[dict] = cmo.Graph(unique("two-steps"))
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("two-steps"))
     release = asyncio.Event()
     second: list[int] = []
 

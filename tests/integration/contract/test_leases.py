@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -213,7 +214,7 @@ async def test_only_the_worker_holding_the_lease_may_write(store: Store, write: 
     foreign = dataclasses.replace(task.key, worker_id="w2")  # the right attempt, sent by another worker
 
     if write == "complete_step":
-        attempt = store.complete_step(dataclasses.replace(commit_for(task, graph), key=foreign))
+        attempt: Awaitable[object] = store.complete_step(dataclasses.replace(commit_for(task, graph), key=foreign))
     else:
         attempt = WRITES[write](store, foreign)
     with pytest.raises(StaleLease):
@@ -230,7 +231,7 @@ async def test_only_the_worker_holding_the_lease_may_write(store: Store, write: 
 @pytest.mark.parametrize(
     "change", [{"state": b'{"n":99}', "state_hash": "other"}, {"output": b'"other"'}, {"next_key": "__end__"}]
 )
-async def test_a_resent_checkpoint_is_accepted_only_when_identical(store: Store, change: dict[str, object]) -> None:
+async def test_a_resent_checkpoint_is_accepted_only_when_identical(store: Store, change: dict[str, Any]) -> None:
     graph = chain_graph("a", "b", queue=unique("q"))
     run_id = await start_run(store, graph)
     task = await claim(store, graph)

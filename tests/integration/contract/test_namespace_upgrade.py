@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from cmo_server.domain import DEFAULT_NAMESPACE, Namespace, RunStatus, WaitRequest
+from cmo_server.store import Store
 from cmo_server.store._migrations import load_migrations
 from cmo_server.store.postgres import PostgresStore
 from cmo_server.store.sqlite import SqliteStore
@@ -89,7 +91,7 @@ def _old_postgres(url: str) -> None:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def upgraded(request: pytest.FixtureRequest, tmp_path: Path):
+async def upgraded(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     """A store opened on a database written before namespaces (opening it migrates it)."""
     if request.param == "sqlite":
         path = tmp_path / "old.db"
@@ -107,7 +109,7 @@ async def upgraded(request: pytest.FixtureRequest, tmp_path: Path):
         await asyncio.to_thread(drop_database, server, url)
 
 
-async def test_an_old_database_is_upgraded_into_the_default_namespace(upgraded) -> None:
+async def test_an_old_database_is_upgraded_into_the_default_namespace(upgraded: Store) -> None:
     store = upgraded
     run = await store.get_run(DEFAULT_NAMESPACE, "old-run")
     assert run is not None
