@@ -29,8 +29,8 @@ lint: install ## ruff check and format check
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 
-typecheck: install ## mypy --strict on both packages
-	$(RUN) mypy sdk/src server/src
+typecheck: install ## mypy --strict on both packages, the tests and the benchmarks
+	$(RUN) mypy sdk/src server/src tests bench
 
 protos: install ## Regenerate the checked-in protobuf/gRPC code from proto/
 	$(RUN) python scripts/gen_protos.py
