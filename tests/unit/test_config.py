@@ -78,6 +78,8 @@ BAD_VALUES: list[tuple[str, str, dict[str, str]]] = [
     ("OTEL_EXPORTER_OTLP_HEADERS", "authorization", {}),
     ("OTEL_TRACES_EXPORTER", "zipkin", {}),
     ("CMO_RETENTION", "forever", {}),
+    ("CMO_RETENTION", "30", {}),  # a bare number: 30 seconds or 30 days? A unit is required
+    ("CMO_PRUNE_INTERVAL", "3600", {}),
     ("CMO_RETENTION_STATUSES", "running", {}),
     ("CMO_PRUNE_INTERVAL", "hourly", {}),
     ("CMO_BLOB_GC_GRACE", "-1h", {}),

@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 BATCH = 500
 """Runs deleted per transaction: short transactions, however many runs are due."""
+COUNT_ALL = 2**62
+"""The limit of a dry run's count: it deletes nothing, so one statement counts them all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,11 @@ class Retention:
         runs = 0
         while True:
             done = await self._store.prune_runs(
-                ended_before=ended_before, statuses=statuses, limit=BATCH, namespace=namespace, dry_run=dry_run
+                ended_before=ended_before,
+                statuses=statuses,
+                limit=COUNT_ALL if dry_run else BATCH,
+                namespace=namespace,
+                dry_run=dry_run,
             )
             runs += done
             if dry_run or done < BATCH:

@@ -144,6 +144,10 @@ def _duration(env: Mapping[str, str], name: str, default: timedelta | None) -> t
     if not text:
         return default
     try:
-        return parse_duration(text)
+        # A unit is required: these decide when runs and blobs are deleted, and "30" is more
+        # likely meant as 30 days than as 30 seconds.
+        return parse_duration(text, unit_required=True)
     except ValueError:
-        raise ConfigError(name, f"must be a duration of 0 or more such as 30d, 12h or 1h30m, got {text!r}") from None
+        raise ConfigError(
+            name, f"must be a duration of 0 or more with a unit, such as 30d, 12h or 1h30m, got {text!r}"
+        ) from None

@@ -10,7 +10,7 @@ import secrets
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from cmo.serialization import state_hash
@@ -22,7 +22,6 @@ from cmo_server.domain import (
     AttemptEnd,
     Checkpoint,
     CompleteOutcome,
-    FailDecision,
     Failure,
     GraphSpec,
     Namespace,
@@ -36,7 +35,6 @@ from cmo_server.domain import (
     Task,
     TaskKey,
     TaskRef,
-    TaskState,
     WaitOutcome,
     WaitRequest,
     cancelled_failure,
@@ -44,10 +42,12 @@ from cmo_server.domain import (
 )
 from cmo_server.engine._clashes import check_same_fork, check_same_start
 from cmo_server.engine._dispatcher import TaskDispatcher
+from cmo_server.engine._failures import FailOutcome, failure_decider
 from cmo_server.engine._metrics import EngineMetrics
 from cmo_server.engine._payloads import canonical_payload
+from cmo_server.engine._push import OtherServers
 from cmo_server.engine._timers import WaitTimers
-from cmo_server.errors import FailedPrecondition, InvalidArgument, NotFound, StaleLease, shown
+from cmo_server.errors import InvalidArgument, NotFound, StaleLease, shown
 from cmo_server.store import GraphPage, RunPage, Store
 
 __all__ = ["Engine", "FailOutcome"]
@@ -60,43 +60,6 @@ _Finish = Callable[[Run], Run]
 RUN_RECHECK_SECONDS = 5.0
 """How often WaitRun re-reads a run no event has woken: a run finished by another server wakes it
 through the store's notifications where there are any (Postgres), else by this re-read."""
-
-
-@dataclass(frozen=True, slots=True)
-class FailOutcome:
-    """What became of a failed attempt."""
-
-    will_retry: bool
-    retry_after: timedelta
-    run_status: RunStatus
-
-
-class _OtherServers:
-    """What the store pushes of other servers' work, passed to the dispatcher and the timers."""
-
-    def __init__(
-        self, dispatcher: TaskDispatcher, timers: WaitTimers, run_ended: Callable[[Namespace, str], None]
-    ) -> None:
-        self._dispatcher = dispatcher
-        self._timers = timers
-        self._run_ended = run_ended
-
-    def task_ready(self, task_queue: str, graph_key: str, at: datetime) -> None:
-        self._dispatcher.task_ready(task_queue, graph_key, at)
-
-    def wait_scheduled(self, at: datetime) -> None:
-        self._timers.wake_at(at)
-
-    def run_ended(self, namespace: Namespace, run_id: str) -> None:
-        self._run_ended(namespace, run_id)
-
-    def push_started(self) -> None:
-        self._dispatcher.push_started()
-        self._timers.push_started()
-
-    def push_stopped(self) -> None:
-        self._dispatcher.push_stopped()
-        self._timers.push_stopped()
 
 
 class Engine:
@@ -144,7 +107,7 @@ class Engine:
             self._background = asyncio.create_task(self._run_sweeps(), name="cmo-sweeps")
 
     async def _run_sweeps(self) -> None:
-        pushed = _OtherServers(self._dispatcher, self._timers, lambda ns, run_id: self._run_finished(ns, run_id, None))
+        pushed = OtherServers(self._dispatcher, self._timers, lambda ns, run_id: self._run_finished(ns, run_id, None))
         async with asyncio.TaskGroup() as loops:
             loops.create_task(log_crash("the task sweeps", self._dispatcher.run_sweeps), name="cmo-task-sweeps")
             loops.create_task(log_crash("the wait timers", self._timers.run), name="cmo-wait-timers")
@@ -486,25 +449,8 @@ class Engine:
         key = ref.key(worker_id)
         if node is None:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
+        decide = failure_decider(ref, node, failure, release=release, cancelled=cancelled)
         checked = self._checked_riding(activities)
-
-        def decide(task: TaskState) -> FailDecision:
-            if (task.graph_id, task.graph_version, task.node_id) != (ref.graph_id, ref.graph_version, ref.node_id):
-                raise StaleLease(key.run_id, key.step_index, key.attempt)  # a token edited to name another node
-            if release:
-                return FailDecision(AttemptEnd.RELEASE, failure)
-            if cancelled and not task.cancel_requested:
-                raise FailedPrecondition(
-                    f"run {task.run_id} is not being cancelled: report a failure without `cancelled`"
-                )
-            attempt_failure = replace(failure, node_id=task.node_id, step_index=key.step_index, attempt=key.attempt)
-            if task.cancel_requested:
-                return FailDecision(AttemptEnd.CANCEL, attempt_failure)
-            failures = task.failures + 1
-            if node.retry.allows_another(failures, failure.type, non_retryable=failure.non_retryable):
-                return FailDecision(AttemptEnd.RETRY, attempt_failure, node.retry.delay_after(failures))
-            return FailDecision(AttemptEnd.FAIL, attempt_failure)
-
         task, decision = await self._store.fail_task(key, decide=decide, activities=checked)
         for activity in activities:
             self._metrics.activity_recorded(key, activity)

@@ -20,6 +20,11 @@ SELECT_DOOMED = """
        AND (:namespace IS NULL OR namespace = :namespace)
      ORDER BY completed_at LIMIT :limit
 """
+COUNT_DOOMED = """
+    SELECT count(*) FROM runs
+     WHERE completed_at < :before AND status IN (SELECT value FROM json_each(:statuses))
+       AND (:namespace IS NULL OR namespace = :namespace)
+"""
 # `doomed` is a JSON array of [namespace, run_id] pairs.
 DELETES = [
     f"""DELETE FROM {table} WHERE (namespace, run_id) IN
@@ -48,11 +53,13 @@ def prune_runs(
         "limit": limit,
         "namespace": None if namespace is None else str(namespace),
     }
+    if dry_run:
+        (count,) = conn.execute(COUNT_DOOMED, params).fetchone()
+        return min(int(count), limit)
     with Transaction(conn):
         doomed = [list(row) for row in conn.execute(SELECT_DOOMED, params)]
-        if not dry_run:
-            for delete in DELETES:
-                conn.execute(delete, {"doomed": json.dumps(doomed)})
+        for delete in DELETES:
+            conn.execute(delete, {"doomed": json.dumps(doomed)})
     return len(doomed)
 
 

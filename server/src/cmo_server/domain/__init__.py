@@ -1,0 +1,87 @@
+"""The server's value objects: what the engine and the stores pass between them."""
+
+from cmo import RunStatus
+from cmo_server.domain._artifacts import Artifact
+from cmo_server.domain._graphs import (
+    END_NODE,
+    MAX_RETRY_DELAY,
+    GraphSpec,
+    NodeSpec,
+    RetrySpec,
+    graph_key,
+    split_graph_key,
+)
+from cmo_server.domain._namespaces import DEFAULT_NAMESPACE, NAMESPACE_PART, Namespace
+from cmo_server.domain._records import ActivityRecord, Failure
+from cmo_server.domain._runs import NewFork, NewRun, Run, Step
+from cmo_server.domain._tasks import (
+    AttemptEnd,
+    Checkpoint,
+    CompleteOutcome,
+    FailDecider,
+    FailDecision,
+    Task,
+    TaskKey,
+    TaskRef,
+    TaskState,
+)
+from cmo_server.domain._waits import (
+    CANCELLED_ERROR,
+    SIGNAL_TIMEOUT_ERROR,
+    TIMER_FIRED,
+    WAIT_KINDS,
+    WAIT_SIGNAL,
+    WAIT_TIMER,
+    CancelOutcome,
+    NewSignal,
+    SignalOutcome,
+    Wait,
+    WaitOutcome,
+    WaitRequest,
+    cancelled_failure,
+    timeout_failure,
+)
+
+__all__ = [
+    "ActivityRecord",
+    "Artifact",
+    "AttemptEnd",
+    "CANCELLED_ERROR",
+    "CancelOutcome",
+    "Checkpoint",
+    "CompleteOutcome",
+    "DEFAULT_NAMESPACE",
+    "END_NODE",
+    "FailDecider",
+    "FailDecision",
+    "Failure",
+    "GraphSpec",
+    "MAX_RETRY_DELAY",
+    "NAMESPACE_PART",
+    "Namespace",
+    "NewFork",
+    "NewRun",
+    "NewSignal",
+    "NodeSpec",
+    "RetrySpec",
+    "Run",
+    "RunStatus",
+    "SIGNAL_TIMEOUT_ERROR",
+    "SignalOutcome",
+    "Step",
+    "TIMER_FIRED",
+    "Task",
+    "TaskKey",
+    "TaskRef",
+    "TaskState",
+    "WAIT_KINDS",
+    "WAIT_SIGNAL",
+    "WAIT_TIMER",
+    "Wait",
+    "WaitOutcome",
+    "WaitRequest",
+    "cancelled_failure",
+    "graph_key",
+    "split_graph_key",
+    "timeout_failure",
+]
