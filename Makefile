@@ -49,4 +49,4 @@ ci: check-protos lint typecheck test ## What CI runs; also fails if tests left f
 	if [ -n "$$left" ]; then echo "tests left files in the tree:"; echo "$$left"; exit 1; fi
 
 clean: ## Remove the environment and caches
-	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .cmo
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .cmo examples/polyglot/node/node_modules

@@ -38,11 +38,24 @@ def markers(tmp_path: Path) -> Markers:
     return Markers(tmp_path / "markers")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """A fresh database on each backend: an SQLite file, or a new Postgres database."""
+    yield from _fresh_database(request, tmp_path)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """As `database`, for a module whose tests share one server per backend."""
+    yield from _fresh_database(request, tmp_path_factory.mktemp("database"))
+
+
+def _fresh_database(request: pytest.FixtureRequest, directory: Path) -> Iterator[Database]:
     if request.param == "sqlite":
-        yield Database(sqlite_path=tmp_path / "cmo.db")
+        yield Database(sqlite_path=directory / "cmo.db")
         return
     if reason := _postgres_store_missing():
         pytest.skip(reason)

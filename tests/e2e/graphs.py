@@ -180,7 +180,7 @@ def orders_graph(markers: Markers, worker_id: str) -> cmo.Graph[State]:
 
     `hold` in the state stops the first attempt at one point so the test can kill the worker there:
     "after_effect" inside `ship`, after its side effect and before it is recorded; "after_record"
-    in the node, after `ship` was recorded and before the step's checkpoint.
+    in a third activity, `pause`, after `ship` was recorded and before the step's checkpoint.
     """
     graph: cmo.Graph[State] = cmo.Graph(ORDERS, version=1)
 
@@ -197,13 +197,22 @@ def orders_graph(markers: Markers, worker_id: str) -> cmo.Graph[State]:
             await asyncio.sleep(60)  # killed here
         return key
 
+    @cmo.activity(name="pause")
+    async def pause() -> None:
+        # The worker confirms every earlier record durable before an activity starts, so `ship` is
+        # recorded by now. Node code right after `ship` would not do: its record may still be on
+        # the way, and a kill there loses it (and ship runs again, as it may).
+        info = cmo.activity_info()
+        if markers.read(info.run_id, info.step_index, 1, "recorded") is None:
+            markers.write(info.run_id, info.step_index, 1, "recorded", {"pid": os.getpid()})
+            await asyncio.sleep(60)  # killed here
+
     @graph.node(entry=True)
     async def fulfil(state: State, ctx: cmo.NodeContext) -> cmo.NodeResult[State]:
         charged = await ctx.activity(charge, state["order"])
         shipped = await ctx.activity(ship, state["order"], state["hold"])
-        if state["hold"] == "after_record" and ctx.attempt == 1:
-            markers.write(ctx.run_id, ctx.step_index, ctx.attempt, "recorded", {"pid": os.getpid()})
-            await asyncio.sleep(60)  # killed here
+        if state["hold"] == "after_record":
+            await ctx.activity(pause)
         return cmo.NodeResult({**state, "charged": charged, "shipped": shipped, "by": worker_id})
 
     return graph

@@ -286,11 +286,9 @@ async def test_start_run_is_idempotent_on_run_id(api: Api, graph: common_pb2.Gra
     again = await api.runs.StartRun(first, timeout=10)
     assert not again.created
     assert again.run == created.run
-    # Another input under the same run_id returns the run as it was: the first start wins.
+    # Another input under the same run_id is another run: refused, the first start stays.
     other = run_service_pb2.StartRunRequest(run_id=run_id, graph_id=graph.graph_id, input=b'{"n": 2}')
-    differs = await api.runs.StartRun(other, timeout=10)
-    assert not differs.created
-    assert differs.run.input == b'{"n":1}'
+    await rejected(api.runs.StartRun(other, timeout=10), Code.ALREADY_EXISTS, "run_id")
     # A bad start under the same run_id is refused and leaves the run alone.
     bad = run_service_pb2.StartRunRequest(run_id=run_id, graph_id=graph.graph_id, input=b"{")
     await rejected(api.runs.StartRun(bad, timeout=10), Code.INVALID_ARGUMENT, "input")
@@ -776,8 +774,11 @@ async def test_fail_task_with_one_bad_riding_record_stores_none_of_them(api: Api
     task = await claim(api, graph)
     good = common_pb2.Activity(seq=0, kind="call", name="charge", request_hash="h", result=b"1")
     for bad, field in (
-        (common_pb2.Activity(seq=1, kind="call", name="ship", request_hash="h"), "activity"),  # no result, no error
-        (common_pb2.Activity(seq=1, kind="call", name="ship", request_hash="h", result=b"{"), "activity.result"),
+        (
+            common_pb2.Activity(seq=1, kind="call", name="ship", request_hash="h"),
+            "activities[1]",
+        ),  # no result, no error
+        (common_pb2.Activity(seq=1, kind="call", name="ship", request_hash="h", result=b"{"), "activities[1].result"),
     ):
         request = worker_service_pb2.FailTaskRequest(
             **task_call(task), failure=common_pb2.Failure(message="boom"), activities=[good, bad]

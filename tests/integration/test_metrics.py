@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import cmo
 from cmo_server.app import CmoServer
 from cmo_server.config import ServerConfig, StoreConfig, TelemetryConfig
-from cmo_server.domain import GraphSpec, NodeSpec
+from cmo_server.domain import END_NODE, ActivityRecord, Checkpoint, GraphSpec, NodeSpec
+from cmo_server.telemetry._metrics import MAX_LABEL_VALUES
 from tests.integration.contract.helpers import NS
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -165,3 +167,60 @@ async def test_two_servers_in_one_process_count_apart(tmp_path):
 async def test_without_a_listen_address_there_is_no_endpoint(server_config: ServerConfig):
     async with CmoServer.running(server_config) as server:
         assert server.metrics_port == 0
+
+
+async def test_client_chosen_label_values_are_bounded(server_config: ServerConfig):
+    # 200 graphs, each with its own node, queue and activity kind: without a bound each would be
+    # a new series of every metric that carries it, for as long as the server runs.
+    config = replace(server_config, telemetry=METRICS_ON)
+    tag = uuid.uuid4().hex[:8]
+    specs = [GraphSpec(f"g{i}-{tag}", 1, f"n{i}", {f"n{i}": NodeSpec(f"n{i}", f"q{i}-{tag}")}, {}) for i in range(200)]
+    async with CmoServer.running(config) as server:
+        engine = server.engine
+        for i, spec in enumerate(specs):
+            await engine.register_graph(spec)
+            await engine.start_run(NS, run_id="", graph_id=spec.graph_id, graph_version=1, input=b"{}")
+            node = spec.nodes[spec.entry_node]
+            poll: dict[str, Any] = {"task_queues": [node.task_queue], "graphs": [(spec.graph_id, 1)], "wait": 5.0}
+            task = await engine.poll_task(NS, worker_id="w", **poll)
+            assert task is not None
+            kind = "call" if i == 0 else f"kind.{i}"  # a known kind keeps its name
+            record = ActivityRecord(0, kind, "a", "h", b"1", None, task.attempt, duration=timedelta(milliseconds=1))
+            await engine.record_activity(task.key, record)
+            done = Checkpoint(
+                key=task.key, graph_id=spec.graph_id, graph_version=1, node_id=node.node_id,
+                state=b"{}", output=b"", next_key=END_NODE, started_at=datetime.now(UTC),
+            )  # fmt: skip
+            await engine.complete_task(done)
+            # And one run left waiting in each queue, for the queue depth gauge.
+            await engine.start_run(NS, run_id="", graph_id=spec.graph_id, graph_version=1, input=b"{}")
+
+        samples = await scrape(server.metrics_port)
+
+    def label_values(name: str, label: str) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for (sample, labels), count in samples.items():
+            if sample == name:
+                found[dict(labels)[label]] = found.get(dict(labels)[label], 0) + count
+        return found
+
+    kinds = label_values("cmo_activities_recorded_total", "kind")
+    assert kinds == {"call": 1, "other": 199}
+    assert label_values("cmo_activity_duration_seconds_count", "kind") == {"call": 1, "other": 199}
+    for name, label in [
+        ("cmo_tasks_dispatched_total", "task_queue"),
+        ("cmo_step_duration_seconds_count", "graph_id"),
+        ("cmo_step_duration_seconds_count", "node_id"),
+        ("cmo_queue_depth", "task_queue"),
+    ]:
+        counts = label_values(name, label)
+        assert len(counts) == MAX_LABEL_VALUES + 1, (name, label, len(counts))
+        assert counts["other"] == 100, (name, label)
+        assert sum(counts.values()) == 200, (name, label)  # nothing is lost, only named "other"
+    # The pair is bounded, not each label alone: at most 101 histograms, not 101 x 101.
+    pairs = {
+        (dict(labels)["graph_id"], dict(labels)["node_id"])
+        for (name, labels) in samples
+        if name.startswith("cmo_step_duration_seconds")
+    }
+    assert len(pairs) == MAX_LABEL_VALUES + 1

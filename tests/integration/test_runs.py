@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import cmo
-from cmo.errors import RunFailedError, RunNotFoundError, WaitTimeoutError
+from cmo.errors import RpcError, RunFailedError, RunNotFoundError, WaitTimeoutError
 
 
 @dataclass
@@ -53,6 +53,17 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+async def run_to_failure(client: cmo.Client, graph: cmo.Graph[Any]) -> tuple[cmo.RunHandle[Any], cmo.FailureInfo]:
+    """Start a run of `graph`, serve it until it fails, and return it with its failure."""
+    async with serving(client, [graph]):
+        handle = await client.start(graph, {})
+        with pytest.raises(RunFailedError) as caught:
+            await handle.result(timeout=20)
+    failure = caught.value.failure
+    assert failure is not None
+    return handle, failure
+
+
 async def test_a_run_completes_with_typed_state_and_checkpoints(client: cmo.Client):
     graph = counting_graph(unique("count"))
     async with serving(client, [graph]):
@@ -72,10 +83,13 @@ async def test_start_is_idempotent_on_run_id(client: cmo.Client):
     graph = counting_graph(unique("idem"))
     run_id = unique("run")
     first = await client.start(graph, Counter(), run_id=run_id)
-    second = await client.start(graph, Counter(n=5), run_id=run_id)
+    second = await client.start(graph, Counter(), run_id=run_id)
     assert first.run_id == second.run_id == run_id
+    # Another input under the same id is another run: refused, the first start stays.
+    with pytest.raises(RpcError, match=r"ALREADY_EXISTS: run_id: .* exists with another input"):
+        await client.start(graph, Counter(n=5), run_id=run_id)
     async with serving(client, [graph]):
-        assert (await second.result(timeout=20)).n == 3  # the first start's input won
+        assert (await second.result(timeout=20)).n == 3
     assert len([r async for r in client.list_runs(graph_id=graph.graph_id)]) == 1
 
 
@@ -103,12 +117,7 @@ async def test_retries_run_out_and_the_run_fails_with_the_error(client: cmo.Clie
     async def doomed(state, ctx):
         raise ValueError(f"bad input on attempt {ctx.attempt}")
 
-    async with serving(client, [graph]):
-        handle = await client.start(graph, {})
-        with pytest.raises(RunFailedError) as caught:
-            await handle.result(timeout=20)
-    failure = caught.value.failure
-    assert failure is not None
+    handle, failure = await run_to_failure(client, graph)
     assert (failure.type, failure.message, failure.attempt, failure.node_id) == (
         "ValueError",
         "bad input on attempt 2",
@@ -118,6 +127,27 @@ async def test_retries_run_out_and_the_run_fails_with_the_error(client: cmo.Clie
     assert "Traceback" in failure.details
     assert (await handle.describe()).status is cmo.RunStatus.FAILED
     assert await handle.history() == []
+
+
+async def test_an_error_with_a_nul_and_a_huge_message_still_fails_the_run_with_it(client: cmo.Client):
+    # The server refuses NUL characters and oversized texts; the worker's report must still land.
+    graph: cmo.Graph[dict] = cmo.Graph(unique("noisy"))
+
+    @cmo.activity(name="noisy-call", retry=cmo.RetryPolicy(max_attempts=1))
+    async def noisy_call() -> None:
+        raise ValueError("call\x00failed " + "y" * 10_000)
+
+    @graph.node(entry=True, retry=cmo.RetryPolicy(max_attempts=1))
+    async def noisy(state, ctx):
+        with contextlib.suppress(cmo.errors.ActivityError):
+            await ctx.activity(noisy_call)
+        raise cmo.errors.ApplicationError("bad\x00byte " + "x" * 10_000, type="Odd\x00Type")
+
+    _, failure = await run_to_failure(client, graph)
+    assert failure.type == "Odd\\x00Type"
+    assert failure.message.startswith("bad\\x00byte xxx")
+    assert len(failure.message) == 4096
+    assert "Traceback" in failure.details
 
 
 async def test_non_retryable_errors_fail_at_once(client: cmo.Client):

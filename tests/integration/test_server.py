@@ -94,3 +94,70 @@ async def test_the_callers_own_error_comes_out_of_a_running_server_as_it_is(tmp_
         await fail_while_serving()
     assert caught.value.args[0] == ["cmo-engine", "cmo-health", "cmo-sweeps", "cmo-task-sweeps", "cmo-wait-timers"]
     assert background_tasks() == []
+
+
+GARBAGE = b"\x0a\x05ab"  # field 1 of 5 bytes, cut after 2: no request type parses it
+
+
+async def send_raw(channel: grpc.aio.Channel, path: str, shape: str, body: bytes) -> None:
+    """Send `body` as the request of `path`, as is, and read the reply."""
+    identity = {"request_serializer": lambda b: b, "response_deserializer": lambda b: b}
+    if shape == "unary_unary":
+        await channel.unary_unary(path, **identity)(body, timeout=5)
+    elif shape == "unary_stream":
+        await channel.unary_stream(path, **identity)(body, timeout=5).read()
+    else:
+        await channel.stream_stream(path, **identity)(iter([body]), timeout=5).read()
+
+
+@pytest.mark.parametrize(
+    ("path", "shape", "request_type"),
+    [
+        ("/grpc.health.v1.Health/Check", "unary_unary", "grpc.health.v1.HealthCheckRequest"),
+        ("/grpc.health.v1.Health/List", "unary_unary", "grpc.health.v1.HealthListRequest"),
+        ("/grpc.health.v1.Health/Watch", "unary_stream", "grpc.health.v1.HealthCheckRequest"),
+        (
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            "stream_stream",
+            "grpc.reflection.v1alpha.ServerReflectionRequest",
+        ),
+    ],
+)
+async def test_health_and_reflection_refuse_garbage_plainly_and_log_no_traceback(
+    tmp_path, caplog, path: str, shape: str, request_type: str
+):
+    config = ServerConfig(listen="127.0.0.1:0", store=StoreConfig(sqlite_path=str(tmp_path / "cmo.db")))
+    with caplog.at_level(logging.DEBUG):
+        async with (
+            CmoServer.running(config) as server,
+            grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await send_raw(channel, path, shape, GARBAGE)
+            # A well-formed call is answered as before.
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, raised.value.details()
+    assert raised.value.details() == f"the request body is not a valid {request_type}"
+    leaks = [
+        r.getMessage()
+        for r in caplog.records
+        if r.exc_info or "Traceback" in r.getMessage() or "<class" in r.getMessage()
+    ]
+    assert not leaks, leaks
+
+
+async def test_health_list_answers_every_status(tmp_path, caplog):
+    config = ServerConfig(listen="127.0.0.1:0", store=StoreConfig(sqlite_path=str(tmp_path / "cmo.db")))
+    with caplog.at_level(logging.DEBUG):
+        async with (
+            CmoServer.running(config) as server,
+            grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+        ):
+            reply = await health_pb2_grpc.HealthStub(channel).List(health_pb2.HealthListRequest(), timeout=5)
+    assert {name: status.status for name, status in reply.statuses.items()} == {
+        "": health_pb2.HealthCheckResponse.SERVING,
+        "cmo.api.v1.RunService": health_pb2.HealthCheckResponse.SERVING,
+        "cmo.api.v1.WorkerService": health_pb2.HealthCheckResponse.SERVING,
+    }
+    assert not [r for r in caplog.records if r.exc_info], "the server logged a traceback"

@@ -134,7 +134,7 @@ class ServerProcess(Process):
 
 
 class WorkerProcess(Process):
-    """A worker process running `tests.e2e.worker_main`."""
+    """A worker process: `tests.e2e.worker_main`, or any program `Processes.start_program` started."""
 
     def __init__(self, name: str, popen: subprocess.Popen[bytes], stdout: Path, stderr: Path) -> None:
         super().__init__(name, popen, stdout, stderr)
@@ -220,7 +220,11 @@ class Processes:
             "--marker-dir", str(marker_dir),
             *(["--worker-id", worker_id] if worker_id else []),
         ]  # fmt: skip
-        worker = self._spawn(WorkerProcess, "worker", args, {})
+        return await self.start_program(args)
+
+    async def start_program(self, argv: list[str], *, role: str = "worker") -> WorkerProcess:
+        """Start any worker program that prints `ready <worker_id>` once it serves; returns then."""
+        worker = self._spawn(WorkerProcess, role, argv, {})
 
         def ready() -> str:
             worker.raise_if_exited("starting")

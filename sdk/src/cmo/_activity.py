@@ -37,7 +37,16 @@ from cmo.errors import (
 )
 from cmo.serialization import canonical_json, parse_json, state_hash
 
-__all__ = ["Activity", "ActivityInfo", "ActivityRunner", "Suspend", "activity", "activity_info", "replayed_records"]
+__all__ = [
+    "Activity",
+    "ActivityInfo",
+    "ActivityRunner",
+    "Suspend",
+    "activity",
+    "activity_info",
+    "replayed_records",
+    "wire_failure",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -49,6 +58,10 @@ KIND_SIGNAL = "signal"
 KIND_TIMER = "timer"
 """The kind of a durable timer; the server records its outcome."""
 WAIT_KINDS = (KIND_SIGNAL, KIND_TIMER)
+MAX_FAILURE_MESSAGE = 4096
+MAX_FAILURE_TYPE = 256
+MAX_FAILURE_DETAILS = 65536
+"""The server's limits (characters) on a Failure's message, type and details."""
 
 
 class Suspend(BaseException):
@@ -429,9 +442,27 @@ def _retryable(err: Exception, retry: RetryPolicy, try_number: int) -> bool:
 def _failure(err: Exception) -> common_pb2.Failure:
     details = "".join(traceback.format_exception(err))[-8000:]
     if isinstance(err, ActivityError):  # an activity's failure already (HttpStatusError): recorded as it says
-        return common_pb2.Failure(message=err.message, type=err.type, details=details)
+        return wire_failure(err.message, err.type, details=details)
     kind = err.type if isinstance(err, ApplicationError) else type(err).__name__
-    return common_pb2.Failure(message=str(err) or kind, type=kind, details=details)
+    return wire_failure(str(err) or kind, kind, details=details)
+
+
+def wire_failure(message: str, kind: str, *, non_retryable: bool = False, details: str = "") -> common_pb2.Failure:
+    """A Failure the server takes: each text within its limit, NUL characters written out.
+
+    The server refuses a NUL in any text and longer texts; an error's report must not be lost
+    for them, so the message and type keep their heads and the details (a traceback) its tail.
+    """
+    return common_pb2.Failure(
+        message=_nul_escaped(message)[:MAX_FAILURE_MESSAGE],
+        type=_nul_escaped(kind)[:MAX_FAILURE_TYPE],
+        non_retryable=non_retryable,
+        details=_nul_escaped(details)[-MAX_FAILURE_DETAILS:],
+    )
+
+
+def _nul_escaped(text: str) -> str:
+    return text.replace("\x00", "\\x00")
 
 
 def _activity_error(name: str, seq: int, failure: common_pb2.Failure) -> ActivityError:

@@ -17,7 +17,7 @@ import grpc
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
-from cmo._activity import ActivityRunner, Suspend, replayed_records
+from cmo._activity import ActivityRunner, Suspend, replayed_records, wire_failure
 from cmo._client import Client
 from cmo._convert import duration
 from cmo._converter import from_json, to_json
@@ -388,9 +388,9 @@ class Worker:
         span = trace.get_current_span()
         span.set_status(StatusCode.ERROR, f"{kind}: {err}")
         span.record_exception(err)
-        failure = common_pb2.Failure(
-            message=str(err) or kind,
-            type=kind,
+        failure = wire_failure(
+            str(err) or kind,
+            kind,
             non_retryable=non_retryable,
             details="".join(traceback.format_exception(err))[-16000:],
         )

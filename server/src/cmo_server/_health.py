@@ -6,9 +6,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+import grpc
 from grpc_health.v1 import health, health_pb2
 
-__all__ = ["HealthMonitor"]
+__all__ = ["HealthMonitor", "HealthServicer"]
 
 logger = logging.getLogger(__name__)
 
@@ -16,6 +17,40 @@ Check = Callable[[], Awaitable[object]]
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class HealthServicer(health.aio.HealthServicer):  # type: ignore[misc]  # grpc_health has no types
+    """grpc's health servicer, with `List` (which grpc's leaves unimplemented, raising).
+
+    `List` answers the status of every service whose status was set before the server began to
+    shut down (from then on, grpc's servicer ignores new ones), and of the server ("").
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._services = {""}
+        self._frozen = False
+
+    async def set(self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        """See grpc's `HealthServicer.set`."""
+        if not self._frozen:
+            self._services.add(service)
+        await super().set(service, status)
+
+    async def enter_graceful_shutdown(self) -> None:
+        """See grpc's `HealthServicer.enter_graceful_shutdown`."""
+        self._frozen = True
+        await super().enter_graceful_shutdown()
+
+    async def List(
+        self, request: health_pb2.HealthListRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthListResponse:
+        """The status of every known service."""
+        response = health_pb2.HealthListResponse()
+        for service in sorted(self._services):
+            status = await self.Check(health_pb2.HealthCheckRequest(service=service), context)
+            response.statuses[service].CopyFrom(status)
+        return response
 
 
 class HealthMonitor:

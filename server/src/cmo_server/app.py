@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 from opentelemetry.sdk.trace import TracerProvider
 
 from cmo.api.v1 import run_service_pb2, worker_service_pb2
 from cmo_server._background import log_crash
-from cmo_server._health import HealthMonitor
+from cmo_server._health import HealthMonitor, HealthServicer
 from cmo_server.api import RunServicer, WorkerServicer, service_handler
 from cmo_server.artifacts import Artifacts
 from cmo_server.blob import open_blob_store
@@ -39,6 +39,8 @@ SERVICES = (
     run_service_pb2.DESCRIPTOR.services_by_name["RunService"],
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"],
 )
+HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
+REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
 
 
 @asynccontextmanager
@@ -134,16 +136,19 @@ class CmoServer:
                     ("grpc.server.max_pending_requests_hard_limit", 40_000),
                 ],
             )
+            health_servicer = HealthServicer()
+            reflection_servicer = reflection.aio.ReflectionServicer(
+                [s.full_name for s in (*SERVICES, HEALTH, REFLECTION)]
+            )
+            # The standard services go through the same handler builder as the product's own, so
+            # that garbage sent to them is INVALID_ARGUMENT too, not UNKNOWN with a class name.
             server.add_generic_rpc_handlers(
                 (
                     service_handler(SERVICES[0], RunServicer(engine, retention=retention)),
                     service_handler(SERVICES[1], WorkerServicer(engine, artifacts=artifacts)),
+                    service_handler(HEALTH, health_servicer),
+                    service_handler(REFLECTION, reflection_servicer),
                 )
-            )
-            health_servicer = health.aio.HealthServicer()
-            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-            reflection.enable_server_reflection(
-                [s.full_name for s in SERVICES] + [health.SERVICE_NAME, reflection.SERVICE_NAME], server
             )
             port = server.add_insecure_port(config.listen)
             if port == 0:

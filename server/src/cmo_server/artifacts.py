@@ -13,7 +13,7 @@ from collections.abc import AsyncIterable
 
 from cmo_server.blob import BlobRef, BlobStore
 from cmo_server.domain import Artifact, Namespace
-from cmo_server.errors import InvalidArgument, NotFound, ResourceExhausted
+from cmo_server.errors import InvalidArgument, NotFound, ResourceExhausted, shown
 from cmo_server.store import Store
 
 __all__ = ["DEFAULT_MEDIA_TYPE", "DIGEST_PREFIX", "Artifacts", "check_media_type", "format_digest", "parse_digest"]
@@ -35,7 +35,7 @@ def parse_digest(field: str, digest: str) -> str:
     """
     found = _DIGEST.fullmatch(digest)
     if found is None:
-        raise InvalidArgument(field, f"must be 'sha256:' and 64 lowercase hex characters, got {digest[:80]!r}")
+        raise InvalidArgument(field, f"must be 'sha256:' and 64 lowercase hex characters, got {shown(digest)}")
     return found.group(1)
 
 
@@ -55,7 +55,7 @@ def check_media_type(field: str, media_type: str) -> str:
     if len(media_type) > MAX_MEDIA_TYPE_LENGTH:
         raise InvalidArgument(field, f"is {len(media_type)} characters long, the limit is {MAX_MEDIA_TYPE_LENGTH}")
     if not _MEDIA_TYPE.fullmatch(media_type):
-        raise InvalidArgument(field, f"must be a media type such as 'application/pdf', got {media_type!r}")
+        raise InvalidArgument(field, f"must be a media type such as 'application/pdf', got {shown(media_type)}")
     return media_type
 
 
@@ -70,7 +70,7 @@ class Artifacts:
     async def check_run(self, namespace: Namespace, run_id: str) -> None:
         """Raise NotFound unless the run exists: worth knowing before the content is sent."""
         if await self._store.get_run(namespace, run_id) is None:
-            raise NotFound(f"run {run_id!r} does not exist")
+            raise NotFound(f"run {shown(run_id)} does not exist")
 
     async def put(self, namespace: Namespace, run_id: str, media_type: str, chunks: AsyncIterable[bytes]) -> Artifact:
         """Store the content the chunks carry as an artifact of the run; idempotent.

@@ -11,6 +11,7 @@ from typing import Any
 
 from cmo import RunStatus
 from cmo.serialization import canonical_json
+from cmo_server.errors import shown
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -191,7 +192,7 @@ class GraphSpec:
         """Why this definition cannot be registered over the `stored` one (its `to_json`) of the same version."""
         where = _first_difference(stored, self.to_json(), "graph")
         return (
-            f"graph {_short(self.graph_id)} version {self.version} is registered with another definition "
+            f"graph {shown(self.graph_id)} version {self.version} is registered with another definition "
             f"(first difference: {where}); a version is immutable, register a new version"
         )
 
@@ -219,12 +220,6 @@ class GraphSpec:
         )
 
 
-def _short(value: object, limit: int = 64) -> str:
-    """`repr(value)`, cut to about `limit` characters: request values echoed in messages stay small."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _first_difference(stored: Any, given: Any, path: str) -> str:
     """The path of the first place two JSON-shaped values differ, with both values there."""
     if isinstance(stored, dict) and isinstance(given, dict):
@@ -239,8 +234,8 @@ def _first_difference(stored: Any, given: Any, path: str) -> str:
             if a != b:
                 label = a.get("node_id") if isinstance(a, dict) else None
                 label = label or (b.get("node_id") if isinstance(b, dict) else None)
-                return _first_difference(a, b, f"{path}[{_short(label) if label else i}]")
-    return f"{path} is {_short(stored)} in the registered version, {_short(given)} in this one"
+                return _first_difference(a, b, f"{path}[{shown(label) if label else i}]")
+    return f"{path} is {shown(stored)} in the registered version, {shown(given)} in this one"
 
 
 @dataclass(frozen=True, slots=True)
@@ -653,7 +648,7 @@ class Checkpoint:
     def differs_message(self) -> str:
         """Why a re-sent checkpoint that differs from the stored one is refused."""
         return (
-            f"step {self.key.step_index} of run {_short(self.key.run_id)} was completed by attempt "
+            f"step {self.key.step_index} of run {shown(self.key.run_id)} was completed by attempt "
             f"{self.key.attempt} with another checkpoint (state, output or next key); a re-send must be identical"
         )
 

@@ -20,7 +20,21 @@ __all__ = [
     "ResourceExhausted",
     "StaleLease",
     "Unavailable",
+    "shown",
 ]
+
+MAX_SHOWN = 64
+"""Characters of a value that an error message echoes: a status must stay far below gRPC's
+metadata limit whatever a request held."""
+
+
+def shown(value: object) -> str:
+    """`repr(value)` for an error message, cut past `MAX_SHOWN` characters (a string's length is told)."""
+    text = repr(value)
+    if len(text) <= MAX_SHOWN:
+        return text
+    length = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[:MAX_SHOWN]}...{length}"
 
 
 class CmoServerError(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -10,7 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from cmo.api.v1 import common_pb2, worker_service_pb2
 from cmo_server.api._namespace import namespace_to_proto
 from cmo_server.api._task_token import encode_task_token
-from cmo_server.api._validate import check_id, check_range, duration_or
+from cmo_server.api._validate import check_duration, check_id, check_range, check_text, duration_or
 from cmo_server.artifacts import format_digest
 from cmo_server.domain import (
     END_NODE,
@@ -29,7 +30,7 @@ from cmo_server.domain import (
     Task,
     WaitRequest,
 )
-from cmo_server.errors import InvalidArgument
+from cmo_server.errors import InvalidArgument, shown
 
 __all__ = [
     "activity_from_proto",
@@ -45,8 +46,17 @@ __all__ = [
 ]
 
 MAX_NODES = 1000
+MAX_EDGES = 10_000
+MAX_ERROR_NAMES = 100
+"""Most non_retryable_errors of one node."""
+MAX_HASH_LENGTH = 128
+MAX_FAILURE_MESSAGE = 4096
+MAX_FAILURE_TYPE = 256
+MAX_FAILURE_DETAILS = 65536
 MAX_SEQ = 1_000_000
 MAX_VERSION = 2**31 - 1
+MAX_RETRY_INTERVAL = timedelta(days=3650)
+"""Longest retry interval (and reported activity run time): ten years, well inside a timestamp."""
 
 
 def _ts(value: datetime) -> Timestamp:
@@ -63,26 +73,28 @@ def graph_from_proto(msg: common_pb2.GraphDef, namespace: Namespace) -> GraphSpe
         raise InvalidArgument("graph.nodes", "a graph needs at least one node")
     if len(msg.nodes) > MAX_NODES:
         raise InvalidArgument("graph.nodes", f"{len(msg.nodes)} nodes is over the limit of {MAX_NODES}")
+    if len(msg.edges) > MAX_EDGES:
+        raise InvalidArgument("graph.edges", f"{len(msg.edges)} edges is over the limit of {MAX_EDGES}")
     nodes: dict[str, NodeSpec] = {}
     for i, n in enumerate(msg.nodes):
         node_id = check_id(f"graph.nodes[{i}].node_id", n.node_id)
         if node_id == END_NODE or node_id in nodes:
-            raise InvalidArgument(f"graph.nodes[{i}].node_id", f"{node_id!r} is reserved or used twice")
+            raise InvalidArgument(f"graph.nodes[{i}].node_id", f"{shown(node_id)} is reserved or used twice")
         queue = check_id(f"graph.nodes[{i}].task_queue", n.task_queue, required=False) or "default"
         retry = _retry_from_proto(f"graph.nodes[{i}].retry", n.retry) if n.HasField("retry") else RetrySpec()
         nodes[node_id] = NodeSpec(node_id, queue, retry)
     if msg.entry_node not in nodes:
-        raise InvalidArgument("graph.entry_node", f"{msg.entry_node!r} is not one of the graph's nodes")
+        raise InvalidArgument("graph.entry_node", f"{shown(msg.entry_node)} is not one of the graph's nodes")
     edges: dict[tuple[str, str], str] = {}
     for i, e in enumerate(msg.edges):
         field = f"graph.edges[{i}]"
         if e.from_node not in nodes:
-            raise InvalidArgument(f"{field}.from_node", f"{e.from_node!r} is not one of the graph's nodes")
+            raise InvalidArgument(f"{field}.from_node", f"{shown(e.from_node)} is not one of the graph's nodes")
         if e.to_node not in nodes and e.to_node != END_NODE:
-            raise InvalidArgument(f"{field}.to_node", f"{e.to_node!r} is not one of the graph's nodes or END")
+            raise InvalidArgument(f"{field}.to_node", f"{shown(e.to_node)} is not one of the graph's nodes or END")
         key = check_id(f"{field}.key", e.key)
         if key == END_NODE or (e.from_node, key) in edges:
-            raise InvalidArgument(f"{field}.key", f"{key!r} is reserved or used twice from {e.from_node!r}")
+            raise InvalidArgument(f"{field}.key", f"{shown(key)} is reserved or used twice from {shown(e.from_node)}")
         edges[(e.from_node, key)] = e.to_node
     return GraphSpec(graph_id, version, msg.entry_node, nodes, edges, namespace)
 
@@ -115,34 +127,44 @@ def _retry_from_proto(field: str, msg: common_pb2.RetryPolicy) -> RetrySpec:
     backoff = msg.backoff or 2.0
     if not 1 <= backoff < math.inf:  # NaN fails both comparisons
         raise InvalidArgument(f"{field}.backoff", f"must be a finite number >= 1, got {backoff}")
-    initial = msg.initial_interval.ToTimedelta() if msg.HasField("initial_interval") else timedelta(seconds=1)
-    maximum = msg.max_interval.ToTimedelta() if msg.HasField("max_interval") else None
-    if initial < timedelta(0) or (maximum is not None and maximum < timedelta(0)):
-        raise InvalidArgument(f"{field}.initial_interval", "intervals must not be negative")
+    initial = duration_or(
+        f"{field}.initial_interval",
+        msg.initial_interval,
+        msg.HasField("initial_interval"),
+        timedelta(seconds=1),
+        MAX_RETRY_INTERVAL,
+    )
+    maximum = None
+    if msg.HasField("max_interval"):
+        maximum = check_duration(f"{field}.max_interval", msg.max_interval, maximum=MAX_RETRY_INTERVAL)
     return RetrySpec(
         max_attempts=msg.max_attempts,
         initial_interval=initial,
         backoff=backoff,
         max_interval=maximum,
-        non_retryable_errors=tuple(msg.non_retryable_errors),
+        non_retryable_errors=_error_names(f"{field}.non_retryable_errors", msg.non_retryable_errors),
     )
 
 
-def activity_from_proto(msg: common_pb2.Activity, attempt: int) -> ActivityRecord:
-    """A validated activity record sent by a worker (its result is checked by the engine)."""
+def _error_names(field: str, names: Sequence[str]) -> tuple[str, ...]:
+    if len(names) > MAX_ERROR_NAMES:
+        raise InvalidArgument(field, f"{len(names)} error types is over the limit of {MAX_ERROR_NAMES}")
+    return tuple(check_id(f"{field}[{i}]", name) for i, name in enumerate(names))
+
+
+def activity_from_proto(msg: common_pb2.Activity, attempt: int, field: str = "activity") -> ActivityRecord:
+    """A validated activity record sent by a worker (its result is checked by the engine); `field` names it."""
     if not 0 <= msg.seq <= MAX_SEQ:
-        raise InvalidArgument("activity.seq", f"must be between 0 and {MAX_SEQ}, got {msg.seq}")
+        raise InvalidArgument(f"{field}.seq", f"must be between 0 and {MAX_SEQ}, got {msg.seq}")
     if msg.HasField("error") == bool(msg.result):
-        raise InvalidArgument("activity", "needs exactly one of result and error")
-    if len(msg.request_hash) > 128:
-        raise InvalidArgument("activity.request_hash", "is longer than 128 characters")
+        raise InvalidArgument(field, "needs exactly one of result and error")
     return ActivityRecord(
         seq=msg.seq,
-        kind=check_id("activity.kind", msg.kind),
-        name=check_id("activity.name", msg.name),
-        request_hash=msg.request_hash,
+        kind=check_id(f"{field}.kind", msg.kind),
+        name=check_id(f"{field}.name", msg.name),
+        request_hash=check_text(f"{field}.request_hash", msg.request_hash, MAX_HASH_LENGTH),
         result=msg.result if not msg.HasField("error") else None,
-        error=failure_from_proto(msg.error) if msg.HasField("error") else None,
+        error=failure_from_proto(msg.error, f"{field}.error") if msg.HasField("error") else None,
         attempt=attempt,
         duration=_reported_duration(msg),
     )
@@ -150,22 +172,21 @@ def activity_from_proto(msg: common_pb2.Activity, attempt: int) -> ActivityRecor
 
 def _reported_duration(msg: common_pb2.Activity) -> timedelta | None:
     """The worker's measure of how long the activity ran, if it sent a sane one (metrics only)."""
-    if not msg.HasField("duration") or msg.duration.seconds < 0 or msg.duration.nanos < 0:
+    if not msg.HasField("duration"):
         return None
     try:
-        return msg.duration.ToTimedelta()
-    except OverflowError:
-        return None
+        return check_duration("activity.duration", msg.duration, maximum=MAX_RETRY_INTERVAL)
+    except InvalidArgument:
+        return None  # a bad measure costs the metric a sample, not the record
 
 
 def wait_from_proto(msg: worker_service_pb2.WaitRequest, *, max_duration: timedelta) -> WaitRequest:
     """A validated wait: a signal by name (timeout optional) or a timer (duration required)."""
     if msg.kind not in WAIT_KINDS:
-        raise InvalidArgument("wait.kind", f"must be one of {', '.join(WAIT_KINDS)}, got {msg.kind!r}")
+        raise InvalidArgument("wait.kind", f"must be one of {', '.join(WAIT_KINDS)}, got {shown(msg.kind)}")
     if not 0 <= msg.seq <= MAX_SEQ:
         raise InvalidArgument("wait.seq", f"must be between 0 and {MAX_SEQ}, got {msg.seq}")
-    if len(msg.request_hash) > 128:
-        raise InvalidArgument("wait.request_hash", "is longer than 128 characters")
+    request_hash = check_text("wait.request_hash", msg.request_hash, MAX_HASH_LENGTH)
     if msg.kind == WAIT_SIGNAL:
         name = check_id("wait.name", msg.name)
     elif msg.name:
@@ -176,7 +197,7 @@ def wait_from_proto(msg: worker_service_pb2.WaitRequest, *, max_duration: timede
         raise InvalidArgument("wait.duration", "is required for a timer")
     has = msg.HasField("duration")
     duration = duration_or("wait.duration", msg.duration, has, timedelta(0), max_duration) if has else None
-    return WaitRequest(seq=msg.seq, kind=msg.kind, name=name, duration=duration, request_hash=msg.request_hash)
+    return WaitRequest(seq=msg.seq, kind=msg.kind, name=name, duration=duration, request_hash=request_hash)
 
 
 def activity_to_proto(activity: ActivityRecord) -> common_pb2.Activity:
@@ -196,13 +217,13 @@ def activity_to_proto(activity: ActivityRecord) -> common_pb2.Activity:
     return msg
 
 
-def failure_from_proto(msg: common_pb2.Failure) -> Failure:
-    """A worker-reported failure, trimmed to sane sizes."""
+def failure_from_proto(msg: common_pb2.Failure, field: str = "failure") -> Failure:
+    """A worker-reported failure, its texts within their limits."""
     return Failure(
-        message=msg.message[:4096] or "(no message)",
-        type=msg.type[:256],
+        message=check_text(f"{field}.message", msg.message, MAX_FAILURE_MESSAGE) or "(no message)",
+        type=check_text(f"{field}.type", msg.type, MAX_FAILURE_TYPE),
         non_retryable=msg.non_retryable,
-        details=msg.details[:32768],
+        details=check_text(f"{field}.details", msg.details, MAX_FAILURE_DETAILS),
     )
 
 

@@ -1,12 +1,16 @@
 """Build gRPC handlers from a service descriptor, with request decoding the server controls.
 
-grpc's own decoding answers a garbage body with UNKNOWN and the DecodeError text; decoding here
-instead turns it into INVALID_ARGUMENT with a plain message.
+grpc's own decoding answers a garbage body with UNKNOWN and the DecodeError text (and logs a
+traceback); decoding here instead turns it into INVALID_ARGUMENT with a plain message, for the
+product's services and the standard health and reflection services alike. It also refuses a NUL
+character in any string field of a request, naming the field, before a servicer sees it.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -14,7 +18,16 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 
+from cmo_server.api._validate import nul_field
+
 __all__ = ["service_handler"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """A request body the server will not hand to a servicer, and why (the status message)."""
+
+    reason: str
 
 
 def service_handler(service: ServiceDescriptor, servicer: object) -> grpc.GenericRpcHandler:
@@ -31,38 +44,65 @@ def service_handler(service: ServiceDescriptor, servicer: object) -> grpc.Generi
 def _method_handler(method: MethodDescriptor, impl: Callable[..., Any]) -> grpc.RpcMethodHandler:
     request_class = GetMessageClass(method.input_type)
     serialize = GetMessageClass(method.output_type).SerializeToString
-    malformed = f"the request body is not a valid {method.input_type.full_name}"
+    malformed = _Refused(f"the request body is not a valid {method.input_type.full_name}")
 
-    def decode(data: bytes) -> Message | None:
+    def decode(data: bytes) -> Message | _Refused:
         try:
-            return request_class.FromString(data)
+            request = request_class.FromString(data)
         except DecodeError:
-            return None
+            return malformed
+        # A NUL character is a zero byte on the wire, so a request without one (most) skips the
+        # walk: measured on a CompleteTask, 0.1 µs for the scan against 8 µs for the walk.
+        if b"\x00" in data and (field := nul_field(request)) is not None:
+            return _Refused(f"{field}: must not contain a NUL character")
+        return request
 
-    async def checked(request: Message | None, context: grpc.aio.ServicerContext) -> Message:
-        if request is None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, malformed)
-        assert request is not None
+    async def checked(request: Message | _Refused, context: grpc.aio.ServicerContext) -> Message:
+        if isinstance(request, _Refused):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+        assert isinstance(request, Message)
         return request
 
     async def checked_stream(
-        requests: AsyncIterator[Message | None], context: grpc.aio.ServicerContext
+        requests: AsyncIterator[Message | _Refused], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Message]:
         async for request in requests:
             yield await checked(request, context)
 
+    if method.client_streaming and method.server_streaming:
+
+        async def exchange(
+            requests: AsyncIterator[Message | _Refused], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
+            async for response in impl(checked_stream(requests, context), context):
+                yield response
+
+        return grpc.stream_stream_rpc_method_handler(
+            exchange, request_deserializer=decode, response_serializer=serialize
+        )
+
     if method.client_streaming:
 
-        async def take_stream(requests: AsyncIterator[Message | None], context: grpc.aio.ServicerContext) -> Any:
+        async def take_stream(requests: AsyncIterator[Message | _Refused], context: grpc.aio.ServicerContext) -> Any:
             return await impl(checked_stream(requests, context), context)
 
         return grpc.stream_unary_rpc_method_handler(
             take_stream, request_deserializer=decode, response_serializer=serialize
         )
 
+    if method.server_streaming and not inspect.isasyncgenfunction(impl):
+        # A servicer that writes its responses with context.write (grpc's health Watch does).
+
+        async def write_stream(request: Message | _Refused, context: grpc.aio.ServicerContext) -> None:
+            await impl(await checked(request, context), context)
+
+        return grpc.unary_stream_rpc_method_handler(
+            write_stream, request_deserializer=decode, response_serializer=serialize
+        )
+
     if method.server_streaming:
 
-        async def give_stream(request: Message | None, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def give_stream(request: Message | _Refused, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             async for response in impl(await checked(request, context), context):
                 yield response
 
@@ -70,7 +110,7 @@ def _method_handler(method: MethodDescriptor, impl: Callable[..., Any]) -> grpc.
             give_stream, request_deserializer=decode, response_serializer=serialize
         )
 
-    async def handle(request: Message | None, context: grpc.aio.ServicerContext) -> Any:
+    async def handle(request: Message | _Refused, context: grpc.aio.ServicerContext) -> Any:
         return await impl(await checked(request, context), context)
 
     return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=decode, response_serializer=serialize)

@@ -10,7 +10,7 @@ from cmo.api.v1 import run_service_pb2 as pb
 from cmo_server.api._convert import run_to_proto, step_to_proto
 from cmo_server.api._namespace import namespace_of
 from cmo_server.api._status import rpc
-from cmo_server.api._validate import check_id, check_range, duration_or
+from cmo_server.api._validate import check_id, check_range, check_text, duration_or
 from cmo_server.config import TERMINAL_STATUSES
 from cmo_server.domain import NewSignal, RunStatus
 from cmo_server.engine import Engine
@@ -22,6 +22,8 @@ __all__ = ["RunServicer"]
 
 MAX_WAIT = timedelta(seconds=60)
 MAX_PAGE = 1000
+MAX_REASON = 4096
+"""Longest reason of a CancelRun or TerminateRun, in characters."""
 MAX_RETENTION = timedelta(days=36500)
 """Longest `older_than` of PruneRuns: a century, well inside what a timestamp holds."""
 
@@ -112,11 +114,8 @@ class RunServicer:
         self, request: pb.TerminateRunRequest, context: grpc.aio.ServicerContext
     ) -> pb.TerminateRunResponse:
         """See the proto."""
-        if len(request.reason) > 4096:
-            raise InvalidArgument("reason", "is longer than 4096 characters")
-        run = await self._engine.terminate_run(
-            namespace_of(request), check_id("run_id", request.run_id), reason=request.reason
-        )
+        reason = check_text("reason", request.reason, MAX_REASON)
+        run = await self._engine.terminate_run(namespace_of(request), check_id("run_id", request.run_id), reason=reason)
         return pb.TerminateRunResponse(run=run_to_proto(run))
 
     @rpc
@@ -135,11 +134,8 @@ class RunServicer:
     @rpc
     async def CancelRun(self, request: pb.CancelRunRequest, context: grpc.aio.ServicerContext) -> pb.CancelRunResponse:
         """See the proto."""
-        if len(request.reason) > 4096:
-            raise InvalidArgument("reason", "is longer than 4096 characters")
-        run = await self._engine.cancel_run(
-            namespace_of(request), check_id("run_id", request.run_id), reason=request.reason
-        )
+        reason = check_text("reason", request.reason, MAX_REASON)
+        run = await self._engine.cancel_run(namespace_of(request), check_id("run_id", request.run_id), reason=reason)
         return pb.CancelRunResponse(run=run_to_proto(run))
 
     @rpc

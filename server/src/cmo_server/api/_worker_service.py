@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
 import grpc
@@ -141,9 +141,7 @@ class WorkerServicer:
             output=request.output,
             next_key=check_id("next_key", request.next_key),
             started_at=timestamp_or_now("started_at", request.started_at, request.HasField("started_at")),
-            eager_task_queues=frozenset(
-                check_id(f"eager_task_queues[{i}]", q) for i, q in enumerate(request.eager_task_queues)
-            ),
+            eager_task_queues=_eager_queues(request.eager_task_queues),
             activities=_activities(request, ref.attempt),
         )
         outcome = await self._engine.complete_task(done)
@@ -247,6 +245,12 @@ def _task_key(request: _TaskCall) -> TaskKey:
     return _task_ref(request).key(check_id("worker_id", request.worker_id))
 
 
+def _eager_queues(queues: Sequence[str]) -> frozenset[str]:
+    if len(queues) > MAX_QUEUES:
+        raise InvalidArgument("eager_task_queues", f"may name at most {MAX_QUEUES} queues")
+    return frozenset(check_id(f"eager_task_queues[{i}]", q) for i, q in enumerate(queues))
+
+
 def _activities(
     request: pb.CompleteTaskRequest | pb.FailTaskRequest | pb.SuspendTaskRequest, attempt: int
 ) -> tuple[ActivityRecord, ...]:
@@ -259,4 +263,4 @@ def _activities(
         if activity.seq in seqs:
             raise InvalidArgument(f"activities[{i}].seq", f"{activity.seq} is sent twice")
         seqs.add(activity.seq)
-    return tuple(activity_from_proto(a, attempt) for a in request.activities)
+    return tuple(activity_from_proto(a, attempt, f"activities[{i}]") for i, a in enumerate(request.activities))

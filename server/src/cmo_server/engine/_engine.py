@@ -42,11 +42,12 @@ from cmo_server.domain import (
     cancelled_failure,
     graph_key,
 )
+from cmo_server.engine._clashes import check_same_fork, check_same_start
 from cmo_server.engine._dispatcher import TaskDispatcher
 from cmo_server.engine._metrics import EngineMetrics
 from cmo_server.engine._payloads import canonical_payload
 from cmo_server.engine._timers import WaitTimers
-from cmo_server.errors import FailedPrecondition, InvalidArgument, NotFound, StaleLease
+from cmo_server.errors import FailedPrecondition, InvalidArgument, NotFound, StaleLease, shown
 from cmo_server.store import GraphPage, RunPage, Store
 
 __all__ = ["Engine", "FailOutcome"]
@@ -193,7 +194,7 @@ class Engine:
             return cached
         graph = await self._store.get_graph(namespace, graph_id, version)
         if graph is None:
-            what = f"graph {graph_id!r}" + (f" version {version}" if version else "")
+            what = f"graph {shown(graph_id)}" + (f" version {version}" if version else "")
             raise NotFound(f"{what} is not registered; start a worker that serves it first")
         self._graphs[(namespace, graph.graph_id, graph.version)] = graph
         return graph
@@ -253,6 +254,8 @@ class Engine:
             with contextlib.suppress(StaleLease):
                 await self._store.release_task(TaskKey(namespace, run.run_id, 0, 1, poller.worker_id))
             self._dispatcher.notify(entry.task_queue, graph.key)
+        if not created:
+            check_same_start(run, graph_id=graph.graph_id, graph_version=graph_version, input=state)
         return run, created
 
     async def fork_run(
@@ -269,7 +272,9 @@ class Engine:
         source = await self.get_run(namespace, run_id)
         steps = await self._store.get_steps(namespace, run_id, after=from_step - 1, limit=1)
         if not steps or steps[0].step_index != from_step:
-            raise InvalidArgument("from_step", f"run {run_id!r} has no step {from_step} (it has {source.step_count})")
+            raise InvalidArgument(
+                "from_step", f"run {shown(run_id)} has no step {from_step} (it has {source.step_count})"
+            )
         step = steps[0]
         if step.next_node == END_NODE:
             raise InvalidArgument("from_step", f"step {from_step} finished the run: fork from an earlier step")
@@ -289,6 +294,9 @@ class Engine:
         run, created = await self._store.fork_run(fork)
         if created:
             self._dispatcher.notify(fork.next_queue, graph.key)
+        else:
+            shared = await self._store.get_steps(namespace, run.run_id, after=from_step - 1, limit=1)
+            check_same_fork(run, fork, source_state_hash=step.state_hash, shared=shared[0] if shared else None)
         return run, created
 
     async def terminate_run(self, namespace: Namespace, run_id: str, *, reason: str) -> Run:
@@ -296,7 +304,7 @@ class Engine:
         failure = Failure(message=reason or "terminated", type="Terminated", non_retryable=True)
         run = await self._store.terminate_run(namespace, run_id, failure=failure)
         if run is None:
-            raise NotFound(f"run {run_id!r} does not exist")
+            raise NotFound(f"run {shown(run_id)} does not exist")
         self._run_finished(namespace, run_id, None)
         logger.info("run %s terminated: %s", run_id, failure.message, extra={"run_id": run_id})
         return run
@@ -305,7 +313,7 @@ class Engine:
         """One run."""
         run = await self._store.get_run(namespace, run_id)
         if run is None:
-            raise NotFound(f"run {run_id!r} does not exist")
+            raise NotFound(f"run {shown(run_id)} does not exist")
         return run
 
     async def list_runs(
@@ -351,7 +359,7 @@ class Engine:
         """Checkpoints of a run after step `after`."""
         steps = await self._store.get_steps(namespace, run_id, after=after, limit=limit)
         if not steps and await self._store.get_run(namespace, run_id) is None:
-            raise NotFound(f"run {run_id!r} does not exist")
+            raise NotFound(f"run {shown(run_id)} does not exist")
         return steps
 
     # -- tasks ------------------------------------------------------------------------------------
@@ -386,10 +394,13 @@ class Engine:
         self._metrics.activity_recorded(key, activity)
         return stored
 
-    def _checked_activity(self, activity: ActivityRecord) -> ActivityRecord:
+    def _checked_riding(self, activities: tuple[ActivityRecord, ...]) -> tuple[ActivityRecord, ...]:
+        return tuple(self._checked_activity(a, f"activities[{i}]") for i, a in enumerate(activities))
+
+    def _checked_activity(self, activity: ActivityRecord, field: str = "activity") -> ActivityRecord:
         if activity.result is None:
             return activity
-        result = canonical_payload("activity.result", activity.result, self._limits.max_payload_bytes)
+        result = canonical_payload(f"{field}.result", activity.result, self._limits.max_payload_bytes)
         return replace(activity, result=result)
 
     async def heartbeat(self, key: TaskKey) -> tuple[datetime, bool]:
@@ -400,11 +411,13 @@ class Engine:
         """Checkpoint a step and move its run on; may lease the next task to the same worker."""
         graph = await self.graph(done.key.namespace, done.graph_id, done.graph_version)
         if done.node_id not in graph.nodes:
-            raise InvalidArgument("task_token.node_id", f"graph {graph.key} has no node {done.node_id!r}")
+            raise InvalidArgument("task_token.node_id", f"graph {shown(graph.key)} has no node {shown(done.node_id)}")
         next_node = graph.next_node(done.node_id, done.next_key)
         if next_node is None:
             keys = sorted(k for (f, k) in graph.edges if f == done.node_id)
-            raise InvalidArgument("next_key", f"node {done.node_id!r} has no edge {done.next_key!r} (its keys: {keys})")
+            raise InvalidArgument(
+                "next_key", f"node {shown(done.node_id)} has no edge {shown(done.next_key)} (its keys: {shown(keys)})"
+            )
         limit = self._limits.max_payload_bytes
         state = canonical_payload("state", done.state, limit, object_only=True)
         output = canonical_payload("output", done.output, limit) if done.output else b""
@@ -420,7 +433,7 @@ class Engine:
                 next_queue=next_queue,
                 eager=eager,
                 lease=self._limits.task_lease,
-                activities=tuple(self._checked_activity(a) for a in done.activities),
+                activities=self._checked_riding(done.activities),
             )
         )
         if outcome.enqueued is not None:
@@ -473,7 +486,7 @@ class Engine:
         key = ref.key(worker_id)
         if node is None:
             raise StaleLease(key.run_id, key.step_index, key.attempt)
-        checked = tuple(self._checked_activity(a) for a in activities)
+        checked = self._checked_riding(activities)
 
         def decide(task: TaskState) -> FailDecision:
             if (task.graph_id, task.graph_version, task.node_id) != (ref.graph_id, ref.graph_version, ref.node_id):
@@ -532,7 +545,7 @@ class Engine:
         self, key: TaskKey, wait: WaitRequest, *, activities: tuple[ActivityRecord, ...] = ()
     ) -> WaitOutcome:
         """End an attempt whose node waits for a signal or a timer; the step runs again once it is over."""
-        checked = tuple(self._checked_activity(a) for a in activities)
+        checked = self._checked_riding(activities)
         outcome = await self._store.suspend_task(key, wait, activities=checked)
         for activity in activities:
             self._metrics.activity_recorded(key, activity)
@@ -556,7 +569,7 @@ class Engine:
         payload = canonical_payload("payload", signal.payload or b"null", self._limits.max_payload_bytes)
         outcome = await self._store.signal_run(replace(signal, payload=payload))
         if outcome is None:
-            raise NotFound(f"run {signal.run_id!r} does not exist")
+            raise NotFound(f"run {shown(signal.run_id)} does not exist")
         if outcome.ready is not None:
             self._dispatcher.notify(*outcome.ready)
         return outcome
@@ -565,7 +578,7 @@ class Engine:
         """Ask a run to stop (cooperatively); an ended run is returned as it is."""
         outcome = await self._store.cancel_run(namespace, run_id, failure=cancelled_failure(reason))
         if outcome is None:
-            raise NotFound(f"run {run_id!r} does not exist")
+            raise NotFound(f"run {shown(run_id)} does not exist")
         if outcome.ready is not None:
             self._dispatcher.notify(*outcome.ready)
         if outcome.run.status.terminal:

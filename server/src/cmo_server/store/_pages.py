@@ -10,6 +10,9 @@ __all__ = ["decode_graph_page_token", "decode_run_page_token", "encode_graph_pag
 
 MAX_MICROSECONDS = 2**62
 """Beyond any real timestamp, within a 64-bit integer."""
+MAX_TOKEN_LENGTH = 1024
+"""Longer than any token issued: base64 of a number, a colon and an id (128 characters, up to 512
+bytes of UTF-8)."""
 
 
 def encode_run_page_token(created_us: int, run_id: str) -> str:
@@ -19,11 +22,7 @@ def encode_run_page_token(created_us: int, run_id: str) -> str:
 
 def decode_run_page_token(token: str) -> tuple[int, str]:
     """(created_at in µs, run_id) of the last run of the previous page."""
-    try:
-        created, _, run_id = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        created_us = int(created)
-    except ValueError:
-        created_us = -1
+    created_us, run_id = _number_and_id(token)
     if not 0 <= created_us < MAX_MICROSECONDS:
         raise InvalidArgument("page_token", "is not a token this server issued")
     return created_us, run_id
@@ -36,11 +35,22 @@ def encode_graph_page_token(graph_id: str, version: int) -> str:
 
 def decode_graph_page_token(token: str) -> tuple[str, int]:
     """(graph_id, version) of the last graph version of the previous page."""
-    try:
-        version_text, _, graph_id = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        version = int(version_text)
-    except ValueError:
-        version = -1
+    version, graph_id = _number_and_id(token)
     if not (0 < version < 2**31 and graph_id):
         raise InvalidArgument("page_token", "is not a token this server issued")
     return graph_id, version
+
+
+def _number_and_id(token: str) -> tuple[int, str]:
+    """The `<number>:<id>` a token encodes, or (-1, "") when it is no token this server issued.
+
+    An issued token holds an id as stored, never one with a NUL (or another control character)
+    that a forged token could carry into a query.
+    """
+    if len(token) > MAX_TOKEN_LENGTH:
+        return -1, ""
+    try:
+        number, _, id_ = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        return (int(number), id_) if id_.isprintable() else (-1, "")
+    except ValueError:
+        return -1, ""

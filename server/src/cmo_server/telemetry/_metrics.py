@@ -3,6 +3,12 @@
 Every metric lives in a `CollectorRegistry` owned by the `PrometheusMetrics` instance, never in
 prometheus_client's global registry, so several servers in one process (tests, embedded use)
 keep separate counts.
+
+Label values chosen by clients are bounded: graph ids, node ids and task queues each make a new
+series of every metric that carries them, kept for the life of the server, so a client using
+fresh names would grow every scrape without end. The first `MAX_LABEL_VALUES` values seen keep
+their names and later ones are counted as "other"; an activity kind is one the SDK records or
+"other".
 """
 
 from __future__ import annotations
@@ -33,6 +39,38 @@ SEEN_ACTIVITIES = 4096
 """How many recent activity records are remembered to count a re-sent one once."""
 STORE_GAUGE_TTL = 5.0
 """Seconds a store count is reused by the next scrapes (several Prometheus servers, or a fast one)."""
+MAX_LABEL_VALUES = 100
+"""Distinct values (or (graph_id, node_id) pairs) a client-chosen label keeps; later ones are OTHER."""
+OTHER = "other"
+"""The label value of everything past the bound, and of activity kinds the SDK does not record."""
+KNOWN_KINDS = frozenset({"call", "http", "artifact.put", "artifact.get", "signal", "timer"})
+"""The activity kinds of the SDK (user-defined activities are "call"); extend it with the SDK's."""
+
+
+class BoundedLabels:
+    """Label values of one metric, at most `limit` distinct tuples; each new one past that is OTHER.
+
+    The first values seen keep their names for the life of the server, so a series never
+    changes its name once scraped.
+    """
+
+    def __init__(self, limit: int = MAX_LABEL_VALUES) -> None:
+        self._limit = limit
+        self._seen: set[tuple[str, ...]] = set()
+
+    def of(self, *values: str) -> tuple[str, ...]:
+        """The label values to report for `values`."""
+        if values in self._seen:
+            return values
+        if len(self._seen) < self._limit:
+            self._seen.add(values)
+            return values
+        return (OTHER,) * len(values)
+
+
+def kind_label(kind: str) -> str:
+    """The `kind` label of an activity: known kinds as they are, any other as OTHER."""
+    return kind if kind in KNOWN_KINDS else OTHER
 
 
 class PrometheusMetrics(EngineMetrics):
@@ -80,10 +118,12 @@ class PrometheusMetrics(EngineMetrics):
             registry=r,
         )
         self._seen: OrderedDict[tuple[str, int, int], None] = OrderedDict()
+        self._queues = BoundedLabels()
+        self._steps = BoundedLabels()
 
     def task_dispatched(self, task: Task) -> None:
         """See `EngineMetrics.task_dispatched`."""
-        self._dispatched.labels(task.task_queue).inc()
+        self._dispatched.labels(*self._queues.of(task.task_queue)).inc()
         if task.previous_lease_expired:
             self._lease_expiries.inc()
 
@@ -99,7 +139,7 @@ class PrometheusMetrics(EngineMetrics):
         """
         seconds = (datetime.now(UTC) - started_at).total_seconds()
         if seconds >= 0:
-            self._step_duration.labels(graph_id, node_id).observe(seconds)
+            self._step_duration.labels(*self._steps.of(graph_id, node_id)).observe(seconds)
 
     def activity_recorded(self, key: TaskKey, activity: ActivityRecord) -> None:
         """See `EngineMetrics.activity_recorded`.
@@ -113,9 +153,10 @@ class PrometheusMetrics(EngineMetrics):
         self._seen[seen] = None
         if len(self._seen) > SEEN_ACTIVITIES:
             self._seen.popitem(last=False)
-        self._activities.labels(activity.kind).inc()
+        kind = kind_label(activity.kind)
+        self._activities.labels(kind).inc()
         if activity.duration is not None:
-            self._activity_duration.labels(activity.kind).observe(activity.duration.total_seconds())
+            self._activity_duration.labels(kind).observe(activity.duration.total_seconds())
 
 
 class StoreGauges(Collector):
@@ -134,6 +175,9 @@ class StoreGauges(Collector):
         self._runs: dict[tuple[Namespace, RunStatus], int] | None = None
         self._read_at = float("-inf")
         self._lock = asyncio.Lock()
+        self._queues = BoundedLabels()
+        """(namespace, task queue) pairs."""
+        self._namespaces = BoundedLabels()
 
     async def refresh(self) -> None:
         """Count again if the counts are older than the TTL; a failed count is logged and left out."""
@@ -160,16 +204,24 @@ class StoreGauges(Collector):
                 "Ready tasks waiting for a worker, by namespace and task queue.",
                 labels=["namespace", "task_queue"],
             )
+            depths: dict[tuple[str, ...], int] = {}
             for (namespace, queue), count in sorted(self._depths.items()):
-                depth.add_metric([str(namespace), queue], count)
+                labels = self._queues.of(str(namespace), queue)
+                depths[labels] = depths.get(labels, 0) + count
+            for labels, count in depths.items():
+                depth.add_metric(list(labels), count)
             yield depth
         if self._runs is not None:
             runs = GaugeMetricFamily("cmo_runs", "Runs by namespace and status.", labels=["namespace", "status"])
             # Every status of every namespace that has runs, zeros included, so a status that
-            # empties drops to 0 instead of vanishing.
-            for namespace in sorted({ns for ns, _ in self._runs} or {DEFAULT_NAMESPACE}):
+            # empties drops to 0 instead of vanishing; namespaces past the bound add up in "other".
+            counts: dict[tuple[str, RunStatus], int] = {}
+            for (namespace, status), count in self._runs.items():
+                (label,) = self._namespaces.of(str(namespace))
+                counts[(label, status)] = counts.get((label, status), 0) + count
+            for label in sorted({label for label, _ in counts} or {str(DEFAULT_NAMESPACE)}):
                 for status in RunStatus:
-                    runs.add_metric([str(namespace), status.name], self._runs.get((namespace, status), 0))
+                    runs.add_metric([label, status.name], counts.get((label, status), 0))
             yield runs
 
     def describe(self) -> Iterator[Metric]:

@@ -158,10 +158,10 @@ class WorkerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CompleteTask(self, request, context):
-        """Checkpoint the step and move the run on, in one transaction. Re-sending a step this worker
-        already completed with this token is answered as the first time (without the eager task)
-        when the checkpoint is identical (state, output, next_key); a different one is
-        FAILED_PRECONDITION.
+        """Checkpoint the step and move the run on, in one transaction. Re-sending the CompleteTask of a
+        step already completed with this token is answered as the first time (without the eager
+        task) when the checkpoint is identical (state, output, next_key), and writes nothing; a
+        different one is FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

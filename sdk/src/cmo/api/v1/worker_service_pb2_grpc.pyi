@@ -60,10 +60,10 @@ class WorkerServiceStub:
     HeartbeatTask: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.HeartbeatTaskRequest, _worker_service_pb2.HeartbeatTaskResponse]
     """Extend the lease by the task's lease_duration; say whether the run is being cancelled."""
     CompleteTask: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.CompleteTaskRequest, _worker_service_pb2.CompleteTaskResponse]
-    """Checkpoint the step and move the run on, in one transaction. Re-sending a step this worker
-    already completed with this token is answered as the first time (without the eager task)
-    when the checkpoint is identical (state, output, next_key); a different one is
-    FAILED_PRECONDITION.
+    """Checkpoint the step and move the run on, in one transaction. Re-sending the CompleteTask of a
+    step already completed with this token is answered as the first time (without the eager
+    task) when the checkpoint is identical (state, output, next_key), and writes nothing; a
+    different one is FAILED_PRECONDITION.
     """
     FailTask: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.FailTaskRequest, _worker_service_pb2.FailTaskResponse]
     """End the attempt without a checkpoint, in one transaction with its riding records: a failure
@@ -114,10 +114,10 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     HeartbeatTask: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.HeartbeatTaskRequest, _worker_service_pb2.HeartbeatTaskResponse]  # type: ignore[assignment]
     """Extend the lease by the task's lease_duration; say whether the run is being cancelled."""
     CompleteTask: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.CompleteTaskRequest, _worker_service_pb2.CompleteTaskResponse]  # type: ignore[assignment]
-    """Checkpoint the step and move the run on, in one transaction. Re-sending a step this worker
-    already completed with this token is answered as the first time (without the eager task)
-    when the checkpoint is identical (state, output, next_key); a different one is
-    FAILED_PRECONDITION.
+    """Checkpoint the step and move the run on, in one transaction. Re-sending the CompleteTask of a
+    step already completed with this token is answered as the first time (without the eager
+    task) when the checkpoint is identical (state, output, next_key), and writes nothing; a
+    different one is FAILED_PRECONDITION.
     """
     FailTask: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.FailTaskRequest, _worker_service_pb2.FailTaskResponse]  # type: ignore[assignment]
     """End the attempt without a checkpoint, in one transaction with its riding records: a failure
@@ -207,10 +207,10 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _worker_service_pb2.CompleteTaskRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_worker_service_pb2.CompleteTaskResponse, _abc.Awaitable[_worker_service_pb2.CompleteTaskResponse]]:
-        """Checkpoint the step and move the run on, in one transaction. Re-sending a step this worker
-        already completed with this token is answered as the first time (without the eager task)
-        when the checkpoint is identical (state, output, next_key); a different one is
-        FAILED_PRECONDITION.
+        """Checkpoint the step and move the run on, in one transaction. Re-sending the CompleteTask of a
+        step already completed with this token is answered as the first time (without the eager
+        task) when the checkpoint is identical (state, output, next_key), and writes nothing; a
+        different one is FAILED_PRECONDITION.
         """
 
     @_abc_1.abstractmethod
