@@ -32,12 +32,18 @@ def instrument() -> None:
     time_methods(WorkerServicer, "rpc")
     time_methods(Engine, "engine")
     from cmo_server.store.sqlite import SqliteStore
-    from cmo_server.store.sqlite import _store as sqlite_module
+    from cmo_server.store.sqlite import _runs as sqlite_runs
+    from cmo_server.store.sqlite import _tasks as sqlite_tasks
 
     time_methods(SqliteStore, "store")
-    for name in ("_claim_task", "_complete_step", "_create_run", "_get_run"):
-        if callable(fn := getattr(sqlite_module, name, None)):  # private: skip what was renamed
-            setattr(sqlite_module, name, time_sync(f"sqlite-thread.{name}", fn))
+    for module, name in (
+        (sqlite_tasks, "claim_task"),
+        (sqlite_tasks, "complete_step"),
+        (sqlite_runs, "create_run"),
+        (sqlite_runs, "get_run"),
+    ):
+        if callable(fn := getattr(module, name, None)):  # private: skip what was renamed
+            setattr(module, name, time_sync(f"sqlite-thread.{name}", fn))
     try:
         from cmo_server.store.postgres import PostgresStore
     except ImportError:

@@ -1,6 +1,33 @@
-"""Durable state behind one `Store` protocol, with SQLite and Postgres backends."""
+"""Durable state behind the `Store` protocol (one protocol per concern), with SQLite and Postgres backends."""
 
 from cmo_server.store._offloading import OffloadingStore
-from cmo_server.store._protocol import GraphPage, ReadyListener, RunPage, Store
+from cmo_server.store._protocol import (
+    ActivityStore,
+    ArtifactStore,
+    GraphPage,
+    GraphStore,
+    MetricsStore,
+    ReadyListener,
+    RetentionStore,
+    RunPage,
+    RunStore,
+    Store,
+    TaskStore,
+    WaitStore,
+)
 
-__all__ = ["GraphPage", "OffloadingStore", "ReadyListener", "RunPage", "Store"]
+__all__ = [
+    "ActivityStore",
+    "ArtifactStore",
+    "GraphPage",
+    "GraphStore",
+    "MetricsStore",
+    "OffloadingStore",
+    "ReadyListener",
+    "RetentionStore",
+    "RunPage",
+    "RunStore",
+    "Store",
+    "TaskStore",
+    "WaitStore",
+]

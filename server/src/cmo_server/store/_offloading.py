@@ -14,18 +14,17 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from cmo_server.blob import BlobStore, is_manifest, pack, unpack
 from cmo_server.domain import (
     ActivityRecord,
-    Artifact,
     CancelOutcome,
     Checkpoint,
     CompleteOutcome,
     FailDecider,
     FailDecision,
     Failure,
-    GraphSpec,
     Namespace,
     NewFork,
     NewRun,
@@ -40,17 +39,32 @@ from cmo_server.domain import (
     WaitOutcome,
     WaitRequest,
 )
-from cmo_server.store._protocol import GraphPage, ReadyListener, RunPage, Store
+from cmo_server.store._protocol import ActivityStore, RunPage, RunStore, Store, TaskStore, WaitStore
 
-__all__ = ["OffloadingStore"]
+__all__ = ["PAYLOAD_PROTOCOLS", "OffloadingStore"]
+
+PAYLOAD_PROTOCOLS: tuple[type, ...] = (RunStore, TaskStore, ActivityStore, WaitStore)
+"""The store protocols whose calls carry payloads: `OffloadingStore` defines each of their methods."""
+
+
+def _methods(protocol: type) -> frozenset[str]:
+    """The public names a protocol declares, its bases' included."""
+    return frozenset(name for name in dir(protocol) if not name.startswith("_"))
+
+
+_DELEGATED = _methods(Store) - frozenset().union(*map(_methods, PAYLOAD_PROTOCOLS))
+"""The `Store` methods that carry no payloads, handed to the inner store as they are."""
 
 
 class OffloadingStore:
     """Wraps a `Store`: payloads above `threshold` bytes go to `blobs`, the rest stays inline.
 
-    Every `Store` method is defined here, so a new one cannot slip through undelegated (a test
-    checks this). It owns neither the inner store nor the blob store: `aclose` closes only the
-    inner store, whoever opened the blob store closes it.
+    Every method of the `PAYLOAD_PROTOCOLS` is defined here, so a new one cannot slip through
+    unpacked (a test checks this). The other calls (graphs, artifacts, metrics, retention, and
+    `aclose`, `ping`, `watch`) carry no payloads: `__getattr__` hands them to the inner store as
+    they are, and any other name is an AttributeError rather than a reach into the inner store.
+    It owns neither the inner store nor the blob store: `aclose` closes only the inner store,
+    whoever opened the blob store closes it.
     """
 
     def __init__(self, inner: Store, blobs: BlobStore, *, threshold: int) -> None:
@@ -65,13 +79,11 @@ class OffloadingStore:
         """The store that holds the packed payloads."""
         return self._inner
 
-    async def aclose(self) -> None:
-        """Close the inner store; idempotent."""
-        await self._inner.aclose()
-
-    async def ping(self) -> None:
-        """See `Store.ping`."""
-        await self._inner.ping()
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names the class does not define: the calls without payloads.
+        if name in _DELEGATED:
+            return getattr(self._inner, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # -- payload helpers --------------------------------------------------------------------------
     # Each checks sizes or the manifest marker first and returns at once when there is nothing to
@@ -120,22 +132,6 @@ class OffloadingStore:
         if state is task.state and activities is task.activities:
             return task
         return replace(task, state=state, activities=activities)
-
-    # -- graphs: no payloads ----------------------------------------------------------------------
-
-    async def register_graph(self, graph: GraphSpec) -> bool:
-        """See `Store.register_graph`."""
-        return await self._inner.register_graph(graph)
-
-    async def get_graph(self, namespace: Namespace, graph_id: str, version: int) -> GraphSpec | None:
-        """See `Store.get_graph`."""
-        return await self._inner.get_graph(namespace, graph_id, version)
-
-    async def list_graphs(
-        self, namespace: Namespace, *, graph_id: str = "", limit: int = 100, page_token: str = ""
-    ) -> GraphPage:
-        """See `Store.list_graphs`."""
-        return await self._inner.list_graphs(namespace, graph_id=graph_id, limit=limit, page_token=page_token)
 
     # -- runs -------------------------------------------------------------------------------------
 
@@ -272,49 +268,3 @@ class OffloadingStore:
     async def next_wait_at(self) -> datetime | None:
         """See `Store.next_wait_at`."""
         return await self._inner.next_wait_at()
-
-    # -- other servers ----------------------------------------------------------------------------
-
-    async def watch(self, listener: ReadyListener) -> None:
-        """See `Store.watch`."""
-        await self._inner.watch(listener)
-
-    # -- artifacts: their content is in the blob store already ----------------------------------
-
-    async def add_artifact(self, artifact: Artifact) -> Artifact:
-        """See `Store.add_artifact`."""
-        return await self._inner.add_artifact(artifact)
-
-    async def find_artifact(self, namespace: Namespace, sha256: str) -> Artifact | None:
-        """See `Store.find_artifact`."""
-        return await self._inner.find_artifact(namespace, sha256)
-
-    # -- metrics: counts only ---------------------------------------------------------------------
-
-    async def queue_depths(self) -> dict[tuple[Namespace, str], int]:
-        """See `Store.queue_depths`."""
-        return await self._inner.queue_depths()
-
-    async def count_runs_by_status(self) -> dict[tuple[Namespace, RunStatus], int]:
-        """See `Store.count_runs_by_status`."""
-        return await self._inner.count_runs_by_status()
-
-    # -- retention --------------------------------------------------------------------------------
-
-    async def prune_runs(
-        self,
-        *,
-        ended_before: datetime,
-        statuses: Sequence[RunStatus],
-        limit: int,
-        namespace: Namespace | None = None,
-        dry_run: bool = False,
-    ) -> int:
-        """See `Store.prune_runs`."""
-        return await self._inner.prune_runs(
-            ended_before=ended_before, statuses=statuses, limit=limit, namespace=namespace, dry_run=dry_run
-        )
-
-    async def referenced_blobs(self) -> set[str]:
-        """See `Store.referenced_blobs`."""
-        return await self._inner.referenced_blobs()

@@ -1,4 +1,8 @@
-"""The storage contract every backend meets, proved by tests/integration/contract."""
+"""The storage contract every backend meets, proved by tests/integration/contract.
+
+One protocol per concern, so that a store method is added to one of them and a wrapper can take
+only those it needs; `Store` is all of them, and what the engine takes.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +35,20 @@ from cmo_server.domain import (
     WaitRequest,
 )
 
-__all__ = ["GraphPage", "ReadyListener", "RunPage", "Store"]
+__all__ = [
+    "ActivityStore",
+    "ArtifactStore",
+    "GraphPage",
+    "GraphStore",
+    "MetricsStore",
+    "ReadyListener",
+    "RetentionStore",
+    "RunPage",
+    "RunStore",
+    "Store",
+    "TaskStore",
+    "WaitStore",
+]
 
 RunPage = tuple[list[Run], str]
 """Runs and the token of the next page ("" when there is none)."""
@@ -58,20 +75,8 @@ class ReadyListener(Protocol):
         """Notifications stopped (the connection broke): look for work by sweeping until they resume."""
 
 
-class Store(Protocol):
-    """Durable state of the orchestrator. Each method is one short transaction.
-
-    Every resource is keyed by its namespace: a method given one sees nothing of another, and the
-    same run_id or graph_id may exist in two. Writes by a worker are fenced by its `TaskKey`: a
-    write whose attempt is not the task's current one, or whose worker does not hold the task's
-    lease, raises `StaleLease` and changes nothing.
-    """
-
-    async def aclose(self) -> None:
-        """Release connections; idempotent."""
-
-    async def ping(self) -> None:
-        """One round trip to the database; raises if it cannot be reached (for health checks)."""
+class GraphStore(Protocol):
+    """The graph registry: versioned graph definitions, immutable once stored."""
 
     async def register_graph(self, graph: GraphSpec) -> bool:
         """Store a graph version in its namespace; True if new, False if identical to the stored one.
@@ -87,6 +92,10 @@ class Store(Protocol):
         self, namespace: Namespace, *, graph_id: str = "", limit: int = 100, page_token: str = ""
     ) -> GraphPage:
         """Graph versions by graph_id then version, optionally of one graph only."""
+
+
+class RunStore(Protocol):
+    """Runs and their checkpoints: start, fork, terminate, read."""
 
     async def create_run(self, run: NewRun) -> tuple[Run, bool]:
         """Create a run and its entry task, or return the run that has this run_id.
@@ -129,6 +138,10 @@ class Store(Protocol):
     async def get_steps(self, namespace: Namespace, run_id: str, *, after: int = -1, limit: int = 1000) -> list[Step]:
         """Checkpoints of a run with step_index > after, in order."""
 
+
+class TaskStore(Protocol):
+    """The task queues: claims, leases, and the end of an attempt by completion, release or failure."""
+
     async def claim_task(
         self, *, task_queues: Sequence[str], graph_keys: Sequence[str], worker_id: str, lease: timedelta
     ) -> Task | None:
@@ -165,16 +178,6 @@ class Store(Protocol):
             FailedPrecondition: the attempt completed the step before with another checkpoint.
         """
 
-    async def record_activity(self, key: TaskKey, activity: ActivityRecord) -> ActivityRecord:
-        """Record an activity of the current attempt; the first record of a (step, seq) wins.
-
-        Returns:
-            The stored record: this one, or the one recorded before for the same seq.
-
-        Raises:
-            StaleLease: `key` is not the task's current, leased attempt.
-        """
-
     async def get_task(self, namespace: Namespace, run_id: str) -> TaskState | None:
         """The run's current task, if the run is not finished."""
 
@@ -198,22 +201,23 @@ class Store(Protocol):
             StaleLease: `key` is not the task's current, leased attempt.
         """
 
-    # -- artifacts --------------------------------------------------------------------------------
 
-    async def add_artifact(self, artifact: Artifact) -> Artifact:
-        """Record that a run put this content; a second record of the same (run, content) changes nothing.
+class ActivityStore(Protocol):
+    """The activity log: a step's recorded side effects, fenced by its attempt."""
+
+    async def record_activity(self, key: TaskKey, activity: ActivityRecord) -> ActivityRecord:
+        """Record an activity of the current attempt; the first record of a (step, seq) wins.
 
         Returns:
-            The stored record (with `created_at`): this one, or the one stored before.
+            The stored record: this one, or the one recorded before for the same seq.
 
         Raises:
-            NotFound: the run does not exist.
+            StaleLease: `key` is not the task's current, leased attempt.
         """
 
-    async def find_artifact(self, namespace: Namespace, sha256: str) -> Artifact | None:
-        """The oldest record of this content as an artifact by a run of `namespace`; None if none put it."""
 
-    # -- waits ------------------------------------------------------------------------------------
+class WaitStore(Protocol):
+    """Steps suspended on a signal or a timer, signals, cancellation."""
 
     async def suspend_task(
         self, key: TaskKey, wait: WaitRequest, *, activities: tuple[ActivityRecord, ...] = ()
@@ -256,7 +260,26 @@ class Store(Protocol):
         (task_queue, graph key) pairs of the tasks made ready.
         """
 
-    # -- metrics ----------------------------------------------------------------------------------
+
+class ArtifactStore(Protocol):
+    """Artifact records: which run put which content (the content is in the blob store)."""
+
+    async def add_artifact(self, artifact: Artifact) -> Artifact:
+        """Record that a run put this content; a second record of the same (run, content) changes nothing.
+
+        Returns:
+            The stored record (with `created_at`): this one, or the one stored before.
+
+        Raises:
+            NotFound: the run does not exist.
+        """
+
+    async def find_artifact(self, namespace: Namespace, sha256: str) -> Artifact | None:
+        """The oldest record of this content as an artifact by a run of `namespace`; None if none put it."""
+
+
+class MetricsStore(Protocol):
+    """Counts for the metrics endpoint, read on a scrape."""
 
     async def queue_depths(self) -> dict[tuple[Namespace, str], int]:
         """Ready tasks by namespace and task queue: visible now and unleased or with a lapsed lease.
@@ -267,16 +290,9 @@ class Store(Protocol):
     async def count_runs_by_status(self) -> dict[tuple[Namespace, RunStatus], int]:
         """Runs by namespace and status; pairs no run has are left out. May scan every run: cache the answer."""
 
-    # -- other servers ----------------------------------------------------------------------------
 
-    async def watch(self, listener: ReadyListener) -> None:
-        """Tell `listener` what other servers on this database do, until cancelled.
-
-        A backend that cannot push (SQLite: one server per file) returns at once without calling
-        it; the caller then sweeps for work on a timer.
-        """
-
-    # -- retention --------------------------------------------------------------------------------
+class RetentionStore(Protocol):
+    """Pruning ended runs, and what the blob store's collection must keep."""
 
     async def prune_runs(
         self,
@@ -300,4 +316,37 @@ class Store(Protocol):
         """The digests of every blob a stored payload or an artifact record still references.
 
         Reads every stored manifest: for the periodic blob collection, not the hot path.
+        """
+
+
+class Store(
+    GraphStore,
+    RunStore,
+    TaskStore,
+    ActivityStore,
+    WaitStore,
+    ArtifactStore,
+    MetricsStore,
+    RetentionStore,
+    Protocol,
+):
+    """Durable state of the orchestrator. Each method is one short transaction.
+
+    Every resource is keyed by its namespace: a method given one sees nothing of another, and the
+    same run_id or graph_id may exist in two. Writes by a worker are fenced by its `TaskKey`: a
+    write whose attempt is not the task's current one, or whose worker does not hold the task's
+    lease, raises `StaleLease` and changes nothing.
+    """
+
+    async def aclose(self) -> None:
+        """Release connections; idempotent."""
+
+    async def ping(self) -> None:
+        """One round trip to the database; raises if it cannot be reached (for health checks)."""
+
+    async def watch(self, listener: ReadyListener) -> None:
+        """Tell `listener` what other servers on this database do, until cancelled.
+
+        A backend that cannot push (SQLite: one server per file) returns at once without calling
+        it; the caller then sweeps for work on a timer.
         """

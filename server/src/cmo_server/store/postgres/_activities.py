@@ -5,7 +5,7 @@ from __future__ import annotations
 from cmo_server.domain import ActivityRecord, TaskKey
 from cmo_server.errors import StaleLease
 from cmo_server.store._rows import ACTIVITY_COLUMNS, ON_RECORD_CONFLICT, activity_from_row, activity_params
-from cmo_server.store.postgres._tasks import FENCE, Pool, fence, same
+from cmo_server.store.postgres._db import FENCE, Pool, fence, same
 
 __all__ = ["PostgresActivities"]
 

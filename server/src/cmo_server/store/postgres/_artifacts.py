@@ -6,7 +6,7 @@ from typing import Any
 
 from cmo_server.domain import Artifact, Namespace
 from cmo_server.errors import NotFound
-from cmo_server.store.postgres._tasks import Pool
+from cmo_server.store.postgres._db import Pool
 
 __all__ = ["PostgresArtifacts"]
 

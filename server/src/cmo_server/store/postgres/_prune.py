@@ -8,7 +8,7 @@ from datetime import datetime
 from cmo_server.blob import manifest_digests
 from cmo_server.domain import Namespace, RunStatus
 from cmo_server.store._retention import MANIFEST_COLUMNS
-from cmo_server.store.postgres._tasks import Pool
+from cmo_server.store.postgres._db import Pool
 
 __all__ = ["PostgresRetention"]
 

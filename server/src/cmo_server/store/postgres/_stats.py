@@ -6,7 +6,7 @@ Both are read on a metrics scrape (cached a few seconds by the caller), never on
 from __future__ import annotations
 
 from cmo_server.domain import Namespace, RunStatus
-from cmo_server.store.postgres._tasks import Pool
+from cmo_server.store.postgres._db import Pool
 
 __all__ = ["PostgresStats"]
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool
 
 from cmo_server.domain import (
     END_NODE,
@@ -39,10 +38,9 @@ from cmo_server.store._rows import (
     activity_from_row,
     trace_from_text,
 )
+from cmo_server.store.postgres._db import FENCE, PooledStatements, fence, same
 
-__all__ = ["FENCE", "Pool", "PostgresTasks", "fence", "same"]
-
-Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
+__all__ = ["PostgresTasks"]
 
 
 # SKIP LOCKED lets concurrent claimers take different rows instead of queueing behind one. Each
@@ -100,11 +98,6 @@ TASK_STATE_COLUMNS = """
       FROM tasks t JOIN runs r ON r.namespace = t.namespace AND r.run_id = t.run_id
 """
 SELECT_TASK = TASK_STATE_COLUMNS + " WHERE t.namespace = %(namespace)s AND t.run_id = %(run_id)s"
-
-# Every worker write names the attempt it holds and the worker holding its lease; a newer attempt,
-# a finished step or another worker matches no row.
-FENCE = """namespace = %(namespace)s AND run_id = %(run_id)s AND step_index = %(step_index)s
-       AND attempt = %(attempt)s AND lease_owner = %(worker_id)s"""
 
 EXTEND_LEASE = f"""
     UPDATE tasks SET visible_at = now() + %(lease)s WHERE {FENCE}
@@ -232,27 +225,8 @@ async def load_activities(
     return tuple(activity_from_row(row, same) for row in await cur.fetchall())
 
 
-def same(value: datetime) -> datetime:
-    """Timestamps need no conversion: psycopg returns timestamptz as aware datetimes."""
-    return value
-
-
-class PostgresTasks:
-    """The task-queue half of `PostgresStore`."""
-
-    _pool: Pool
-
-    async def _fetchone(self, query: str, params: dict[str, Any]) -> TupleRow | None:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(query, params)
-            return await cur.fetchone()
-
-    async def _rowcount(self, query: str, params: dict[str, Any]) -> int:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(query, params)
-            return cur.rowcount
-
-    # -- tasks ------------------------------------------------------------------------------------
+class PostgresTasks(PooledStatements):
+    """The task-queue part of `PostgresStore`."""
 
     async def claim_task(
         self, *, task_queues: Sequence[str], graph_keys: Sequence[str], worker_id: str, lease: timedelta
@@ -423,14 +397,3 @@ def _task_state(row: TupleRow) -> TaskState:
         lease_owner=row[7],
         cancel_requested=row[8],
     )
-
-
-def fence(key: TaskKey) -> dict[str, Any]:
-    """The named parameters of FENCE."""
-    return {
-        "namespace": str(key.namespace),
-        "run_id": key.run_id,
-        "step_index": key.step_index,
-        "attempt": key.attempt,
-        "worker_id": key.worker_id,
-    }

@@ -31,9 +31,10 @@ from cmo_server.domain import (
     WaitRequest,
 )
 from cmo_server.errors import FailedPrecondition, StaleLease
-from cmo_server.store._rows import REPLACEABLE_RECORD, RUN_COLUMNS, activity_params, run_from_row
+from cmo_server.store._rows import REPLACEABLE_RECORD, activity_params, run_from_row
 from cmo_server.store.postgres._activities import INSERT_ACTIVITY
-from cmo_server.store.postgres._tasks import FENCE, Pool, fence, same
+from cmo_server.store.postgres._db import FENCE, Pool, fence, same
+from cmo_server.store.postgres._runs import SELECT_RUN
 
 __all__ = ["PostgresWaits"]
 
@@ -108,7 +109,6 @@ CANCEL_NOW = """
 LOCK_DUE = f"""
     SELECT {WAIT_COLUMNS} FROM tasks WHERE wait_until <= now() ORDER BY wait_until LIMIT 1000 FOR UPDATE SKIP LOCKED
 """
-SELECT_RUN = RUN_COLUMNS + " WHERE r.namespace = %(namespace)s AND r.run_id = %(run_id)s"
 SELECT_NEXT_WAIT_AT = "SELECT min(wait_until) FROM tasks WHERE wait_until IS NOT NULL"
 
 

@@ -1,4 +1,4 @@
-"""Primitives the SQLite store's modules share: time in integer microseconds, transactions."""
+"""Primitives the SQLite store's modules share: time in integer microseconds, transactions, parameters."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cmo_server.domain import TaskKey
-from cmo_server.store._rows import ON_RECORD_CONFLICT
+from cmo_server.domain import ActivityRecord, Namespace, TaskKey
+from cmo_server.store._rows import ON_RECORD_CONFLICT, activity_params
 
-__all__ = ["FENCE", "INSERT_ACTIVITY", "Transaction", "dt", "fence", "now_us", "us"]
+__all__ = ["FENCE", "INSERT_ACTIVITY", "Transaction", "activity_row", "dt", "fence", "now_us", "run_key", "us"]
 
 # Every worker write names the attempt it holds and the worker holding its lease; a newer attempt,
 # a finished step or another worker matches no row.
@@ -63,3 +63,13 @@ def fence(key: TaskKey) -> dict[str, Any]:
         "attempt": key.attempt,
         "worker_id": key.worker_id,
     }
+
+
+def run_key(namespace: Namespace, run_id: str) -> dict[str, Any]:
+    """The named parameters that name a run."""
+    return {"namespace": str(namespace), "run_id": run_id}
+
+
+def activity_row(key: TaskKey, activity: ActivityRecord) -> dict[str, Any]:
+    """The named parameters of INSERT_ACTIVITY for a record of the step `key` names, all but `now`."""
+    return activity_params(key.namespace, key.run_id, key.step_index, activity)

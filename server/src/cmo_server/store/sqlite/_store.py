@@ -5,26 +5,26 @@ right on the event loop's thread: they take 0.1-0.2 ms, while a hop to a worker 
 measured 0.14 ms a call, and inline calls raised W2 from ~190 to ~240 runs/s (bench/README.md).
 The price is that a call blocks the loop while it runs, up to the busy timeout if another process
 holds the write lock: right for the embedded dev server, and Postgres is the production backend.
+
+This module opens and migrates the file; each store call runs one function, given the connection,
+of the module of its concern (`_graphs`, `_runs`, `_tasks`, `_activities`, `_waits`, `_artifacts`,
+`_stats`, `_prune`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from cmo_server.domain import (
-    END_NODE,
     ActivityRecord,
     Artifact,
-    AttemptEnd,
     CancelOutcome,
     Checkpoint,
     CompleteOutcome,
@@ -45,234 +45,23 @@ from cmo_server.domain import (
     TaskState,
     WaitOutcome,
     WaitRequest,
-    graph_key,
-    split_graph_key,
 )
-from cmo_server.errors import AlreadyExists, FailedPrecondition, NotFound, StaleLease
 from cmo_server.store._migrations import load_migrations
-from cmo_server.store._pages import (
-    decode_graph_page_token,
-    decode_run_page_token,
-    encode_graph_page_token,
-    encode_run_page_token,
-)
+from cmo_server.store._pages import decode_graph_page_token, decode_run_page_token
 from cmo_server.store._protocol import GraphPage, ReadyListener, RunPage
-from cmo_server.store._rows import (
-    ACTIVITY_COLUMNS,
-    RUN_COLUMNS,
-    activity_from_row,
-    activity_params,
-    fork_params,
-    run_from_row,
-    trace_from_text,
-    trace_to_text,
-    with_activities,
-)
+from cmo_server.store.sqlite import _activities as activity_log
+from cmo_server.store.sqlite import _artifacts as artifacts
+from cmo_server.store.sqlite import _graphs as graphs
 from cmo_server.store.sqlite import _prune as prune
+from cmo_server.store.sqlite import _runs as runs
 from cmo_server.store.sqlite import _stats as stats
+from cmo_server.store.sqlite import _tasks as tasks
 from cmo_server.store.sqlite import _waits as waits
-from cmo_server.store.sqlite._db import FENCE, INSERT_ACTIVITY, Transaction, dt, fence, now_us, us
+from cmo_server.store.sqlite._db import Transaction, now_us
 
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
-
-
-# -- graphs ---------------------------------------------------------------------------------------
-
-# Every statement names the namespace: a resource of another one is not there.
-SELECT_GRAPH_DEFINITION = """
-    SELECT definition FROM graphs WHERE namespace = :namespace AND graph_id = :graph_id AND version = :version
-"""
-INSERT_GRAPH = """
-    INSERT INTO graphs (namespace, graph_id, version, definition, registered_at)
-    VALUES (:namespace, :graph_id, :version, :definition, :now)
-"""
-SELECT_NEWEST_GRAPH = """
-    SELECT definition FROM graphs WHERE namespace = :namespace AND graph_id = :graph_id ORDER BY version DESC LIMIT 1
-"""
-LIST_GRAPHS = """
-    SELECT definition FROM graphs
-     WHERE namespace = :namespace AND (:graph_id = '' OR graph_id = :graph_id)
-       AND (graph_id, version) > (:after_id, :after_version)
-     ORDER BY graph_id, version LIMIT :limit
-"""
-
-# -- runs -----------------------------------------------------------------------------------------
-
-INSERT_RUN = """
-    INSERT INTO runs (namespace, run_id, graph_id, graph_version, status, input, seed, created_at, updated_at,
-                      trace_context)
-    VALUES (:namespace, :run_id, :graph_id, :graph_version, :status, :input, :seed, :now, :now, :trace_context)
-    ON CONFLICT (namespace, run_id) DO NOTHING
-"""
-INSERT_TASK = """
-    INSERT INTO tasks (namespace, run_id, step_index, node_id, task_queue, graph_key, attempt, lease_owner,
-                       visible_at, logical_time)
-    VALUES (:namespace, :run_id, 0, :node_id, :task_queue, :graph_key, :attempt, :owner, :visible_at, :now)
-"""
-# A fork: the new run (PENDING), the source's steps and activities up to from_step, the next task.
-INSERT_FORK_RUN = """
-    INSERT INTO runs (namespace, run_id, graph_id, graph_version, status, input, seed, created_at, updated_at,
-                      parent_run_id, forked_from_step, trace_context)
-    SELECT namespace, :run_id, graph_id, graph_version, 1, input, seed, :now, :now, run_id, :from_step,
-           :trace_context
-      FROM runs WHERE namespace = :namespace AND run_id = :source
-"""
-COPY_STEPS = """
-    INSERT INTO steps (namespace, run_id, step_index, node_id, attempt, state, state_hash, output, next_key,
-                       next_node, logical_time, started_at, finished_at)
-    SELECT namespace, :run_id, step_index, node_id, attempt, state, state_hash, output, next_key, next_node,
-           logical_time, started_at, finished_at
-      FROM steps WHERE namespace = :namespace AND run_id = :source AND step_index <= :from_step
-"""
-EDIT_FORKED_STATE = """
-    UPDATE steps SET state = :state, state_hash = :state_hash
-     WHERE namespace = :namespace AND run_id = :run_id AND step_index = :from_step
-"""
-COPY_ACTIVITIES = """
-    INSERT INTO activities (namespace, run_id, step_index, seq, kind, name, request_hash, result, error, attempt,
-                            recorded_at)
-    SELECT namespace, :run_id, step_index, seq, kind, name, request_hash, result, error, attempt, recorded_at
-      FROM activities WHERE namespace = :namespace AND run_id = :source AND step_index <= :from_step
-"""
-INSERT_FORK_TASK = """
-    INSERT INTO tasks (namespace, run_id, step_index, node_id, task_queue, graph_key, attempt, visible_at,
-                       logical_time)
-    SELECT namespace, :run_id, :from_step + 1, :next_node, :next_queue,
-           namespace || '/' || graph_id || '@' || graph_version, 0, :now, :now
-      FROM runs WHERE namespace = :namespace AND run_id = :run_id
-"""
-WITHDRAW_TASK = "DELETE FROM tasks WHERE namespace = :namespace AND run_id = :run_id RETURNING step_index"
-TERMINATE_RUN = """
-    UPDATE runs SET status = 7, failure = :failure, step_count = :step_count, updated_at = :now, completed_at = :now
-     WHERE namespace = :namespace AND run_id = :run_id
-"""
-SELECT_RUN = RUN_COLUMNS + " WHERE r.namespace = :namespace AND r.run_id = :run_id"
-LIST_RUNS = (
-    RUN_COLUMNS
-    + """
-     WHERE r.namespace = :namespace
-       AND (:graph_id = '' OR r.graph_id = :graph_id) AND (:status = 0 OR r.status = :status)
-       AND (r.created_at, r.run_id) < (:before_us, :before_id)
-     ORDER BY r.created_at DESC, r.run_id DESC LIMIT :limit
-"""
-)
-SELECT_STEP_ACTIVITIES = f"""
-    SELECT step_index, {ACTIVITY_COLUMNS} FROM activities
-     WHERE namespace = :namespace AND run_id = :run_id AND step_index BETWEEN :first AND :last
-     ORDER BY step_index, seq
-"""
-SELECT_STEPS = """
-    SELECT run_id, step_index, node_id, attempt, state, state_hash, output, next_key, next_node,
-           logical_time, started_at, finished_at
-      FROM steps WHERE namespace = :namespace AND run_id = :run_id AND step_index > :after
-     ORDER BY step_index LIMIT :limit
-"""
-
-# -- tasks ----------------------------------------------------------------------------------------
-
-# One ordered probe of tasks_ready per (queue, graph key) pair, the oldest hit wins: a backlog of
-# other queues or graph versions is never read or sorted (the same plan as the Postgres claim).
-# The graph key names the namespace, so a probe never finds another namespace's task.
-SELECT_READY_TASK = """
-    SELECT namespace, run_id, visible_at, lease_owner IS NOT NULL FROM tasks
-     WHERE task_queue = ? AND graph_key = ? AND visible_at <= ?
-     ORDER BY visible_at LIMIT 1
-"""
-LEASE_TASK = """
-    UPDATE tasks SET attempt = attempt + 1, lease_owner = :worker_id, visible_at = :expires
-     WHERE namespace = :namespace AND run_id = :run_id
- RETURNING step_index, attempt, node_id, task_queue, graph_key, logical_time, failures
-"""
-MARK_RUN_RUNNING = """
-    UPDATE runs SET status = 2, updated_at = :now WHERE namespace = :namespace AND run_id = :run_id AND status = 1
-"""
-SELECT_RUN_START = """
-    SELECT input, seed, cancel_requested, trace_context FROM runs WHERE namespace = :namespace AND run_id = :run_id
-"""
-SELECT_STEP_STATE = """
-    SELECT state FROM steps WHERE namespace = :namespace AND run_id = :run_id AND step_index = :step_index
-"""
-SELECT_READY_QUEUES = """
-    SELECT DISTINCT task_queue, graph_key FROM tasks
-     WHERE task_queue IN (SELECT value FROM json_each(?)) AND visible_at <= ?
-"""
-SELECT_NEXT_READY_AT = """
-    SELECT min(visible_at) FROM tasks WHERE task_queue IN (SELECT value FROM json_each(?)) AND wait_kind IS NULL
-"""
-SELECT_ACTIVITIES = f"""
-    SELECT {ACTIVITY_COLUMNS} FROM activities
-     WHERE namespace = :namespace AND run_id = :run_id AND step_index = :step_index ORDER BY seq
-"""
-SELECT_ACTIVITY = f"""
-    SELECT {ACTIVITY_COLUMNS} FROM activities
-     WHERE namespace = :namespace AND run_id = :run_id AND step_index = :step_index AND seq = :seq
-"""
-SELECT_TASK = """
-    SELECT t.run_id, t.step_index, t.attempt, t.node_id, t.graph_key, t.task_queue, t.failures, t.lease_owner,
-           r.cancel_requested
-      FROM tasks t JOIN runs r ON r.namespace = t.namespace AND r.run_id = t.run_id
-     WHERE t.namespace = :namespace AND t.run_id = :run_id
-"""
-
-
-EXTEND_LEASE = f"UPDATE tasks SET visible_at = :expires WHERE {FENCE}"
-SELECT_FENCED_TASK = f"SELECT 1 FROM tasks WHERE {FENCE}"
-ADVANCE_TASK = f"""
-    UPDATE tasks
-       SET step_index = step_index + 1, node_id = :next_node, task_queue = :next_queue,
-           attempt = :next_attempt, failures = 0, visible_at = :visible_at, lease_owner = :owner,
-           logical_time = :now, last_failure = NULL
-     WHERE {FENCE} AND node_id = :node_id AND graph_key = :graph_key
-"""
-DELETE_TASK = f"DELETE FROM tasks WHERE {FENCE} AND node_id = :node_id AND graph_key = :graph_key"
-DELETE_TASK_FENCED = f"DELETE FROM tasks WHERE {FENCE}"
-INSERT_STEP = """
-    INSERT INTO steps (namespace, run_id, step_index, node_id, attempt, state, state_hash, output, next_key,
-                       next_node, logical_time, started_at, finished_at)
-    VALUES (:namespace, :run_id, :step_index, :node_id, :attempt, :state, :state_hash, :output, :next_key,
-            :next_node, :logical_time, :started_at, :now)
-"""
-SELECT_TASK_LOGICAL_TIME = "SELECT logical_time FROM tasks WHERE namespace = :namespace AND run_id = :run_id"
-COMPLETE_RUN = """
-    UPDATE runs SET status = 4, result = :state, step_count = :step_count, updated_at = :now, completed_at = :now
-     WHERE namespace = :namespace AND run_id = :run_id
-"""
-SELECT_COMPLETED_STEP = """
-    SELECT s.attempt, s.node_id, s.state_hash, s.output, s.next_key, r.status
-      FROM steps s JOIN runs r ON r.namespace = s.namespace AND r.run_id = s.run_id
-     WHERE s.namespace = :namespace AND s.run_id = :run_id AND s.step_index = :step_index
-"""
-SELECT_FENCED_FAILURES = f"SELECT failures FROM tasks WHERE {FENCE}"
-RETRY_TASK = f"""
-    UPDATE tasks SET failures = failures + 1, lease_owner = NULL, visible_at = :visible_at,
-                     last_failure = :failure
-     WHERE {FENCE}
-"""
-RELEASE_TASK = f"UPDATE tasks SET lease_owner = NULL, visible_at = :now WHERE {FENCE}"
-FAIL_RUN = """
-    UPDATE runs SET status = :status, failure = :failure, step_count = :step_index, updated_at = :now,
-                    completed_at = :now
-     WHERE namespace = :namespace AND run_id = :run_id
-"""
-
-# -- artifacts ------------------------------------------------------------------------------------
-
-INSERT_ARTIFACT = """
-    INSERT INTO artifacts (namespace, run_id, digest, size, media_type, created_at)
-    SELECT namespace, run_id, :digest, :size, :media_type, :now FROM runs
-     WHERE namespace = :namespace AND run_id = :run_id
-    ON CONFLICT (namespace, run_id, digest) DO NOTHING
-"""
-SELECT_RUN_ARTIFACT = """
-    SELECT namespace, run_id, digest, size, media_type, created_at FROM artifacts
-     WHERE namespace = :namespace AND run_id = :run_id AND digest = :digest
-"""
-SELECT_OLDEST_ARTIFACT = """
-    SELECT namespace, run_id, digest, size, media_type, created_at FROM artifacts
-     WHERE namespace = :namespace AND digest = :digest ORDER BY created_at LIMIT 1
-"""
 
 
 class SqliteStore:
@@ -316,36 +105,36 @@ class SqliteStore:
 
     async def register_graph(self, graph: GraphSpec) -> bool:
         """See `Store.register_graph`."""
-        return await self._call(_register_graph, graph)
+        return await self._call(graphs.register_graph, graph)
 
     async def get_graph(self, namespace: Namespace, graph_id: str, version: int) -> GraphSpec | None:
         """See `Store.get_graph`."""
-        return await self._call(_get_graph, namespace, graph_id, version)
+        return await self._call(graphs.get_graph, namespace, graph_id, version)
 
     async def list_graphs(
         self, namespace: Namespace, *, graph_id: str = "", limit: int = 100, page_token: str = ""
     ) -> GraphPage:
         """See `Store.list_graphs`."""
         after = decode_graph_page_token(page_token) if page_token else ("", 0)
-        return await self._call(_list_graphs, namespace, graph_id, limit, after)
+        return await self._call(graphs.list_graphs, namespace, graph_id, limit, after)
 
     # -- runs -------------------------------------------------------------------------------------
 
     async def create_run(self, run: NewRun) -> tuple[Run, bool]:
         """See `Store.create_run`."""
-        return await self._call(_create_run, run)
+        return await self._call(runs.create_run, run)
 
     async def fork_run(self, fork: NewFork) -> tuple[Run, bool]:
         """See `Store.fork_run`."""
-        return await self._call(_fork_run, fork)
+        return await self._call(runs.fork_run, fork)
 
     async def terminate_run(self, namespace: Namespace, run_id: str, *, failure: Failure) -> Run | None:
         """See `Store.terminate_run`."""
-        return await self._call(_terminate_run, namespace, run_id, failure)
+        return await self._call(runs.terminate_run, namespace, run_id, failure)
 
     async def get_run(self, namespace: Namespace, run_id: str) -> Run | None:
         """See `Store.get_run`."""
-        return await self._call(_get_run, namespace, run_id)
+        return await self._call(runs.get_run, namespace, run_id)
 
     async def list_runs(
         self,
@@ -358,11 +147,11 @@ class SqliteStore:
     ) -> RunPage:
         """See `Store.list_runs`."""
         before = decode_run_page_token(page_token) if page_token else (2**62, "")
-        return await self._call(_list_runs, namespace, graph_id, int(status or 0), limit, before)
+        return await self._call(runs.list_runs, namespace, graph_id, int(status or 0), limit, before)
 
     async def get_steps(self, namespace: Namespace, run_id: str, *, after: int = -1, limit: int = 1000) -> list[Step]:
         """See `Store.get_steps`."""
-        return await self._call(_get_steps, namespace, run_id, after, limit)
+        return await self._call(runs.get_steps, namespace, run_id, after, limit)
 
     # -- tasks ------------------------------------------------------------------------------------
 
@@ -370,41 +159,41 @@ class SqliteStore:
         self, *, task_queues: Sequence[str], graph_keys: Sequence[str], worker_id: str, lease: timedelta
     ) -> Task | None:
         """See `Store.claim_task`."""
-        return await self._call(_claim_task, list(task_queues), list(graph_keys), worker_id, lease)
+        return await self._call(tasks.claim_task, list(task_queues), list(graph_keys), worker_id, lease)
 
     async def ready_queues(self, task_queues: Sequence[str]) -> set[tuple[str, str]]:
         """See `Store.ready_queues`."""
-        return await self._call(_ready_queues, list(task_queues))
+        return await self._call(tasks.ready_queues, list(task_queues))
 
     async def next_ready_at(self, task_queues: Sequence[str]) -> datetime | None:
         """See `Store.next_ready_at`."""
-        return await self._call(_next_ready_at, list(task_queues))
+        return await self._call(tasks.next_ready_at, list(task_queues))
 
     async def extend_lease(self, key: TaskKey, *, lease: timedelta) -> tuple[datetime, bool]:
         """See `Store.extend_lease`."""
-        return await self._call(_extend_lease, key, lease)
+        return await self._call(tasks.extend_lease, key, lease)
 
     async def complete_step(self, commit: Checkpoint) -> CompleteOutcome:
         """See `Store.complete_step`."""
-        return await self._call(_complete_step, commit)
+        return await self._call(tasks.complete_step, commit)
 
     async def record_activity(self, key: TaskKey, activity: ActivityRecord) -> ActivityRecord:
         """See `Store.record_activity`."""
-        return await self._call(_record_activity, key, activity)
+        return await self._call(activity_log.record_activity, key, activity)
 
     async def get_task(self, namespace: Namespace, run_id: str) -> TaskState | None:
         """See `Store.get_task`."""
-        return await self._call(_get_task, namespace, run_id)
+        return await self._call(tasks.get_task, namespace, run_id)
 
     async def release_task(self, key: TaskKey) -> None:
         """See `Store.release_task`."""
-        await self._call(_release_task, key)
+        await self._call(tasks.release_task, key)
 
     async def fail_task(
         self, key: TaskKey, *, decide: FailDecider, activities: tuple[ActivityRecord, ...] = ()
     ) -> tuple[TaskState, FailDecision]:
         """See `Store.fail_task`."""
-        return await self._call(_fail_task, key, decide, activities)
+        return await self._call(tasks.fail_task, key, decide, activities)
 
     # -- waits ------------------------------------------------------------------------------------
 
@@ -416,11 +205,11 @@ class SqliteStore:
 
     async def signal_run(self, signal: NewSignal) -> SignalOutcome | None:
         """See `Store.signal_run`."""
-        return await self._call(waits.signal_run, signal, _get_run)
+        return await self._call(waits.signal_run, signal, runs.get_run)
 
     async def cancel_run(self, namespace: Namespace, run_id: str, *, failure: Failure) -> CancelOutcome | None:
         """See `Store.cancel_run`."""
-        return await self._call(waits.cancel_run, namespace, run_id, failure, _get_run)
+        return await self._call(waits.cancel_run, namespace, run_id, failure, runs.get_run)
 
     async def fire_due_waits(self) -> set[tuple[str, str]]:
         """See `Store.fire_due_waits`."""
@@ -457,13 +246,11 @@ class SqliteStore:
 
     async def add_artifact(self, artifact: Artifact) -> Artifact:
         """See `Store.add_artifact`."""
-        return await self._call(_add_artifact, artifact)
+        return await self._call(artifacts.add_artifact, artifact)
 
     async def find_artifact(self, namespace: Namespace, sha256: str) -> Artifact | None:
         """See `Store.find_artifact`."""
-        params = {"namespace": str(namespace), "digest": sha256}
-        row = await self._call(lambda conn: conn.execute(SELECT_OLDEST_ARTIFACT, params).fetchone())
-        return None if row is None else _artifact(row)
+        return await self._call(artifacts.find_artifact, namespace, sha256)
 
     # -- metrics ----------------------------------------------------------------------------------
 
@@ -474,9 +261,6 @@ class SqliteStore:
     async def count_runs_by_status(self) -> dict[tuple[Namespace, RunStatus], int]:
         """See `Store.count_runs_by_status`."""
         return await self._call(stats.count_runs_by_status)
-
-
-# -- one function per store call, each given the connection --------------------------------------
 
 
 def _connect_and_migrate(path: str) -> sqlite3.Connection:
@@ -544,382 +328,3 @@ def _statements(script: str) -> list[str]:
     if pending.strip():
         raise ValueError(f"unterminated statement in migration: {pending.strip()[:80]!r}")
     return statements
-
-
-def _run_key(namespace: Namespace, run_id: str) -> dict[str, Any]:
-    """The named parameters that name a run."""
-    return {"namespace": str(namespace), "run_id": run_id}
-
-
-def _register_graph(conn: sqlite3.Connection, graph: GraphSpec) -> bool:
-    params = {
-        "namespace": str(graph.namespace),
-        "graph_id": graph.graph_id,
-        "version": graph.version,
-        "definition": graph.definition_json().decode(),
-        "now": now_us(),
-    }
-    with Transaction(conn):
-        row = conn.execute(SELECT_GRAPH_DEFINITION, params).fetchone()
-        if row is not None:
-            if row[0] != params["definition"]:
-                raise AlreadyExists(graph.conflict_message(json.loads(row[0])))
-            return False
-        conn.execute(INSERT_GRAPH, params)
-        return True
-
-
-def _get_graph(conn: sqlite3.Connection, namespace: Namespace, graph_id: str, version: int) -> GraphSpec | None:
-    params = {"namespace": str(namespace), "graph_id": graph_id, "version": version}
-    row = conn.execute(SELECT_GRAPH_DEFINITION if version else SELECT_NEWEST_GRAPH, params).fetchone()
-    return None if row is None else GraphSpec.from_json(json.loads(row[0]), namespace)
-
-
-def _list_graphs(
-    conn: sqlite3.Connection, namespace: Namespace, graph_id: str, limit: int, after: tuple[str, int]
-) -> GraphPage:
-    params = {
-        "namespace": str(namespace),
-        "graph_id": graph_id,
-        "after_id": after[0],
-        "after_version": after[1],
-        "limit": limit + 1,
-    }
-    graphs = [GraphSpec.from_json(json.loads(row[0]), namespace) for row in conn.execute(LIST_GRAPHS, params)]
-    last = graphs[limit - 1] if len(graphs) > limit else None
-    return graphs[:limit], encode_graph_page_token(last.graph_id, last.version) if last else ""
-
-
-def _create_run(conn: sqlite3.Connection, run: NewRun) -> tuple[Run, bool]:
-    now = now_us()
-    params = {
-        **_run_key(run.namespace, run.run_id),
-        "graph_id": run.graph_id,
-        "graph_version": run.graph_version,
-        "status": int(RunStatus.RUNNING if run.lease_to else RunStatus.PENDING),
-        "attempt": 1 if run.lease_to else 0,
-        "owner": run.lease_to,
-        "visible_at": now + (us(run.lease) if run.lease_to else 0),
-        "input": run.input,
-        "seed": run.seed,
-        "now": now,
-        "node_id": run.entry_node,
-        "task_queue": run.entry_queue,
-        "graph_key": graph_key(run.namespace, run.graph_id, run.graph_version),
-        "trace_context": trace_to_text(run.trace_context),
-    }
-    with Transaction(conn):
-        created = conn.execute(INSERT_RUN, params).rowcount == 1
-        if created:
-            conn.execute(INSERT_TASK, params)
-    stored = _get_run(conn, run.namespace, run.run_id)
-    assert stored is not None
-    return stored, created
-
-
-def _fork_run(conn: sqlite3.Connection, fork: NewFork) -> tuple[Run, bool]:
-    params = {**fork_params(fork), "now": now_us()}
-    with Transaction(conn):
-        existing = _get_run(conn, fork.namespace, fork.run_id)
-        if existing is not None:
-            return existing, False
-        conn.execute(INSERT_FORK_RUN, params)
-        conn.execute(COPY_STEPS, params)
-        if fork.state is not None:
-            conn.execute(EDIT_FORKED_STATE, params)
-        conn.execute(COPY_ACTIVITIES, params)
-        conn.execute(INSERT_FORK_TASK, params)
-        created = _get_run(conn, fork.namespace, fork.run_id)
-    assert created is not None
-    return created, True
-
-
-def _terminate_run(conn: sqlite3.Connection, namespace: Namespace, run_id: str, failure: Failure) -> Run | None:
-    run = _run_key(namespace, run_id)
-    with Transaction(conn):
-        withdrawn = conn.execute(WITHDRAW_TASK, run).fetchone()
-        if withdrawn is not None:
-            params = {"failure": json.dumps(failure.to_json()), "step_count": withdrawn[0], "now": now_us()}
-            conn.execute(TERMINATE_RUN, {**params, **run})
-    return _get_run(conn, namespace, run_id)
-
-
-def _get_run(conn: sqlite3.Connection, namespace: Namespace, run_id: str) -> Run | None:
-    row = conn.execute(SELECT_RUN, _run_key(namespace, run_id)).fetchone()
-    return None if row is None else run_from_row(row, dt)
-
-
-def _list_runs(
-    conn: sqlite3.Connection, namespace: Namespace, graph_id: str, status: int, limit: int, before: tuple[int, str]
-) -> RunPage:
-    params = {
-        "namespace": str(namespace),
-        "graph_id": graph_id,
-        "status": status,
-        "before_us": before[0],
-        "before_id": before[1] if before[1] else "\U0010ffff",
-        "limit": limit + 1,
-    }
-    rows = conn.execute(LIST_RUNS, params).fetchall()
-    runs = [run_from_row(r, dt) for r in rows[:limit]]
-    token = encode_run_page_token(rows[limit - 1][8], rows[limit - 1][0]) if len(rows) > limit else ""
-    return runs, token
-
-
-def _get_steps(conn: sqlite3.Connection, namespace: Namespace, run_id: str, after: int, limit: int) -> list[Step]:
-    run = _run_key(namespace, run_id)
-    steps = [
-        Step(
-            run_id=r[0],
-            step_index=r[1],
-            node_id=r[2],
-            attempt=r[3],
-            state=r[4],
-            state_hash=r[5],
-            output=r[6],
-            next_key=r[7],
-            next_node=r[8],
-            logical_time=dt(r[9]),
-            started_at=dt(r[10]),
-            finished_at=dt(r[11]),
-        )
-        for r in conn.execute(SELECT_STEPS, {**run, "after": after, "limit": limit})
-    ]
-    if not steps:
-        return steps
-    span = {**run, "first": steps[0].step_index, "last": steps[-1].step_index}
-    rows = conn.execute(SELECT_STEP_ACTIVITIES, span).fetchall()
-    return with_activities(steps, rows, dt)
-
-
-def _state_before(
-    conn: sqlite3.Connection, run: dict[str, Any], step_index: int
-) -> tuple[bytes, int, bool, dict[str, str]]:
-    """A step's start: the previous checkpoint's state (or the input), seed, cancelled, trace context."""
-    run_input, seed, cancelled, trace = conn.execute(SELECT_RUN_START, run).fetchone()
-    if step_index > 0:
-        run_input = conn.execute(SELECT_STEP_STATE, {**run, "step_index": step_index - 1}).fetchone()[0]
-    return run_input, seed, bool(cancelled), trace_from_text(trace)
-
-
-def _claim_task(
-    conn: sqlite3.Connection, queues: list[str], graphs: list[str], worker_id: str, lease: timedelta
-) -> Task | None:
-    now = now_us()
-    expires = now + us(lease)
-    with Transaction(conn):
-        hits = [
-            hit
-            for queue in queues
-            for key in graphs
-            if (hit := conn.execute(SELECT_READY_TASK, (queue, key, now)).fetchone()) is not None
-        ]
-        if not hits:
-            return None
-        namespace, run_id, _, lapsed = min(hits, key=lambda hit: hit[2])
-        run = {"namespace": namespace, "run_id": run_id}
-        step_index, attempt, node_id, queue, key, logical_time, failures = conn.execute(
-            LEASE_TASK, {**run, "worker_id": worker_id, "expires": expires}
-        ).fetchone()
-        if step_index == 0:
-            conn.execute(MARK_RUN_RUNNING, {**run, "now": now})
-        state, seed, cancelled, trace = _state_before(conn, run, step_index)
-        recorded = conn.execute(SELECT_ACTIVITIES, {**run, "step_index": step_index})
-        activities = tuple(activity_from_row(row, dt) for row in recorded)
-    _, graph_id, version = split_graph_key(key)
-    return Task(
-        namespace=Namespace.parse(namespace),
-        run_id=run_id,
-        step_index=step_index,
-        attempt=attempt,
-        node_id=node_id,
-        graph_id=graph_id,
-        graph_version=version,
-        task_queue=queue,
-        state=state,
-        logical_time=dt(logical_time),
-        seed=seed,
-        lease_expires_at=dt(expires),
-        failures=failures,
-        activities=activities,
-        cancel_requested=cancelled,
-        trace_context=trace,
-        previous_lease_expired=bool(lapsed),
-        worker_id=worker_id,
-    )
-
-
-def _ready_queues(conn: sqlite3.Connection, queues: list[str]) -> set[tuple[str, str]]:
-    return {(q, k) for q, k in conn.execute(SELECT_READY_QUEUES, (json.dumps(queues), now_us()))}
-
-
-def _next_ready_at(conn: sqlite3.Connection, queues: list[str]) -> datetime | None:
-    (at,) = conn.execute(SELECT_NEXT_READY_AT, (json.dumps(queues),)).fetchone()
-    return None if at is None else dt(at)
-
-
-def _extend_lease(conn: sqlite3.Connection, key: TaskKey, lease: timedelta) -> tuple[datetime, bool]:
-    expires = now_us() + us(lease)
-    with Transaction(conn):
-        if conn.execute(EXTEND_LEASE, {**fence(key), "expires": expires}).rowcount == 0:
-            raise StaleLease(key.run_id, key.step_index, key.attempt)
-        cancelled = conn.execute(SELECT_RUN_START, _run_key(key.namespace, key.run_id)).fetchone()[2]
-    return dt(expires), bool(cancelled)
-
-
-def _complete_step(conn: sqlite3.Connection, c: Checkpoint) -> CompleteOutcome:
-    now = now_us()
-    key = c.key
-    run = _run_key(key.namespace, key.run_id)
-    fenced = {**fence(key), "node_id": c.node_id, "graph_key": graph_key(key.namespace, c.graph_id, c.graph_version)}
-    with Transaction(conn):
-        logical = conn.execute(SELECT_TASK_LOGICAL_TIME, run).fetchone()
-        finished = c.next_node == END_NODE
-        if finished:
-            moved = conn.execute(DELETE_TASK, fenced).rowcount
-        else:
-            lease_expires = now + us(c.lease)
-            moved = conn.execute(
-                ADVANCE_TASK,
-                {
-                    **fenced,
-                    "next_node": c.next_node,
-                    "next_queue": c.next_queue,
-                    "next_attempt": 1 if c.eager_worker else 0,
-                    "visible_at": lease_expires if c.eager_worker else now,
-                    "owner": c.eager_worker,
-                    "now": now,
-                },
-            ).rowcount
-        if moved == 0:
-            return _not_current(conn, c)
-        if c.activities:
-            conn.executemany(INSERT_ACTIVITY, [{**_activity_row(key, a), "now": now} for a in c.activities])
-        conn.execute(
-            INSERT_STEP,
-            {
-                **run,
-                "step_index": key.step_index,
-                "node_id": c.node_id,
-                "attempt": key.attempt,
-                "state": c.state,
-                "state_hash": c.state_hash,
-                "output": c.output,
-                "next_key": c.next_key,
-                "next_node": c.next_node,
-                "logical_time": logical[0],
-                "started_at": int(c.started_at.timestamp() * 1_000_000),
-                "now": now,
-            },
-        )
-        if finished:
-            conn.execute(COMPLETE_RUN, {**run, "state": c.state, "step_count": key.step_index + 1, "now": now})
-            return CompleteOutcome(RunStatus.COMPLETED, finished_at=dt(now))
-        if not c.eager_worker:
-            return CompleteOutcome(RunStatus.RUNNING, enqueued=(c.next_queue, fenced["graph_key"]))
-        seed, cancelled, trace = conn.execute(SELECT_RUN_START, run).fetchone()[1:]
-    next_task = c.leased_next_task(logical_time=dt(now), seed=seed, lease_expires_at=dt(lease_expires))
-    next_task = replace(next_task, cancel_requested=bool(cancelled), trace_context=trace_from_text(trace))
-    return CompleteOutcome(RunStatus.RUNNING, next_task=next_task)
-
-
-def _not_current(conn: sqlite3.Connection, c: Checkpoint) -> CompleteOutcome:
-    """A fenced write matched nothing: a re-send of a done step, or a stale attempt."""
-    key = c.key
-    row = conn.execute(SELECT_COMPLETED_STEP, fence(key)).fetchone()
-    if row is None or row[0] != key.attempt:
-        raise StaleLease(key.run_id, key.step_index, key.attempt)
-    if not c.same_as(node_id=row[1], state_hash=row[2], output=row[3], next_key=row[4]):
-        raise FailedPrecondition(c.differs_message())
-    return CompleteOutcome(RunStatus(row[5]), duplicate=True)
-
-
-def _activity_row(key: TaskKey, activity: ActivityRecord) -> dict[str, Any]:
-    return activity_params(key.namespace, key.run_id, key.step_index, activity)
-
-
-def _record_activity(conn: sqlite3.Connection, key: TaskKey, activity: ActivityRecord) -> ActivityRecord:
-    params = {**_activity_row(key, activity), "now": now_us()}
-    with Transaction(conn):
-        if conn.execute(SELECT_FENCED_TASK, fence(key)).fetchone() is None:
-            raise StaleLease(key.run_id, key.step_index, key.attempt)
-        conn.execute(INSERT_ACTIVITY, params)
-        row = conn.execute(SELECT_ACTIVITY, params).fetchone()
-    return activity_from_row(row, dt)
-
-
-def _get_task(conn: sqlite3.Connection, namespace: Namespace, run_id: str) -> TaskState | None:
-    row = conn.execute(SELECT_TASK, _run_key(namespace, run_id)).fetchone()
-    if row is None:
-        return None
-    _, graph_id, version = split_graph_key(row[4])
-    return TaskState(
-        namespace=namespace,
-        run_id=row[0],
-        step_index=row[1],
-        attempt=row[2],
-        node_id=row[3],
-        graph_id=graph_id,
-        graph_version=version,
-        task_queue=row[5],
-        failures=row[6],
-        lease_owner=row[7],
-        cancel_requested=bool(row[8]),
-    )
-
-
-def _release_task(conn: sqlite3.Connection, key: TaskKey) -> None:
-    with Transaction(conn):
-        if conn.execute(RELEASE_TASK, {**fence(key), "now": now_us()}).rowcount == 0:
-            raise StaleLease(key.run_id, key.step_index, key.attempt)
-
-
-def _fail_task(
-    conn: sqlite3.Connection, key: TaskKey, decide: FailDecider, activities: tuple[ActivityRecord, ...]
-) -> tuple[TaskState, FailDecision]:
-    now = now_us()
-    with Transaction(conn):
-        task = _get_task(conn, key.namespace, key.run_id)
-        if task is None or conn.execute(SELECT_FENCED_FAILURES, fence(key)).fetchone() is None:
-            raise StaleLease(key.run_id, key.step_index, key.attempt)
-        decision = decide(task)  # may refuse the request: the transaction then writes nothing
-        if activities:
-            conn.executemany(INSERT_ACTIVITY, [{**_activity_row(key, a), "now": now} for a in activities])
-        failure = json.dumps(decision.failure.to_json())
-        if decision.end is AttemptEnd.RELEASE:
-            conn.execute(RELEASE_TASK, {**fence(key), "now": now})
-        elif decision.end is AttemptEnd.RETRY:
-            conn.execute(RETRY_TASK, {**fence(key), "visible_at": now + us(decision.delay), "failure": failure})
-        else:
-            status = RunStatus.CANCELLED if decision.end is AttemptEnd.CANCEL else RunStatus.FAILED
-            conn.execute(DELETE_TASK_FENCED, fence(key))
-            ended = {**fence(key), "now": now, "status": int(status)}
-            conn.execute(FAIL_RUN, {**ended, "failure": failure})
-    return task, decision
-
-
-def _add_artifact(conn: sqlite3.Connection, artifact: Artifact) -> Artifact:
-    params = {
-        **_run_key(artifact.namespace, artifact.run_id),
-        "digest": artifact.sha256,
-        "size": artifact.size,
-        "media_type": artifact.media_type,
-        "now": now_us(),
-    }
-    with Transaction(conn):
-        conn.execute(INSERT_ARTIFACT, params)
-        row = conn.execute(SELECT_RUN_ARTIFACT, params).fetchone()
-    if row is None:
-        raise NotFound(f"run {artifact.run_id!r} does not exist")
-    return _artifact(row)
-
-
-def _artifact(row: Sequence[Any]) -> Artifact:
-    return Artifact(
-        namespace=Namespace.parse(row[0]),
-        run_id=row[1],
-        sha256=row[2],
-        size=row[3],
-        media_type=row[4],
-        created_at=dt(row[5]),
-    )
