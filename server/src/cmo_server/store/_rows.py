@@ -8,7 +8,18 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from cmo_server.domain import WAIT_KINDS, ActivityRecord, Failure, Namespace, NewFork, Run, RunStatus, Step, Wait
+from cmo_server.domain import (
+    WAIT_KINDS,
+    ActivityRecord,
+    Failure,
+    Namespace,
+    NewFork,
+    Run,
+    RunStatus,
+    Step,
+    TaskKey,
+    Wait,
+)
 
 __all__ = [
     "ACTIVITY_COLUMNS",
@@ -18,6 +29,7 @@ __all__ = [
     "activity_arrays",
     "activity_from_row",
     "activity_params",
+    "fence",
     "fork_params",
     "run_from_row",
     "trace_from_text",
@@ -92,6 +104,17 @@ ON_RECORD_CONFLICT = f"""
      WHERE {REPLACEABLE_RECORD} AND activities.attempt < excluded.attempt
 """
 """How an activity insert meets the record already at its seq: kept, unless `REPLACEABLE_RECORD`."""
+
+
+def fence(key: TaskKey) -> dict[str, Any]:
+    """The named parameters of a store's FENCE: the attempt a worker write names, and the worker."""
+    return {
+        "namespace": str(key.namespace),
+        "run_id": key.run_id,
+        "step_index": key.step_index,
+        "attempt": key.attempt,
+        "worker_id": key.worker_id,
+    }
 
 
 def activity_from_row(row: Sequence[Any], to_datetime: Callable[[Any], datetime]) -> ActivityRecord:
