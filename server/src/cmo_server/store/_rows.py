@@ -18,7 +18,9 @@ from cmo_server.domain import (
     RunStatus,
     Step,
     TaskKey,
+    TaskState,
     Wait,
+    split_graph_key,
 )
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "fence",
     "fork_params",
     "run_from_row",
+    "task_state_from_row",
     "trace_from_text",
     "trace_to_text",
     "with_activities",
@@ -115,6 +118,28 @@ def fence(key: TaskKey) -> dict[str, Any]:
         "attempt": key.attempt,
         "worker_id": key.worker_id,
     }
+
+
+def task_state_from_row(row: Sequence[Any]) -> TaskState:
+    """A task row as both stores' SELECT_TASK read it.
+
+    The columns: run_id, step_index, attempt, node_id, graph_key, task_queue, failures,
+    lease_owner, cancel_requested.
+    """
+    namespace, graph_id, version = split_graph_key(row[4])
+    return TaskState(
+        namespace=namespace,
+        run_id=row[0],
+        step_index=row[1],
+        attempt=row[2],
+        node_id=row[3],
+        graph_id=graph_id,
+        graph_version=version,
+        task_queue=row[5],
+        failures=row[6],
+        lease_owner=row[7],
+        cancel_requested=bool(row[8]),
+    )
 
 
 def activity_from_row(row: Sequence[Any], to_datetime: Callable[[Any], datetime]) -> ActivityRecord:
