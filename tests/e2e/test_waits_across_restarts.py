@@ -16,8 +16,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TIMER_SECONDS = 2.0
 TIMER_BOUND_SECONDS = 1.5
-"""How late the timer may complete after it was due: the wait sweep (0.2 s), the claim and the
-replayed step, with room for a loaded machine."""
+"""How late the timer may complete after it was due and a worker was there to run the step: the
+wait sweep (0.2 s), the claim and the replayed step, with room for a loaded machine. (Restarting
+the processes can take longer than the timer on a loaded machine: that time is not the server's.)"""
 
 
 async def waiting_for(client: cmo.Client, run_id: str, kind: str) -> cmo.RunInfo:
@@ -65,9 +66,10 @@ async def test_a_two_second_timer_fires_in_bounded_time_after_server_and_worker_
         await worker.kill()
         server = await processes.restart_server(server)
         await processes.start_worker(server.address, graph="approval", marker_dir=markers.root)
+        serving = datetime.now(UTC)  # the new worker polls from here on
         done = await client.wait(run_id, timeout=30)
     assert done.status is cmo.RunStatus.COMPLETED
     assert done.completed_at is not None
-    late = (done.completed_at - due).total_seconds()
-    assert 0 <= late <= TIMER_BOUND_SECONDS, f"the timer completed {late:.3f}s after it was due"
-    assert datetime.now(UTC) >= due
+    assert done.completed_at >= due
+    late = (done.completed_at - max(due, serving)).total_seconds()
+    assert late <= TIMER_BOUND_SECONDS, f"the timer completed {late:.3f}s after it was due and a worker was up"

@@ -8,7 +8,20 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from cmo_server.domain import WAIT_KINDS, ActivityRecord, Failure, Namespace, NewFork, Run, RunStatus, Step, Wait
+from cmo_server.domain import (
+    WAIT_KINDS,
+    ActivityRecord,
+    Failure,
+    Namespace,
+    NewFork,
+    Run,
+    RunStatus,
+    Step,
+    TaskKey,
+    TaskState,
+    Wait,
+    split_graph_key,
+)
 
 __all__ = [
     "ACTIVITY_COLUMNS",
@@ -18,8 +31,10 @@ __all__ = [
     "activity_arrays",
     "activity_from_row",
     "activity_params",
+    "fence",
     "fork_params",
     "run_from_row",
+    "task_state_from_row",
     "trace_from_text",
     "trace_to_text",
     "with_activities",
@@ -92,6 +107,39 @@ ON_RECORD_CONFLICT = f"""
      WHERE {REPLACEABLE_RECORD} AND activities.attempt < excluded.attempt
 """
 """How an activity insert meets the record already at its seq: kept, unless `REPLACEABLE_RECORD`."""
+
+
+def fence(key: TaskKey) -> dict[str, Any]:
+    """The named parameters of a store's FENCE: the attempt a worker write names, and the worker."""
+    return {
+        "namespace": str(key.namespace),
+        "run_id": key.run_id,
+        "step_index": key.step_index,
+        "attempt": key.attempt,
+        "worker_id": key.worker_id,
+    }
+
+
+def task_state_from_row(row: Sequence[Any]) -> TaskState:
+    """A task row as both stores' SELECT_TASK read it.
+
+    The columns: run_id, step_index, attempt, node_id, graph_key, task_queue, failures,
+    lease_owner, cancel_requested.
+    """
+    namespace, graph_id, version = split_graph_key(row[4])
+    return TaskState(
+        namespace=namespace,
+        run_id=row[0],
+        step_index=row[1],
+        attempt=row[2],
+        node_id=row[3],
+        graph_id=graph_id,
+        graph_version=version,
+        task_queue=row[5],
+        failures=row[6],
+        lease_owner=row[7],
+        cancel_requested=bool(row[8]),
+    )
 
 
 def activity_from_row(row: Sequence[Any], to_datetime: Callable[[Any], datetime]) -> ActivityRecord:

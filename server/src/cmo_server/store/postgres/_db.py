@@ -9,7 +9,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from cmo_server.domain import TaskKey
+from cmo_server.store._rows import fence
 
 __all__ = ["FENCE", "Pool", "PooledStatements", "fence", "same"]
 
@@ -19,17 +19,6 @@ Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
 # a finished step or another worker matches no row.
 FENCE = """namespace = %(namespace)s AND run_id = %(run_id)s AND step_index = %(step_index)s
        AND attempt = %(attempt)s AND lease_owner = %(worker_id)s"""
-
-
-def fence(key: TaskKey) -> dict[str, Any]:
-    """The named parameters of FENCE."""
-    return {
-        "namespace": str(key.namespace),
-        "run_id": key.run_id,
-        "step_index": key.step_index,
-        "attempt": key.attempt,
-        "worker_id": key.worker_id,
-    }
 
 
 def same(value: datetime) -> datetime:

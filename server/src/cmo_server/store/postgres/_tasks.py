@@ -36,6 +36,7 @@ from cmo_server.store._rows import (
     ON_RECORD_CONFLICT,
     activity_arrays,
     activity_from_row,
+    task_state_from_row,
     trace_from_text,
 )
 from cmo_server.store.postgres._db import FENCE, PooledStatements, fence, same
@@ -351,7 +352,7 @@ class PostgresTasks(PooledStatements):
     async def get_task(self, namespace: Namespace, run_id: str) -> TaskState | None:
         """See `Store.get_task`."""
         row = await self._fetchone(SELECT_TASK, {"namespace": str(namespace), "run_id": run_id})
-        return None if row is None else _task_state(row)
+        return None if row is None else task_state_from_row(row)
 
     async def release_task(self, key: TaskKey) -> None:
         """See `Store.release_task`."""
@@ -366,7 +367,7 @@ class PostgresTasks(PooledStatements):
             row = await (await conn.execute(LOCK_FENCED_TASK_FOR_FAIL, fence(key))).fetchone()
             if row is None:
                 raise StaleLease(key.run_id, key.step_index, key.attempt)
-            task = _task_state(row)
+            task = task_state_from_row(row)
             decision = decide(task)  # may refuse the request: the transaction then writes nothing
             if activities:
                 await conn.execute(INSERT_RIDING_ACTIVITIES, {**fence(key), **activity_arrays(activities)})
@@ -379,21 +380,3 @@ class PostgresTasks(PooledStatements):
                 status = RunStatus.CANCELLED if decision.end is AttemptEnd.CANCEL else RunStatus.FAILED
                 await conn.execute(FAIL_RUN, {**fence(key), "failure": failure, "status": int(status)})
         return task, decision
-
-
-def _task_state(row: TupleRow) -> TaskState:
-    """A task row as SELECT_TASK reads it."""
-    namespace, graph_id, version = split_graph_key(row[4])
-    return TaskState(
-        namespace=namespace,
-        run_id=row[0],
-        step_index=row[1],
-        attempt=row[2],
-        node_id=row[3],
-        graph_id=graph_id,
-        graph_version=version,
-        task_queue=row[5],
-        failures=row[6],
-        lease_owner=row[7],
-        cancel_requested=row[8],
-    )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cmo_server.domain import ActivityRecord, Namespace, TaskKey
-from cmo_server.store._rows import ON_RECORD_CONFLICT, activity_params
+from cmo_server.store._rows import ON_RECORD_CONFLICT, activity_params, fence
 
 __all__ = ["FENCE", "INSERT_ACTIVITY", "Transaction", "activity_row", "dt", "fence", "now_us", "run_key", "us"]
 
@@ -52,17 +52,6 @@ class Transaction:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
-
-
-def fence(key: TaskKey) -> dict[str, Any]:
-    """The named parameters of FENCE."""
-    return {
-        "namespace": str(key.namespace),
-        "run_id": key.run_id,
-        "step_index": key.step_index,
-        "attempt": key.attempt,
-        "worker_id": key.worker_id,
-    }
 
 
 def run_key(namespace: Namespace, run_id: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from cmo_server.domain import (
     split_graph_key,
 )
 from cmo_server.errors import FailedPrecondition, StaleLease
-from cmo_server.store._rows import ACTIVITY_COLUMNS, activity_from_row, trace_from_text
+from cmo_server.store._rows import ACTIVITY_COLUMNS, activity_from_row, task_state_from_row, trace_from_text
 from cmo_server.store.sqlite._db import (
     FENCE,
     INSERT_ACTIVITY,
@@ -278,22 +278,7 @@ def _not_current(conn: sqlite3.Connection, c: Checkpoint) -> CompleteOutcome:
 def get_task(conn: sqlite3.Connection, namespace: Namespace, run_id: str) -> TaskState | None:
     """See `Store.get_task`."""
     row = conn.execute(SELECT_TASK, run_key(namespace, run_id)).fetchone()
-    if row is None:
-        return None
-    _, graph_id, version = split_graph_key(row[4])
-    return TaskState(
-        namespace=namespace,
-        run_id=row[0],
-        step_index=row[1],
-        attempt=row[2],
-        node_id=row[3],
-        graph_id=graph_id,
-        graph_version=version,
-        task_queue=row[5],
-        failures=row[6],
-        lease_owner=row[7],
-        cancel_requested=bool(row[8]),
-    )
+    return None if row is None else task_state_from_row(row)
 
 
 def release_task(conn: sqlite3.Connection, key: TaskKey) -> None:
