@@ -99,3 +99,14 @@ def test_retry_policy_validates():
         cmo.RetryPolicy(backoff=0.5)
     with pytest.raises(ValueError, match="max_attempts"):
         cmo.RetryPolicy(max_attempts=-1)
+
+
+def test_a_function_can_be_added_with_options_without_the_decorator_form():
+    graph: cmo.Graph[dict[str, int]] = cmo.Graph("direct")
+
+    async def start(state: dict[str, int], ctx: cmo.NodeContext) -> cmo.NodeResult[dict[str, int]]:
+        return cmo.NodeResult(state, next=cmo.END)
+
+    # make typecheck checks this call form against Graph.node's overloads too.
+    assert graph.node(start, name="begin", entry=True) is start
+    assert graph.entry == "begin"

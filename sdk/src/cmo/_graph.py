@@ -276,7 +276,17 @@ class Graph(Generic[S]):
         self.entry: str | None = None
 
     @overload
-    def node(self, fn: NodeFn, /) -> NodeFn: ...
+    def node(
+        self,
+        fn: NodeFn,
+        /,
+        *,
+        name: str | None = None,
+        entry: bool = False,
+        edges: Mapping[str, str] | None = None,
+        task_queue: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> NodeFn: ...
 
     @overload
     def node(
