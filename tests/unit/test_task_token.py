@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cmo_server.api._task_token import decode_task_token, encode_task_token
+from cmo_server.api._task_token import TaskTokens, decode_task_token, encode_task_token
 from cmo_server.domain import DEFAULT_NAMESPACE, Namespace, TaskRef
 from cmo_server.errors import InvalidArgument
 
@@ -55,3 +55,15 @@ def test_a_token_this_server_did_not_issue_is_refused_naming_the_field(token, fi
         decode_task_token("task_token", token)
     assert refused.value.field == field
     assert len(str(refused.value)) < 200
+
+
+def test_issued_tokens_are_remembered_within_a_bound_and_others_still_decoded():
+    tokens = TaskTokens(size=2)
+    refs = [TaskRef(DEFAULT_NAMESPACE, f"r{i}", 0, 1, "n", "g", 1) for i in range(3)]
+    issued = [tokens.encode(ref) for ref in refs]
+    assert issued == [encode_task_token(ref) for ref in refs]  # the same tokens as the pure encoder
+    assert [tokens.decode("task_token", t) for t in issued] == refs  # the oldest one is decoded again
+    assert len(tokens._issued) == 2
+    with pytest.raises(InvalidArgument) as refused:
+        tokens.decode("task_token", "t1.nonsense")
+    assert refused.value.field == "task_token"

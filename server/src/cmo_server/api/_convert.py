@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from cmo.api.v1 import common_pb2, worker_service_pb2
 from cmo_server.api._namespace import namespace_to_proto
-from cmo_server.api._task_token import encode_task_token
+from cmo_server.api._task_token import TaskTokens
 from cmo_server.api._validate import check_duration, check_id, check_range, check_text, duration_or
 from cmo_server.artifacts import format_digest
 from cmo_server.domain import (
@@ -290,7 +290,7 @@ def step_to_proto(step: Step) -> common_pb2.Step:
     )
 
 
-def task_to_proto(task: Task, lease: timedelta) -> common_pb2.Task:
+def task_to_proto(task: Task, lease: timedelta, tokens: TaskTokens) -> common_pb2.Task:
     """A task for the wire."""
     msg = common_pb2.Task(
         run_id=task.run_id,
@@ -308,7 +308,7 @@ def task_to_proto(task: Task, lease: timedelta) -> common_pb2.Task:
         activities=[activity_to_proto(a) for a in task.activities],
         cancel_requested=task.cancel_requested,
         trace_context=task.trace_context,
-        task_token=encode_task_token(task.ref),
+        task_token=tokens.encode(task.ref),
         namespace=namespace_to_proto(task.namespace),
     )
     msg.lease_duration.FromTimedelta(lease)

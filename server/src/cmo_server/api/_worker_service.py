@@ -21,7 +21,7 @@ from cmo_server.api._convert import (
 )
 from cmo_server.api._namespace import namespace_of
 from cmo_server.api._status import rpc
-from cmo_server.api._task_token import decode_task_token
+from cmo_server.api._task_token import TaskTokens
 from cmo_server.api._validate import check_id, check_range, duration_or, timestamp_or_now
 from cmo_server.artifacts import Artifacts, check_media_type, parse_digest
 from cmo_server.domain import ActivityRecord, Checkpoint, Failure, TaskKey, TaskRef
@@ -41,12 +41,30 @@ ARTIFACT_CHUNK_BYTES = 1024 * 1024
 """GetArtifact's chunk size: well under any message limit, few messages for a large artifact."""
 
 
+_TaskCall = (
+    pb.HeartbeatTaskRequest
+    | pb.CompleteTaskRequest
+    | pb.FailTaskRequest
+    | pb.RecordActivityRequest
+    | pb.SuspendTaskRequest
+)
+"""The task calls: each names its task by token and its worker by id."""
+
+
 class WorkerServicer:
     """What workers call."""
 
     def __init__(self, engine: Engine, *, artifacts: Artifacts) -> None:
         self._engine = engine
         self._artifacts = artifacts
+        self._tokens = TaskTokens()
+
+    def _task_ref(self, request: _TaskCall) -> TaskRef:
+        return self._tokens.decode("task_token", request.task_token)
+
+    def _task_key(self, request: _TaskCall) -> TaskKey:
+        """The fence of a task call: the attempt its token names and the worker that sends it."""
+        return self._task_ref(request).key(check_id("worker_id", request.worker_id))
 
     @rpc
     async def RegisterGraph(
@@ -103,14 +121,14 @@ class WorkerServicer:
         )
         if task is None:
             return pb.PollTaskResponse()
-        return pb.PollTaskResponse(task=task_to_proto(task, limits.task_lease))
+        return pb.PollTaskResponse(task=task_to_proto(task, limits.task_lease, self._tokens))
 
     @rpc
     async def RecordActivity(
         self, request: pb.RecordActivityRequest, context: grpc.aio.ServicerContext
     ) -> pb.RecordActivityResponse:
         """See the proto."""
-        key = _task_key(request)
+        key = self._task_key(request)
         if not request.HasField("activity"):
             raise InvalidArgument("activity", "is required")
         stored = await self._engine.record_activity(key, activity_from_proto(request.activity, key.attempt))
@@ -121,7 +139,7 @@ class WorkerServicer:
         self, request: pb.HeartbeatTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.HeartbeatTaskResponse:
         """See the proto."""
-        expires, cancel_requested = await self._engine.heartbeat(_task_key(request))
+        expires, cancel_requested = await self._engine.heartbeat(self._task_key(request))
         ts = Timestamp()
         ts.FromDatetime(expires)
         return pb.HeartbeatTaskResponse(lease_expires_at=ts, cancel_requested=cancel_requested)
@@ -131,7 +149,7 @@ class WorkerServicer:
         self, request: pb.CompleteTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.CompleteTaskResponse:
         """See the proto."""
-        ref = _task_ref(request)
+        ref = self._task_ref(request)
         done = Checkpoint(
             key=ref.key(check_id("worker_id", request.worker_id)),
             graph_id=ref.graph_id,
@@ -147,13 +165,13 @@ class WorkerServicer:
         outcome = await self._engine.complete_task(done)
         response = pb.CompleteTaskResponse(run_status=int(outcome.run_status))  # type: ignore[arg-type]
         if outcome.next_task is not None:
-            response.next_task.CopyFrom(task_to_proto(outcome.next_task, self._engine.limits.task_lease))
+            response.next_task.CopyFrom(task_to_proto(outcome.next_task, self._engine.limits.task_lease, self._tokens))
         return response
 
     @rpc
     async def FailTask(self, request: pb.FailTaskRequest, context: grpc.aio.ServicerContext) -> pb.FailTaskResponse:
         """See the proto."""
-        ref = _task_ref(request)
+        ref = self._task_ref(request)
         worker_id = check_id("worker_id", request.worker_id)
         if request.release and request.cancelled:
             raise InvalidArgument("cancelled", "a task cannot be released and cancelled at once")
@@ -180,7 +198,7 @@ class WorkerServicer:
         self, request: pb.SuspendTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.SuspendTaskResponse:
         """See the proto."""
-        key = _task_key(request)
+        key = self._task_key(request)
         if not request.HasField("wait"):
             raise InvalidArgument("wait", "is required")
         wait = wait_from_proto(request.wait, max_duration=MAX_WAIT)
@@ -225,24 +243,6 @@ class WorkerServicer:
         # Everything that can fail happens here, before the first chunk, under `rpc`'s statuses.
         _, content = await self._artifacts.get(namespace_of(request), parse_digest("digest", request.digest))
         return content
-
-
-_TaskCall = (
-    pb.HeartbeatTaskRequest
-    | pb.CompleteTaskRequest
-    | pb.FailTaskRequest
-    | pb.RecordActivityRequest
-    | pb.SuspendTaskRequest
-)
-
-
-def _task_ref(request: _TaskCall) -> TaskRef:
-    return decode_task_token("task_token", request.task_token)
-
-
-def _task_key(request: _TaskCall) -> TaskKey:
-    """The fence of a task call: the attempt its token names and the worker that sends it."""
-    return _task_ref(request).key(check_id("worker_id", request.worker_id))
 
 
 def _eager_queues(queues: Sequence[str]) -> frozenset[str]:
