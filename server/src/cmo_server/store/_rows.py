@@ -11,6 +11,7 @@ from typing import Any
 from cmo_server.domain import (
     WAIT_KINDS,
     ActivityRecord,
+    Artifact,
     Failure,
     Namespace,
     NewFork,
@@ -31,6 +32,7 @@ __all__ = [
     "activity_arrays",
     "activity_from_row",
     "activity_params",
+    "artifact_from_row",
     "fence",
     "fork_params",
     "run_from_row",
@@ -139,6 +141,18 @@ def task_state_from_row(row: Sequence[Any]) -> TaskState:
         failures=row[6],
         lease_owner=row[7],
         cancel_requested=bool(row[8]),
+    )
+
+
+def artifact_from_row(row: Sequence[Any], to_datetime: Callable[[Any], datetime]) -> Artifact:
+    """An artifact record from a row of namespace, run_id, digest, size, media_type, created_at."""
+    return Artifact(
+        namespace=Namespace.parse(row[0]),
+        run_id=row[1],
+        sha256=row[2],
+        size=row[3],
+        media_type=row[4],
+        created_at=to_datetime(row[5]),
     )
 
 

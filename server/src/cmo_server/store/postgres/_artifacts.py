@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from cmo_server.domain import Artifact, Namespace
 from cmo_server.errors import NotFound
-from cmo_server.store.postgres._db import Pool
+from cmo_server.store._rows import artifact_from_row
+from cmo_server.store.postgres._db import Pool, same
 
 __all__ = ["PostgresArtifacts"]
 
@@ -28,17 +27,6 @@ SELECT_OLDEST_ARTIFACT = """
 """
 
 
-def _artifact(row: Any) -> Artifact:
-    return Artifact(
-        namespace=Namespace.parse(row[0]),
-        run_id=row[1],
-        sha256=row[2],
-        size=row[3],
-        media_type=row[4],
-        created_at=row[5],
-    )
-
-
 class PostgresArtifacts:
     """The artifact-record part of `PostgresStore`."""
 
@@ -58,11 +46,11 @@ class PostgresArtifacts:
             row = await (await conn.execute(SELECT_RUN_ARTIFACT, params)).fetchone()
         if row is None:
             raise NotFound(f"run {artifact.run_id!r} does not exist")
-        return _artifact(row)
+        return artifact_from_row(row, same)
 
     async def find_artifact(self, namespace: Namespace, sha256: str) -> Artifact | None:
         """See `Store.find_artifact`."""
         params = {"namespace": str(namespace), "digest": sha256}
         async with self._pool.connection() as conn:
             row = await (await conn.execute(SELECT_OLDEST_ARTIFACT, params)).fetchone()
-        return None if row is None else _artifact(row)
+        return None if row is None else artifact_from_row(row, same)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
-from typing import Any
 
 from cmo_server.domain import Artifact, Namespace
 from cmo_server.errors import NotFound
+from cmo_server.store._rows import artifact_from_row
 from cmo_server.store.sqlite._db import Transaction, dt, now_us, run_key
 
 __all__ = ["add_artifact", "find_artifact"]
@@ -42,22 +41,11 @@ def add_artifact(conn: sqlite3.Connection, artifact: Artifact) -> Artifact:
         row = conn.execute(SELECT_RUN_ARTIFACT, params).fetchone()
     if row is None:
         raise NotFound(f"run {artifact.run_id!r} does not exist")
-    return _artifact(row)
+    return artifact_from_row(row, dt)
 
 
 def find_artifact(conn: sqlite3.Connection, namespace: Namespace, sha256: str) -> Artifact | None:
     """See `Store.find_artifact`."""
     params = {"namespace": str(namespace), "digest": sha256}
     row = conn.execute(SELECT_OLDEST_ARTIFACT, params).fetchone()
-    return None if row is None else _artifact(row)
-
-
-def _artifact(row: Sequence[Any]) -> Artifact:
-    return Artifact(
-        namespace=Namespace.parse(row[0]),
-        run_id=row[1],
-        sha256=row[2],
-        size=row[3],
-        media_type=row[4],
-        created_at=dt(row[5]),
-    )
+    return None if row is None else artifact_from_row(row, dt)
