@@ -248,3 +248,22 @@ async def test_the_examples_node_modules_is_ignored_by_git() -> None:
         pytest.skip("not a git checkout, or no git")
     ignored = await _run(["git", "check-ignore", "-q", str(NODE_DIR / "node_modules")])
     assert ignored.returncode == 0, "node_modules would show as untracked files after `npm ci`"
+
+
+async def test_the_node_worker_serves_the_namespace_it_is_given(node: str, processes: Processes, database: Database):
+    server = await processes.start_server(database)
+    await processes.start_program(
+        [node, str(NODE_DIR / "src" / "main.js"), "--address", server.address, "--tenant", "acme", "--project", "web"],
+        role="node-worker",
+    )
+    async with await cmo.Client.connect(server.address, tenant="acme", project="web") as client:
+        run_id, result, _ = await _completed(client, "polyglot-js", {"text": "ns"})
+        assert result["summary"] == "NS (2 characters)"
+        run = await client.get_run(run_id)
+        assert (run.tenant, run.project) == ("acme", "web")
+        elsewhere = client.in_namespace("default", "default")
+        with pytest.raises(cmo.errors.RunNotFoundError):
+            await elsewhere.get_run(run_id)
+        with pytest.raises(cmo.errors.RpcError) as unregistered:
+            await elsewhere.start("polyglot-js", {"text": "x"})  # its graph lives in acme/web only
+        assert unregistered.value.code == "NOT_FOUND"
