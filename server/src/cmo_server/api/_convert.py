@@ -309,8 +309,9 @@ def task_to_proto(task: Task, lease: timedelta, tokens: TaskTokens) -> common_pb
         cancel_requested=task.cancel_requested,
         trace_context=task.trace_context,
         task_token=tokens.encode(task.ref),
-        namespace=namespace_to_proto(task.namespace),
     )
+    # Set in place: a Namespace message passed to the constructor would be built, then copied.
+    msg.namespace.tenant, msg.namespace.project = task.namespace.tenant, task.namespace.project
     msg.lease_duration.FromTimedelta(lease)
     return msg
 

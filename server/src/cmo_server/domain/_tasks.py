@@ -141,6 +141,40 @@ class Checkpoint:
     """Lease the next task to the completing worker in the same transaction (eager dispatch)."""
     lease: timedelta = timedelta(0)
 
+    def resolved(
+        self,
+        *,
+        state: bytes,
+        state_hash: str,
+        output: bytes,
+        next_node: str,
+        next_queue: str,
+        eager: bool,
+        lease: timedelta,
+        activities: tuple[ActivityRecord, ...],
+    ) -> Checkpoint:
+        """This checkpoint as the engine completes it: checked payloads, the next node and its queue.
+
+        Built directly rather than with `dataclasses.replace`, which costs 4 µs more on every step.
+        """
+        return Checkpoint(
+            self.key,
+            self.graph_id,
+            self.graph_version,
+            self.node_id,
+            state,
+            output,
+            self.next_key,
+            self.started_at,
+            activities,
+            self.eager_task_queues,
+            state_hash,
+            next_node,
+            next_queue,
+            eager,
+            lease,
+        )
+
     def same_as(self, *, node_id: str, state_hash: str, output: bytes, next_key: str) -> bool:
         """Whether a stored checkpoint of this step is this one (a re-send), not another."""
         return (node_id, state_hash, bytes(output), next_key) == (

@@ -387,8 +387,7 @@ class Engine:
         next_queue = "" if next_node == END_NODE else graph.nodes[next_node].task_queue
         eager = next_queue in done.eager_task_queues
         outcome = await self._store.complete_step(
-            replace(
-                done,
+            done.resolved(
                 state=state,
                 state_hash=state_hash(state),
                 output=output,
