@@ -84,8 +84,13 @@ def sqlite_databases(workdir: Path) -> Iterator[Callable[[str], contextlib.Abstr
 
 
 @contextlib.contextmanager
-def postgres_databases(workdir: Path) -> Iterator[Callable[[str], contextlib.AbstractContextManager[ServerSpec]]]:
-    """A factory of fresh Postgres databases on $CMO_BENCH_POSTGRES_URL or a throwaway cluster."""
+def postgres_databases(
+    workdir: Path, template: str | None = None
+) -> Iterator[Callable[[str], contextlib.AbstractContextManager[ServerSpec]]]:
+    """A factory of fresh Postgres databases on $CMO_BENCH_POSTGRES_URL or a throwaway cluster.
+
+    Each is a copy of `template` when given (a database filled beforehand: bench/history.py).
+    """
     from tests.support.postgres import create_database, drop_database, throwaway_postgres
 
     with contextlib.ExitStack() as stack:
@@ -98,7 +103,7 @@ def postgres_databases(workdir: Path) -> Iterator[Callable[[str], contextlib.Abs
 
         @contextlib.contextmanager
         def fresh(name: str) -> Iterator[ServerSpec]:
-            url = create_database(server_url)
+            url = create_database(server_url, template=template)
             blobs = workdir / f"{name}-blobs"
             try:
                 yield ServerSpec(
@@ -245,6 +250,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="time the layers of the server and worker (wall clock per step; adds a little overhead)",
     )
     parser.add_argument(
+        "--template",
+        metavar="DATABASE",
+        help="Postgres: start each workload's database as a copy of this one (see bench/history.py)",
+    )
+    parser.add_argument(
         "--patch",
         action="append",
         default=[],
@@ -278,8 +288,12 @@ def main(argv: list[str] | None = None) -> int:
             # Inherited by the worker processes started below, whose nodes call it.
             os.environ[HTTP_URL_VARIABLE] = stack.enter_context(local_http_server())
         for backend in backends:
-            factory = sqlite_databases if backend == "sqlite" else postgres_databases
-            with factory(Path(tmp)) as fresh_database:
+            databases = (
+                sqlite_databases(Path(tmp))
+                if backend == "sqlite"
+                else postgres_databases(Path(tmp), template=args.template)
+            )
+            with databases as fresh_database:
                 for workload in workloads:
                     for attempt in range(args.repeat):
                         name = f"{backend}-{workload.name}" + (f"-{attempt + 1}" if args.repeat > 1 else "")
