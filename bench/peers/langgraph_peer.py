@@ -39,19 +39,20 @@ class ChainState(TypedDict):
     steps: int
 
 
-def _begin(state: ThreeStepState) -> ThreeStepState:
+# Coroutines, as CMO's and DBOS's steps are: LangGraph runs a plain function node on a thread.
+async def _begin(state: ThreeStepState) -> ThreeStepState:
     return {"begun": True}
 
 
-def _compute(state: ThreeStepState) -> ThreeStepState:
+async def _compute(state: ThreeStepState) -> ThreeStepState:
     return {"total": sum(i * i for i in range(state.get("n", 100)))}
 
 
-def _finish(state: ThreeStepState) -> ThreeStepState:
+async def _finish(state: ThreeStepState) -> ThreeStepState:
     return {"done": True}
 
 
-def _step(state: ChainState) -> dict[str, Any]:
+async def _step(state: ChainState) -> dict[str, Any]:
     return {"i": state["i"] + 1}
 
 
