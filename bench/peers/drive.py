@@ -7,14 +7,12 @@ Each raises if its run did not end as it should, so a number is never that of a 
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.graphs import CHAIN_STEPS
-from bench.workloads import WORKLOADS, Measured, _latency_stats, _ms
+from bench.workloads import WORKLOADS, Measured, chain_numbers, three_step_numbers
 
 __all__ = ["PEER_WORKLOADS", "PeerRuns", "drive"]
 
@@ -44,15 +42,7 @@ async def w1_sequential(runs: PeerRuns, *, runs_n: int, warmup: int, measured: M
         t0 = time.perf_counter()
         latencies = [await _timed(runs.three_step) for _ in range(runs_n)]
         elapsed = time.perf_counter() - t0
-    return {
-        "n": runs_n,
-        "warmup": warmup,
-        "steps_per_run": 3,
-        **_latency_stats(latencies),
-        "runs_per_s": round(runs_n / elapsed, 1),
-        "steps_per_s": round(3 * runs_n / elapsed, 1),
-        "elapsed_s": round(elapsed, 3),
-    }
+    return three_step_numbers(latencies, elapsed, warmup=warmup)
 
 
 async def w2_concurrent(runs: PeerRuns, *, runs_n: int, warmup: int, measured: Measured) -> dict[str, Any]:
@@ -61,15 +51,7 @@ async def w2_concurrent(runs: PeerRuns, *, runs_n: int, warmup: int, measured: M
         t0 = time.perf_counter()
         latencies = await asyncio.gather(*(_timed(runs.three_step) for _ in range(runs_n)))
         elapsed = time.perf_counter() - t0
-    return {
-        "n": runs_n,
-        "warmup": warmup,
-        "steps_per_run": 3,
-        "runs_per_s": round(runs_n / elapsed, 1),
-        "steps_per_s": round(3 * runs_n / elapsed, 1),
-        "elapsed_s": round(elapsed, 3),
-        **_latency_stats(latencies),
-    }
+    return three_step_numbers(latencies, elapsed, warmup=warmup)
 
 
 async def w3_long_run(runs: PeerRuns, *, runs_n: int, warmup: int, measured: Measured) -> dict[str, Any]:
@@ -77,17 +59,7 @@ async def w3_long_run(runs: PeerRuns, *, runs_n: int, warmup: int, measured: Mea
         await runs.chain()
     async with measured():
         durations = [await _timed(runs.chain) for _ in range(runs_n)]
-    per_step = [d / CHAIN_STEPS for d in durations]
-    return {
-        "n": runs_n,
-        "warmup": warmup,
-        "steps_per_run": CHAIN_STEPS,
-        "ms_per_step": _ms(statistics.median(per_step)),
-        "ms_per_step_min": _ms(min(per_step)),
-        "ms_per_step_max": _ms(max(per_step)),
-        "run_ms": [_ms(d) for d in durations],
-        "steps_per_s": round(CHAIN_STEPS * len(durations) / sum(durations), 1),
-    }
+    return chain_numbers(durations, warmup=warmup)
 
 
 _DRIVERS = {"W1": w1_sequential, "W2": w2_concurrent, "W3": w3_long_run}
