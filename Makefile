@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: help install demo test test-unit format lint typecheck protos check-protos image bench ci clean
+.PHONY: help install demo test test-unit format lint typecheck protos check-protos image bench bench-peers ci clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ image: ## Build the server image (needs a Docker engine)
 
 bench: install ## Run the benchmarks (JSON lines; results in bench/README.md)
 	$(RUN) python bench/run.py
+
+bench-peers: install ## CMO beside DBOS and LangGraph on W1-W3, one Postgres (installs the bench-peers group)
+	$(RUN) --group bench-peers python -m bench.peers.run --repeat 3
 
 ci: check-protos lint typecheck test ## What CI runs; also fails if tests left files in the tree
 	@left=$$(git status --porcelain --untracked-files=all); \

@@ -194,15 +194,7 @@ async def run_one(
             extra["storage"] = spec.storage
         numbers = await workload.run(client, measured=measured, **sizes, **extra)
     steps = numbers["n"] * numbers["steps_per_run"]
-    numbers["loadavg_1m_before"] = load_before
-    numbers["calibration_ms"] = calibration
-    numbers["cpu_ms_per_step"] = meter.per_step_ms(steps)
-    numbers["cores_busy"] = round(meter.cores_busy, 2)
-    other, machine = meter.seconds["other"], meter.seconds["machine"]
-    if machine > 0 and other > NOISY_SHARE * machine:
-        # Someone else used the CPUs during the measurement: the numbers are not this code's.
-        numbers["warning"] = f"{100 * other / machine:.0f}% of the CPU time went to other processes"
-        log(f"{workload.name}: {numbers['warning']}; run again on a quiet machine")
+    numbers.update(machine_numbers(workload.name, meter, steps, load_before=load_before, calibration=calibration))
     if breakdown:
         numbers["breakdown"] = {
             role: {
@@ -215,6 +207,24 @@ async def run_one(
             }
             for role, by_label in timings.items()
         }
+    return numbers
+
+
+def machine_numbers(
+    name: str, meter: CpuMeter, steps: int, *, load_before: float, calibration: float
+) -> dict[str, Any]:
+    """The JSON line's keys on the machine's state: load, calibration, CPU per step, and a warning if noisy."""
+    numbers: dict[str, Any] = {
+        "loadavg_1m_before": load_before,
+        "calibration_ms": calibration,
+        "cpu_ms_per_step": meter.per_step_ms(steps),
+        "cores_busy": round(meter.cores_busy, 2),
+    }
+    other, machine = meter.seconds["other"], meter.seconds["machine"]
+    if machine > 0 and other > NOISY_SHARE * machine:
+        # Someone else used the CPUs during the measurement: the numbers are not this code's.
+        numbers["warning"] = f"{100 * other / machine:.0f}% of the CPU time went to other processes"
+        log(f"{name}: {numbers['warning']}; run again on a quiet machine")
     return numbers
 
 

@@ -32,7 +32,15 @@ from bench.graphs import (
 )
 from cmo.errors import RpcError
 
-__all__ = ["WORKLOADS", "Measured", "Workload", "percentile", "wait_until_registered"]
+__all__ = [
+    "WORKLOADS",
+    "Measured",
+    "Workload",
+    "chain_numbers",
+    "percentile",
+    "three_step_numbers",
+    "wait_until_registered",
+]
 
 RESULT_TIMEOUT = 300.0
 
@@ -95,6 +103,20 @@ def _latency_stats(latencies: Sequence[float]) -> dict[str, float]:
     }
 
 
+def three_step_numbers(latencies: Sequence[float], elapsed: float, *, warmup: int) -> dict[str, Any]:
+    """W1's and W2's numbers from the measured runs' latencies and the wall time they took (seconds)."""
+    runs = len(latencies)
+    return {
+        "n": runs,
+        "warmup": warmup,
+        "steps_per_run": 3,
+        **_latency_stats(latencies),
+        "runs_per_s": round(runs / elapsed, 1),
+        "steps_per_s": round(3 * runs / elapsed, 1),
+        "elapsed_s": round(elapsed, 3),
+    }
+
+
 async def wait_until_registered(client: cmo.Client, timeout: float = 60.0) -> None:
     """Start one run of each bench graph, retrying until the worker has registered them."""
     loop = asyncio.get_running_loop()
@@ -140,16 +162,7 @@ async def w1_sequential(
         t0 = time.perf_counter()
         latencies = [await _three_step_run(client, starts, graph) for _ in range(runs)]
         elapsed = time.perf_counter() - t0
-    return {
-        "n": runs,
-        "warmup": warmup,
-        "steps_per_run": 3,
-        **_latency_stats(latencies),
-        "start_p50_ms": _ms(percentile(starts, 50)),
-        "runs_per_s": round(runs / elapsed, 1),
-        "steps_per_s": round(3 * runs / elapsed, 1),
-        "elapsed_s": round(elapsed, 3),
-    }
+    return {**three_step_numbers(latencies, elapsed, warmup=warmup), "start_p50_ms": _ms(percentile(starts, 50))}
 
 
 async def w2_concurrent(client: cmo.Client, *, runs: int, warmup: int, measured: Measured = _nothing) -> dict[str, Any]:
@@ -159,16 +172,8 @@ async def w2_concurrent(client: cmo.Client, *, runs: int, warmup: int, measured:
         t0 = time.perf_counter()
         latencies = await asyncio.gather(*(_three_step_run(client) for _ in range(runs)))
         elapsed = time.perf_counter() - t0
-    return {
-        "n": runs,
-        "warmup": warmup,
-        "steps_per_run": 3,
-        "runs_per_s": round(runs / elapsed, 1),
-        "steps_per_s": round(3 * runs / elapsed, 1),
-        "elapsed_s": round(elapsed, 3),
-        # Each run's own start -> result latency while all of them compete.
-        **_latency_stats(latencies),
-    }
+    # The latencies: each run's own start -> result time while all of them compete.
+    return three_step_numbers(latencies, elapsed, warmup=warmup)
 
 
 async def _chain_run(client: cmo.Client) -> float:
@@ -190,9 +195,14 @@ async def w3_long_run(
         await _chain_run(client)
     async with measured():
         durations = [await _chain_run(client) for _ in range(repeats)]
+    return chain_numbers(durations, warmup=warmup)
+
+
+def chain_numbers(durations: Sequence[float], *, warmup: int) -> dict[str, Any]:
+    """W3's numbers from the measured runs' durations (seconds)."""
     per_step = [d / CHAIN_STEPS for d in durations]
     return {
-        "n": repeats,
+        "n": len(durations),
         "warmup": warmup,
         "steps_per_run": CHAIN_STEPS,
         "ms_per_step": _ms(statistics.median(per_step)),
