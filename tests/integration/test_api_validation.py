@@ -240,6 +240,8 @@ BAD_STARTS: list[tuple[str, dict[str, Any], grpc.StatusCode, str]] = [
     ("run-id-with-space", {"run_id": "a b"}, Code.INVALID_ARGUMENT, "run_id"),
     ("run-id-with-nul", {"run_id": "a\x00b"}, Code.INVALID_ARGUMENT, "run_id"),
     ("negative-version", {"graph_version": -1}, Code.INVALID_ARGUMENT, "graph_version"),
+    ("wait-too-long", {"wait_for_result": Duration(seconds=61)}, Code.INVALID_ARGUMENT, "wait_for_result"),
+    ("negative-wait", {"wait_for_result": Duration(seconds=-1)}, Code.INVALID_ARGUMENT, "wait_for_result"),
     ("oversized-input", {"input": b'{"a":"' + b"x" * LIMIT + b'"}'}, Code.RESOURCE_EXHAUSTED, "input"),
     ("malformed-input", {"input": b'{"a":'}, Code.INVALID_ARGUMENT, "input"),
     ("input-not-an-object", {"input": b"[1,2]"}, Code.INVALID_ARGUMENT, "input"),

@@ -56,6 +56,14 @@ async def wait_run_with(api: Api, graph: common_pb2.GraphDef, duration: Duration
     await rejected(api.runs.WaitRun(request, timeout=10), Code.INVALID_ARGUMENT, "timeout")
 
 
+async def start_run_with(api: Api, graph: common_pb2.GraphDef, duration: Duration) -> None:
+    run_id = unique("run")
+    request = run_service_pb2.StartRunRequest(run_id=run_id, graph_id=graph.graph_id, wait_for_result=duration)
+    await rejected(api.runs.StartRun(request, timeout=10), Code.INVALID_ARGUMENT, "wait_for_result")
+    missing = api.runs.GetRun(run_service_pb2.GetRunRequest(run_id=run_id), timeout=10)
+    await rejected(missing, Code.NOT_FOUND)  # refused before anything started
+
+
 async def poll_task_with(api: Api, graph: common_pb2.GraphDef, duration: Duration) -> None:
     run_id = await start(api, graph)
     request = worker_service_pb2.PollTaskRequest(
@@ -100,6 +108,7 @@ def register_graph_with(interval: str) -> Callable[[Api, common_pb2.GraphDef, Du
 
 DURATION_FIELDS = [
     pytest.param(wait_run_with, id="WaitRun.timeout"),
+    pytest.param(start_run_with, id="StartRun.wait_for_result"),
     pytest.param(poll_task_with, id="PollTask.wait"),
     pytest.param(prune_runs_with, id="PruneRuns.older_than"),
     pytest.param(suspend_task_with, id="SuspendTask.wait.duration"),

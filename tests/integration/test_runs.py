@@ -252,3 +252,42 @@ async def test_a_waiter_woken_by_the_last_step_sees_the_run_as_stored(client: cm
     assert woken == stored
     assert (woken.status, woken.step_count, woken.result["n"]) == (cmo.RunStatus.COMPLETED, 3, 3)
     assert woken.completed_at is not None
+
+
+async def test_execute_starts_and_waits_in_one_call(client: cmo.Client):
+    graph = counting_graph(unique("exec"))
+    calls: list[str] = []
+
+    def counted(name: str) -> Any:
+        real = getattr(client._runs, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return await real(*args, **kwargs)
+
+        return call
+
+    client._runs.StartRun, client._runs.WaitRun = counted("StartRun"), counted("WaitRun")
+    async with serving(client, [graph]):
+        assert await client.execute(graph, Counter(), timeout=20) == Counter(3, ("s0", "s1", "s2"))
+    # No WaitRun: the start itself waited for the end. (A start that raced the worker's
+    # registration of the graph is refused and sent again: StartRun may appear twice.)
+    assert "WaitRun" not in calls
+    assert set(calls) == {"StartRun"}
+
+
+async def test_execute_raises_what_result_raises(client: cmo.Client):
+    idle = counting_graph(unique("idle"))
+    with pytest.raises(WaitTimeoutError):
+        await client.execute(idle, Counter(), timeout=0.3)  # no worker: still pending when the time is up
+    failing: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("fails"))
+
+    @failing.node(entry=True, retry=cmo.RetryPolicy(max_attempts=1))
+    async def boom(state: dict[str, Any], ctx: cmo.NodeContext) -> cmo.NodeResult[dict[str, Any]]:
+        raise ValueError("no")
+
+    async with serving(client, [failing]):
+        with pytest.raises(RunFailedError) as caught:
+            await client.execute(failing, {}, timeout=20)
+    assert caught.value.failure is not None
+    assert caught.value.failure.type == "ValueError"

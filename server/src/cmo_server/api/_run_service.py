@@ -21,6 +21,7 @@ from cmo_server.telemetry import call_trace_context
 __all__ = ["RunServicer"]
 
 MAX_WAIT = timedelta(seconds=60)
+ZERO = timedelta(0)
 MAX_PAGE = 1000
 MAX_REASON = 4096
 """Longest reason of a CancelRun or TerminateRun, in characters."""
@@ -38,14 +39,20 @@ class RunServicer:
     @rpc
     async def StartRun(self, request: pb.StartRunRequest, context: grpc.aio.ServicerContext) -> pb.StartRunResponse:
         """See the proto."""
+        namespace = namespace_of(request)
+        wait = duration_or(
+            "wait_for_result", request.wait_for_result, request.HasField("wait_for_result"), ZERO, MAX_WAIT
+        )
         run, created = await self._engine.start_run(
-            namespace_of(request),
+            namespace,
             run_id=check_id("run_id", request.run_id, required=False),
             graph_id=check_id("graph_id", request.graph_id),
             graph_version=check_range("graph_version", request.graph_version, 0, 2**31 - 1),
             input=request.input,
             trace_context=call_trace_context(context.invocation_metadata()),
         )
+        if wait > ZERO and not run.status.terminal:
+            run = await self._engine.wait_run(namespace, run.run_id, timeout=wait.total_seconds())
         return pb.StartRunResponse(run=run_to_proto(run), created=created)
 
     @rpc

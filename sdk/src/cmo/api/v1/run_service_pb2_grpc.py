@@ -92,7 +92,8 @@ class RunServiceServicer:
     """
 
     def StartRun(self, request, context):
-        """Start a run; starting again with the same run_id returns the existing run.
+        """Start a run (and wait for its end, with wait_for_result); starting again with the same
+        run_id and request returns the existing run.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

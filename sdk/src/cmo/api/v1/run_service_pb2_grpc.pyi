@@ -34,7 +34,9 @@ class RunServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> RunServiceAsyncStub: ...
     StartRun: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.StartRunRequest, _run_service_pb2.StartRunResponse]
-    """Start a run; starting again with the same run_id returns the existing run."""
+    """Start a run (and wait for its end, with wait_for_result); starting again with the same
+    run_id and request returns the existing run.
+    """
     GetRun: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.GetRunRequest, _run_service_pb2.GetRunResponse]
     ListRuns: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.ListRunsRequest, _run_service_pb2.ListRunsResponse]
     """Newest first."""
@@ -71,7 +73,9 @@ class RunServiceAsyncStub(RunServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     StartRun: _aio.UnaryUnaryMultiCallable[_run_service_pb2.StartRunRequest, _run_service_pb2.StartRunResponse]  # type: ignore[assignment]
-    """Start a run; starting again with the same run_id returns the existing run."""
+    """Start a run (and wait for its end, with wait_for_result); starting again with the same
+    run_id and request returns the existing run.
+    """
     GetRun: _aio.UnaryUnaryMultiCallable[_run_service_pb2.GetRunRequest, _run_service_pb2.GetRunResponse]  # type: ignore[assignment]
     ListRuns: _aio.UnaryUnaryMultiCallable[_run_service_pb2.ListRunsRequest, _run_service_pb2.ListRunsResponse]  # type: ignore[assignment]
     """Newest first."""
@@ -111,7 +115,9 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _run_service_pb2.StartRunRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_run_service_pb2.StartRunResponse, _abc.Awaitable[_run_service_pb2.StartRunResponse]]:
-        """Start a run; starting again with the same run_id returns the existing run."""
+        """Start a run (and wait for its end, with wait_for_result); starting again with the same
+        run_id and request returns the existing run.
+        """
 
     @_abc_1.abstractmethod
     def GetRun(
