@@ -10,7 +10,7 @@ from typing import Protocol
 
 from cmo.api.v1 import common_pb2
 from cmo_server.domain import DEFAULT_NAMESPACE, NAMESPACE_PART, Namespace
-from cmo_server.errors import InvalidArgument
+from cmo_server.errors import InvalidArgument, shown
 
 __all__ = ["check_namespace", "namespace_of", "namespace_to_proto"]
 
@@ -35,10 +35,9 @@ def check_namespace(field: str, tenant: str, project: str) -> Namespace:
     for name, value in (("tenant", tenant), ("project", project)):
         value = value or "default"
         if NAMESPACE_PART.fullmatch(value) is None:
-            shown = value if len(value) <= 64 else value[:63] + "…"
             raise InvalidArgument(
                 f"{field}.{name}",
-                f"{shown!r} is not a namespace part: 1 to 63 characters of a-z, 0-9, '_' and '-', "
+                f"{shown(value)} is not a namespace part: 1 to 63 characters of a-z, 0-9, '_' and '-', "
                 "starting with a letter or digit",
             )
         parts.append(value)

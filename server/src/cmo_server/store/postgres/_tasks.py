@@ -152,25 +152,25 @@ FINISH_RUN = f"""
     )
     SELECT run_id, now() FROM gone
 """
-# Activity records riding on a checkpoint: stored in the same statement, only if the fence matched.
-RIDING_ACTIVITIES = f"""
-    ), acts AS (
-        INSERT INTO activities (namespace, run_id, step_index, seq, kind, name, request_hash, result, error, attempt,
-                                recorded_at)
-        SELECT %(namespace)s, %(run_id)s, %(step_index)s, a.seq, a.kind, a.name, a.request_hash, a.result, a.error,
-               %(attempt)s, now()
-          FROM {{fenced}}, unnest(%(act_seq)s::integer[], %(act_kind)s::text[], %(act_name)s::text[],
-                                %(act_hash)s::text[], %(act_result)s::bytea[], %(act_error)s::text[])
-               AS a (seq, kind, name, request_hash, result, error)
-        {ON_RECORD_CONFLICT}
-    )
+# Activity records riding on a step's last request, inserted from parallel arrays (activity_arrays).
+# `{fenced}` joins them to a statement's CTE, so that a checkpoint stores them only if its fence matched.
+RIDING_INSERT = f"""
+    INSERT INTO activities (namespace, run_id, step_index, seq, kind, name, request_hash, result, error, attempt,
+                            recorded_at)
+    SELECT %(namespace)s, %(run_id)s, %(step_index)s, a.seq, a.kind, a.name, a.request_hash, a.result, a.error,
+           %(attempt)s, now()
+      FROM {{fenced}}unnest(%(act_seq)s::integer[], %(act_kind)s::text[], %(act_name)s::text[], %(act_hash)s::text[],
+                  %(act_result)s::bytea[], %(act_error)s::text[]) AS a (seq, kind, name, request_hash, result, error)
+    {ON_RECORD_CONFLICT}
 """
+INSERT_RIDING_ACTIVITIES = RIDING_INSERT.format(fenced="")
+RIDING_ACTIVITIES = "\n    ), acts AS (" + RIDING_INSERT + "    )\n"
 ADVANCE_TASK_WITH_ACTIVITIES = ADVANCE_TASK.replace(
-    "\n    )\n    SELECT m.visible_at", RIDING_ACTIVITIES.format(fenced="moved") + "    SELECT m.visible_at"
+    "\n    )\n    SELECT m.visible_at", RIDING_ACTIVITIES.format(fenced="moved, ") + "    SELECT m.visible_at"
 )
 FINISH_RUN_WITH_ACTIVITIES = FINISH_RUN.replace(
     "\n    )\n    SELECT run_id, now() FROM gone",
-    RIDING_ACTIVITIES.format(fenced="gone") + "    SELECT run_id, now() FROM gone",
+    RIDING_ACTIVITIES.format(fenced="gone, ") + "    SELECT run_id, now() FROM gone",
 )
 assert ADVANCE_TASK_WITH_ACTIVITIES != ADVANCE_TASK, "the riding insert found no place in ADVANCE_TASK"
 assert FINISH_RUN_WITH_ACTIVITIES != FINISH_RUN, "the riding insert found no place in FINISH_RUN"
@@ -192,15 +192,6 @@ LOCK_FENCED_TASK_FOR_FAIL = f"""
      WHERE t.namespace = %(namespace)s AND t.run_id = %(run_id)s AND t.step_index = %(step_index)s
        AND t.attempt = %(attempt)s AND t.lease_owner = %(worker_id)s
        FOR UPDATE OF t
-"""
-INSERT_RIDING_ACTIVITIES = f"""
-    INSERT INTO activities (namespace, run_id, step_index, seq, kind, name, request_hash, result, error, attempt,
-                            recorded_at)
-    SELECT %(namespace)s, %(run_id)s, %(step_index)s, a.seq, a.kind, a.name, a.request_hash, a.result, a.error,
-           %(attempt)s, now()
-      FROM unnest(%(act_seq)s::integer[], %(act_kind)s::text[], %(act_name)s::text[], %(act_hash)s::text[],
-                  %(act_result)s::bytea[], %(act_error)s::text[]) AS a (seq, kind, name, request_hash, result, error)
-    {ON_RECORD_CONFLICT}
 """
 FAIL_RUN = f"""
     WITH gone AS (
