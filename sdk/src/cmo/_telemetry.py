@@ -18,12 +18,13 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Tracer, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-__all__ = ["client_interceptors", "provider_configured", "step_span", "trace_metadata", "tracer"]
+__all__ = ["W3C", "client_interceptors", "provider_configured", "step_span", "trace_metadata", "tracer"]
 
 W3C = TraceContextTextMapPropagator()
 """Tasks carry W3C Trace Context, whatever propagators the application configured."""
-UNTRACED_METHODS = ("PollTask",)
-"""Long-polls are mostly waiting: a root span for each would drown the traces that matter."""
+UNTRACED_METHODS = ("PollTask", "Session")
+"""Long-polls are mostly waiting: a root span for each would drown the traces that matter. A worker
+session lasts as long as its worker: its calls are spans of their own (see `cmo._session`)."""
 
 
 def provider_configured(provider: TracerProvider | None) -> bool:

@@ -24,9 +24,11 @@ from cmo._converter import from_json, to_json
 from cmo._graph import END, Graph, Node, NodeContext, NodeResult
 from cmo._http import close_http_client
 from cmo._rpc import call
-from cmo._telemetry import step_span, tracer
+from cmo._session import SessionStub, WorkerSession
+from cmo._telemetry import provider_configured, step_span, tracer
 from cmo.api.v1 import common_pb2
 from cmo.api.v1 import worker_service_pb2 as pb
+from cmo.api.v1.worker_service_pb2_grpc import WorkerServiceStub
 from cmo.errors import ApplicationError, RpcError, RunCancelledError
 from cmo.serialization import canonical_json, parse_json
 
@@ -70,6 +72,7 @@ class Worker:
         poll_wait: float = 20.0,
         shutdown_grace: float = 30.0,
         eager: bool = True,
+        session: bool = True,
         tenant: str | None = None,
         project: str | None = None,
     ) -> None:
@@ -84,6 +87,9 @@ class Worker:
             poll_wait: Long-poll length in seconds.
             shutdown_grace: Seconds in-flight tasks get to finish after `shutdown()`.
             eager: Take the run's next task in the reply to a checkpoint, saving a round trip.
+            session: Carry the task calls on one stream to the server (a worker session), which
+                costs far less per step than a unary call each; False makes them unary calls,
+                for proxies that do not pass bidirectional streams.
             tenant: The namespace whose queues it polls and graphs it registers; the client's
                 by default.
             project: See `tenant`.
@@ -95,7 +101,20 @@ class Worker:
         if tenant is not None or project is not None:
             client = client.in_namespace(tenant or client.tenant, project or client.project)
         self._client = client
-        self._stub = client.worker_stub
+        self._tracer = tracer(client.tracer_provider)
+        self._session = (
+            WorkerSession(
+                client.worker_stub,
+                on_cancel=self._cancel_pushed,
+                tracer=self._tracer if provider_configured(client.tracer_provider) else None,
+            )
+            if session
+            else None
+        )
+        self._stub: WorkerServiceStub | SessionStub = (
+            SessionStub(self._session) if self._session is not None else client.worker_stub
+        )
+        self._cancellable: dict[str, ActivityRunner] = {}  # task token -> its running step
         self._graphs = {(g.graph_id, g.version): g for g in graphs}
         self.task_queues = sorted(task_queues or {q for g in graphs for q in g.task_queues})
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -107,7 +126,6 @@ class Worker:
         self._polls: set[asyncio.Task[Any]] = set()
         self._nodes: set[asyncio.Task[Any]] = set()
         self._releasing = False
-        self._tracer = tracer(client.tracer_provider)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -128,11 +146,19 @@ class Worker:
                     group.create_task(self._slot(), name=f"cmo-slot-{slot}")
                 group.create_task(self._drain_on_shutdown())
         finally:
+            if self._session is not None:
+                await self._session.aclose()
             await close_http_client()
 
     def shutdown(self) -> None:
         """Stop polling; in-flight tasks finish within the grace period or are handed back."""
         self._stopping.set()
+
+    def _cancel_pushed(self, task_token: str) -> None:
+        """The server says the run of a task running here is being cancelled."""
+        activities = self._cancellable.get(task_token)
+        if activities is not None:
+            activities.request_cancel()
 
     async def _drain_on_shutdown(self) -> None:
         await self._stopping.wait()
@@ -208,6 +234,7 @@ class Worker:
                 await self._fail(task, RunCancelledError(""))
                 return None
             activities.request_cancel()
+        self._cancellable[task.task_token] = activities
         try:
             result = await self._run_node(task, graph, node, activities)
             state, output = self._encode(node, result)
@@ -232,6 +259,7 @@ class Worker:
             await self._fail(task, err, activities.unconfirmed())
             return None
         finally:
+            del self._cancellable[task.task_token]
             activities.close()  # what was not confirmed rides on the request below (or above)
         return await self._complete(task, node, state, output, result.next, started, activities.unconfirmed())
 
@@ -250,7 +278,7 @@ class Worker:
             logical_time=task.logical_time.ToDatetime(tzinfo=UTC),
             seed=task.seed,
             activities=activities,
-            worker_stub=self._stub,
+            worker_stub=self._client.worker_stub,
         )
         state: Any = from_json(parse_json(task.state), graph.state_type)
         running = asyncio.create_task(node.run(state, ctx), name=f"cmo-node-{task.run_id}-{task.step_index}")

@@ -145,7 +145,9 @@ class CmoServer:
             server.add_generic_rpc_handlers(
                 (
                     service_handler(SERVICES[0], RunServicer(engine, retention=retention)),
-                    service_handler(SERVICES[1], WorkerServicer(engine, artifacts=artifacts)),
+                    service_handler(
+                        SERVICES[1], WorkerServicer(engine, artifacts=artifacts, tracer_provider=tracer_provider)
+                    ),
                     service_handler(HEALTH, health_servicer),
                     service_handler(REFLECTION, reflection_servicer),
                 )

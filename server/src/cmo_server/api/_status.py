@@ -21,7 +21,7 @@ from cmo_server.errors import (
     Unavailable,
 )
 
-__all__ = ["rpc"]
+__all__ = ["rpc", "status_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,23 +53,28 @@ def rpc(method: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
     async def wrapper(self: S, request: Req, context: grpc.aio.ServicerContext) -> Resp:
         try:
             return await method(self, request, context)
-        except CmoServerError as err:
-            await context.abort(status_of(err), str(err))
         except Exception as err:
             if _is_abort(err):
                 raise
-            # The database being unreachable is the operator's problem, not a bug: say so plainly.
-            if _is_connection_error(err):
-                logger.warning("%s: database unavailable: %s", method.__name__, err)
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry")
-            if isinstance(err, BlobStoreUnavailable):  # S3 unreachable or refusing: same, for the blobs
-                logger.warning("%s: blob store unavailable: %s", method.__name__, err)
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "the blob store is unavailable; retry")
-            logger.exception("%s failed", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+            await context.abort(*status_for(err, method.__name__))
         raise AssertionError("unreachable")  # context.abort always raises
 
     return wrapper
+
+
+def status_for(err: Exception, method: str) -> tuple[grpc.StatusCode, str]:
+    """The status a failed call answers: a domain error's own, else a plain one (logged)."""
+    if isinstance(err, CmoServerError):
+        return status_of(err), str(err)
+    # The database being unreachable is the operator's problem, not a bug: say so plainly.
+    if _is_connection_error(err):
+        logger.warning("%s: database unavailable: %s", method, err)
+        return grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry"
+    if isinstance(err, BlobStoreUnavailable):  # S3 unreachable or refusing: same, for the blobs
+        logger.warning("%s: blob store unavailable: %s", method, err)
+        return grpc.StatusCode.UNAVAILABLE, "the blob store is unavailable; retry"
+    logger.exception("%s failed", method, exc_info=err)
+    return grpc.StatusCode.INTERNAL, "internal error; see the server log"
 
 
 def _is_abort(err: BaseException) -> bool:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import trace
+from opentelemetry.trace import TracerProvider
 
+from cmo.api.v1 import common_pb2
 from cmo.api.v1 import worker_service_pb2 as pb
 from cmo_server.api._convert import (
     activity_from_proto,
@@ -19,14 +23,16 @@ from cmo_server.api._convert import (
     task_to_proto,
     wait_from_proto,
 )
+from cmo_server.api._handlers import Refused, answers_refusals
 from cmo_server.api._namespace import namespace_of
-from cmo_server.api._status import rpc
+from cmo_server.api._session import SessionsByRun, WorkerSession
+from cmo_server.api._status import Handler, Req, Resp, rpc
 from cmo_server.api._task_token import TaskTokens
 from cmo_server.api._validate import check_id, check_range, duration_or, timestamp_or_now
 from cmo_server.artifacts import Artifacts, check_media_type, parse_digest
 from cmo_server.domain import ActivityRecord, Checkpoint, Failure, TaskKey, TaskRef
 from cmo_server.engine import Engine
-from cmo_server.errors import InvalidArgument
+from cmo_server.errors import CmoServerError, InvalidArgument
 
 __all__ = ["WorkerServicer"]
 
@@ -39,6 +45,17 @@ MAX_WAIT = timedelta(days=3650)
 """Longest timer or signal timeout: ten years, well inside what a timestamp holds."""
 ARTIFACT_CHUNK_BYTES = 1024 * 1024
 """GetArtifact's chunk size: well under any message limit, few messages for a large artifact."""
+
+
+def _unary(name: str, call: Callable[[WorkerServicer, Req], Awaitable[Resp]]) -> Handler[WorkerServicer, Req, Resp]:
+    """The unary RPC `name` of a task call the session also carries."""
+
+    async def method(self: WorkerServicer, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        return await call(self, request)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = "See the proto."
+    return rpc(method)
 
 
 _TaskCall = (
@@ -54,10 +71,13 @@ _TaskCall = (
 class WorkerServicer:
     """What workers call."""
 
-    def __init__(self, engine: Engine, *, artifacts: Artifacts) -> None:
+    def __init__(self, engine: Engine, *, artifacts: Artifacts, tracer_provider: TracerProvider | None = None) -> None:
         self._engine = engine
+        self._tracer = trace.get_tracer("cmo-server", tracer_provider=tracer_provider) if tracer_provider else None
         self._artifacts = artifacts
         self._tokens = TaskTokens()
+        self._sessions = SessionsByRun()
+        engine.on_cancel_requested(self._sessions.cancel_requested)
 
     def _task_ref(self, request: _TaskCall) -> TaskRef:
         return self._tokens.decode("task_token", request.task_token)
@@ -99,9 +119,8 @@ class WorkerServicer:
         )
         return pb.ListGraphsResponse(graphs=[graph_to_proto(g) for g in graphs], next_page_token=token)
 
-    @rpc
-    async def PollTask(self, request: pb.PollTaskRequest, context: grpc.aio.ServicerContext) -> pb.PollTaskResponse:
-        """See the proto."""
+    async def poll_task(self, request: pb.PollTaskRequest) -> pb.PollTaskResponse:
+        """PollTask: see the proto."""
         worker_id = check_id("worker_id", request.worker_id)
         if not request.task_queues or len(request.task_queues) > MAX_QUEUES:
             raise InvalidArgument("task_queues", f"must name 1 to {MAX_QUEUES} queues")
@@ -123,32 +142,23 @@ class WorkerServicer:
             return pb.PollTaskResponse()
         return pb.PollTaskResponse(task=task_to_proto(task, limits.task_lease, self._tokens))
 
-    @rpc
-    async def RecordActivity(
-        self, request: pb.RecordActivityRequest, context: grpc.aio.ServicerContext
-    ) -> pb.RecordActivityResponse:
-        """See the proto."""
+    async def record_activity(self, request: pb.RecordActivityRequest) -> pb.RecordActivityResponse:
+        """RecordActivity: see the proto."""
         key = self._task_key(request)
         if not request.HasField("activity"):
             raise InvalidArgument("activity", "is required")
         stored = await self._engine.record_activity(key, activity_from_proto(request.activity, key.attempt))
         return pb.RecordActivityResponse(activity=activity_to_proto(stored))
 
-    @rpc
-    async def HeartbeatTask(
-        self, request: pb.HeartbeatTaskRequest, context: grpc.aio.ServicerContext
-    ) -> pb.HeartbeatTaskResponse:
-        """See the proto."""
+    async def heartbeat_task(self, request: pb.HeartbeatTaskRequest) -> pb.HeartbeatTaskResponse:
+        """HeartbeatTask: see the proto."""
         expires, cancel_requested = await self._engine.heartbeat(self._task_key(request))
         ts = Timestamp()
         ts.FromDatetime(expires)
         return pb.HeartbeatTaskResponse(lease_expires_at=ts, cancel_requested=cancel_requested)
 
-    @rpc
-    async def CompleteTask(
-        self, request: pb.CompleteTaskRequest, context: grpc.aio.ServicerContext
-    ) -> pb.CompleteTaskResponse:
-        """See the proto."""
+    async def complete_task(self, request: pb.CompleteTaskRequest) -> pb.CompleteTaskResponse:
+        """CompleteTask: see the proto."""
         ref = self._task_ref(request)
         done = Checkpoint(
             key=ref.key(check_id("worker_id", request.worker_id)),
@@ -168,9 +178,8 @@ class WorkerServicer:
             response.next_task.CopyFrom(task_to_proto(outcome.next_task, self._engine.limits.task_lease, self._tokens))
         return response
 
-    @rpc
-    async def FailTask(self, request: pb.FailTaskRequest, context: grpc.aio.ServicerContext) -> pb.FailTaskResponse:
-        """See the proto."""
+    async def fail_task(self, request: pb.FailTaskRequest) -> pb.FailTaskResponse:
+        """FailTask: see the proto."""
         ref = self._task_ref(request)
         worker_id = check_id("worker_id", request.worker_id)
         if request.release and request.cancelled:
@@ -193,17 +202,41 @@ class WorkerServicer:
         response.retry_after.FromTimedelta(outcome.retry_after)
         return response
 
-    @rpc
-    async def SuspendTask(
-        self, request: pb.SuspendTaskRequest, context: grpc.aio.ServicerContext
-    ) -> pb.SuspendTaskResponse:
-        """See the proto."""
+    async def suspend_task(self, request: pb.SuspendTaskRequest) -> pb.SuspendTaskResponse:
+        """SuspendTask: see the proto."""
         key = self._task_key(request)
         if not request.HasField("wait"):
             raise InvalidArgument("wait", "is required")
         wait = wait_from_proto(request.wait, max_duration=MAX_WAIT)
         outcome = await self._engine.suspend_task(key, wait, activities=_activities(request, key.attempt))
         return pb.SuspendTaskResponse(resumed=outcome.resumed)
+
+    PollTask = _unary("PollTask", poll_task)
+    RecordActivity = _unary("RecordActivity", record_activity)
+    HeartbeatTask = _unary("HeartbeatTask", heartbeat_task)
+    CompleteTask = _unary("CompleteTask", complete_task)
+    FailTask = _unary("FailTask", fail_task)
+    SuspendTask = _unary("SuspendTask", suspend_task)
+
+    @answers_refusals
+    async def Session(
+        self, requests: AsyncIterator[pb.SessionRequest | Refused], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.SessionResponse]:
+        """See the proto."""
+        async for response in WorkerSession(self, self._sessions, self._tracer).serve(requests):
+            yield response
+
+    async def release(self, task: common_pb2.Task, worker_id: str) -> None:
+        """Give back a task whose worker never got it (its session closed first)."""
+        with contextlib.suppress(CmoServerError):  # taken meanwhile, or its run ended: nothing to give back
+            await self._engine.fail_task(
+                self._tokens.decode("task_token", task.task_token),
+                worker_id=worker_id,
+                failure=Failure("released"),
+                release=True,
+                cancelled=False,
+                activities=(),
+            )
 
     @rpc
     async def PutArtifact(

@@ -84,6 +84,7 @@ class Engine:
         )
         self._graphs: dict[tuple[Namespace, str, int], GraphSpec] = {}
         self._run_watchers: defaultdict[tuple[Namespace, str], list[asyncio.Future[_Finish | None]]] = defaultdict(list)
+        self._cancel_listeners: list[Callable[[Namespace, str], None]] = []
         self._background: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -91,6 +92,10 @@ class Engine:
     def parked_polls(self) -> int:
         """Worker polls waiting for a task right now."""
         return self._dispatcher.parked
+
+    def on_cancel_requested(self, listener: Callable[[Namespace, str], None]) -> None:
+        """Call `listener(namespace, run_id)` when CancelRun leaves a run for its worker to stop."""
+        self._cancel_listeners.append(listener)
 
     @property
     def limits(self) -> EngineLimits:
@@ -528,6 +533,9 @@ class Engine:
             self._dispatcher.notify(*outcome.ready)
         if outcome.run.status.terminal:
             self._run_finished(namespace, run_id, None)
+        else:
+            for listener in self._cancel_listeners:
+                listener(namespace, run_id)
         logger.info("run %s: cancel requested: %s", run_id, reason or "-", extra={"run_id": run_id})
         return outcome.run
 

@@ -7,7 +7,8 @@ stored with the run and carried by each of its tasks, so the steps that workers 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from opentelemetry import trace
@@ -15,6 +16,7 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.trace import Span, SpanKind, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from cmo_server.config import TelemetryConfig, parse_otlp_headers
@@ -58,11 +60,13 @@ def server_interceptors(provider: TracerProvider | None) -> list[Any]:
     """The gRPC server span interceptor for `provider`; none when tracing is off.
 
     PollTask is left out: a long-poll is mostly waiting, a root span every poll would drown the
-    traces that matter, and `cmo_poll_wait_seconds` measures it. Health checks are left out too.
+    traces that matter, and `cmo_poll_wait_seconds` measures it. Health checks are left out too,
+    and worker sessions, which last as long as their worker: each call on one is a span of its own
+    (`call_span`).
     """
     if provider is None:
         return []
-    skip = filters.any_of(filters.method_name("PollTask"), filters.health_check())
+    skip = filters.any_of(filters.method_name("PollTask"), filters.method_name("Session"), filters.health_check())
     interceptor = aio_server_interceptor(tracer_provider=provider, filter_=filters.negate(skip))  # type: ignore[no-untyped-call]
     return [interceptor]
 
@@ -82,3 +86,19 @@ def call_trace_context(metadata: Iterable[tuple[str, str | bytes]] | None) -> di
     if incoming:
         W3C.inject(carrier, context=W3C.extract(incoming))  # only a well-formed context passes
     return carrier
+
+
+@contextlib.contextmanager
+def call_span(tracer: Tracer | None, method: str, trace_context: Mapping[str, str]) -> Iterator[Span | None]:
+    """A server span for a call on a worker session, as the interceptor makes for a unary call."""
+    if tracer is None:
+        yield None
+        return
+    attributes = {"rpc.system": "grpc", "rpc.service": "cmo.api.v1.WorkerService", "rpc.method": method}
+    with tracer.start_as_current_span(
+        f"/cmo.api.v1.WorkerService/{method}",
+        context=W3C.extract(dict(trace_context)),
+        kind=SpanKind.SERVER,
+        attributes=attributes,
+    ) as span:
+        yield span

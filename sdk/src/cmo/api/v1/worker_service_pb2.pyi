@@ -230,3 +230,72 @@ class GetArtifactResponse(_message.Message):
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     chunk: bytes
     def __init__(self, chunk: _Optional[bytes] = ...) -> None: ...
+
+class SessionRequest(_message.Message):
+    __slots__ = ("call_id", "poll_task", "record_activity", "heartbeat_task", "complete_task", "fail_task", "suspend_task", "cancel", "trace_context")
+    class TraceContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    POLL_TASK_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TASK_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_TASK_FIELD_NUMBER: _ClassVar[int]
+    FAIL_TASK_FIELD_NUMBER: _ClassVar[int]
+    SUSPEND_TASK_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    call_id: int
+    poll_task: PollTaskRequest
+    record_activity: RecordActivityRequest
+    heartbeat_task: HeartbeatTaskRequest
+    complete_task: CompleteTaskRequest
+    fail_task: FailTaskRequest
+    suspend_task: SuspendTaskRequest
+    cancel: CancelCall
+    trace_context: _containers.ScalarMap[str, str]
+    def __init__(self, call_id: _Optional[int] = ..., poll_task: _Optional[_Union[PollTaskRequest, _Mapping]] = ..., record_activity: _Optional[_Union[RecordActivityRequest, _Mapping]] = ..., heartbeat_task: _Optional[_Union[HeartbeatTaskRequest, _Mapping]] = ..., complete_task: _Optional[_Union[CompleteTaskRequest, _Mapping]] = ..., fail_task: _Optional[_Union[FailTaskRequest, _Mapping]] = ..., suspend_task: _Optional[_Union[SuspendTaskRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelCall, _Mapping]] = ..., trace_context: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class CancelCall(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SessionResponse(_message.Message):
+    __slots__ = ("call_id", "error", "poll_task", "record_activity", "heartbeat_task", "complete_task", "fail_task", "suspend_task", "cancel_requested")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    POLL_TASK_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TASK_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_TASK_FIELD_NUMBER: _ClassVar[int]
+    FAIL_TASK_FIELD_NUMBER: _ClassVar[int]
+    SUSPEND_TASK_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    call_id: int
+    error: CallError
+    poll_task: PollTaskResponse
+    record_activity: RecordActivityResponse
+    heartbeat_task: HeartbeatTaskResponse
+    complete_task: CompleteTaskResponse
+    fail_task: FailTaskResponse
+    suspend_task: SuspendTaskResponse
+    cancel_requested: CancelRequested
+    def __init__(self, call_id: _Optional[int] = ..., error: _Optional[_Union[CallError, _Mapping]] = ..., poll_task: _Optional[_Union[PollTaskResponse, _Mapping]] = ..., record_activity: _Optional[_Union[RecordActivityResponse, _Mapping]] = ..., heartbeat_task: _Optional[_Union[HeartbeatTaskResponse, _Mapping]] = ..., complete_task: _Optional[_Union[CompleteTaskResponse, _Mapping]] = ..., fail_task: _Optional[_Union[FailTaskResponse, _Mapping]] = ..., suspend_task: _Optional[_Union[SuspendTaskResponse, _Mapping]] = ..., cancel_requested: _Optional[_Union[CancelRequested, _Mapping]] = ...) -> None: ...
+
+class CallError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class CancelRequested(_message.Message):
+    __slots__ = ("task_token",)
+    TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    task_token: str
+    def __init__(self, task_token: _Optional[str] = ...) -> None: ...

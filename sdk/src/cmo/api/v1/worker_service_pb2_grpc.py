@@ -98,6 +98,11 @@ class WorkerServiceStub:
                 request_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.GetArtifactRequest.SerializeToString,
                 response_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.GetArtifactResponse.FromString,
                 _registered_method=True)
+        self.Session = channel.stream_stream(
+                '/cmo.api.v1.WorkerService/Session',
+                request_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.SessionRequest.SerializeToString,
+                response_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.SessionResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -200,6 +205,20 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Session(self, request_iterator, context):
+        """A worker session: the task calls above (PollTask, RecordActivity, HeartbeatTask,
+        CompleteTask, FailTask, SuspendTask) multiplexed on one stream, each carrying the same request
+        and answered with the same response (or error) as the unary call, checked and fenced exactly
+        alike. Calls on a session run concurrently and are answered as they finish, not in order.
+        The server also pushes what a worker holding a task should know at once (CancelRequested).
+        When the stream breaks, every call in flight on it has the outcome of a unary call that
+        ended UNAVAILABLE: re-send it on a new session (every task call is safe to re-send). A task
+        handed to a poll whose session has closed is given back at once. See docs/wire.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -257,6 +276,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.GetArtifact,
                     request_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.GetArtifactRequest.FromString,
                     response_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.GetArtifactResponse.SerializeToString,
+            ),
+            'Session': grpc.stream_stream_rpc_method_handler(
+                    servicer.Session,
+                    request_deserializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.SessionRequest.FromString,
+                    response_serializer=cmo_dot_api_dot_v1_dot_worker__service__pb2.SessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -565,6 +589,33 @@ class WorkerService:
             '/cmo.api.v1.WorkerService/GetArtifact',
             cmo_dot_api_dot_v1_dot_worker__service__pb2.GetArtifactRequest.SerializeToString,
             cmo_dot_api_dot_v1_dot_worker__service__pb2.GetArtifactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Session(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/cmo.api.v1.WorkerService/Session',
+            cmo_dot_api_dot_v1_dot_worker__service__pb2.SessionRequest.SerializeToString,
+            cmo_dot_api_dot_v1_dot_worker__service__pb2.SessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -81,6 +81,16 @@ class WorkerServiceStub:
     """
     GetArtifact: _grpc.UnaryStreamMultiCallable[_worker_service_pb2.GetArtifactRequest, _worker_service_pb2.GetArtifactResponse]
     """Read an artifact back in chunks, verified against its digest; NOT_FOUND if unknown."""
+    Session: _grpc.StreamStreamMultiCallable[_worker_service_pb2.SessionRequest, _worker_service_pb2.SessionResponse]
+    """A worker session: the task calls above (PollTask, RecordActivity, HeartbeatTask,
+    CompleteTask, FailTask, SuspendTask) multiplexed on one stream, each carrying the same request
+    and answered with the same response (or error) as the unary call, checked and fenced exactly
+    alike. Calls on a session run concurrently and are answered as they finish, not in order.
+    The server also pushes what a worker holding a task should know at once (CancelRequested).
+    When the stream breaks, every call in flight on it has the outcome of a unary call that
+    ended UNAVAILABLE: re-send it on a new session (every task call is safe to re-send). A task
+    handed to a poll whose session has closed is given back at once. See docs/wire.md.
+    """
 
 @_typing.type_check_only
 class WorkerServiceAsyncStub(WorkerServiceStub):
@@ -135,6 +145,16 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     """
     GetArtifact: _aio.UnaryStreamMultiCallable[_worker_service_pb2.GetArtifactRequest, _worker_service_pb2.GetArtifactResponse]  # type: ignore[assignment]
     """Read an artifact back in chunks, verified against its digest; NOT_FOUND if unknown."""
+    Session: _aio.StreamStreamMultiCallable[_worker_service_pb2.SessionRequest, _worker_service_pb2.SessionResponse]  # type: ignore[assignment]
+    """A worker session: the task calls above (PollTask, RecordActivity, HeartbeatTask,
+    CompleteTask, FailTask, SuspendTask) multiplexed on one stream, each carrying the same request
+    and answered with the same response (or error) as the unary call, checked and fenced exactly
+    alike. Calls on a session run concurrently and are answered as they finish, not in order.
+    The server also pushes what a worker holding a task should know at once (CancelRequested).
+    When the stream breaks, every call in flight on it has the outcome of a unary call that
+    ended UNAVAILABLE: re-send it on a new session (every task call is safe to re-send). A task
+    handed to a poll whose session has closed is given back at once. See docs/wire.md.
+    """
 
 class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
     """What workers call: register graphs, take tasks, report their outcome.
@@ -252,5 +272,21 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_worker_service_pb2.GetArtifactResponse], _abc.AsyncIterator[_worker_service_pb2.GetArtifactResponse]]:
         """Read an artifact back in chunks, verified against its digest; NOT_FOUND if unknown."""
+
+    @_abc_1.abstractmethod
+    def Session(
+        self,
+        request_iterator: _MaybeAsyncIterator[_worker_service_pb2.SessionRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_worker_service_pb2.SessionResponse], _abc.AsyncIterator[_worker_service_pb2.SessionResponse]]:
+        """A worker session: the task calls above (PollTask, RecordActivity, HeartbeatTask,
+        CompleteTask, FailTask, SuspendTask) multiplexed on one stream, each carrying the same request
+        and answered with the same response (or error) as the unary call, checked and fenced exactly
+        alike. Calls on a session run concurrently and are answered as they finish, not in order.
+        The server also pushes what a worker holding a task should know at once (CancelRequested).
+        When the stream breaks, every call in flight on it has the outcome of a unary call that
+        ended UNAVAILABLE: re-send it on a new session (every task call is safe to re-send). A task
+        handed to a poll whose session has closed is given back at once. See docs/wire.md.
+        """
 
 def add_WorkerServiceServicer_to_server(servicer: WorkerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
