@@ -140,13 +140,21 @@ async def _copy(stream: asyncio.StreamReader, log: Path) -> None:
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    address: str, workdir: Path, *, concurrency: int, name: str = "worker", timed: bool = False
+    address: str,
+    workdir: Path,
+    *,
+    concurrency: int,
+    name: str = "worker",
+    timed: bool = False,
+    unary: bool = False,
 ) -> AsyncIterator[int]:
     """Start the bench worker process (`python -m bench.worker`); yields its pid."""
     log = workdir / f"{name}.log"
     cmd = [sys.executable, "-m", "bench.worker", "--address", address, "--concurrency", str(concurrency)]
     if timed:
         cmd.append("--timings")
+    if unary:
+        cmd.append("--unary")
     proc = await _spawn(cmd, log=log, env={"BENCH_TIMINGS_OUT": str(workdir / f"{name}-timings.json")})
     try:
         yield proc.pid

@@ -164,12 +164,15 @@ async def run_one(
     profile_dir: Path | None,
     breakdown: bool,
     patches: list[str],
+    unary: bool = False,
 ) -> dict[str, Any]:
     """Start the server and worker, run the workload, stop both."""
     timings: dict[str, dict[str, Any]] = {}
     async with (
         running_server(spec, workdir, timed=breakdown, patches=patches) as (address, server_pid),
-        running_worker(address, workdir, concurrency=workload.worker_concurrency, timed=breakdown) as worker_pid,
+        running_worker(
+            address, workdir, concurrency=workload.worker_concurrency, timed=breakdown, unary=unary
+        ) as worker_pid,
         await cmo.Client.connect(address, wait_ready=30.0) as client,
     ):
         await wait_until_registered(client)
@@ -265,6 +268,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Postgres: start each workload's database as a copy of this one (see bench/history.py)",
     )
     parser.add_argument(
+        "--worker-calls",
+        choices=["session", "unary"],
+        default="session",
+        help="how the worker sends its task calls: on a worker session (the SDK's default) or as unary RPCs",
+    )
+    parser.add_argument(
         "--patch",
         action="append",
         default=[],
@@ -338,6 +347,7 @@ def measure(
                     profile_dir=profile_dir,
                     breakdown=args.breakdown,
                     patches=args.patch,
+                    unary=args.worker_calls == "unary",
                 )
             )
     except Exception as err:  # report, and go on with the other workloads
@@ -353,6 +363,7 @@ def measure(
         "target": workload.target,
         "meets_target": workload.meets(numbers),
         "quick": args.quick,
+        "worker_calls": args.worker_calls,
         **({"patches": args.patch} if args.patch else {}),
         "server": spec.description,
     }

@@ -60,11 +60,12 @@ async def _refused(stub: worker_service_pb2_grpc.WorkerServiceStub, request: obj
     return raised.value
 
 
+@pytest.mark.parametrize("calls", ["session", "unary"])
 async def test_worker_killed_mid_step_another_worker_finishes_and_the_late_checkpoint_is_refused(
-    processes: Processes, markers: Markers, database: Database
+    processes: Processes, markers: Markers, database: Database, calls: str
 ) -> None:
     server = await processes.start_server(database)
-    workers = await processes.start_workers(2, server.address, graph="counter", marker_dir=markers.root)
+    workers = await processes.start_workers(2, server.address, graph="counter", marker_dir=markers.root, calls=calls)
     run_id = uuid.uuid4().hex
     # Both attempts of the held step wait for the test: the first is killed, the second is
     # released only after the zombie's checkpoint was refused while it held the lease.

@@ -1,6 +1,7 @@
 """A worker process for the end-to-end tests.
 
-    python -m tests.e2e.worker_main --address HOST:PORT --graph counter --concurrency N --marker-dir DIR
+    python -m tests.e2e.worker_main --address HOST:PORT --graph counter --concurrency N --marker-dir DIR \
+        [--calls session|unary]
 
 Registers the graph, prints `ready <worker_id>` on stdout (the harness waits for that line), then
 serves until SIGTERM (graceful) or SIGKILL.
@@ -28,7 +29,14 @@ async def serve(args: argparse.Namespace) -> None:
     async with await cmo.Client.connect(args.address, wait_ready=30) as client:
         request = worker_service_pb2.RegisterGraphRequest(graph=graph_to_proto(graph))
         await client.worker_stub.RegisterGraph(request, timeout=30)
-        worker = cmo.Worker(client, [graph], concurrency=args.concurrency, worker_id=worker_id, shutdown_grace=2.0)
+        worker = cmo.Worker(
+            client,
+            [graph],
+            concurrency=args.concurrency,
+            worker_id=worker_id,
+            shutdown_grace=2.0,
+            session=args.calls == "session",
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.shutdown)
@@ -43,6 +51,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--marker-dir", required=True)
     parser.add_argument("--worker-id")
+    parser.add_argument("--calls", choices=["session", "unary"], default="session")
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"

@@ -13,7 +13,7 @@ import pytest
 import cmo
 from cmo.errors import ActivityError, RunFailedError
 from cmo.testing import Replayer
-from tests.integration.test_runs import serving, unique
+from tests.integration.test_runs import both_worker_calls, serving, unique  # noqa: F401 (autouse: both paths)
 
 FAST_RETRY = cmo.RetryPolicy(max_attempts=3, initial_interval=timedelta(milliseconds=20))
 

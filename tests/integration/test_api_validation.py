@@ -23,6 +23,7 @@ import pytest
 import pytest_asyncio
 from google.protobuf.duration_pb2 import Duration
 
+from cmo._session import SessionStub, WorkerSession
 from cmo.api.v1 import common_pb2, run_service_pb2, run_service_pb2_grpc, worker_service_pb2, worker_service_pb2_grpc
 from cmo_server.api._task_token import encode_task_token
 from cmo_server.app import CmoServer
@@ -44,6 +45,28 @@ CLASS_PATH = re.compile(r"\b[A-Za-z_]\w*(?:\.\w+)*\.[A-Z]\w*(?:Error|Exception|E
 # -- fixtures -----------------------------------------------------------------------------------
 
 
+class SessionWorkers:
+    """A WorkerService stub whose task calls go on one worker session (the SDK's), the rest unary.
+
+    The validation tests run through it as well as through the plain stub: both paths must check
+    and answer every call alike.
+    """
+
+    def __init__(self, stub: worker_service_pb2_grpc.WorkerServiceStub) -> None:
+        self._stub = stub
+        self.session = WorkerSession(stub, on_cancel=lambda token: None)
+        calls = SessionStub(self.session, stub)
+        self.PollTask = calls.PollTask
+        self.RecordActivity = calls.RecordActivity
+        self.HeartbeatTask = calls.HeartbeatTask
+        self.CompleteTask = calls.CompleteTask
+        self.FailTask = calls.FailTask
+        self.SuspendTask = calls.SuspendTask
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stub, name)
+
+
 @dataclass
 class Api:
     """Stubs on a running server."""
@@ -53,13 +76,21 @@ class Api:
     channel: grpc.aio.Channel
 
 
-@pytest_asyncio.fixture(
-    scope="module", loop_scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+BACKENDS_AND_CALLS = [
+    pytest.param(("sqlite", "unary"), id="sqlite"),
+    pytest.param(("sqlite", "session"), id="sqlite-session"),
+    pytest.param(("postgres", "unary"), marks=pytest.mark.postgres, id="postgres"),
+    pytest.param(("postgres", "session"), marks=pytest.mark.postgres, id="postgres-session"),
+]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=BACKENDS_AND_CALLS)
 async def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
+    """A server per backend, its task calls made unary or on a worker session."""
+    backend, calls = request.param
     limits = EngineLimits(max_payload_bytes=LIMIT, task_lease=timedelta(seconds=30))
     server_url = database = ""
-    if request.param == "sqlite":
+    if backend == "sqlite":
         path = tmp_path_factory.mktemp("api") / "cmo.db"
         config = ServerConfig(listen="127.0.0.1:0", store=StoreConfig(sqlite_path=str(path)), limits=limits)
     else:
@@ -73,7 +104,15 @@ async def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         )
     try:
         async with CmoServer.running(config) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
-            yield Api(run_service_pb2_grpc.RunServiceStub(ch), worker_service_pb2_grpc.WorkerServiceStub(ch), ch)
+            stub = worker_service_pb2_grpc.WorkerServiceStub(ch)
+            if calls == "unary":
+                yield Api(run_service_pb2_grpc.RunServiceStub(ch), stub, ch)
+                return
+            workers = SessionWorkers(stub)
+            try:
+                yield Api(run_service_pb2_grpc.RunServiceStub(ch), workers, ch)  # type: ignore[arg-type]
+            finally:
+                await workers.session.aclose()
     finally:
         if database:
             await asyncio.to_thread(drop_database, server_url, database)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -40,9 +40,23 @@ def counting_graph(graph_id: str, steps: int = 3) -> cmo.Graph[Counter]:
     return graph
 
 
+WORKER_CALLS = {"session": True}
+"""How `serving`'s workers send their task calls; `both_worker_calls` switches it per test."""
+
+
+@pytest.fixture(params=["session", "unary"], autouse=True)
+def both_worker_calls(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Run the test with workers on a worker session, then with unary task calls: both paths alike."""
+    WORKER_CALLS["session"] = request.param == "session"
+    try:
+        yield
+    finally:
+        WORKER_CALLS["session"] = True
+
+
 @contextlib.asynccontextmanager
 async def serving(client: cmo.Client, graphs: list[cmo.Graph[Any]], **options: Any) -> AsyncIterator[cmo.Worker]:
-    worker = cmo.Worker(client, graphs, **{"poll_wait": 1.0, **options})
+    worker = cmo.Worker(client, graphs, **{"poll_wait": 1.0, "session": WORKER_CALLS["session"], **options})
     task = asyncio.create_task(worker.run())
     try:
         yield worker
@@ -216,7 +230,7 @@ async def test_shutdown_hands_back_a_task_that_outlives_the_grace(client: cmo.Cl
             await asyncio.sleep(60)
         return cmo.NodeResult({"attempt": ctx.attempt})
 
-    first = cmo.Worker(client, [graph], poll_wait=1.0, shutdown_grace=0.2)
+    first = cmo.Worker(client, [graph], poll_wait=1.0, shutdown_grace=0.2, session=WORKER_CALLS["session"])
     running = asyncio.create_task(first.run())
     handle = await client.start(graph, {})
     await asyncio.wait_for(started.wait(), 10)

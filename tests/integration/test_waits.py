@@ -12,7 +12,7 @@ import pytest
 import cmo
 from cmo.errors import RpcError, RunCancelledError, RunFailedError, RunNotFoundError, SignalTimeoutError
 from cmo.testing import Replayer
-from tests.integration.test_runs import serving, unique
+from tests.integration.test_runs import both_worker_calls, serving, unique  # noqa: F401 (autouse: both paths)
 
 
 async def until(handle: cmo.RunHandle[Any], ok: Callable[[cmo.RunInfo], bool], timeout: float = 10) -> cmo.RunInfo:

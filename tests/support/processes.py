@@ -210,14 +210,19 @@ class Processes:
         marker_dir: Path,
         concurrency: int = 1,
         worker_id: str | None = None,
+        calls: str = "session",
     ) -> WorkerProcess:
-        """Start a worker process for one test graph; returns once its graph is registered."""
+        """Start a worker process for one test graph; returns once its graph is registered.
+
+        `calls` is how it sends its task calls: "session" (one stream, the SDK's default) or "unary".
+        """
         args = [
             sys.executable, "-m", "tests.e2e.worker_main",
             "--address", address,
             "--graph", graph,
             "--concurrency", str(concurrency),
             "--marker-dir", str(marker_dir),
+            "--calls", calls,
             *(["--worker-id", worker_id] if worker_id else []),
         ]  # fmt: skip
         return await self.start_program(args)
@@ -235,11 +240,18 @@ class Processes:
         return worker
 
     async def start_workers(
-        self, count: int, address: str, *, graph: str, marker_dir: Path, concurrency: int = 1
+        self,
+        count: int,
+        address: str,
+        *,
+        graph: str,
+        marker_dir: Path,
+        concurrency: int = 1,
+        calls: str = "session",
     ) -> list[WorkerProcess]:
         """Start `count` workers at once (they boot in parallel); returns when all are ready."""
         starting = (
-            self.start_worker(address, graph=graph, marker_dir=marker_dir, concurrency=concurrency)
+            self.start_worker(address, graph=graph, marker_dir=marker_dir, concurrency=concurrency, calls=calls)
             for _ in range(count)
         )
         return list(await asyncio.gather(*starting))

@@ -13,8 +13,8 @@ import asyncio
 import contextvars
 import itertools
 import logging
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -29,6 +29,9 @@ __all__ = ["SessionStub", "WorkerSession"]
 logger = logging.getLogger(__name__)
 
 Resp = TypeVar("Resp", bound=Message)
+
+MAX_SESSION_MESSAGE_BYTES = 1024 * 1024
+"""Requests larger than this (a large state or activity result) go as unary calls."""
 
 _STREAM_LOST = "the worker session's stream ended; re-send the call"
 
@@ -205,26 +208,32 @@ class WorkerSession:
 class _Method(Generic[Resp]):
     """A session call with a unary stub method's signature: `await method(request, timeout=...)`."""
 
-    def __init__(self, session: WorkerSession, field: str) -> None:
+    def __init__(self, session: WorkerSession, field: str, unary: Callable[..., Awaitable[Resp]]) -> None:
         self._session = session
         self._field = field
+        self._unary = unary
         self._method = field  # for `call`'s debug log
 
-    async def __call__(self, request: Message, *, timeout: float | None = None) -> Any:
+    async def __call__(self, request: Message, *, timeout: float | None = None) -> Resp:
+        if request.ByteSize() > MAX_SESSION_MESSAGE_BYTES:
+            # Too large for the stream's sake: a message over the server's limit would end the
+            # stream and fail every call on it; as a unary call it fails alone.
+            return await self._unary(request, timeout=timeout)
         response = await self._session.call(self._field, request, timeout)
-        return getattr(response, self._field)
+        result: Resp = getattr(response, self._field)
+        return result
 
 
 class SessionStub:
     """The task calls of a session under the unary stub's names, for the worker to call alike."""
 
-    def __init__(self, session: WorkerSession) -> None:
-        self.PollTask: _Method[pb.PollTaskResponse] = _Method(session, "poll_task")
-        self.RecordActivity: _Method[pb.RecordActivityResponse] = _Method(session, "record_activity")
-        self.HeartbeatTask: _Method[pb.HeartbeatTaskResponse] = _Method(session, "heartbeat_task")
-        self.CompleteTask: _Method[pb.CompleteTaskResponse] = _Method(session, "complete_task")
-        self.FailTask: _Method[pb.FailTaskResponse] = _Method(session, "fail_task")
-        self.SuspendTask: _Method[pb.SuspendTaskResponse] = _Method(session, "suspend_task")
+    def __init__(self, session: WorkerSession, stub: WorkerServiceStub) -> None:
+        self.PollTask = _Method(session, "poll_task", stub.PollTask)
+        self.RecordActivity = _Method(session, "record_activity", stub.RecordActivity)
+        self.HeartbeatTask = _Method(session, "heartbeat_task", stub.HeartbeatTask)
+        self.CompleteTask = _Method(session, "complete_task", stub.CompleteTask)
+        self.FailTask = _Method(session, "fail_task", stub.FailTask)
+        self.SuspendTask = _Method(session, "suspend_task", stub.SuspendTask)
 
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}

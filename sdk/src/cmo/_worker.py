@@ -112,7 +112,7 @@ class Worker:
             else None
         )
         self._stub: WorkerServiceStub | SessionStub = (
-            SessionStub(self._session) if self._session is not None else client.worker_stub
+            SessionStub(self._session, client.worker_stub) if self._session is not None else client.worker_stub
         )
         self._cancellable: dict[str, ActivityRunner] = {}  # task token -> its running step
         self._graphs = {(g.graph_id, g.version): g for g in graphs}

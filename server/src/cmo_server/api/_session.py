@@ -121,8 +121,11 @@ class WorkerSession:
         try:
             async for message in requests:
                 if isinstance(message, Refused):
-                    assert isinstance(message.request, pb.SessionRequest)
-                    self._refuse(message.request.call_id, grpc.StatusCode.INVALID_ARGUMENT, message.reason)
+                    request = message.request
+                    assert isinstance(request, pb.SessionRequest)
+                    # Named as the unary call would name it: `worker_id`, not `complete_task.worker_id`.
+                    reason = message.reason.removeprefix(f"{request.WhichOneof('call')}.")
+                    self._refuse(request.call_id, grpc.StatusCode.INVALID_ARGUMENT, reason)
                 else:
                     self._start(message)
             # The worker is done sending, not done listening: answer what is in flight, then end.
