@@ -166,6 +166,10 @@ async def test_a_three_step_run_over_two_workers_is_one_trace(
     assert sorted(node_ids, key=str) == ["a", "b", "c"]
     completes = [s for s in named(finished, "/cmo.api.v1.WorkerService/CompleteTask") if s.kind is SpanKind.CLIENT]
     assert {c.parent.span_id for c in completes if c.parent} == set(by_id)
+    # The server's span of each checkpoint (a call on the worker's session) is the client span's child.
+    handled = [s for s in named(finished, "/cmo.api.v1.WorkerService/CompleteTask") if s.kind is SpanKind.SERVER]
+    assert sorted(s.parent.span_id for s in handled if s.parent) == sorted(c.context.span_id for c in completes)
+    assert {attrs(s)["rpc.grpc.status_code"] for s in handled} == {grpc.StatusCode.OK.value[0]}
 
 
 @cmo.activity(retry=cmo.RetryPolicy(max_attempts=1))
