@@ -2,10 +2,11 @@
 
     uv run python bench/history.py [--runs 1000000] [--steps-per-run 3]
 
-Fills a database with `--runs` ended runs (completed and failed, of five graphs, over 30 days)
-and their steps, then runs `bench/run.py --workload W1` and `W3` on copies of it and on empty
-databases, times the first page of ListRuns (newest first, filtered by status and graph) on the
-filled one, and prints the query plans of a claim, a checkpoint and that ListRuns. One JSON
+Fills a database with `--runs` ended runs (completed and failed, of five graphs, over 30 days),
+their steps and one activity each, and 1,000 pending runs with a ready task each beside them,
+then runs `bench/run.py --workload W1` and `W3` on copies of it and on empty databases, times
+the first page of ListRuns (newest first, filtered by status and graph) on the filled one, and
+prints the query plans of a claim, a checkpoint and that ListRuns. One JSON
 object per line on stdout; Postgres is $CMO_BENCH_POSTGRES_URL or a throwaway cluster.
 """
 
@@ -50,6 +51,27 @@ FILL_RUNS = """
            now() - interval '30 days' + i * interval '2 seconds' + interval '1 second'
       FROM generate_series(1, %(runs)s) AS i
 """
+FILL_ACTIVITIES = """
+    INSERT INTO activities (namespace, run_id, step_index, seq, kind, name, request_hash, result, attempt, recorded_at)
+    SELECT 'default/default', 'old-' || i, 1, 0, 'call', 'lookup', md5(i::text), '\\x6e756c6c'::bytea, 1, now()
+      FROM generate_series(1, %(runs)s) AS i
+"""
+# Live work beside the history: pending runs with a ready task each, of a graph no bench worker
+# runs, so that the claim's plan is made on a tasks table that is not empty.
+FILL_LIVE_RUNS = """
+    INSERT INTO runs (namespace, run_id, graph_id, graph_version, status, input, seed, step_count, created_at,
+                      updated_at)
+    SELECT 'default/default', 'live-' || i, 'history-a', 1, 1, '\\x7b7d'::bytea, i, 0, now(), now()
+      FROM generate_series(1, %(live)s) AS i
+"""
+FILL_LIVE_TASKS = """
+    INSERT INTO tasks (namespace, run_id, step_index, node_id, task_queue, graph_key, attempt, visible_at, logical_time)
+    SELECT 'default/default', 'live-' || i, 0, 'n0', 'default', 'default/default/history-a@1', 0,
+           now() - interval '1 minute', now()
+      FROM generate_series(1, %(live)s) AS i
+"""
+LIVE_RUNS = 1000
+BIG_TABLES = ("runs", "steps", "activities", "tasks")
 FILL_STEPS = """
     INSERT INTO steps (namespace, run_id, step_index, node_id, attempt, state, state_hash, output, next_key,
                        next_node, logical_time, started_at, finished_at)
@@ -89,9 +111,14 @@ def fill(server_url: str, runs: int, steps: int) -> str:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(FILL_RUNS, {"graphs": list(GRAPHS), "runs": runs, "steps": steps})
         conn.execute(FILL_STEPS, {"runs": runs, "steps": steps})
+        conn.execute(FILL_ACTIVITIES, {"runs": runs})
+        conn.execute(FILL_LIVE_RUNS, {"live": LIVE_RUNS})
+        conn.execute(FILL_LIVE_TASKS, {"live": LIVE_RUNS})
         conn.execute("VACUUM ANALYZE")
         (size,) = conn.execute("SELECT pg_database_size(current_database())").fetchone() or (0,)
-    log(f"filled {runs} runs and {runs * steps} steps in {time.perf_counter() - started:.0f} s ({size >> 20} MiB)")
+    took = time.perf_counter() - started
+    log(f"filled {runs} runs, {runs * steps} steps, {runs} activities, {LIVE_RUNS} live tasks in {took:.0f} s")
+    log(f"the database takes {size >> 20} MiB")
     return url
 
 
@@ -167,7 +194,7 @@ def plans(url: str) -> list[dict[str, Any]]:
             },
         ),
         "list_runs": (
-            LIST_RUNS,
+            LIST_RUNS[True, True],
             {
                 "namespace": "default/default",
                 "graph_id": "history-b",
@@ -184,7 +211,7 @@ def plans(url: str) -> list[dict[str, Any]]:
             rows = conn.execute("EXPLAIN (ANALYZE, COSTS OFF) " + statement, params).fetchall()
             plan = [row[0] for row in rows]
             conn.rollback()  # EXPLAIN ANALYZE ran the writes: keep the history as it was
-            scans = [line.strip() for line in plan if "Seq Scan on runs" in line or "Seq Scan on steps" in line]
+            scans = [line.strip() for line in plan if any(f"Seq Scan on {table}" in line for table in BIG_TABLES)]
             found.append({"plan": name, "seq_scans_of_big_tables": scans, "lines": plan})
     return found
 
