@@ -1,6 +1,9 @@
 """CMO beside DBOS and LangGraph on W1-W3, on one throwaway Postgres, in one run; one table of ratios at the end.
 
-    uv run --group bench-peers python -m bench.peers.run [--system cmo|dbos|langgraph|all]
+CMO runs on that Postgres and, as `cmo-sqlite`, on its embedded dev server (a SQLite file). Each
+repetition first measures the floor of a durable step (bench/floor.py) on the same cluster.
+
+    uv run --group bench-peers python -m bench.peers.run [--system cmo|cmo-sqlite|dbos|langgraph|all]
         [--workload W1|W2|W3|all] [--repeat N] [--quick]                        # `make bench-peers`
 
 CMO runs exactly as bench/run.py runs it (its own server and worker processes, the client here);
@@ -27,10 +30,19 @@ from pathlib import Path
 from typing import Any
 
 from bench.cpu import CpuMeter, calibrate
+from bench.floor import measure_floor
 from bench.peers.dbos_peer import running_dbos
 from bench.peers.drive import PEER_WORKLOADS, PeerRuns, drive
 from bench.peers.langgraph_peer import running_langgraph
-from bench.run import environment, log, machine_numbers, measure, postgres_databases, postgres_processes
+from bench.run import (
+    environment,
+    log,
+    machine_numbers,
+    measure,
+    postgres_databases,
+    postgres_processes,
+    sqlite_databases,
+)
 from bench.workloads import WORKLOADS
 from tests.support.postgres import create_database, drop_database, throwaway_postgres
 
@@ -38,7 +50,9 @@ PEERS: dict[str, Callable[[str], AbstractAsyncContextManager[PeerRuns]]] = {
     "dbos": running_dbos,
     "langgraph": running_langgraph,
 }
-SYSTEMS = ("cmo", *PEERS)
+CMO_SYSTEMS = ("cmo", "cmo-sqlite")
+"""CMO on Postgres (the peers' database) and its embedded dev server on SQLite."""
+SYSTEMS = (*CMO_SYSTEMS, *PEERS)
 METRICS = (
     ("W1", "p50_ms", "lower"),
     ("W1", "p95_ms", "lower"),
@@ -97,15 +111,17 @@ def table(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for system, median in medians.items():
             row[system] = {"median": median, "min": min(values[system]), "max": max(values[system])}
             row[system]["n"] = len(values[system])
-        for peer in PEERS:
-            if "cmo" in medians and medians.get(peer):
-                row[f"cmo/{peer}"] = round(medians["cmo"] / medians[peer], 2)
+        for cmo in CMO_SYSTEMS:
+            for peer in PEERS:
+                if cmo in medians and medians.get(peer):
+                    row[f"{cmo}/{peer}"] = round(medians[cmo] / medians[peer], 2)
         rows.append(row)
     return rows
 
 
 def table_text(rows: list[dict[str, Any]]) -> str:
-    header = ["workload", "metric", *SYSTEMS, *(f"CMO/{peer}" for peer in PEERS)]
+    ratios = [f"{cmo}/{peer}" for cmo in CMO_SYSTEMS for peer in PEERS]
+    header = ["workload", "metric", *SYSTEMS, *ratios]
     text = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in rows:
         cells = [row["workload"], f"{row['metric']} ({row['better']} is better)"]
@@ -117,9 +133,33 @@ def table_text(rows: list[dict[str, Any]]) -> str:
                 cells.append(f"{cell['median']:g} ({cell['min']:g}-{cell['max']:g})")
             else:
                 cells.append(f"{cell['median']:g}")
-        cells += [f"{row[f'cmo/{peer}']:.2f}" if f"cmo/{peer}" in row else "-" for peer in PEERS]
+        cells += [f"{row[ratio]:.2f}" if ratio in row else "-" for ratio in ratios]
         text.append("| " + " | ".join(cells) + " |")
     return "\n".join(text)
+
+
+def floor_on(server_url: str) -> dict[str, float]:
+    """The step floor (bench/floor.py), measured on a fresh database of the cluster."""
+    database_url = create_database(server_url)
+    try:
+        return measure_floor(database_url)
+    finally:
+        drop_database(server_url, database_url)
+
+
+def floor_text(floor: dict[str, float], rows: list[dict[str, Any]]) -> str:
+    """The floor, and CMO's W3 step against it."""
+    if not floor:
+        return ""
+    text = (
+        f"floor (medians): gRPC unary round trip {floor['grpc_unary_round_trip_p50_ms']} ms, "
+        f"message pair on a stream {floor['grpc_stream_message_pair_p50_ms']} ms, "
+        f"Postgres commit {floor['postgres_commit_p50_ms']} ms; one step's floor {floor['step_floor_ms']} ms"
+    )
+    w3 = next((row for row in rows if row["workload"] == "W3" and "cmo" in row), None)
+    if w3 is not None:
+        text += f"; CMO's W3 step / floor: {w3['cmo']['median'] / floor['step_floor_ms']:.2f}"
+    return text
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -138,10 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     systems = list(SYSTEMS) if args.system == "all" else [args.system]
     workloads = list(PEER_WORKLOADS) if args.workload == "all" else [args.workload]
     # What bench/run.py's `measure` reads: CMO exactly as `bench/run.py --backend postgres` runs it.
-    cmo_args = argparse.Namespace(quick=args.quick, scale=1.0, profile=None, breakdown=False, patch=[])
+    cmo_args = argparse.Namespace(
+        quick=args.quick, scale=1.0, profile=None, breakdown=False, patch=[], worker_calls="session"
+    )
 
     env = environment()
     lines: list[dict[str, Any]] = []
+    floors: list[dict[str, float]] = []
     failed = False
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cmo-bench-peers-")))
@@ -152,14 +195,20 @@ def main(argv: list[str] | None = None) -> int:
             # bench/run.py's database factory then makes CMO's databases on this same cluster.
             os.environ["CMO_BENCH_POSTGRES_URL"] = server_url
         fresh_database = stack.enter_context(postgres_databases(tmp))
+        fresh_sqlite = stack.enter_context(sqlite_databases(tmp))
         # Systems alternate within each repetition, so that the machine's drift hits them alike.
         for attempt in range(args.repeat):
+            floors.append(floor_on(server_url))
+            print(json.dumps({"floor": floors[-1], "repetition": attempt + 1, **env}), flush=True)
             for workload in workloads:
                 for system in systems:
-                    if system == "cmo":
-                        name = f"cmo-{workload}-{attempt + 1}"
-                        line = measure(cmo_args, "postgres", WORKLOADS[workload], fresh_database, tmp / name)
-                        line = {"system": "cmo", **line} if line else None
+                    if system in CMO_SYSTEMS:
+                        name = f"{system}-{workload}-{attempt + 1}"
+                        backend, databases = (
+                            ("postgres", fresh_database) if system == "cmo" else ("sqlite", fresh_sqlite)
+                        )
+                        line = measure(cmo_args, backend, WORKLOADS[workload], databases, tmp / name)
+                        line = {"system": system, **line} if line else None
                     else:
                         line = measure_peer(system, workload, server_url, quick=args.quick)
                     if line is None:
@@ -168,9 +217,11 @@ def main(argv: list[str] | None = None) -> int:
                     lines.append(line)
                     print(json.dumps({**line, **env}), flush=True)
     rows = table(lines)
+    floor = {key: statistics.median(f[key] for f in floors) for key in floors[0]} if floors else {}
     log(f"medians over {args.repeat} repetition(s); CMO/peer < 1 is CMO faster for a time, slower for runs/s:")
     print(table_text(rows), file=sys.stderr, flush=True)
-    print(json.dumps({"table": rows, **env}), flush=True)
+    print(floor_text(floor, rows), file=sys.stderr, flush=True)
+    print(json.dumps({"table": rows, "floor": floor, **env}), flush=True)
     return 1 if failed else 0
 
 
