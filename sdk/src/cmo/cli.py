@@ -403,5 +403,27 @@ def replay(
     replaying.print_steps(console, history, to_step, verbose=verbose, table=table)
 
 
+@main.group()
+def a2a() -> None:
+    """Agent-to-agent envelopes."""
+
+
+@a2a.command("validate")
+@click.argument("source", type=click.File("rb"), default="-")
+def a2a_validate(source: Any) -> None:
+    """Check an envelope (a file, or stdin with -) against the spec: exit 1 naming what is wrong."""
+    from cmo.a2a import Envelope, EnvelopeError
+
+    try:
+        envelope = Envelope.parse(source.read())
+    except EnvelopeError as err:
+        click.echo(f"invalid: {err.path}: {err.message} ({err.rule})", err=True)
+        sys.exit(1)
+    meta = envelope.meta
+    click.echo(
+        f"valid {meta.type} {meta.message_id} from {meta.sender.type}/{meta.sender.id} in {meta.tenant}/{meta.project}"
+    )
+
+
 if __name__ == "__main__":
     sys.exit(main())
