@@ -95,7 +95,7 @@ def _check(name: str, document: Any, root: str) -> None:
 
 
 def _path(root: str, name: str | None) -> str:
-    """fastjsonschema's name of the value (`data.meta.to[0]`) as a JSON path under `root` (`$.meta.to[0]`)."""
+    """The JSON path under `root` (`$.meta.to[0]`) of the value fastjsonschema names `data.meta.to[0]`."""
     name = name or "data"
     return root + name[len("data") :] if name.startswith("data") else root
 
