@@ -1,0 +1,242 @@
+"""A transport in this process's memory, for users' unit tests: the contract of every transport."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from cmo.a2a.topics import check_pattern, matches
+from cmo.a2a.transports._protocol import Counters, DeadLetterRecord
+
+__all__ = ["MemoryTransport"]
+
+RESUME_AT = 0.8
+"""A paused subscription reads again once its pending deliveries are down to this share of the maximum."""
+
+
+@dataclass(eq=False, slots=True)
+class _Entry:
+    topic: str
+    data: bytes
+    message_id: str
+    deliveries: int = 0
+    holder: _Subscription | None = None
+    due: float = 0.0  # when a delivery in flight is given up on (its consumer is presumed dead)
+
+
+@dataclass(eq=False, slots=True)
+class _Group:
+    name: str
+    pattern: str
+    ready: collections.deque[_Entry] = field(default_factory=collections.deque)
+    in_flight: dict[int, _Entry] = field(default_factory=dict)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+
+class MemoryTransport:
+    """Topics, consumer groups, acks, redelivery, dead letters and backpressure, in memory."""
+
+    def __init__(self) -> None:
+        self.counters = Counters()
+        self._groups: dict[tuple[str, str], _Group] = {}
+        self._dead: list[DeadLetterRecord] = []
+        self._ids = itertools.count(1)
+        self._closed = False
+
+    async def publish(self, topic: str, data: bytes, *, message_id: str) -> None:
+        """Append the message for every group whose pattern matches `topic`."""
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        self.counters.published += 1
+        for group in self._groups.values():
+            if matches(group.pattern, topic):
+                group.ready.append(_Entry(topic, bytes(data), message_id))
+                async with group.changed:
+                    group.changed.notify_all()
+
+    async def subscribe(
+        self,
+        pattern: str,
+        *,
+        group: str,
+        consumer: str,
+        max_deliveries: int = 5,
+        ack_wait: float = 30.0,
+        max_pending: int = 100,
+    ) -> _Subscription:
+        """A consumer of `group` on `pattern` (the group is made on first use and kept)."""
+        check_pattern(pattern)
+        state = self._groups.setdefault((group, pattern), _Group(group, pattern))
+        return _Subscription(self, state, consumer, max_deliveries, ack_wait, max_pending)
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetterRecord]:
+        """The oldest dead letters, up to `limit`."""
+        return self._dead[:limit]
+
+    async def close(self) -> None:
+        """Refuse further publishing."""
+        self._closed = True
+
+    def _dead_letter(self, group: _Group, entry: _Entry, reason: str, detail: str) -> None:
+        self.counters.dead_lettered += 1
+        self._dead.append(
+            DeadLetterRecord(entry.topic, entry.message_id, entry.data, reason, detail, entry.deliveries, group.name)
+        )
+
+
+class _Subscription:
+    def __init__(
+        self,
+        transport: MemoryTransport,
+        group: _Group,
+        consumer: str,
+        max_deliveries: int,
+        ack_wait: float,
+        max_pending: int,
+    ) -> None:
+        self._transport = transport
+        self._group = group
+        self.consumer = consumer
+        self._max_deliveries = max_deliveries
+        self._ack_wait = ack_wait
+        self._max_pending = max_pending
+        self._mine: set[int] = set()
+        self._paused = False
+        self._closed = False
+
+    @property
+    def pending(self) -> int:
+        return len(self._mine)
+
+    def __aiter__(self) -> AsyncIterator[_MemoryDelivery]:
+        return self._deliveries()
+
+    async def close(self) -> None:
+        """Stop reading. Deliveries still held are not given back: they come again after `ack_wait`."""
+        self._closed = True
+        async with self._group.changed:
+            self._group.changed.notify_all()
+
+    async def _deliveries(self) -> AsyncIterator[_MemoryDelivery]:
+        loop = asyncio.get_running_loop()
+        group = self._group
+        while not self._closed:
+            async with group.changed:
+                while not self._closed and (
+                    self._held_back() or (not self._take_expired(loop.time()) and not group.ready)
+                ):
+                    await self._wait(loop.time())
+                if self._closed:
+                    return
+                entry = group.ready.popleft()
+            entry.deliveries += 1
+            if entry.deliveries > self._max_deliveries:
+                self._transport._dead_letter(
+                    group, entry, "max_deliveries", f"not acked in {self._max_deliveries} deliveries"
+                )
+                continue
+            key = next(self._transport._ids)
+            entry.holder, entry.due = self, loop.time() + self._ack_wait
+            group.in_flight[key] = entry
+            self._mine.add(key)
+            counters = self._transport.counters
+            counters.delivered += 1
+            counters.redelivered += entry.deliveries > 1
+            yield _MemoryDelivery(self, key, entry)
+
+    def _held_back(self) -> bool:
+        """Backpressure: pause at the maximum of pending deliveries, resume at 80% of it."""
+        if self.pending >= self._max_pending:
+            self._paused = True
+        elif self._paused and self.pending <= self._max_pending * RESUME_AT:
+            self._paused = False
+        return self._paused
+
+    def _take_expired(self, now: float) -> bool:
+        """Put deliveries whose consumer has not answered within ack_wait back in line."""
+        group = self._group
+        expired = [k for k, e in group.in_flight.items() if e.due <= now]
+        for key in expired:
+            entry = group.in_flight.pop(key)
+            if entry.holder is not None:
+                entry.holder._mine.discard(key)
+            group.ready.appendleft(entry)
+        return bool(group.ready)
+
+    async def _wait(self, now: float) -> None:
+        dues = [e.due for e in self._group.in_flight.values()]
+        timeout = max(min(dues) - now, 0.001) if dues else None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._group.changed.wait(), timeout)
+
+    def _settle(self, key: int) -> _Entry | None:
+        """The delivery's entry, if it is still this subscription's to settle."""
+        if key not in self._mine:
+            return None
+        self._mine.discard(key)
+        return self._group.in_flight.pop(key, None)
+
+    async def _notify(self) -> None:
+        async with self._group.changed:
+            self._group.changed.notify_all()
+
+
+_later: set[asyncio.Future[None]] = set()
+"""Nak'ed deliveries waiting out their delay."""
+
+
+@dataclass(frozen=True, slots=True)
+class _MemoryDelivery:
+    _subscription: _Subscription
+    _key: int
+    _entry: _Entry
+
+    @property
+    def topic(self) -> str:
+        return self._entry.topic
+
+    @property
+    def data(self) -> bytes:
+        return self._entry.data
+
+    @property
+    def message_id(self) -> str:
+        return self._entry.message_id
+
+    @property
+    def deliveries(self) -> int:
+        return self._entry.deliveries
+
+    async def ack(self) -> None:
+        if self._subscription._settle(self._key) is not None:
+            self._subscription._transport.counters.acked += 1
+        await self._subscription._notify()
+
+    async def nak(self, delay: float = 0.0) -> None:
+        entry = self._subscription._settle(self._key)
+        if entry is None:
+            return
+        group = self._subscription._group
+        if delay <= 0:
+            group.ready.appendleft(entry)
+            await self._subscription._notify()
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            group.ready.append(entry)
+            await self._subscription._notify()
+
+        task = asyncio.ensure_future(later())
+        _later.add(task)
+        task.add_done_callback(_later.discard)
+
+    async def term(self, reason: str, detail: str = "") -> None:
+        entry = self._subscription._settle(self._key)
+        if entry is not None:
+            self._subscription._transport._dead_letter(self._subscription._group, entry, reason, detail)
+        await self._subscription._notify()
