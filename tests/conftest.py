@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.postgres import postgres_url
+from tests.support.redis import redis_url
 from tests.support.s3 import S3Server, s3_server
 
 
@@ -22,3 +23,10 @@ def s3() -> Iterator[S3Server]:
     """A real S3 endpoint and credentials: $CMO_TEST_S3_ENDPOINT or a throwaway SeaweedFS."""
     with s3_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """URL of a real Redis server: $CMO_TEST_REDIS_URL or a throwaway one."""
+    with redis_url() as url:
+        yield url

@@ -54,6 +54,7 @@ class DeadLetterRecord:
     reason: str
     detail: str
     deliveries: int
+    """How many times it was delivered to a consumer before it was dead-lettered."""
     group: str = ""
 
 

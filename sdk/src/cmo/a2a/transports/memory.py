@@ -133,12 +133,12 @@ class _Subscription:
                 if self._closed:
                     return
                 entry = group.ready.popleft()
-            entry.deliveries += 1
-            if entry.deliveries > self._max_deliveries:
+            if entry.deliveries >= self._max_deliveries:
                 self._transport._dead_letter(
                     group, entry, "max_deliveries", f"not acked in {self._max_deliveries} deliveries"
                 )
                 continue
+            entry.deliveries += 1
             key = next(self._transport._ids)
             entry.holder, entry.due = self, loop.time() + self._ack_wait
             group.in_flight[key] = entry

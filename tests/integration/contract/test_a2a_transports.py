@@ -1,27 +1,34 @@
-"""The transport contract (cmo/a2a/transports/_protocol.py), on every transport.
-
-Only the in-memory transport is here yet; Redis Streams and NATS JetStream join this suite through
-the `transport` fixture.
+"""The transport contract (cmo/a2a/transports/_protocol.py), on every transport: in memory, and
+Redis Streams on a real Redis server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from cmo.a2a.transports import Delivery, MemoryTransport, Subscription, Transport
+from tests.support.waiting import assert_eventually
 
 TOPIC = "qa.acme.web.specialists.healer.invoke"
 OTHER = "qa.acme.web.specialists.scout.invoke"
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def transport(request: pytest.FixtureRequest) -> AsyncIterator[Transport]:
-    opened = MemoryTransport()
+    opened: Transport
+    if request.param == "memory":
+        opened = MemoryTransport()
+    else:
+        from cmo.a2a.transports.redis import RedisTransport
+
+        url = request.getfixturevalue("redis_server")
+        opened = RedisTransport.from_url(url, key_prefix=f"test-{uuid.uuid4().hex[:8]}:")
     try:
         yield opened
     finally:
@@ -81,7 +88,8 @@ async def test_the_consumers_of_a_group_share_its_messages_each_once(transport: 
             await asyncio.sleep(0.001)
 
     tasks = [asyncio.create_task(consume(one, "c1")), asyncio.create_task(consume(two, "c2"))]
-    await asyncio.sleep(0.5)
+    await assert_eventually(lambda: len(seen) >= len(ids), what="every message handled")
+    await asyncio.sleep(0.2)  # and nothing more comes
     for task in tasks:
         task.cancel()
     assert sorted(m for _, m in seen) == sorted(ids), "a message was lost or handled twice"
@@ -106,16 +114,15 @@ async def test_a_nak_redelivers_and_a_poison_message_is_dead_lettered_while_the_
                 await delivery.ack()
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(0.3)
+    [dead] = await assert_eventually(transport.dead_letters, what="the poison message dead-lettered")
     task.cancel()
     assert handled == ["ok0", "ok1", "ok2"]
     assert deliveries_of_poison == [1, 2, 3]
-    [dead] = await transport.dead_letters()
     assert (dead.message_id, dead.topic, dead.reason, dead.deliveries, dead.data) == (
         "poison0",
         TOPIC,
         "max_deliveries",
-        4,
+        3,
         b"poison0",
     )
     assert transport.counters.dead_lettered == 1
