@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.nats import nats_url
 from tests.support.postgres import postgres_url
 from tests.support.redis import redis_url
 from tests.support.s3 import S3Server, s3_server
@@ -29,4 +30,11 @@ def s3() -> Iterator[S3Server]:
 def redis_server() -> Iterator[str]:
     """URL of a real Redis server: $CMO_TEST_REDIS_URL or a throwaway one."""
     with redis_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[str]:
+    """URL of a real NATS server with JetStream: $CMO_TEST_NATS_URL or a throwaway one."""
+    with nats_url() as url:
         yield url

@@ -50,9 +50,9 @@ PEERS: dict[str, Callable[[str], AbstractAsyncContextManager[PeerRuns]]] = {
     "dbos": running_dbos,
     "langgraph": running_langgraph,
 }
-CMO_SYSTEMS = ("cmo", "cmo-sqlite")
+SYSTEMS_OF_CMO = ("cmo", "cmo-sqlite")
 """CMO on Postgres (the peers' database) and its embedded dev server on SQLite."""
-SYSTEMS = (*CMO_SYSTEMS, *PEERS)
+SYSTEMS = (*SYSTEMS_OF_CMO, *PEERS)
 METRICS = (
     ("W1", "p50_ms", "lower"),
     ("W1", "p95_ms", "lower"),
@@ -111,7 +111,7 @@ def table(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for system, median in medians.items():
             row[system] = {"median": median, "min": min(values[system]), "max": max(values[system])}
             row[system]["n"] = len(values[system])
-        for cmo in CMO_SYSTEMS:
+        for cmo in SYSTEMS_OF_CMO:
             for peer in PEERS:
                 if cmo in medians and medians.get(peer):
                     row[f"{cmo}/{peer}"] = round(medians[cmo] / medians[peer], 2)
@@ -120,7 +120,7 @@ def table(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def table_text(rows: list[dict[str, Any]]) -> str:
-    ratios = [f"{cmo}/{peer}" for cmo in CMO_SYSTEMS for peer in PEERS]
+    ratios = [f"{cmo}/{peer}" for cmo in SYSTEMS_OF_CMO for peer in PEERS]
     header = ["workload", "metric", *SYSTEMS, *ratios]
     text = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in rows:
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"floor": floors[-1], "repetition": attempt + 1, **env}), flush=True)
             for workload in workloads:
                 for system in systems:
-                    if system in CMO_SYSTEMS:
+                    if system in SYSTEMS_OF_CMO:
                         name = f"{system}-{workload}-{attempt + 1}"
                         backend, databases = (
                             ("postgres", fresh_database) if system == "cmo" else ("sqlite", fresh_sqlite)
