@@ -1,5 +1,5 @@
-"""The transport contract (cmo/a2a/transports/_protocol.py), on every transport: in memory, and
-Redis Streams on a real Redis server.
+"""The transport contract (cmo/a2a/transports/_protocol.py), on every transport: in memory, Redis
+Streams on a real Redis server, NATS JetStream on a real nats-server (fsync before every ack).
 """
 
 from __future__ import annotations
@@ -19,11 +19,19 @@ TOPIC = "qa.acme.web.specialists.healer.invoke"
 OTHER = "qa.acme.web.specialists.scout.invoke"
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=["memory", pytest.param("redis", marks=pytest.mark.redis), pytest.param("nats", marks=pytest.mark.nats)]
+)
 async def transport(request: pytest.FixtureRequest) -> AsyncIterator[Transport]:
     opened: Transport
     if request.param == "memory":
         opened = MemoryTransport()
+    elif request.param == "nats":
+        from cmo.a2a.transports.nats import NatsTransport
+
+        tag = uuid.uuid4().hex[:8]
+        url = request.getfixturevalue("nats_server")
+        opened = await NatsTransport.connect(url, stream=f"TEST_{tag}", subject_prefix=f"test{tag}")
     else:
         from cmo.a2a.transports.redis import RedisTransport
 
@@ -179,3 +187,21 @@ async def test_a_consumer_pauses_at_its_maximum_of_pending_and_resumes_at_80_per
 
     await asyncio.wait_for(drain(), 5)
     assert sorted(d.message_id for d in [*received, *rest]) == sorted(ids), "backpressure lost a message"
+
+
+@pytest.mark.nats
+async def test_nats_drops_a_republished_message_id_within_its_duplicate_window(nats_server: str):
+    from cmo.a2a.transports.nats import NatsTransport
+
+    tag = uuid.uuid4().hex[:8]
+    transport = await NatsTransport.connect(nats_server, stream=f"TEST_{tag}", subject_prefix=f"test{tag}")
+    try:
+        sub = await transport.subscribe(TOPIC, group="g", consumer="c")
+        for _ in range(3):  # a retried step publishing its message again
+            await transport.publish(TOPIC, b"once", message_id="same-id")
+        await publish(transport, 1, prefix="other")
+        got = await take(sub, 2)
+        assert [d.message_id for d in got] == ["same-id", "other0"]
+        await nothing_more(sub)
+    finally:
+        await transport.close()

@@ -196,7 +196,7 @@ class RedisSubscription:
         self._streams: set[str] = set()
         self._discovered_at = 0.0
         self._reclaimed_at = 0.0
-        self._mine: set[tuple[str, bytes]] = set()
+        self._mine: dict[tuple[str, bytes], float] = {}  # (stream, entry) -> when it was handed out
         self._settled = asyncio.Event()
         self._paused = False
         self._closed = False
@@ -295,18 +295,22 @@ class RedisSubscription:
         return int(found[0]["times_delivered"]) if found else 1
 
     def _deliver(self, key: str, entry_id: bytes, fields: dict[bytes, bytes], deliveries: int) -> RedisDelivery:
-        self._mine.add((key, entry_id))
+        self._mine[key, entry_id] = time.monotonic()
         counters = self._transport.counters
         counters.delivered += 1
         counters.redelivered += deliveries > 1
         return RedisDelivery(self, key, entry_id, fields, deliveries)
 
     def _settle(self, key: str, entry_id: bytes) -> bool:
-        if (key, entry_id) not in self._mine:
+        """Whether this subscription may still settle the delivery: not past its ack_wait.
+
+        Past it, another consumer may have claimed the entry, and XACK does not tell whose it is.
+        """
+        handed_out = self._mine.pop((key, entry_id), None)
+        if handed_out is None:
             return False
-        self._mine.discard((key, entry_id))
         self._settled.set()
-        return True
+        return time.monotonic() - handed_out < self._ack_wait_ms / 1000
 
 
 @dataclass(frozen=True, slots=True)
