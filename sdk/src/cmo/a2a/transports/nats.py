@@ -9,7 +9,7 @@ delivering what is published from its creation on). Past `max_deliveries` a mess
 dead-lettered by the consumer that receives it once more (the server's `max_deliver` is one more,
 so that delivery comes); should every one of those deliveries be lost, the server's MAX_DELIVERIES
 advisory, heard by one live member of the group, dead-letters it. Dead letters go to the stream
-`<stream>_DEADLETTER`, de-duplicated by (consumer, stream sequence).
+`<stream>-deadletter`, de-duplicated by (consumer, stream sequence).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class NatsTransport:
         self,
         client: Client,
         *,
-        stream: str = "CMO_A2A",
+        stream: str = "cmo-a2a",
         subject_prefix: str = "cmo.a2a",
         duplicate_window: float = 120.0,
     ) -> None:
@@ -58,7 +58,7 @@ class NatsTransport:
         self._nc = client
         self._js: JetStreamContext = client.jetstream()
         self._stream = stream
-        self._dead_stream = f"{stream}_DEADLETTER"
+        self._dead_stream = f"{stream}-deadletter"
         self._prefix = subject_prefix
         self._duplicate_window = duplicate_window
         self._ready = False
