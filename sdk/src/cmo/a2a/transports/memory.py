@@ -10,12 +10,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from cmo.a2a.topics import check_pattern, matches
+from cmo.a2a.transports._flow import Backpressure
 from cmo.a2a.transports._protocol import Counters, DeadLetterRecord
 
 __all__ = ["MemoryTransport"]
-
-RESUME_AT = 0.8
-"""A paused subscription reads again once its pending deliveries are down to this share of the maximum."""
 
 
 @dataclass(eq=False, slots=True)
@@ -103,9 +101,8 @@ class _Subscription:
         self.consumer = consumer
         self._max_deliveries = max_deliveries
         self._ack_wait = ack_wait
-        self._max_pending = max_pending
         self._mine: set[int] = set()
-        self._paused = False
+        self._flow = Backpressure(max_pending)
         self._closed = False
 
     @property
@@ -127,7 +124,7 @@ class _Subscription:
         while not self._closed:
             async with group.changed:
                 while not self._closed and (
-                    self._held_back() or (not self._take_expired(loop.time()) and not group.ready)
+                    self._flow.held_back(self.pending) or (not self._take_expired(loop.time()) and not group.ready)
                 ):
                     await self._wait(loop.time())
                 if self._closed:
@@ -147,14 +144,6 @@ class _Subscription:
             counters.delivered += 1
             counters.redelivered += entry.deliveries > 1
             yield _MemoryDelivery(self, key, entry)
-
-    def _held_back(self) -> bool:
-        """Backpressure: pause at the maximum of pending deliveries, resume at 80% of it."""
-        if self.pending >= self._max_pending:
-            self._paused = True
-        elif self._paused and self.pending <= self._max_pending * RESUME_AT:
-            self._paused = False
-        return self._paused
 
     def _take_expired(self, now: float) -> bool:
         """Put deliveries whose consumer has not answered within ack_wait back in line."""

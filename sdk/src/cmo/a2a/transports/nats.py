@@ -34,11 +34,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import NotFoundError
 
 from cmo.a2a.topics import Topic, check_pattern
+from cmo.a2a.transports._flow import Backpressure
 from cmo.a2a.transports._protocol import Counters, DeadLetterRecord
 
 __all__ = ["NatsTransport"]
 
-RESUME_AT = 0.8
 _FETCH_WAIT = 0.2
 """How long one fetch waits: the most a close waits for it."""
 
@@ -188,10 +188,9 @@ class NatsSubscription:
         self._durable = durable
         self.consumer = consumer
         self._max_deliveries = max_deliveries
-        self._max_pending = max_pending
         self._mine: dict[int, float] = {}  # stream sequence -> when it was handed out
         self._settled = asyncio.Event()
-        self._paused = False
+        self._flow = Backpressure(max_pending)
         self._closed = False
         self._advisories: Any = None
 
@@ -212,13 +211,13 @@ class NatsSubscription:
 
     async def _deliveries(self) -> AsyncIterator[NatsDelivery]:
         while not self._closed:
-            if self._held_back():
+            if self._flow.held_back(self.pending):
                 self._settled.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._settled.wait(), _FETCH_WAIT)
                 continue
             try:
-                messages = await self._pull.fetch(self._max_pending - self.pending, timeout=_FETCH_WAIT)
+                messages = await self._pull.fetch(self._flow.room(self.pending), timeout=_FETCH_WAIT)
             except (NatsTimeout, TimeoutError):
                 continue
             for msg in messages:
@@ -237,13 +236,6 @@ class NatsSubscription:
                 counters.delivered += 1
                 counters.redelivered += deliveries > 1
                 yield NatsDelivery(self, msg, seq, deliveries)
-
-    def _held_back(self) -> bool:
-        if self.pending >= self._max_pending:
-            self._paused = True
-        elif self._paused and self.pending <= self._max_pending * RESUME_AT:
-            self._paused = False
-        return self._paused
 
     def _record(self, msg: Msg, reason: str, detail: str, deliveries: int) -> DeadLetterRecord:
         return DeadLetterRecord(

@@ -24,11 +24,11 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from cmo.a2a.topics import Topic, check_pattern, matches
+from cmo.a2a.transports._flow import Backpressure
 from cmo.a2a.transports._protocol import Counters, DeadLetterRecord
 
 __all__ = ["RedisTransport", "TransportFull"]
 
-RESUME_AT = 0.8
 _BLOCK_MS = 200
 """How long one XREADGROUP waits: the most a close, a new stream or a reclaim waits for it."""
 _DISCOVER_EVERY = 0.5
@@ -192,13 +192,12 @@ class RedisSubscription:
         self._start_id = start_id
         self._max_deliveries = max_deliveries
         self._ack_wait_ms = max(int(ack_wait * 1000), 1)
-        self._max_pending = max_pending
         self._streams: set[str] = set()
         self._discovered_at = 0.0
         self._reclaimed_at = 0.0
         self._mine: dict[tuple[str, bytes], float] = {}  # (stream, entry) -> when it was handed out
         self._settled = asyncio.Event()
-        self._paused = False
+        self._flow = Backpressure(max_pending)
         self._closed = False
 
     @property
@@ -216,12 +215,12 @@ class RedisSubscription:
     async def _deliveries(self) -> AsyncIterator[RedisDelivery]:
         while not self._closed:
             await self._discover()
-            if self._held_back():
+            if self._flow.held_back(self.pending):
                 self._settled.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._settled.wait(), _BLOCK_MS / 1000)
                 continue
-            room = self._max_pending - self.pending
+            room = self._flow.room(self.pending)
             for delivery in await self._reclaim(room):
                 yield delivery
                 room -= 1
@@ -236,13 +235,6 @@ class RedisSubscription:
             for key, entries in batches or []:
                 for entry_id, fields in entries:
                     yield self._deliver(key.decode(), entry_id, fields, 1)
-
-    def _held_back(self) -> bool:
-        if self.pending >= self._max_pending:
-            self._paused = True
-        elif self._paused and self.pending <= self._max_pending * RESUME_AT:
-            self._paused = False
-        return self._paused
 
     async def _discover(self) -> None:
         """Find the streams of topics the pattern matches; make the group on each new one."""
