@@ -18,7 +18,7 @@ import fastjsonschema
 
 from cmo.a2a.errors import EnvelopeError
 
-__all__ = ["MESSAGE_TYPES", "check_envelope", "check_payload", "schema"]
+__all__ = ["MESSAGE_TYPES", "check_envelope", "check_payload", "parse_rfc3339", "schema"]
 
 MESSAGE_TYPES = (
     "TaskRequest",
@@ -38,19 +38,22 @@ _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", re.ASCII)
 
 
-def _date_time(value: str) -> bool:
-    """RFC 3339 date-time: the shape, then a real date and time (no 30 February, no hour 24)."""
+def parse_rfc3339(value: str) -> datetime | None:
+    """An RFC 3339 date-time as an aware datetime (to the microsecond), or None if it is not one."""
     found = _RFC3339.fullmatch(value)
     if found is None:
-        return False
+        return None
     fraction, offset = found.group(1) or "", found.group(2)
     # Python reads microseconds at most; an offset of Z is +00:00.
     text = value[:10] + "T" + value[11:19] + fraction[:7] + ("+00:00" if offset in "Zz" else offset)
     try:
-        datetime.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
+        return datetime.fromisoformat(text)
+    except ValueError:  # no 30 February, no hour 24
+        return None
+
+
+def _date_time(value: str) -> bool:
+    return parse_rfc3339(value) is not None
 
 
 def _uuid(value: str) -> bool:
