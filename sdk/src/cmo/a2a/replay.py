@@ -65,6 +65,11 @@ class ReplayGuard:
 
     async def check(self, envelope: Envelope, *, now: datetime | None = None) -> None:
         """RejectedEnvelope `stale_message` (too old or from the future) or `replayed_message`."""
+        self.check_time(envelope, now=now)
+        await self.check_seen(envelope)
+
+    def check_time(self, envelope: Envelope, *, now: datetime | None = None) -> None:
+        """RejectedEnvelope `stale_message` unless `ts` is within the window (and the skew)."""
         sent = parse_rfc3339(envelope.meta.ts)
         if sent is None:  # Envelope.parse checked it: only a hand-made Meta gets here
             raise RejectedEnvelope("invalid_envelope", "$.meta.ts: must be date-time (format)")
@@ -75,5 +80,8 @@ class ReplayGuard:
             raise RejectedEnvelope(
                 "stale_message", f"sent {-age:.0f} s in the future, over the skew of {self.skew:g} s"
             )
+
+    async def check_seen(self, envelope: Envelope) -> None:
+        """RejectedEnvelope `replayed_message` if its id was seen within the window; records it."""
         if not await self._seen.add(envelope.meta.message_id, self.window + self.skew):
             raise RejectedEnvelope("replayed_message", f"message {envelope.meta.message_id[:16]}… was seen already")
