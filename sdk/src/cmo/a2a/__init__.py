@@ -14,6 +14,11 @@ wire = signed.to_bytes()              # canonical JSON
 received = Envelope.parse(wire)       # schema-checked, its message id recomputed
 keys.verify(received)
 ```
+
+Submodules: `cmo.a2a.transports` (the `Transport` interface; memory, `.redis`, `.nats`),
+`cmo.a2a.pipeline` (`Outbound`, `Inbound`: the send and receive pipelines), `cmo.a2a.agents`
+(`Specialist`, `route`, `DecisionNoticePublisher`), `cmo.a2a.tokens` (JWTs, scopes, capability
+tokens; `cmo-sdk[jwt]`), `cmo.a2a.replay` (the timestamp window and seen-set).
 """
 
 from cmo.a2a._envelope import A2A_VERSION, MAX_ENVELOPE_BYTES, Envelope, Meta, message_id

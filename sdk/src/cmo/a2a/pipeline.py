@@ -188,6 +188,10 @@ class Inbound:
             return
         try:
             reply = await handler(envelope)
+        except RejectedEnvelope as rejection:  # the handler refuses it for good (a type it has no route for)
+            self.rejected[rejection.reason] += 1
+            await delivery.term(rejection.reason, rejection.detail)
+            return
         except Exception:
             logger.exception("handler failed on %s (delivery %d)", envelope.meta.message_id[:16], delivery.deliveries)
             await delivery.nak(self._retry_delay)
