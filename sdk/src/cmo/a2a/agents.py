@@ -92,7 +92,7 @@ class Specialist:
         self.topic = Topic.specialist_invoke(tenant, project, agent.id, prefix=prefix)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._transport = transport
-        self._options = {"max_pending": max_pending, "ack_wait": ack_wait, "max_deliveries": max_deliveries}
+        self._max_pending, self._ack_wait, self._max_deliveries = max_pending, ack_wait, max_deliveries
         self.inbound = Inbound(
             me=agent,
             tenant=tenant,
@@ -111,7 +111,12 @@ class Specialist:
     async def run(self) -> None:
         """Serve until `stop()`."""
         subscription = await self._transport.subscribe(
-            str(self.topic), group=f"specialist-{self.agent.id}", consumer=self.consumer, **self._options
+            str(self.topic),
+            group=f"specialist-{self.agent.id}",
+            consumer=self.consumer,
+            max_deliveries=self._max_deliveries,
+            ack_wait=self._ack_wait,
+            max_pending=self._max_pending,
         )
         self._running = asyncio.current_task()
         try:
