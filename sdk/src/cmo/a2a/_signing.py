@@ -53,7 +53,9 @@ class HmacKeys:
 
 def signed_bytes(envelope: Envelope) -> bytes:
     """What is signed: the canonical JSON of the envelope without `meta.signature`."""
-    return canonical_json(envelope.with_signature(None).to_json())
+    document = envelope.to_json()
+    document["meta"].pop("signature", None)
+    return canonical_json(document)
 
 
 def _mac(secret: bytes, envelope: Envelope) -> str:

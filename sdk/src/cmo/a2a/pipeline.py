@@ -14,6 +14,7 @@ redelivery of one stored message (the transport's, after a consumer died) is nei
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import time
@@ -169,10 +170,35 @@ class Inbound:
         """Rejections by reason."""
         self.handled = 0
 
-    async def serve(self, subscription: Subscription, handler: Handler) -> None:
-        """Run every delivery of `subscription` through the pipeline until it ends or is cancelled."""
-        async for delivery in subscription:
-            await self.handle(delivery, handler)
+    async def serve(self, subscription: Subscription, handler: Handler, *, concurrency: int = 1) -> None:
+        """Run every delivery of `subscription` through the pipeline until it ends or is cancelled.
+
+        With `concurrency` above 1, that many deliveries are handled at once (their acks and
+        replies overlap); the subscription's `max_pending` still bounds what is held.
+        """
+        if concurrency <= 1:
+            async for delivery in subscription:
+                await self.handle(delivery, handler)
+            return
+        slots = asyncio.Semaphore(concurrency)
+        running: set[asyncio.Task[None]] = set()
+
+        async def one(delivery: Delivery) -> None:
+            try:
+                await self.handle(delivery, handler)
+            finally:
+                slots.release()
+
+        try:
+            async for delivery in subscription:
+                await slots.acquire()
+                task = asyncio.create_task(one(delivery))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            for task in list(running):
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
     async def handle(self, delivery: Delivery, handler: Handler) -> None:
         """One delivery: accepted and handled (then acked), or rejected (dead-lettered), or retried."""

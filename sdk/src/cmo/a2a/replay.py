@@ -30,12 +30,15 @@ class MemorySeenSet:
 
     def __init__(self) -> None:
         self._until: dict[str, float] = {}
+        self._prune_at = 1024
 
     async def add(self, message_id: str, ttl: float) -> bool:
         """See `SeenSet.add`."""
         now = time.monotonic()
-        if len(self._until) > 1024:
+        if len(self._until) >= self._prune_at:
+            # Pruned when it has doubled since the last time: amortised O(1) an add.
             self._until = {k: v for k, v in self._until.items() if v > now}
+            self._prune_at = max(1024, 2 * len(self._until))
         if self._until.get(message_id, 0.0) > now:
             return False
         self._until[message_id] = now + ttl
