@@ -205,3 +205,16 @@ async def test_nats_drops_a_republished_message_id_within_its_duplicate_window(n
         await nothing_more(sub)
     finally:
         await transport.close()
+
+
+async def test_health_reports_the_counters_and_what_is_pending(transport: Transport):
+    sub = await transport.subscribe(TOPIC, group="g", consumer="c")
+    await publish(transport, 2)
+    first, second = await take(sub, 2)
+    health = await transport.health()
+    assert health["ok"] is True
+    assert (health["published"], health["delivered"], health["pending"]) == (2, 2, 2)
+    await first.ack()
+    await second.term("bad_signature")
+    health = await transport.health()
+    assert (health["acked"], health["dead_lettered"], health["pending"]) == (1, 1, 0)

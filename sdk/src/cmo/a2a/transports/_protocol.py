@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = ["Counters", "DeadLetterRecord", "Delivery", "Subscription", "Transport"]
 
@@ -112,5 +112,11 @@ class Transport(Protocol):
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetterRecord]:
         """The oldest dead letters still kept, up to `limit`."""
+
+    async def health(self) -> dict[str, Any]:
+        """Whether the server answers (`ok`, `detail`), the counters, and `pending`.
+
+        `pending` counts the deliveries this process's subscriptions hold unsettled.
+        """
 
     async def close(self) -> None: ...

@@ -6,8 +6,10 @@ import asyncio
 import collections
 import contextlib
 import itertools
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from cmo.a2a.topics import check_pattern, matches
 from cmo.a2a.transports._flow import Backpressure
@@ -43,6 +45,7 @@ class MemoryTransport:
         self._groups: dict[tuple[str, str], _Group] = {}
         self._dead: list[DeadLetterRecord] = []
         self._ids = itertools.count(1)
+        self._subscriptions: weakref.WeakSet[_Subscription] = weakref.WeakSet()
         self._closed = False
 
     async def publish(self, topic: str, data: bytes, *, message_id: str) -> None:
@@ -69,11 +72,18 @@ class MemoryTransport:
         """A consumer of `group` on `pattern` (the group is made on first use and kept)."""
         check_pattern(pattern)
         state = self._groups.setdefault((group, pattern), _Group(group, pattern))
-        return _Subscription(self, state, consumer, max_deliveries, ack_wait, max_pending)
+        subscription = _Subscription(self, state, consumer, max_deliveries, ack_wait, max_pending)
+        self._subscriptions.add(subscription)
+        return subscription
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetterRecord]:
         """The oldest dead letters, up to `limit`."""
         return self._dead[:limit]
+
+    async def health(self) -> dict[str, Any]:
+        """Always ok while open; the counters and what this process's subscriptions hold."""
+        pending = sum(s.pending for s in self._subscriptions)
+        return {"ok": not self._closed, "detail": "in memory", **self.counters.as_dict(), "pending": pending}
 
     async def close(self) -> None:
         """Refuse further publishing."""

@@ -21,6 +21,7 @@ import hashlib
 import json
 import re
 import time
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,7 @@ class NatsTransport:
         self._prefix = subject_prefix
         self._duplicate_window = duplicate_window
         self._ready = False
+        self._subscriptions: weakref.WeakSet[NatsSubscription] = weakref.WeakSet()
 
     @classmethod
     async def connect(cls, url: str, **options: Any) -> NatsTransport:
@@ -124,6 +126,7 @@ class NatsTransport:
             await self._js.add_consumer(self._stream, config)
         pull = await self._js.pull_subscribe_bind(durable, self._stream)
         subscription = NatsSubscription(self, pull, group, durable, consumer, max_deliveries, ack_wait, max_pending)
+        self._subscriptions.add(subscription)
         advisory = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{self._stream}.{durable}"
         subscription._advisories = await self._nc.subscribe(advisory, queue=durable, cb=subscription._on_advisory)
         return subscription
@@ -141,6 +144,16 @@ class NatsTransport:
                 stored = await self._js.get_msg(self._dead_stream, seq)
                 records.append(_record_from_json(stored.data or b"{}"))
         return records
+
+    async def health(self) -> dict[str, Any]:
+        """`ok` while connected with JetStream answering; the counters and what subscriptions hold."""
+        try:
+            await self._js.stream_info(self._stream)
+            ok, detail = self._nc.is_connected, "jetstream answers"
+        except Exception as err:  # the health of a dependency: any failure is an answer
+            ok, detail = False, f"jetstream does not answer: {type(err).__name__}"
+        pending = sum(s.pending for s in self._subscriptions)
+        return {"ok": ok, "detail": detail, **self.counters.as_dict(), "pending": pending}
 
     async def close(self) -> None:
         """Close the connection (what is not acked comes again to its group after ack_wait)."""

@@ -14,8 +14,10 @@ makes the entry claimable after its delay (XCLAIM ... IDLE, JUSTID).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -70,6 +72,7 @@ class RedisTransport:
         self._max_backlog = max_backlog
         self._publish_timeout = publish_timeout
         self._backlog_checked: dict[str, float] = {}
+        self._subscriptions: weakref.WeakSet[RedisSubscription] = weakref.WeakSet()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisTransport:
@@ -133,14 +136,25 @@ class RedisTransport:
         await cast("Awaitable[int]", self._redis.hsetnx(groups, name, f"{created}-{_MAX_SEQ}"))
         start = await cast("Awaitable[bytes | None]", self._redis.hget(groups, name))
         assert start is not None
-        return RedisSubscription(
+        subscription = RedisSubscription(
             self, pattern, name, group, consumer, start.decode(), max_deliveries, ack_wait, max_pending
         )
+        self._subscriptions.add(subscription)
+        return subscription
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetterRecord]:
         """The oldest entries of the dead-letter stream, up to `limit`."""
         entries = await self._redis.xrange(f"{self._prefix}deadletter", count=limit)
         return [_dead_letter_record(fields) for _, fields in entries]
+
+    async def health(self) -> dict[str, Any]:
+        """`ok` if Redis answers PING; the counters and what this process's subscriptions hold."""
+        try:
+            ok, detail = bool(await cast("Awaitable[bool]", self._redis.ping())), "redis answers"
+        except Exception as err:  # the health of a dependency: any failure is an answer
+            ok, detail = False, f"redis does not answer: {type(err).__name__}"
+        pending = sum(s.pending for s in self._subscriptions)
+        return {"ok": ok, "detail": detail, **self.counters.as_dict(), "pending": pending}
 
     async def close(self) -> None:
         """Close the connection pool."""
@@ -197,6 +211,8 @@ class RedisSubscription:
         self._reclaimed_at = 0.0
         self._mine: dict[tuple[str, bytes], float] = {}  # (stream, entry) -> when it was handed out
         self._settled = asyncio.Event()
+        self._acks: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        self._acking: asyncio.Task[None] | None = None
         self._flow = Backpressure(max_pending)
         self._closed = False
 
@@ -293,6 +309,36 @@ class RedisSubscription:
         counters.redelivered += deliveries > 1
         return RedisDelivery(self, key, entry_id, fields, deliveries)
 
+    async def _ack(self, key: str, entry_id: bytes) -> None:
+        """XACK, returning once it is done; acks made meanwhile share one round trip (group commit)."""
+        done = asyncio.get_running_loop().create_future()
+        self._acks.append((key, entry_id, done))
+        if self._acking is None or self._acking.done():
+            self._acking = asyncio.create_task(self._flush_acks())
+        await done
+
+    async def _flush_acks(self) -> None:
+        while self._acks:
+            batch, self._acks = self._acks, []
+            by_stream: dict[str, list[bytes]] = collections.defaultdict(list)
+            for key, entry_id, _ in batch:
+                by_stream[key].append(entry_id)
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key, ids in by_stream.items():
+                        pipe.xack(key, self._redis_group, *ids)
+                    acked = await pipe.execute()
+            except Exception as err:
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_exception(err)
+                continue
+            # An entry another consumer claimed and acked meanwhile counts 0: this ack changed nothing.
+            self._transport.counters.acked += sum(int(n) for n in acked)
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
     def _settle(self, key: str, entry_id: bytes) -> bool:
         """Whether this subscription may still settle the delivery: not past its ack_wait.
 
@@ -327,11 +373,8 @@ class RedisDelivery:
 
     async def ack(self) -> None:
         sub = self._subscription
-        if not sub._settle(self._key, self._entry_id):
-            return
-        # 0 when another consumer claimed it meanwhile: it is theirs now, and this ack changes nothing.
-        if await sub._redis.xack(self._key, sub._redis_group, self._entry_id):
-            sub._transport.counters.acked += 1
+        if sub._settle(self._key, self._entry_id):
+            await sub._ack(self._key, self._entry_id)
 
     async def nak(self, delay: float = 0.0) -> None:
         sub = self._subscription
