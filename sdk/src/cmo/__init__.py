@@ -6,6 +6,7 @@ from cmo._artifacts import ArtifactRef
 from cmo._client import Client, RunHandle
 from cmo._graph import END, Graph, NodeContext, NodeResult
 from cmo._http import HttpResponse
+from cmo._mcp import McpServer, McpToolResult
 from cmo._retry import RetryPolicy
 from cmo._types import FailureInfo, PruneReport, RunInfo, RunStatus, StepInfo, WaitInfo
 from cmo._worker import Worker
@@ -19,6 +20,8 @@ __all__ = [
     "FailureInfo",
     "Graph",
     "HttpResponse",
+    "McpServer",
+    "McpToolResult",
     "NodeContext",
     "NodeResult",
     "PruneReport",

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from cmo._activity import Activity, ActivityRunner
     from cmo._artifacts import Artifacts
     from cmo._http import HttpResponse
+    from cmo._mcp import McpServer, McpToolResult
     from cmo.api.v1.worker_service_pb2_grpc import WorkerServiceStub
 from cmo.errors import GraphError
 
@@ -157,6 +158,37 @@ class NodeContext:
             self.activity(act, *args, raise_for_status=True) if raise_for_status else self.activity(act, *args)
         )
         return HttpResponse.from_record(recorded)
+
+    async def mcp(
+        self,
+        server: McpServer,
+        tool: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        timeout: timedelta = timedelta(seconds=60),
+        retry: RetryPolicy | None = None,
+    ) -> McpToolResult:
+        """Call an MCP server's tool as a recorded activity (`cmo-sdk[mcp]`).
+
+        The answer (content blocks, structured content, `is_error`) is recorded: a retried step
+        or a replay returns it without asking the server again. A server that cannot be started
+        or reached is tried again per `retry` (3 tries, 0.5 s apart and doubling, by default).
+
+        Args:
+            server: `McpServer.stdio(command, *args)` or `McpServer.http(url)`.
+            tool: The tool's name.
+            arguments: Its arguments (JSON data).
+            timeout: How long the tool may take.
+            retry: The tries before the outcome is recorded.
+
+        Raises:
+            ActivityError: the last try could not reach the server or get an answer.
+        """
+        from cmo._mcp import McpToolResult, mcp_activity
+
+        act = mcp_activity(tool, retry=retry)
+        recorded = await self.activity(act, server.to_json(), tool, dict(arguments or {}), timeout.total_seconds())
+        return McpToolResult.from_record(recorded)
 
     async def sleep(self, duration: float | timedelta) -> None:
         """Wait `duration` (seconds or a timedelta) on a durable timer, holding no worker slot.
