@@ -8,6 +8,7 @@ from cmo_server.store._protocol import (
     GraphStore,
     MetricsStore,
     ReadyListener,
+    RequestStore,
     RetentionStore,
     RunPage,
     RunStore,
@@ -18,6 +19,7 @@ from cmo_server.store._protocol import (
 
 __all__ = [
     "ActivityStore",
+    "RequestStore",
     "ArtifactStore",
     "GraphPage",
     "GraphStore",

@@ -42,6 +42,7 @@ __all__ = [
     "GraphStore",
     "MetricsStore",
     "ReadyListener",
+    "RequestStore",
     "RetentionStore",
     "RunPage",
     "RunStore",
@@ -261,6 +262,17 @@ class WaitStore(Protocol):
         """
 
 
+class RequestStore(Protocol):
+    """Which run asked what of an agent: how a reply finds its way back (A2A).
+
+    A step that sends an agent a request records it as an activity of kind `a2a.request` named
+    `a2a.<message id>`; a reply names that message id as its `correlation_id`.
+    """
+
+    async def run_of_request(self, namespace: Namespace, message_id: str) -> str | None:
+        """The run whose step recorded the request `message_id`, or None."""
+
+
 class ArtifactStore(Protocol):
     """Artifact records: which run put which content (the content is in the blob store)."""
 
@@ -325,6 +337,7 @@ class Store(
     TaskStore,
     ActivityStore,
     WaitStore,
+    RequestStore,
     ArtifactStore,
     MetricsStore,
     RetentionStore,

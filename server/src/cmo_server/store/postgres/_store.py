@@ -26,6 +26,7 @@ from cmo_server.store.postgres._graphs import PostgresGraphs
 from cmo_server.store.postgres._migrate import migrate
 from cmo_server.store.postgres._notify import PostgresNotifications
 from cmo_server.store.postgres._prune import PostgresRetention
+from cmo_server.store.postgres._requests import PostgresRequests
 from cmo_server.store.postgres._runs import PostgresRuns
 from cmo_server.store.postgres._stats import PostgresStats
 from cmo_server.store.postgres._tasks import PostgresTasks
@@ -76,6 +77,7 @@ class PostgresStore(
     PostgresRuns,
     PostgresTasks,
     PostgresActivities,
+    PostgresRequests,
     PostgresArtifacts,
     PostgresWaits,
     PostgresNotifications,

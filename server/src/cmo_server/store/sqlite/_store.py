@@ -53,6 +53,7 @@ from cmo_server.store.sqlite import _activities as activity_log
 from cmo_server.store.sqlite import _artifacts as artifacts
 from cmo_server.store.sqlite import _graphs as graphs
 from cmo_server.store.sqlite import _prune as prune
+from cmo_server.store.sqlite import _requests as requests
 from cmo_server.store.sqlite import _runs as runs
 from cmo_server.store.sqlite import _stats as stats
 from cmo_server.store.sqlite import _tasks as tasks
@@ -180,6 +181,10 @@ class SqliteStore:
     async def record_activity(self, key: TaskKey, activity: ActivityRecord) -> ActivityRecord:
         """See `Store.record_activity`."""
         return await self._call(activity_log.record_activity, key, activity)
+
+    async def run_of_request(self, namespace: Namespace, message_id: str) -> str | None:
+        """See `Store.run_of_request`."""
+        return await self._call(requests.run_of_request, namespace, message_id)
 
     async def get_task(self, namespace: Namespace, run_id: str) -> TaskState | None:
         """See `Store.get_task`."""
