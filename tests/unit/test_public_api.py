@@ -11,6 +11,8 @@ EXPECTED = [
     "FailureInfo",
     "Graph",
     "HttpResponse",
+    "McpServer",
+    "McpToolResult",
     "NodeContext",
     "NodeResult",
     "PruneReport",
@@ -46,6 +48,7 @@ def test_errors_module_exports_the_tree():
     assert issubclass(cmo.errors.WaitTimeoutError, TimeoutError)
     assert issubclass(cmo.errors.SignalTimeoutError, TimeoutError)
     assert issubclass(cmo.errors.HttpStatusError, cmo.errors.ActivityError)
+    assert issubclass(cmo.errors.SpecialistTimeoutError, TimeoutError)
 
 
 def test_wait_outcome_error_names_match_the_server():

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from cmo._artifacts import Artifacts
     from cmo._http import HttpResponse
     from cmo._mcp import McpServer, McpToolResult
+    from cmo.a2a import AgentId, Budget, SpecialistResult
+    from cmo.a2a.invoke import Messaging
     from cmo.api.v1.worker_service_pb2_grpc import WorkerServiceStub
 from cmo.errors import GraphError
 
@@ -67,6 +69,7 @@ class NodeContext:
         worker_stub: WorkerServiceStub | None = None,
         tenant: str = "default",
         project: str = "default",
+        messaging: Messaging | None = None,
     ) -> None:
         self.tenant = tenant
         """The run's namespace: its tenant and project."""
@@ -84,6 +87,8 @@ class NodeContext:
         self._activities = activities
         self._worker_stub = worker_stub
         self._artifacts: Artifacts | None = None
+        self._messaging = messaging
+        self._invocations = 0
 
     def now(self) -> datetime:
         """The step's logical time (UTC): the same on every attempt and on replay."""
@@ -189,6 +194,48 @@ class NodeContext:
         act = mcp_activity(tool, retry=retry)
         recorded = await self.activity(act, server.to_json(), tool, dict(arguments or {}), timeout.total_seconds())
         return McpToolResult.from_record(recorded)
+
+    async def invoke_specialist(
+        self,
+        specialist: str | AgentId,
+        *,
+        task: str,
+        inputs: Mapping[str, Any] | None = None,
+        budget: Budget | None = None,
+        timeout: timedelta = timedelta(minutes=5),
+    ) -> SpecialistResult:
+        """Ask a specialist agent for a proposal and wait for its answer, durably.
+
+        The request (a signed SpecialistInvocationRequest on the specialist's invoke topic) is a
+        recorded activity, built the same way on every attempt, so a retried or recovered step
+        publishes nothing new. The step then waits for the answer holding no worker slot, across
+        worker and server restarts, like `wait_for_signal`; the server hands the answer to the
+        run. A replay returns the recorded answer. Needs a worker with `messaging=`.
+
+        Args:
+            specialist: Its agent id (`"healer"` on `qa.<tenant>.<project>.specialists.healer.invoke`).
+            task: What to do.
+            inputs: Its inputs (JSON data).
+            budget: What it may spend; by default the timeout in minutes and no money.
+            timeout: How long to wait for the answer (a durable timer).
+
+        Raises:
+            SpecialistTimeoutError: no answer came within `timeout`.
+            RunCancelledError: the run was cancelled before or during the wait.
+        """
+        from cmo.a2a.invoke import invoke_specialist
+
+        sequence, self._invocations = self._invocations, self._invocations + 1
+        return await invoke_specialist(
+            self,
+            self._messaging,
+            specialist,
+            task=task,
+            inputs=dict(inputs or {}),
+            budget=budget,
+            timeout=timeout,
+            sequence=sequence,
+        )
 
     async def sleep(self, duration: float | timedelta) -> None:
         """Wait `duration` (seconds or a timedelta) on a durable timer, holding no worker slot.

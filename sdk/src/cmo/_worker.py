@@ -11,7 +11,7 @@ import traceback
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from opentelemetry import trace
@@ -31,6 +31,9 @@ from cmo.api.v1 import worker_service_pb2 as pb
 from cmo.api.v1.worker_service_pb2_grpc import WorkerServiceStub
 from cmo.errors import ApplicationError, RpcError, RunCancelledError
 from cmo.serialization import canonical_json, parse_json
+
+if TYPE_CHECKING:
+    from cmo.a2a.invoke import Messaging
 
 __all__ = ["Worker"]
 
@@ -73,6 +76,7 @@ class Worker:
         shutdown_grace: float = 30.0,
         eager: bool = True,
         session: bool = True,
+        messaging: Messaging | None = None,
         tenant: str | None = None,
         project: str | None = None,
     ) -> None:
@@ -87,6 +91,8 @@ class Worker:
             poll_wait: Long-poll length in seconds.
             shutdown_grace: Seconds in-flight tasks get to finish after `shutdown()`.
             eager: Take the run's next task in the reply to a checkpoint, saving a round trip.
+            messaging: How its steps talk to agents (`ctx.invoke_specialist`): a transport and
+                the signing keys, `cmo.a2a.invoke.Messaging(transport, keys)`.
             session: Carry the task calls on one stream to the server (a worker session), which
                 costs far less per step than a unary call each; False makes them unary calls,
                 for proxies that do not pass bidirectional streams.
@@ -115,6 +121,7 @@ class Worker:
             SessionStub(self._session, client.worker_stub) if self._session is not None else client.worker_stub
         )
         self._cancellable: dict[str, ActivityRunner] = {}  # task token -> its running step
+        self._messaging = messaging
         self._graphs = {(g.graph_id, g.version): g for g in graphs}
         self.task_queues = sorted(task_queues or {q for g in graphs for q in g.task_queues})
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -279,6 +286,7 @@ class Worker:
             seed=task.seed,
             activities=activities,
             worker_stub=self._client.worker_stub,
+            messaging=self._messaging,
         )
         state: Any = from_json(parse_json(task.state), graph.state_type)
         running = asyncio.create_task(node.run(state, ctx), name=f"cmo-node-{task.run_id}-{task.step_index}")

@@ -18,6 +18,7 @@ CmoError
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ __all__ = [
     "RunCancelledError",
     "RunNotFoundError",
     "SignalTimeoutError",
+    "SpecialistTimeoutError",
     "WaitTimeoutError",
 ]
 
@@ -173,6 +175,14 @@ class SignalTimeoutError(CmoError, TimeoutError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no signal {name!r} arrived in time")
         self.name = name
+
+
+class SpecialistTimeoutError(CmoError, TimeoutError):
+    """`ctx.invoke_specialist` had no answer within its timeout (a durable timer; replays raise it too)."""
+
+    def __init__(self, specialist: str, timeout: timedelta) -> None:
+        super().__init__(f"specialist {specialist!r} did not answer within {timeout}")
+        self.specialist = specialist
 
 
 class ApplicationError(CmoError):

@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from cmo.api.v1 import run_service_pb2, worker_service_pb2
 from cmo_server._background import log_crash
 from cmo_server._health import HealthMonitor, HealthServicer
+from cmo_server.a2a import ReplyConsumer
 from cmo_server.api import RunServicer, WorkerServicer, service_handler
 from cmo_server.artifacts import Artifacts
 from cmo_server.blob import open_blob_store
@@ -189,6 +190,8 @@ class CmoServer:
                     statuses=config.retention.statuses,
                 )
                 this._loops.append(loops.create_task(log_crash("the retention schedule", schedule), name="cmo-prune"))
+            if (replies := await _reply_consumer(config, engine, store, stack)) is not None:
+                this._loops.append(loops.create_task(log_crash("the A2A reply consumer", replies.run), name="cmo-a2a"))
             # The engine logs a crash of its own loops; this brings the server down with it.
             this._loops.append(loops.create_task(engine.wait_background(), name="cmo-engine"))
             try:
@@ -225,6 +228,27 @@ class CmoServer:
         # Parked long-polls return empty now, so the grace period is spent on real work.
         await self._engine.aclose()
         await self._server.stop(grace)
+
+
+async def _reply_consumer(
+    config: ServerConfig, engine: Engine, store: Store, stack: AsyncExitStack
+) -> ReplyConsumer | None:
+    """The consumer of agents' replies to runs, when REDIS_URL and CMO_A2A_KEYS say where and how."""
+    messaging = config.messaging
+    if not messaging.redis_url:
+        return None
+    if not messaging.a2a_keys:
+        logger.warning("REDIS_URL is set but CMO_A2A_KEYS is not: agents' replies to runs are not consumed")
+        return None
+    from cmo.a2a import HmacKeys
+    from cmo.a2a.transports.redis import RedisTransport
+
+    transport = RedisTransport.from_url(messaging.redis_url)
+    stack.push_async_callback(transport.close)
+    keys = HmacKeys(dict(messaging.a2a_keys), current=messaging.a2a_keys[0][0])
+    consumer = ReplyConsumer(engine, store, transport, keys=keys, prefix=messaging.a2a_prefix)
+    logger.info("consuming agents' replies on %s", consumer.pattern)
+    return consumer
 
 
 def _configured_tracer_provider(config: TelemetryConfig) -> TracerProvider | None:

@@ -1,4 +1,8 @@
-"""Agents' messaging (A2A): the Redis the agents share, read and checked but not used by the server yet."""
+"""Agents' messaging (A2A): the Redis the agents share, the keys their envelopes are signed with.
+
+With REDIS_URL and CMO_A2A_KEYS set, the server consumes agents' replies to runs (see
+`cmo_server.a2a`); with REDIS_URL alone it does not, and says so at start.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from cmo.a2a._signing import MIN_SECRET_BYTES
+from cmo.a2a.topics import TOKEN
 from cmo_server.config._readers import ConfigError, _host, _masked_repr, _port, _quote, _redact_url, _utf8
 
 __all__ = ["MessagingConfig"]
@@ -16,12 +22,24 @@ __all__ = ["MessagingConfig"]
 class MessagingConfig:
     """Where agents' messages travel."""
 
-    VARIABLES: ClassVar[tuple[str, ...]] = ("REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD")
+    VARIABLES: ClassVar[tuple[str, ...]] = (
+        "REDIS_URL",
+        "REDIS_HOST",
+        "REDIS_PORT",
+        "REDIS_PASSWORD",
+        "CMO_A2A_KEYS",
+        "CMO_A2A_PREFIX",
+    )
     """Every variable this group reads."""
 
     redis_url: str = ""
     """Redis for agents' messaging, from REDIS_URL or REDIS_HOST/REDIS_PORT/REDIS_PASSWORD.
     May carry the password: shown only redacted."""
+    a2a_keys: tuple[tuple[str, bytes], ...] = ()
+    """HMAC keys of agents' envelopes, CMO_A2A_KEYS = `kid=secret[,kid=secret…]`; the first signs.
+    Secrets: never shown."""
+    a2a_prefix: str = "qa"
+    """The first token of agents' topics, CMO_A2A_PREFIX."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> MessagingConfig:
@@ -30,7 +48,11 @@ class MessagingConfig:
         Raises:
             ConfigError: one of them is malformed; the message never shows the password.
         """
-        config = cls(redis_url=env.get("REDIS_URL", "").strip() or _redis_url(env))
+        config = cls(
+            redis_url=env.get("REDIS_URL", "").strip() or _redis_url(env),
+            a2a_keys=_keys(env.get("CMO_A2A_KEYS", "")),
+            a2a_prefix=env.get("CMO_A2A_PREFIX", "").strip() or "qa",
+        )
         config.validate()
         return config
 
@@ -38,13 +60,31 @@ class MessagingConfig:
         """Raise `ConfigError` naming the first bad setting."""
         if self.redis_url:
             _check_redis_url(self.redis_url)
+        if not TOKEN.fullmatch(self.a2a_prefix):
+            raise ConfigError("CMO_A2A_PREFIX", f"must be a topic token (a-z, 0-9, _ and -), got {self.a2a_prefix!r}")
+        for kid, secret in self.a2a_keys:
+            if len(secret) < MIN_SECRET_BYTES:
+                raise ConfigError("CMO_A2A_KEYS", f"key {kid!r} has {len(secret)} bytes; at least {MIN_SECRET_BYTES}")
 
     def __repr__(self) -> str:
-        return _masked_repr(self, redis_url=_redact_url(self.redis_url))
+        return _masked_repr(self, redis_url=_redact_url(self.redis_url), a2a_keys=self._key_ids())
 
     def redacted(self) -> dict[str, Any]:
-        """The settings as JSON, the password masked."""
-        return {"redis_url": _redact_url(self.redis_url)}
+        """The settings as JSON, the password and the secrets masked."""
+        return {"redis_url": _redact_url(self.redis_url), "a2a_keys": self._key_ids(), "a2a_prefix": self.a2a_prefix}
+
+    def _key_ids(self) -> list[str]:
+        return [f"{kid}=***" for kid, _ in self.a2a_keys]
+
+
+def _keys(text: str) -> tuple[tuple[str, bytes], ...]:
+    keys = []
+    for i, item in enumerate(part.strip() for part in text.split(",") if part.strip()):
+        kid, sep, secret = item.partition("=")
+        if not sep or not kid.strip() or not secret:
+            raise ConfigError("CMO_A2A_KEYS", f"item {i + 1} must be kid=secret")
+        keys.append((kid.strip(), secret.encode()))
+    return tuple(keys)
 
 
 def _check_redis_url(url: str) -> None:
