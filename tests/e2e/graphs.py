@@ -238,8 +238,26 @@ def approval_graph(markers: Markers, worker_id: str) -> cmo.Graph[State]:
     return graph
 
 
+INVOKER = "e2e-invoker"
+"""graph_id of the invoker graph (version 1): one step asking the healer specialist."""
+
+
+def invoker_graph(markers: Markers, worker_id: str) -> cmo.Graph[State]:
+    """One node, `ask`, that invokes the `healer` specialist and keeps its proposal."""
+    graph: cmo.Graph[State] = cmo.Graph(INVOKER, version=1)
+
+    @graph.node(entry=True)
+    async def ask(state: State, ctx: cmo.NodeContext) -> cmo.NodeResult[State]:
+        markers.write(ctx.run_id, ctx.step_index, ctx.attempt, "started", {"pid": os.getpid(), "worker_id": worker_id})
+        result = await ctx.invoke_specialist("healer", task="heal", inputs={"selector": state["selector"]})
+        return cmo.NodeResult({**state, "proposal": result.proposal})
+
+    return graph
+
+
 GRAPHS: dict[str, Callable[[Markers, str], cmo.Graph[State]]] = {
     "approval": approval_graph,
+    "invoker": invoker_graph,
     "counter": counter_graph,
     "orders": orders_graph,
 }

@@ -1,9 +1,11 @@
 """A specialist process for the end-to-end tests: the healer, on Redis Streams.
 
     python -m tests.e2e.specialist_main --redis URL --key-prefix P --marker-dir DIR [--hold]
+        [--hold-until FILE] [--tenant T --project P]
 
 Prints `ready <consumer>` once subscribed. Its handler leaves a marker when it starts and one when
-it has made its effect; with --hold it waits (to be killed) after starting.
+it has made its effect; with --hold it waits (to be killed) after starting, with --hold-until
+until FILE exists.
 """
 
 from __future__ import annotations
@@ -19,7 +21,17 @@ from cmo.a2a.agents import Specialist
 from cmo.a2a.transports.redis import RedisTransport
 
 HEALER = AgentId("specialist", "healer", "1.0")
-KEYS = HmacKeys({"k1": b"e2e-specialist-key-0123456789abcdef"}, current="k1")
+KEY_ID, SECRET = "k1", b"e2e-specialist-key-0123456789abcdef"
+KEYS = HmacKeys({KEY_ID: SECRET}, current=KEY_ID)
+"""The key every e2e agent, worker and server signs and verifies with."""
+
+
+async def _until_exists(path: Path) -> None:
+    """Wait until the test creates `path` (a file on disk is the only signal across processes here)."""
+    for _ in range(36000):
+        if await asyncio.to_thread(path.exists):
+            return
+        await asyncio.sleep(0.05)
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -31,12 +43,21 @@ async def serve(args: argparse.Namespace) -> None:
         (markers / f"{me}.started").write_text(json.dumps(mark))
         if args.hold:
             await asyncio.sleep(3600)
+        if args.hold_until:
+            await _until_exists(Path(args.hold_until))
         (markers / f"{me}.effect").write_text(json.dumps(mark))
         return SpecialistResult("succeeded", 0.9, Cost(0.01), proposal={"by": me})
 
     transport = RedisTransport.from_url(args.redis, key_prefix=args.key_prefix)
     specialist = Specialist(
-        HEALER, tenant="acme", project="web", transport=transport, handler=heal, keys=KEYS, consumer=me, ack_wait=1.0
+        HEALER,
+        tenant=args.tenant,
+        project=args.project,
+        transport=transport,
+        handler=heal,
+        keys=KEYS,
+        consumer=me,
+        ack_wait=1.0,
     )
     running = asyncio.create_task(specialist.run())
     await asyncio.sleep(0.3)  # subscribed
@@ -47,9 +68,12 @@ async def serve(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--redis", required=True)
-    parser.add_argument("--key-prefix", required=True)
+    parser.add_argument("--key-prefix", default="cmo:a2a:")
     parser.add_argument("--marker-dir", required=True)
     parser.add_argument("--hold", action="store_true")
+    parser.add_argument("--hold-until", default="")
+    parser.add_argument("--tenant", default="acme")
+    parser.add_argument("--project", default="web")
     asyncio.run(serve(parser.parse_args()))
 
 

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import cmo
 from cmo._convert import graph_to_proto
@@ -36,12 +37,24 @@ async def serve(args: argparse.Namespace) -> None:
             worker_id=worker_id,
             shutdown_grace=2.0,
             session=args.calls == "session",
+            messaging=_messaging(args.redis),
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.shutdown)
         print(f"ready {worker_id}", flush=True)
         await worker.run()
+
+
+def _messaging(redis_url: str) -> Any:
+    """The worker's A2A messaging (for graphs that invoke specialists), when --redis is given."""
+    if not redis_url:
+        return None
+    from cmo.a2a.invoke import Messaging
+    from cmo.a2a.transports.redis import RedisTransport
+    from tests.e2e.specialist_main import KEYS
+
+    return Messaging(RedisTransport.from_url(redis_url), KEYS)
 
 
 def main() -> None:
@@ -52,6 +65,7 @@ def main() -> None:
     parser.add_argument("--marker-dir", required=True)
     parser.add_argument("--worker-id")
     parser.add_argument("--calls", choices=["session", "unary"], default="session")
+    parser.add_argument("--redis", default="", help="Redis for A2A messaging (graphs that invoke specialists)")
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"

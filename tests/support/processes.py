@@ -211,6 +211,7 @@ class Processes:
         concurrency: int = 1,
         worker_id: str | None = None,
         calls: str = "session",
+        redis: str = "",
     ) -> WorkerProcess:
         """Start a worker process for one test graph; returns once its graph is registered.
 
@@ -224,6 +225,7 @@ class Processes:
             "--marker-dir", str(marker_dir),
             "--calls", calls,
             *(["--worker-id", worker_id] if worker_id else []),
+            *(["--redis", redis] if redis else []),
         ]  # fmt: skip
         return await self.start_program(args)
 
