@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: help install demo test test-unit format lint typecheck protos check-protos image bench bench-peers ci clean
+.PHONY: help install demo demo-agents test test-unit format lint typecheck protos check-protos image bench bench-peers ci clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -14,6 +14,9 @@ install: ## Create .venv with both packages and the dev tools (installs uv if mi
 
 demo: install ## Run the triage example on an embedded dev server, a worker and a client
 	$(RUN) python examples/demo.py
+
+demo-agents: install ## Run the agents example: a graph invoking a specialist over Redis, deciding, announcing
+	$(RUN) python examples/agents/demo.py
 
 test: install ## The whole suite: unit, integration (SQLite + real Postgres) and end-to-end
 	$(RUN) pytest

@@ -107,6 +107,8 @@ class Specialist:
         )
         self._handler = route({SpecialistInvocationRequest: handler})
         self._running: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+        """Set once it has subscribed: from then on no invocation published is missed."""
 
     async def run(self) -> None:
         """Serve until `stop()`."""
@@ -119,6 +121,7 @@ class Specialist:
             max_pending=self._max_pending,
         )
         self._running = asyncio.current_task()
+        self.ready.set()
         try:
             await self.inbound.serve(subscription, self._handler)
         except asyncio.CancelledError:
