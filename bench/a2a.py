@@ -7,6 +7,9 @@
 - `round_trip`: an orchestrator publishes a signed SpecialistInvocationRequest, a Specialist
   (another task of this process, on its own connection) runs the receive pipeline and answers,
   the orchestrator receives and parses the reply: p50/p95, one request at a time.
+- `graph_step`: a one-step graph whose step invokes the specialist (`ctx.invoke_specialist`),
+  start to result through a real cmo-server (in this process, SQLite) that consumes the reply and
+  signals the run, a worker and the Specialist (Redis only): p50/p95, one run at a time.
 - `throughput`: one consumer running the receive pipeline (signature, window, seen-set) over
   envelopes published beforehand, acking each, 32 deliveries handled at once: envelopes/s.
 
@@ -127,6 +130,59 @@ async def round_trip(name: str, make: Any, n: int) -> dict[str, Any]:
     return {"measurement": "round_trip", "transport": name, "n": n, **percentiles(times)}
 
 
+async def graph_step(redis_url: str, n: int) -> dict[str, Any]:
+    """Start to result of a run whose one step invokes a specialist, through a real server."""
+    import tempfile
+
+    import cmo
+    from cmo.a2a.invoke import Messaging
+    from cmo.a2a.transports.redis import RedisTransport
+    from cmo_server.app import CmoServer
+    from cmo_server.config import MessagingConfig, ServerConfig, StoreConfig
+
+    secret = KEYS._keys["k1"]
+    prefix = f"b{uuid.uuid4().hex[:8]}"
+    graph: cmo.Graph[dict[str, Any]] = cmo.Graph(f"bench-invoke-{prefix}")
+
+    @graph.node(entry=True)
+    async def ask(state: dict[str, Any], ctx: cmo.NodeContext) -> cmo.NodeResult[dict[str, Any]]:
+        result = await ctx.invoke_specialist("healer", task="heal", inputs={"selector": state["selector"]})
+        return cmo.NodeResult({"proposal": result.proposal})
+
+    async def heal(request: SpecialistInvocationRequest, envelope: Envelope) -> SpecialistResult:
+        return SpecialistResult("succeeded", 0.9, Cost(0.001), proposal={"selector": request.inputs["selector"]})
+
+    with tempfile.TemporaryDirectory(prefix="cmo-bench-a2a-") as tmp:
+        config = ServerConfig(
+            listen="127.0.0.1:0",
+            store=StoreConfig(sqlite_path=f"{tmp}/cmo.db"),
+            messaging=MessagingConfig(redis_url=redis_url, a2a_keys=(("k1", secret),), a2a_prefix=prefix),
+        )
+        async with CmoServer.running(config) as server, await cmo.Client.connect(f"127.0.0.1:{server.port}") as client:
+            worker_side, specialist_side = RedisTransport.from_url(redis_url), RedisTransport.from_url(redis_url)
+            specialist = Specialist(
+                HEALER, tenant="default", project="default", transport=specialist_side, handler=heal, keys=KEYS,
+                prefix=prefix,
+            )  # fmt: skip
+            serving_specialist = asyncio.create_task(specialist.run())
+            await specialist.ready.wait()
+            worker = cmo.Worker(client, [graph], messaging=Messaging(worker_side, KEYS, prefix=prefix))
+            serving_worker = asyncio.create_task(worker.run())
+            times = []
+            for i in range(n + 10):
+                started = time.perf_counter()
+                await client.execute(graph, {"selector": f"#s{i}"}, timeout=30)
+                if i >= 10:
+                    times.append(time.perf_counter() - started)
+            worker.shutdown()
+            await serving_worker
+            specialist.stop()
+            await serving_specialist
+            await worker_side.close()
+            await specialist_side.close()
+    return {"measurement": "graph_step", "transport": "redis", "n": n, **percentiles(times)}
+
+
 async def throughput(name: str, make: Any, n: int) -> dict[str, Any]:
     """One consumer running the receive pipeline over `n` envelopes published beforehand."""
     async with make() as transport:
@@ -171,6 +227,7 @@ def transports(which: str, stack: contextlib.ExitStack) -> dict[str, Any]:
         from cmo.a2a.transports.redis import RedisTransport
 
         url = stack.enter_context(redis_url())
+        made["redis_url"] = url
         prefix = f"bench-{uuid.uuid4().hex[:8]}:"
 
         @contextlib.asynccontextmanager
@@ -204,9 +261,13 @@ async def run(which: str, quick: bool) -> None:
     n = 200 if quick else 2000
     print(json.dumps(await pipeline_cost(n)), flush=True)
     with contextlib.ExitStack() as stack:
-        for name, make in transports(which, stack).items():
+        made = transports(which, stack)
+        url = made.pop("redis_url", None)
+        for name, make in made.items():
             print(json.dumps(await round_trip(name, make, 100 if quick else 1000)), flush=True)
             print(json.dumps(await throughput(name, make, 1000 if quick else 10000)), flush=True)
+        if url is not None:
+            print(json.dumps(await graph_step(url, 30 if quick else 300)), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

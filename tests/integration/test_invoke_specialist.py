@@ -94,7 +94,7 @@ async def test_a_step_invokes_a_specialist_and_gets_its_answer_through_the_serve
     assert calls == [{"selector": "#buy"}], "the specialist was asked more than once"
     (step,) = steps
     kinds = [(a.kind, a.name.split(".")[0]) for a in step.activities]
-    assert kinds == [("a2a.prepare", "a2a"), ("a2a.request", "a2a"), ("signal", "a2a")]
+    assert kinds == [("a2a.prepare", "a2a"), ("a2a.request", "a2a"), ("a2a.publish", "a2a"), ("signal", "a2a")]
     assert step.attempt == 2, "the step waited (suspended) for the answer, then resumed"
     # A replay answers from the record: nothing is published, the specialist is gone.
     report = await Replayer([graph]).replay(history)

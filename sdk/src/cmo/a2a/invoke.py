@@ -1,8 +1,9 @@
 """A graph step invoking a specialist, durably: `await ctx.invoke_specialist("healer", task=..., inputs=...)`.
 
 The step records the moment it asks (an activity), builds its request from it (so a retry builds
-the same envelope, with the same message id), publishes it in a recorded `a2a.request` activity
-named after that id, and waits for the signal `a2a.<message id>`, holding no worker slot. The
+the same envelope, with the same message id), records the request (an `a2a.request` activity named
+after that id, which is how the server finds the run a reply is for), publishes it (an
+`a2a.publish` activity), and waits for the signal `a2a.<message id>`, holding no worker slot. The
 server consumes the replies addressed to runs (`cmo_server.a2a`) and signals the run that asked.
 A retried or recovered step publishes nothing new; a replay returns the recorded result.
 """
@@ -33,6 +34,7 @@ REPLY_AGENT = "cmo"
 """Who runs' requests come from and replies go to: the entity of `qa.<t>.<p>.agents.cmo.replies`."""
 ORCHESTRATOR = AgentId("orchestrator", REPLY_AGENT, "1")
 KIND_REQUEST = "a2a.request"
+KIND_PUBLISH = "a2a.publish"
 KIND_STAMP = "a2a.prepare"
 PUBLISH_RETRY = RetryPolicy(max_attempts=5, initial_interval=timedelta(milliseconds=200))
 
@@ -99,6 +101,11 @@ async def invoke_specialist(
     message_id = envelope.meta.message_id
     topic = str(Topic.specialist_invoke(ctx.tenant, ctx.project, target.id, prefix=prefix))
 
+    # The request is on record (durable on the server, as every record is before the next activity
+    # starts) before it is published: a reply, however fast, always finds the run that asked.
+    async def on_record(topic: str, message_id: str) -> str:
+        return message_id
+
     async def publish(topic: str, message_id: str) -> str:
         if messaging is None:
             raise RuntimeError("ctx.invoke_specialist needs a worker with messaging=cmo.a2a.invoke.Messaging(...)")
@@ -106,7 +113,9 @@ async def invoke_specialist(
         await messaging.transport.publish(topic, signed.to_bytes(), message_id=message_id)
         return message_id
 
-    publisher = Activity(publish, name=f"a2a.{message_id}", retry=PUBLISH_RETRY, kind=KIND_REQUEST)
+    once = RetryPolicy(max_attempts=1)
+    await ctx.activity(Activity(on_record, name=f"a2a.{message_id}", retry=once, kind=KIND_REQUEST), topic, message_id)
+    publisher = Activity(publish, name=f"a2a.{message_id}", retry=PUBLISH_RETRY, kind=KIND_PUBLISH)
     await ctx.activity(publisher, topic, message_id)
     try:
         answer = await ctx.wait_for_signal(f"a2a.{message_id}", timeout=timeout)
