@@ -34,7 +34,12 @@ class _Group:
     pattern: str
     ready: collections.deque[_Entry] = field(default_factory=collections.deque)
     in_flight: dict[int, _Entry] = field(default_factory=dict)
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    readers: weakref.WeakSet[_Subscription] = field(default_factory=weakref.WeakSet)
+
+    def changed(self) -> None:
+        """Wake every reader of the group to look again (no lock: one event loop, one owner)."""
+        for reader in self.readers:
+            reader.wakeup.set()
 
 
 class MemoryTransport:
@@ -56,8 +61,7 @@ class MemoryTransport:
         for group in self._groups.values():
             if matches(group.pattern, topic):
                 group.ready.append(_Entry(topic, bytes(data), message_id))
-                async with group.changed:
-                    group.changed.notify_all()
+                group.changed()
 
     async def subscribe(
         self,
@@ -112,6 +116,8 @@ class _Subscription:
         self._max_deliveries = max_deliveries
         self._ack_wait = ack_wait
         self._mine: set[int] = set()
+        self.wakeup = asyncio.Event()
+        group.readers.add(self)
         self._flow = Backpressure(max_pending)
         self._closed = False
 
@@ -125,21 +131,18 @@ class _Subscription:
     async def close(self) -> None:
         """Stop reading. Deliveries still held are not given back: they come again after `ack_wait`."""
         self._closed = True
-        async with self._group.changed:
-            self._group.changed.notify_all()
+        self.wakeup.set()
 
     async def _deliveries(self) -> AsyncIterator[_MemoryDelivery]:
         loop = asyncio.get_running_loop()
         group = self._group
         while not self._closed:
-            async with group.changed:
-                while not self._closed and (
-                    self._flow.held_back(self.pending) or (not self._take_expired(loop.time()) and not group.ready)
-                ):
-                    await self._wait(loop.time())
-                if self._closed:
-                    return
-                entry = group.ready.popleft()
+            # Cleared before looking, so a change made after the look still wakes the wait.
+            self.wakeup.clear()
+            if self._flow.held_back(self.pending) or (not self._take_expired(loop.time()) and not group.ready):
+                await self._wait(loop.time())
+                continue
+            entry = group.ready.popleft()
             if entry.deliveries >= self._max_deliveries:
                 self._transport._dead_letter(
                     group, entry, "max_deliveries", f"not acked in {self._max_deliveries} deliveries"
@@ -170,7 +173,10 @@ class _Subscription:
         dues = [e.due for e in self._group.in_flight.values()]
         timeout = max(min(dues) - now, 0.001) if dues else None
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._group.changed.wait(), timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that lands as the wait completes, and a stopped consumer would then hang.
+            async with asyncio.timeout(timeout):
+                await self.wakeup.wait()
 
     def _settle(self, key: int) -> _Entry | None:
         """The delivery's entry, if it is still this subscription's to settle."""
@@ -180,8 +186,7 @@ class _Subscription:
         return self._group.in_flight.pop(key, None)
 
     async def _notify(self) -> None:
-        async with self._group.changed:
-            self._group.changed.notify_all()
+        self._group.changed()
 
 
 _later: set[asyncio.Future[None]] = set()

@@ -227,7 +227,8 @@ class NatsSubscription:
             if self._flow.held_back(self.pending):
                 self._settled.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._settled.wait(), _FETCH_WAIT)
+                    async with asyncio.timeout(_FETCH_WAIT):
+                        await self._settled.wait()
                 continue
             try:
                 messages = await self._pull.fetch(self._flow.room(self.pending), timeout=_FETCH_WAIT)

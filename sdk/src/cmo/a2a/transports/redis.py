@@ -234,7 +234,8 @@ class RedisSubscription:
             if self._flow.held_back(self.pending):
                 self._settled.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._settled.wait(), _BLOCK_MS / 1000)
+                    async with asyncio.timeout(_BLOCK_MS / 1000):
+                        await self._settled.wait()
                 continue
             room = self._flow.room(self.pending)
             for delivery in await self._reclaim(room):
