@@ -118,6 +118,7 @@ async def agents(request: pytest.FixtureRequest) -> AsyncIterator[Agents]:
         keys=keys,
         tokens=TOKENS,
         require_token=True,
+        scopes={"SpecialistInvocationRequest": ["specialists.invoke"]},
         capabilities={"SpecialistInvocationRequest": ["healing.selector"]},
         replay=ReplayGuard(seen, window=300, skew=30),
         idempotency=idempotency,
@@ -190,6 +191,9 @@ def forgeries() -> list[Any]:
         pytest.param(resigned(request(jwt_token=alg_none_token())), "bad_token", id="alg-none"),
         pytest.param(resigned(request(jwt_token=forged_hs256_with_the_public_key())), "bad_token", id="rs256-as-hs256"),
         pytest.param(resigned(request(jwt_token=None)), "missing_token", id="no-jwt"),
+        pytest.param(
+            resigned(request(jwt_token=a_token(scope="specialists.read"))), "missing_scope", id="missing-scope"
+        ),
         pytest.param(
             resigned(request(capability_token=a_capability("healing.other"))),
             "missing_capability",

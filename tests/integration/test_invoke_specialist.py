@@ -1,4 +1,4 @@
-"""A graph step invoking a specialist durably, on a real Redis: the request is recorded, the step
+"""A graph step invoking a specialist durably, on a real Redis and a real NATS: the request is recorded, the step
 waits holding no slot, the server hands the verified reply to the run, a replay needs no network."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import cmo
 from cmo.a2a import AgentId, Cost, Envelope, HmacKeys, SpecialistInvocationRequest, SpecialistResult
 from cmo.a2a.agents import Specialist
 from cmo.a2a.invoke import Messaging
+from cmo.a2a.transports import Transport
 from cmo.a2a.transports.redis import RedisTransport
 from cmo.errors import RunFailedError
 from cmo.testing import Replayer
@@ -23,30 +24,45 @@ from cmo_server.app import CmoServer
 from cmo_server.config import MessagingConfig, ServerConfig
 from tests.integration.test_runs import serving, unique
 
-pytestmark = pytest.mark.redis
-
 SECRET = b"invoke-test-key-0123456789abcdefgh"
 KEYS = HmacKeys({"k1": SECRET}, current="k1")
 
 
+@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.redis), pytest.param("nats", marks=pytest.mark.nats)])
+def messaging_url(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Which transport the server, the worker and the specialist share: (kind, URL)."""
+    return request.param, request.getfixturevalue(f"{request.param}_server")
+
+
 @pytest.fixture
-async def a2a_server(server_config: ServerConfig, redis_server: str) -> AsyncIterator[tuple[CmoServer, str]]:
+async def a2a_server(
+    server_config: ServerConfig, messaging_url: tuple[str, str]
+) -> AsyncIterator[tuple[CmoServer, str]]:
+    kind, url = messaging_url
     prefix = f"t{uuid.uuid4().hex[:8]}"
-    messaging = MessagingConfig(redis_url=redis_server, a2a_keys=(("k1", SECRET),), a2a_prefix=prefix)
+    where = {"redis_url": url} if kind == "redis" else {"nats_url": url}
+    messaging = MessagingConfig(**where, a2a_keys=(("k1", SECRET),), a2a_prefix=prefix)
     async with CmoServer.running(replace(server_config, messaging=messaging)) as server:
         yield server, prefix
 
 
 @pytest.fixture
-async def transport(redis_server: str) -> AsyncIterator[RedisTransport]:
-    opened = RedisTransport.from_url(redis_server)
+async def transport(messaging_url: tuple[str, str]) -> AsyncIterator[Transport]:
+    kind, url = messaging_url
+    opened: Transport
+    if kind == "redis":
+        opened = RedisTransport.from_url(url)
+    else:
+        from cmo.a2a.transports.nats import NatsTransport
+
+        opened = await NatsTransport.connect(url)
     try:
         yield opened
     finally:
         await opened.close()
 
 
-def healer(transport: RedisTransport, prefix: str, calls: list[dict[str, Any]], delay: float = 0.0) -> Specialist:
+def healer(transport: Transport, prefix: str, calls: list[dict[str, Any]], delay: float = 0.0) -> Specialist:
     async def heal(request: SpecialistInvocationRequest, envelope: Envelope) -> SpecialistResult:
         calls.append(request.inputs)
         await asyncio.sleep(delay)
@@ -72,7 +88,7 @@ def healing_graph() -> cmo.Graph[dict[str, Any]]:
 
 
 async def test_a_step_invokes_a_specialist_and_gets_its_answer_through_the_server(
-    a2a_server: tuple[CmoServer, str], transport: RedisTransport
+    a2a_server: tuple[CmoServer, str], transport: Transport
 ):
     server, prefix = a2a_server
     calls: list[dict[str, Any]] = []
@@ -103,7 +119,7 @@ async def test_a_step_invokes_a_specialist_and_gets_its_answer_through_the_serve
 
 
 async def test_no_answer_within_the_timeout_fails_the_step_with_a_specialist_timeout(
-    a2a_server: tuple[CmoServer, str], transport: RedisTransport
+    a2a_server: tuple[CmoServer, str], transport: Transport
 ):
     server, prefix = a2a_server
     graph: cmo.Graph[dict[str, Any]] = cmo.Graph(unique("nobody"))

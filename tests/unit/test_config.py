@@ -87,6 +87,7 @@ BAD_VALUES: list[tuple[str, str, dict[str, str]]] = [
     ("CMO_A2A_KEYS", "no-equals-sign", {}),
     ("CMO_A2A_KEYS", "k1=too-short", {}),
     ("CMO_A2A_PREFIX", "Not.A.Token", {}),
+    ("NATS_URL", "http://nats:4222", {}),
     ("REDIS_HOST", "/var/run/redis", {}),
     ("REDIS_PORT", "0", {"REDIS_HOST": "redis"}),
 ]
@@ -353,7 +354,7 @@ def test_config_shows_the_settings_by_group():
     assert shown["store"] == {"database_url": "postgresql://h/db", "sqlite_path": "", "pool_size": 8}
     assert shown["limits"]["task_lease_s"] == 30
     assert shown["retention"]["older_than"] == str(timedelta(days=30))
-    assert shown["messaging"] == {"redis_url": "", "a2a_keys": [], "a2a_prefix": "qa"}
+    assert shown["messaging"] == {"redis_url": "", "nats_url": "", "a2a_keys": [], "a2a_prefix": "qa"}
 
 
 @pytest.mark.parametrize(

@@ -233,17 +233,25 @@ class CmoServer:
 async def _reply_consumer(
     config: ServerConfig, engine: Engine, store: Store, stack: AsyncExitStack
 ) -> ReplyConsumer | None:
-    """The consumer of agents' replies to runs, when REDIS_URL and CMO_A2A_KEYS say where and how."""
+    """The consumer of agents' replies to runs, when REDIS_URL (or NATS_URL) and CMO_A2A_KEYS say where and how."""
     messaging = config.messaging
-    if not messaging.redis_url:
+    if not (messaging.redis_url or messaging.nats_url):
         return None
     if not messaging.a2a_keys:
-        logger.warning("REDIS_URL is set but CMO_A2A_KEYS is not: agents' replies to runs are not consumed")
+        logger.warning("agents' messaging is set but CMO_A2A_KEYS is not: agents' replies to runs are not consumed")
         return None
     from cmo.a2a import HmacKeys
-    from cmo.a2a.transports.redis import RedisTransport
+    from cmo.a2a.transports import Transport
 
-    transport = RedisTransport.from_url(messaging.redis_url)
+    transport: Transport
+    if messaging.redis_url:
+        from cmo.a2a.transports.redis import RedisTransport
+
+        transport = RedisTransport.from_url(messaging.redis_url)
+    else:
+        from cmo.a2a.transports.nats import NatsTransport
+
+        transport = await NatsTransport.connect(messaging.nats_url)
     stack.push_async_callback(transport.close)
     keys = HmacKeys(dict(messaging.a2a_keys), current=messaging.a2a_keys[0][0])
     consumer = ReplyConsumer(engine, store, transport, keys=keys, prefix=messaging.a2a_prefix)

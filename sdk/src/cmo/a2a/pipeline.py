@@ -27,6 +27,7 @@ from cmo.a2a._schemas import check_envelope
 from cmo.a2a._signing import HmacKeys
 from cmo.a2a.errors import RejectedEnvelope
 from cmo.a2a.replay import ReplayGuard
+from cmo.a2a.scopes import grants, has_capabilities, scopes_of
 from cmo.a2a.topics import Topic
 from cmo.a2a.transports import Delivery, Subscription, Transport
 
@@ -128,6 +129,7 @@ class Inbound:
         keys: HmacKeys | None = None,
         tokens: Any = None,
         require_token: bool = False,
+        scopes: Mapping[str, Sequence[str]] | None = None,
         capabilities: Mapping[str, Sequence[str]] | None = None,
         replay: ReplayGuard | None = None,
         idempotency: IdempotencyStore | None = None,
@@ -145,6 +147,8 @@ class Inbound:
             keys: Verify signatures with these (unsigned envelopes are then refused).
             tokens: A `cmo.a2a.tokens.TokenVerifier` for `jwt_token` and `capability_token`.
             require_token: Refuse an envelope without a `jwt_token` (`missing_token`).
+            scopes: The scopes (scope rules) the sender's JWT must grant, by message type; a type
+                listed here needs a JWT (`missing_scope` otherwise).
             capabilities: The capabilities (scope rules) a capability token must grant, by message
                 type; a type listed here needs a capability token.
             replay: The timestamp window and seen-set (a default one in memory if None).
@@ -159,6 +163,7 @@ class Inbound:
         self._keys = keys
         self._tokens = tokens
         self._require_token = require_token
+        self._scopes = dict(scopes or {})
         self._capabilities = dict(capabilities or {})
         self._replay = replay or ReplayGuard()
         self._idempotency = idempotency
@@ -252,20 +257,25 @@ class Inbound:
 
     def _check_tokens(self, envelope: Envelope) -> None:
         meta = envelope.meta
+        wanted = self._scopes.get(meta.type)
         if meta.jwt_token is None:
-            if self._require_token:
+            if self._require_token or wanted:
                 raise RejectedEnvelope("missing_token", "the envelope carries no jwt_token")
         elif self._tokens is not None:
             claims = self._tokens.verify(meta.jwt_token)
             if claims.get("sub") != meta.sender.id:
                 raise RejectedEnvelope("bad_token", f"the token is {claims.get('sub')!r}'s, not the sender's")
+            granted = scopes_of(claims)
+            missing = [need for need in wanted or () if not any(grants(g, need) for g in granted)]
+            if missing:
+                raise RejectedEnvelope("missing_scope", f"a {meta.type} needs the scope {', '.join(missing)}")
+        elif wanted:
+            raise RejectedEnvelope("missing_scope", "no token verifier: the scopes cannot be checked")
         needed = self._capabilities.get(meta.type)
         if needed is None:
             return
         if meta.capability_token is None or self._tokens is None:
             raise RejectedEnvelope("missing_capability", f"a {meta.type} needs a capability token")
-        from cmo.a2a.tokens import has_capabilities
-
         capability = self._tokens.verify(meta.capability_token, audience=self.me.id)
         if capability.get("sub") != meta.sender.id:
             raise RejectedEnvelope("missing_capability", "the capability token is another agent's")

@@ -27,6 +27,7 @@ class MessagingConfig:
         "REDIS_HOST",
         "REDIS_PORT",
         "REDIS_PASSWORD",
+        "NATS_URL",
         "CMO_A2A_KEYS",
         "CMO_A2A_PREFIX",
     )
@@ -35,6 +36,8 @@ class MessagingConfig:
     redis_url: str = ""
     """Redis for agents' messaging, from REDIS_URL or REDIS_HOST/REDIS_PORT/REDIS_PASSWORD.
     May carry the password: shown only redacted."""
+    nats_url: str = ""
+    """NATS with JetStream for agents' messaging (NATS_URL, `nats://host:4222`), when there is no Redis."""
     a2a_keys: tuple[tuple[str, bytes], ...] = ()
     """HMAC keys of agents' envelopes, CMO_A2A_KEYS = `kid=secret[,kid=secret…]`; the first signs.
     Secrets: never shown."""
@@ -50,6 +53,7 @@ class MessagingConfig:
         """
         config = cls(
             redis_url=env.get("REDIS_URL", "").strip() or _redis_url(env),
+            nats_url=env.get("NATS_URL", "").strip(),
             a2a_keys=_keys(env.get("CMO_A2A_KEYS", "")),
             a2a_prefix=env.get("CMO_A2A_PREFIX", "").strip() or "qa",
         )
@@ -60,6 +64,13 @@ class MessagingConfig:
         """Raise `ConfigError` naming the first bad setting."""
         if self.redis_url:
             _check_redis_url(self.redis_url)
+        if self.nats_url:
+            parts = urllib.parse.urlsplit(self.nats_url)
+            if parts.scheme not in ("nats", "tls") or not parts.hostname:
+                raise ConfigError(
+                    "NATS_URL",
+                    f"must be a nats:// or tls:// URL such as nats://host:4222, got {_redact_url(self.nats_url)!r}",
+                )
         if not TOKEN.fullmatch(self.a2a_prefix):
             raise ConfigError("CMO_A2A_PREFIX", f"must be a topic token (a-z, 0-9, _ and -), got {self.a2a_prefix!r}")
         for kid, secret in self.a2a_keys:
@@ -67,11 +78,18 @@ class MessagingConfig:
                 raise ConfigError("CMO_A2A_KEYS", f"key {kid!r} has {len(secret)} bytes; at least {MIN_SECRET_BYTES}")
 
     def __repr__(self) -> str:
-        return _masked_repr(self, redis_url=_redact_url(self.redis_url), a2a_keys=self._key_ids())
+        return _masked_repr(
+            self, redis_url=_redact_url(self.redis_url), nats_url=_redact_url(self.nats_url), a2a_keys=self._key_ids()
+        )
 
     def redacted(self) -> dict[str, Any]:
         """The settings as JSON, the password and the secrets masked."""
-        return {"redis_url": _redact_url(self.redis_url), "a2a_keys": self._key_ids(), "a2a_prefix": self.a2a_prefix}
+        return {
+            "redis_url": _redact_url(self.redis_url),
+            "nats_url": _redact_url(self.nats_url),
+            "a2a_keys": self._key_ids(),
+            "a2a_prefix": self.a2a_prefix,
+        }
 
     def _key_ids(self) -> list[str]:
         return [f"{kid}=***" for kid, _ in self.a2a_keys]
