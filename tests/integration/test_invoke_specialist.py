@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import cmo
-from cmo.a2a import AgentId, Cost, Envelope, HmacKeys, SpecialistInvocationRequest, SpecialistResult
+from cmo.a2a import AgentId, Budget, Cost, Envelope, HmacKeys, SpecialistInvocationRequest, SpecialistResult
 from cmo.a2a.agents import Specialist
 from cmo.a2a.invoke import Messaging
 from cmo.a2a.transports import Transport
@@ -23,6 +23,7 @@ from cmo.testing import Replayer
 from cmo_server.app import CmoServer
 from cmo_server.config import MessagingConfig, ServerConfig
 from tests.integration.test_runs import serving, unique
+from tests.support.waiting import assert_eventually
 
 SECRET = b"invoke-test-key-0123456789abcdefgh"
 KEYS = HmacKeys({"k1": SECRET}, current="k1")
@@ -138,3 +139,31 @@ async def test_no_answer_within_the_timeout_fails_the_step_with_a_specialist_tim
             await handle.result(timeout=30)
     assert failed.value.failure is not None
     assert failed.value.failure.type == "SpecialistTimeoutError"
+
+
+async def test_the_server_dead_letters_a_reply_it_cannot_trust_with_the_reason(
+    a2a_server: tuple[CmoServer, str], transport: Transport
+):
+    _, prefix = a2a_server  # the server runs: it is what consumes the replies
+    topic = f"{prefix}.default.default.agents.cmo.replies"
+    orchestrator, healer_id = AgentId("orchestrator", "cmo", "1"), AgentId("specialist", "healer", "1.0")
+    answer = SpecialistResult("succeeded", 0.9, Cost(0.0))
+    forged = HmacKeys({"k1": b"not-the-servers-key-0123456789abcdef"}, current="k1").sign(
+        Envelope.build(answer, sender=healer_id, to=orchestrator, tenant="default", project="default",
+                       correlation_id="a" * 64)
+    )  # fmt: skip
+    wrong_type = KEYS.sign(
+        Envelope.build(
+            SpecialistInvocationRequest("x", {}, Budget(1, 0), "2026-12-31T00:00:00Z"),
+            sender=healer_id, to=orchestrator, tenant="default", project="default", correlation_id="b" * 64,
+        )
+    )  # fmt: skip
+    for envelope in (forged, wrong_type):
+        await transport.publish(topic, envelope.to_bytes(), message_id=envelope.meta.message_id)
+    wanted = {forged.meta.message_id: "bad_signature", wrong_type.meta.message_id: "unsupported_type"}
+
+    async def reasons() -> dict[str, str] | None:
+        found = {d.message_id: d.reason for d in await transport.dead_letters(10_000) if d.message_id in wanted}
+        return found if len(found) == len(wanted) else None
+
+    assert await assert_eventually(reasons, timeout=15, what="both replies dead-lettered") == wanted
