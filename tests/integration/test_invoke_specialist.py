@@ -118,6 +118,26 @@ async def test_a_step_invokes_a_specialist_and_gets_its_answer_through_the_serve
     assert report.ok, report
     assert calls == [{"selector": "#buy"}]
 
+    # A late second answer to the same request finds the run ended: dead-lettered, not dropped.
+    request_id = step.activities[1].name.removeprefix("a2a.")
+    late = KEYS.sign(
+        Envelope.build(
+            SpecialistResult("succeeded", 0.1, Cost(0.0)),
+            sender=AgentId("specialist", "healer", "1.0"), to=AgentId("orchestrator", "cmo", "1"),
+            tenant="default", project="default", correlation_id=request_id,
+        )
+    )  # fmt: skip
+    topic = f"{prefix}.default.default.agents.cmo.replies"
+    await transport.publish(topic, late.to_bytes(), message_id=late.meta.message_id)
+
+    async def late_dead_letter() -> str | None:
+        found = [d for d in await transport.dead_letters(10_000) if d.message_id == late.meta.message_id]
+        return found[0].reason if found else None
+
+    assert (
+        await assert_eventually(late_dead_letter, timeout=15, what="the late answer dead-lettered") == "not_delivered"
+    )
+
 
 async def test_no_answer_within_the_timeout_fails_the_step_with_a_specialist_timeout(
     a2a_server: tuple[CmoServer, str], transport: Transport
