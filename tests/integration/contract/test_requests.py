@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from cmo.a2a.invoke import KIND_REQUEST, request_name
 from cmo_server.domain import ActivityRecord, Namespace
 from cmo_server.store import Store
-from cmo_server.store.requests import REQUEST_KIND, request_activity_name
 from tests.integration.contract.helpers import NS, chain_graph, claim, start_run, unique
 
 
@@ -14,12 +14,12 @@ async def test_a_recorded_request_is_found_by_its_message_id_in_its_namespace_on
     task = await claim(store, graph)
     assert task is not None
     message_id = unique("m").ljust(64, "0")
-    request = ActivityRecord(0, REQUEST_KIND, request_activity_name(message_id), "h", b'"sent"', None, task.attempt)
+    request = ActivityRecord(0, KIND_REQUEST, request_name(message_id), "h", b'"sent"', None, task.attempt)
     await store.record_activity(task.key, request)
     assert await store.run_of_request(NS, message_id) == run_id
     assert await store.run_of_request(Namespace("other", "p"), message_id) is None
     assert await store.run_of_request(NS, "0" * 64) is None
     # Another kind of activity with that name is not a request.
-    other = ActivityRecord(1, "call", request_activity_name("f" * 64), "h", b"1", None, task.attempt)
+    other = ActivityRecord(1, "call", request_name("f" * 64), "h", b"1", None, task.attempt)
     await store.record_activity(task.key, other)
     assert await store.run_of_request(NS, "f" * 64) is None

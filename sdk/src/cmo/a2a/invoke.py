@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from cmo._graph import NodeContext
     from cmo.a2a.transports import Transport
 
-__all__ = ["ORCHESTRATOR", "REPLY_AGENT", "KIND_REQUEST", "Messaging", "invoke_specialist"]
+__all__ = ["KIND_REQUEST", "ORCHESTRATOR", "REPLY_AGENT", "Messaging", "invoke_specialist", "request_name"]
 
 REPLY_AGENT = "cmo"
 """Who runs' requests come from and replies go to: the entity of `qa.<t>.<p>.agents.cmo.replies`."""
@@ -36,6 +36,13 @@ ORCHESTRATOR = AgentId("orchestrator", REPLY_AGENT, "1")
 KIND_REQUEST = "a2a.request"
 KIND_PUBLISH = "a2a.publish"
 KIND_STAMP = "a2a.prepare"
+
+
+def request_name(message_id: str) -> str:
+    """The name a request goes by in its run: its activities' and the signal that brings its answer."""
+    return f"a2a.{message_id}"
+
+
 PUBLISH_RETRY = RetryPolicy(max_attempts=5, initial_interval=timedelta(milliseconds=200))
 
 
@@ -114,11 +121,13 @@ async def invoke_specialist(
         return message_id
 
     once = RetryPolicy(max_attempts=1)
-    await ctx.activity(Activity(on_record, name=f"a2a.{message_id}", retry=once, kind=KIND_REQUEST), topic, message_id)
-    publisher = Activity(publish, name=f"a2a.{message_id}", retry=PUBLISH_RETRY, kind=KIND_PUBLISH)
+    await ctx.activity(
+        Activity(on_record, name=request_name(message_id), retry=once, kind=KIND_REQUEST), topic, message_id
+    )
+    publisher = Activity(publish, name=request_name(message_id), retry=PUBLISH_RETRY, kind=KIND_PUBLISH)
     await ctx.activity(publisher, topic, message_id)
     try:
-        answer = await ctx.wait_for_signal(f"a2a.{message_id}", timeout=timeout)
+        answer = await ctx.wait_for_signal(request_name(message_id), timeout=timeout)
     except SignalTimeoutError:
         raise SpecialistTimeoutError(target.id, timeout) from None
     return SpecialistResult.from_json(answer)

@@ -1,5 +1,5 @@
 """Agents' replies to the runs that asked: the server's side of a graph invoking a specialist."""
 
-from cmo_server.a2a._replies import REPLY_AGENT, ReplyConsumer, reply_topic
+from cmo_server.a2a._replies import ReplyConsumer
 
-__all__ = ["REPLY_AGENT", "ReplyConsumer", "reply_topic"]
+__all__ = ["ReplyConsumer"]

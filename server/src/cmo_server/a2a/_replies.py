@@ -17,6 +17,7 @@ import os
 import socket
 
 from cmo.a2a import DEFAULT_PREFIX, Envelope, HmacKeys, RejectedEnvelope, Topic
+from cmo.a2a.invoke import REPLY_AGENT, request_name
 from cmo.a2a.transports import Delivery, Transport
 from cmo.serialization import canonical_json
 from cmo_server.domain import Namespace, NewSignal
@@ -24,20 +25,13 @@ from cmo_server.engine import Engine
 from cmo_server.errors import CmoServerError
 from cmo_server.store import RequestStore
 
-__all__ = ["REPLY_AGENT", "ReplyConsumer", "reply_topic"]
+__all__ = ["ReplyConsumer"]
 
 logger = logging.getLogger(__name__)
 
-REPLY_AGENT = "cmo"
-"""The agent id replies to runs are addressed to (the entity of the reply topic)."""
 REPLY_TYPES = frozenset({"SpecialistResult", "TaskResult"})
 RETRY_UNKNOWN_AFTER = 0.5
 """Seconds before a reply whose request is not recorded yet is looked up again."""
-
-
-def reply_topic(tenant: str, project: str, *, prefix: str = DEFAULT_PREFIX) -> str:
-    """Where replies to the runs of a namespace go."""
-    return str(Topic.replies(tenant, project, REPLY_AGENT, prefix=prefix))
 
 
 class ReplyConsumer:
@@ -97,7 +91,7 @@ class ReplyConsumer:
         signal = NewSignal(
             namespace,
             run_id,
-            name=f"a2a.{meta.correlation_id}",
+            name=request_name(meta.correlation_id),
             payload=canonical_json(envelope.payload),
             request_id=meta.message_id,
         )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from cmo.a2a.invoke import KIND_REQUEST, request_name
 from cmo_server.domain import Namespace
 from cmo_server.store.postgres._db import Pool
-from cmo_server.store.requests import REQUEST_KIND, request_activity_name
 
 __all__ = ["PostgresRequests"]
 
@@ -21,7 +21,7 @@ class PostgresRequests:
 
     async def run_of_request(self, namespace: Namespace, message_id: str) -> str | None:
         """See `Store.run_of_request`."""
-        params = {"namespace": str(namespace), "kind": REQUEST_KIND, "name": request_activity_name(message_id)}
+        params = {"namespace": str(namespace), "kind": KIND_REQUEST, "name": request_name(message_id)}
         async with self._pool.connection() as conn:
             row = await (await conn.execute(SELECT_REQUESTING_RUN, params)).fetchone()
         return None if row is None else str(row[0])

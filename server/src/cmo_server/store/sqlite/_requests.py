@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from cmo.a2a.invoke import KIND_REQUEST, request_name
 from cmo_server.domain import Namespace
-from cmo_server.store.requests import REQUEST_KIND, request_activity_name
 
 __all__ = ["run_of_request"]
 
@@ -16,6 +16,6 @@ SELECT_REQUESTING_RUN = """
 
 def run_of_request(conn: sqlite3.Connection, namespace: Namespace, message_id: str) -> str | None:
     """See `Store.run_of_request`."""
-    params = {"namespace": str(namespace), "kind": REQUEST_KIND, "name": request_activity_name(message_id)}
+    params = {"namespace": str(namespace), "kind": KIND_REQUEST, "name": request_name(message_id)}
     row = conn.execute(SELECT_REQUESTING_RUN, params).fetchone()
     return None if row is None else str(row[0])
