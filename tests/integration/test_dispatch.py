@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from cmo_server.app import CmoServer
 from cmo_server.domain import Checkpoint, GraphSpec, NodeSpec, RunStatus, Task
 from cmo_server.engine import TaskDispatcher
+from cmo_server.store import Store
 from cmo_server.store.sqlite import SqliteStore
-from tests.integration.contract.helpers import NS
+from tests.integration.contract.helpers import NS, chain_graph, start_run
 from tests.support.waiting import assert_eventually
 
 
@@ -65,3 +67,65 @@ async def test_a_task_handed_to_a_poll_that_already_returned_is_given_back(tmp_p
 def _some_task() -> Task:
     now = datetime.now(UTC)
     return Task(NS, "r", 0, 1, "only", "g", 1, "q", b"{}", now, 1, now, 0)
+
+
+class _CountingClaims:
+    """The store, counting the claim statements a dispatcher runs."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self.claims = 0
+
+    async def claim_task(self, **kwargs: Any) -> Task | None:
+        self.claims += 1
+        return await self._store.claim_task(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+async def test_a_poll_parks_without_a_claim_when_nothing_was_made_ready_since_the_last_empty_one(tmp_path):
+    async with SqliteStore.open(tmp_path / "cmo.db") as sqlite:
+        store = _CountingClaims(sqlite)
+        dispatcher = TaskDispatcher(cast(Store, store), sweep_interval=0.05)
+        graph = chain_graph("a", queue="q")
+        await sqlite.register_graph(graph)
+        lease = timedelta(seconds=30)
+
+        async def poll(wait: float = 0.05) -> Task | None:
+            return await dispatcher.poll(
+                task_queues=["q"], graph_keys=[graph.key], worker_id="w1", lease=lease, wait=wait
+            )
+
+        assert await poll() is None
+        assert await poll() is None
+        assert store.claims == 1  # the second poll knew the queue was empty
+
+        # An enqueue announced in this process: the next poll claims, and gets the task.
+        run_id = await start_run(sqlite, graph)
+        dispatcher.notify("q", graph.key)
+        task = await poll()
+        assert task is not None
+        assert task.run_id == run_id
+        assert store.claims == 2
+
+        # A task made ready without an announcement (another process wrote it) is found by the
+        # sweep, which runs while a poll is parked, and the woken poll claims it.
+        assert await poll() is None
+        claims = store.claims
+        other = await start_run(sqlite, graph)
+        sweeps = asyncio.create_task(dispatcher.run_sweeps())
+        try:
+            found = await poll(wait=5)
+        finally:
+            sweeps.cancel()
+        assert found is not None
+        assert found.run_id == other
+        assert store.claims == claims + 1
+
+        # Notifications that stop or resume may have missed something: claim again.
+        assert await poll() is None
+        claims = store.claims
+        dispatcher.push_stopped()
+        assert await poll() is None
+        assert store.claims == claims + 1

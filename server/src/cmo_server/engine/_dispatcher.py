@@ -73,6 +73,10 @@ class TaskDispatcher:
         self._pushed = False
         self._sweep_now = asyncio.Event()
         self._later: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._empty: set[tuple[str, str]] = set()
+        """(queue, graph version) pairs a claim found empty, with no wake-up for them since."""
+        self._wakeups = 0
+        """Counts wake-ups, so a claim that overlapped one does not mark its queues empty."""
 
     async def poll(
         self,
@@ -93,15 +97,19 @@ class TaskDispatcher:
             self._has_waiters.set()
             task: Task | None = None
             try:
-                waiter.claiming = True
-                try:
-                    task = await self._store.claim_task(
-                        task_queues=task_queues, graph_keys=graph_keys, worker_id=worker_id, lease=lease
-                    )
-                finally:
-                    waiter.claiming = False
-                if task is not None:
-                    return task
+                if not self._known_empty(task_queues, graph_keys):
+                    waiter.claiming = True
+                    wakeups = self._wakeups
+                    try:
+                        task = await self._store.claim_task(
+                            task_queues=task_queues, graph_keys=graph_keys, worker_id=worker_id, lease=lease
+                        )
+                    finally:
+                        waiter.claiming = False
+                    if task is not None:
+                        return task
+                    if wakeups == self._wakeups:
+                        self._empty.update((q, k) for q in task_queues for k in graph_keys)
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return None
@@ -147,15 +155,32 @@ class TaskDispatcher:
 
     def notify(self, task_queue: str, key: str) -> None:
         """A task of this queue and graph version was enqueued: wake one poller that can take it."""
+        self._may_have_tasks(task_queue, key)
         for waiter in self._waiters:
             if waiter.wants(task_queue, key) and waiter.wake():
                 return
 
     def wake_all(self, task_queues: Sequence[str], graph_keys: Sequence[str]) -> None:
         """Wake every poller that may take a task of these queues and graph versions."""
+        for queue in task_queues:
+            for key in graph_keys:
+                self._may_have_tasks(queue, key)
         for waiter in self._waiters:
             if any(waiter.wants(q, k) for q in task_queues for k in graph_keys):
                 waiter.wake()
+
+    def _known_empty(self, task_queues: Sequence[str], graph_keys: Sequence[str]) -> bool:
+        empty = self._empty
+        return bool(empty) and all((q, k) in empty for q in task_queues for k in graph_keys)
+
+    def _may_have_tasks(self, task_queue: str, key: str) -> None:
+        self._wakeups += 1
+        self._empty.discard((task_queue, key))
+
+    def _forget_empty(self) -> None:
+        """Tasks may have become ready unannounced (notifications stopped or resumed): claim again."""
+        self._wakeups += 1
+        self._empty.clear()
 
     def close(self) -> None:
         """Stop taking polls; parked pollers return empty-handed."""
@@ -190,11 +215,13 @@ class TaskDispatcher:
     def push_started(self) -> None:
         """Notifications flow: sweep once now for what was missed, then rarely."""
         self._pushed = True
+        self._forget_empty()
         self._sweep_now.set()
 
     def push_stopped(self) -> None:
         """Notifications stopped: sweep every `sweep_interval` until they resume."""
         self._pushed = False
+        self._forget_empty()
         self._sweep_now.set()
 
     async def run_sweeps(self) -> None:
