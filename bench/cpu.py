@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["CpuMeter", "calibrate", "process_tree"]
+__all__ = ["CpuMeter", "calibrate", "process_seconds", "process_tree"]
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _process_seconds(pid: int) -> float:
+def process_seconds(pid: int) -> float:
     """CPU seconds a process's live threads have used; 0 if it is gone.
 
     /proc/PID/task/*/schedstat counts nanoseconds; utime + stime in /proc/PID/stat count
@@ -104,8 +104,8 @@ class CpuMeter:
         sample: dict[str, dict[int, float]] = {}
         for role, pid in self.pids.items():
             members = [pid] if isinstance(pid, int) else pid()
-            sample[role] = {p: _process_seconds(p) for p in members}
-        sample["client"] = {0: _process_seconds(os.getpid())}
+            sample[role] = {p: process_seconds(p) for p in members}
+        sample["client"] = {0: process_seconds(os.getpid())}
         busy, total = _machine_seconds()
         sample["machine"], sample["_total"] = {0: busy}, {0: total}
         return sample

@@ -7,6 +7,10 @@ measures both bare, on the same machine and in the same run as the workloads the
 of: an empty unary call and a message pair on an open bidirectional stream (what a worker session
 sends) between this process and an echo server process, both grpc.aio as CMO's; and an INSERT in
 its own transaction from psycopg (fsync and all, as the server's statements are).
+
+Beside them, the alternative to gRPC a worker session could take: the same message pair as
+length-prefixed frames on a plain asyncio TCP stream (no HTTP/2, no grpc core). Each of the three
+also reports the CPU it costs per call, in this process and in the echo server.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import json
 import statistics
 import subprocess
 import sys
+import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.cpu import process_seconds  # noqa: E402
 
 CALLS = 2000
 WARMUP = 200
@@ -62,18 +69,32 @@ async def _serve() -> None:
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    print(port, flush=True)
+    frames = await asyncio.start_server(_echo_frames, "127.0.0.1", 0)
+    print(port, frames.sockets[0].getsockname()[1], flush=True)
     await server.wait_for_termination()
+
+
+_LENGTH = struct.Struct(">I")
+
+
+async def _echo_frames(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer each length-prefixed frame with itself, as the gRPC stream handler does."""
+    with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+        while True:
+            (size,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
+            writer.write(_LENGTH.pack(size) + await reader.readexactly(size))
 
 
 @contextlib.contextmanager
 def _echo_server() -> Any:
+    """The echo server process: yields its pid, its gRPC port and its frame port."""
     proc = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--serve"], stdout=subprocess.PIPE, text=True, cwd=ROOT
     )
     try:
         assert proc.stdout is not None
-        yield int(proc.stdout.readline())
+        grpc_port, frame_port = proc.stdout.readline().split()
+        yield proc.pid, int(grpc_port), int(frame_port)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -83,28 +104,49 @@ def _p50_ms(samples: list[float]) -> float:
     return round(statistics.median(samples) * 1000, 3)
 
 
+async def _timed(name: str, call: Callable[[], Awaitable[object]], server_pid: int, calls: int) -> dict[str, float]:
+    """p50 round trip of `call`, and the CPU per call of this process and of the server."""
+    for _ in range(WARMUP):
+        await call()
+    times = []
+    cpu = time.process_time(), process_seconds(server_pid)
+    for _ in range(calls):
+        started = time.perf_counter()
+        await call()
+        times.append(time.perf_counter() - started)
+    caller_cpu, server_cpu = time.process_time() - cpu[0], process_seconds(server_pid) - cpu[1]
+    return {
+        f"{name}_p50_ms": _p50_ms(times),
+        f"{name}_cpu_us_caller": round(caller_cpu / calls * 1e6, 1),
+        f"{name}_cpu_us_server": round(server_cpu / calls * 1e6, 1),
+    }
+
+
 async def grpc_floor(calls: int = CALLS) -> dict[str, float]:
-    """p50 of an empty unary round trip and of a message pair on an open stream, in ms."""
-    with _echo_server() as port:
+    """p50 and CPU of an empty unary call, a message pair on an open stream, and a frame pair."""
+    with _echo_server() as (pid, port, frame_port):
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             await channel.channel_ready()
             unary = channel.unary_unary(_UNARY, request_serializer=_identity, response_deserializer=_identity)
-            times = []
-            for i in range(WARMUP + calls):
-                started = time.perf_counter()
-                await unary(b"x", timeout=10)
-                if i >= WARMUP:
-                    times.append(time.perf_counter() - started)
+            floor = await _timed("grpc_unary_round_trip", lambda: unary(b"x", timeout=10), pid, calls)
             stream = channel.stream_stream(_STREAM, request_serializer=_identity, response_deserializer=_identity)()
-            pairs = []
-            for i in range(WARMUP + calls):
-                started = time.perf_counter()
+
+            async def pair() -> object:
                 await stream.write(b"x")
-                await stream.read()
-                if i >= WARMUP:
-                    pairs.append(time.perf_counter() - started)
+                return await stream.read()
+
+            floor |= await _timed("grpc_stream_message_pair", pair, pid, calls)
             await stream.done_writing()
-    return {"grpc_unary_round_trip_p50_ms": _p50_ms(times), "grpc_stream_message_pair_p50_ms": _p50_ms(pairs)}
+        reader, writer = await asyncio.open_connection("127.0.0.1", frame_port)
+
+        async def frame_pair() -> object:
+            writer.write(_LENGTH.pack(1) + b"x")
+            (size,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
+            return await reader.readexactly(size)
+
+        floor |= await _timed("socket_frame_pair", frame_pair, pid, calls)
+        writer.close()
+    return floor
 
 
 def commit_floor(database_url: str, commits: int = COMMITS) -> dict[str, float]:
