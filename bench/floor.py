@@ -20,9 +20,9 @@ import asyncio
 import contextlib
 import json
 import statistics
+import struct
 import subprocess
 import sys
-import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
