@@ -6,7 +6,14 @@ import base64
 
 from cmo_server.errors import InvalidArgument
 
-__all__ = ["decode_graph_page_token", "decode_run_page_token", "encode_graph_page_token", "encode_run_page_token"]
+__all__ = [
+    "decode_graph_page_token",
+    "decode_id_page_token",
+    "decode_run_page_token",
+    "encode_graph_page_token",
+    "encode_id_page_token",
+    "encode_run_page_token",
+]
 
 MAX_MICROSECONDS = 2**62
 """Beyond any real timestamp, within a 64-bit integer."""
@@ -54,3 +61,16 @@ def _number_and_id(token: str) -> tuple[int, str]:
         return (int(number), id_) if id_.isprintable() else (-1, "")
     except ValueError:
         return -1, ""
+
+
+def encode_id_page_token(last_id: str) -> str:
+    """Token of the page (of a listing by id) that starts after this id."""
+    return base64.urlsafe_b64encode(f"0:{last_id}".encode()).decode()
+
+
+def decode_id_page_token(token: str) -> str:
+    """The last id of the previous page."""
+    number, last_id = _number_and_id(token)
+    if number != 0 or not last_id:
+        raise InvalidArgument("page_token", "is not a token this server issued")
+    return last_id

@@ -20,6 +20,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from cmo_server.store.postgres._activities import PostgresActivities
+from cmo_server.store.postgres._agents import PostgresAgents
 from cmo_server.store.postgres._artifacts import PostgresArtifacts
 from cmo_server.store.postgres._db import Pool
 from cmo_server.store.postgres._graphs import PostgresGraphs
@@ -73,6 +74,7 @@ async def _check_connection(conn: AsyncConnection[TupleRow]) -> None:
 
 
 class PostgresStore(
+    PostgresAgents,
     PostgresGraphs,
     PostgresRuns,
     PostgresTasks,

@@ -58,6 +58,7 @@ from cmo_server.store.sqlite import _runs as runs
 from cmo_server.store.sqlite import _stats as stats
 from cmo_server.store.sqlite import _tasks as tasks
 from cmo_server.store.sqlite import _waits as waits
+from cmo_server.store.sqlite._agents import SqliteAgents
 from cmo_server.store.sqlite._db import Transaction, now_us
 
 __all__ = ["SqliteStore"]
@@ -65,8 +66,8 @@ __all__ = ["SqliteStore"]
 T = TypeVar("T")
 
 
-class SqliteStore:
-    """`Store` on an SQLite file."""
+class SqliteStore(SqliteAgents):
+    """`Store` on an SQLite file (and `AgentStore`)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
