@@ -255,9 +255,29 @@ def invoker_graph(markers: Markers, worker_id: str) -> cmo.Graph[State]:
     return graph
 
 
+CAPABILITY_INVOKER = "e2e-capability-invoker"
+"""graph_id of the graph (version 1) whose one step asks whichever agent can do healing.selector."""
+
+
+def capability_invoker_graph(markers: Markers, worker_id: str) -> cmo.Graph[State]:
+    """One node, `ask`, that invokes an agent found by capability and keeps its proposal."""
+    graph: cmo.Graph[State] = cmo.Graph(CAPABILITY_INVOKER, version=1)
+
+    @graph.node(entry=True)
+    async def ask(state: State, ctx: cmo.NodeContext) -> cmo.NodeResult[State]:
+        markers.write(ctx.run_id, ctx.step_index, ctx.attempt, "started", {"pid": os.getpid(), "worker_id": worker_id})
+        result = await ctx.invoke_specialist(
+            capability="healing.selector", task="heal", inputs={"selector": state["selector"]}
+        )
+        return cmo.NodeResult({**state, "proposal": result.proposal})
+
+    return graph
+
+
 GRAPHS: dict[str, Callable[[Markers, str], cmo.Graph[State]]] = {
     "approval": approval_graph,
     "invoker": invoker_graph,
+    "capability-invoker": capability_invoker_graph,
     "counter": counter_graph,
     "orders": orders_graph,
 }

@@ -1,9 +1,10 @@
 """A specialist process for the end-to-end tests: the healer, on Redis Streams.
 
     python -m tests.e2e.specialist_main --redis URL --key-prefix P --marker-dir DIR [--hold]
-        [--hold-until FILE] [--tenant T --project P]
+        [--hold-until FILE] [--tenant T --project P] [--registry ADDRESS --instance ID --lease S]
 
-Prints `ready <consumer>` once subscribed. Its handler leaves a marker when it starts and one when
+Prints `ready <consumer>` once subscribed (and, with --registry, registered with the capability
+healing.selector, beating at a third of its lease). Its handler leaves a marker when it starts and one when
 it has made its effect; with --hold it waits (to be killed) after starting, with --hold-until
 until FILE exists.
 """
@@ -14,8 +15,10 @@ import argparse
 import asyncio
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
+import cmo
 from cmo.a2a import AgentId, Cost, Envelope, HmacKeys, SpecialistInvocationRequest, SpecialistResult
 from cmo.a2a.agents import Specialist
 from cmo.a2a.transports.redis import RedisTransport
@@ -49,6 +52,10 @@ async def serve(args: argparse.Namespace) -> None:
         return SpecialistResult("succeeded", 0.9, Cost(0.01), proposal={"by": me})
 
     transport = RedisTransport.from_url(args.redis, key_prefix=args.key_prefix)
+    registry = None
+    if args.registry:
+        client = await cmo.Client.connect(args.registry, tenant=args.tenant, project=args.project)
+        registry = client.registry
     specialist = Specialist(
         HEALER,
         tenant=args.tenant,
@@ -58,9 +65,13 @@ async def serve(args: argparse.Namespace) -> None:
         keys=KEYS,
         consumer=me,
         ack_wait=1.0,
+        registry=registry,
+        instance=args.instance or None,
+        lease=timedelta(seconds=args.lease),
+        provides=["healing.selector"],
     )
     running = asyncio.create_task(specialist.run())
-    await asyncio.sleep(0.3)  # subscribed
+    await asyncio.wait([running, asyncio.create_task(specialist.ready.wait())], return_when=asyncio.FIRST_COMPLETED)
     print(f"ready {me}", flush=True)
     await running
 
@@ -74,6 +85,9 @@ def main() -> None:
     parser.add_argument("--hold-until", default="")
     parser.add_argument("--tenant", default="acme")
     parser.add_argument("--project", default="web")
+    parser.add_argument("--registry", default="", help="a server whose agent registry to join")
+    parser.add_argument("--instance", default="", help="the instance's agent id in the registry")
+    parser.add_argument("--lease", type=float, default=60.0, help="its lease in the registry, in seconds")
     asyncio.run(serve(parser.parse_args()))
 
 

@@ -129,3 +129,33 @@ async def test_a_poll_parks_without_a_claim_when_nothing_was_made_ready_since_th
         dispatcher.push_stopped()
         assert await poll() is None
         assert store.claims == claims + 1
+
+
+async def test_a_worker_that_departed_has_its_polls_ended_and_refused(tmp_path):
+    async with SqliteStore.open(tmp_path / "cmo.db") as sqlite:
+        store = _CountingClaims(sqlite)
+        dispatcher = TaskDispatcher(cast(Store, store))
+        graph = chain_graph("a", queue="q")
+        await sqlite.register_graph(graph)
+        lease = timedelta(seconds=30)
+
+        def poll(worker_id: str, wait: float) -> asyncio.Task[Task | None]:
+            return asyncio.create_task(
+                dispatcher.poll(task_queues=["q"], graph_keys=[graph.key], worker_id=worker_id, lease=lease, wait=wait)
+            )
+
+        parked = poll("w1", 30)
+        await assert_eventually(lambda: dispatcher.parked == 1, timeout=5, what="the poll parked")
+        dispatcher.worker_departed("w1")
+        assert await asyncio.wait_for(parked, 1) is None  # at once, not after 30 s
+        claims = store.claims
+        assert await asyncio.wait_for(poll("w1", 30), 1) is None  # a poll arriving late: refused
+        assert store.claims == claims
+        # The task goes to a worker that is still there.
+        other = poll("w2", 5)
+        await assert_eventually(lambda: dispatcher.parked == 1, timeout=5, what="w2 parked")
+        run_id = await start_run(sqlite, graph)
+        dispatcher.notify("q", graph.key)
+        task = await asyncio.wait_for(other, 5)
+        assert task is not None
+        assert (task.run_id, task.attempt) == (run_id, 1)

@@ -23,6 +23,7 @@ EXPECTED = [
     "StepInfo",
     "WaitInfo",
     "Worker",
+    "__version__",
     "activity",
     "activity_info",
     "errors",

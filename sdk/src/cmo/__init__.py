@@ -9,6 +9,7 @@ from cmo._http import HttpResponse
 from cmo._mcp import McpServer, McpToolResult
 from cmo._retry import RetryPolicy
 from cmo._types import FailureInfo, PruneReport, RunInfo, RunStatus, StepInfo, WaitInfo
+from cmo._version import __version__
 from cmo._worker import Worker
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "StepInfo",
     "WaitInfo",
     "Worker",
+    "__version__",
     "activity",
     "activity_info",
     "errors",

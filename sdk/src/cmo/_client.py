@@ -24,6 +24,7 @@ from cmo.api.v1 import run_service_pb2_grpc as run_grpc
 from cmo.api.v1 import worker_service_pb2 as worker_pb
 from cmo.api.v1 import worker_service_pb2_grpc as worker_grpc
 from cmo.errors import RpcError, RunFailedError, RunNotFoundError, WaitTimeoutError
+from cmo.registry import RegistryClient
 from cmo.serialization import canonical_json
 
 __all__ = ["Client", "RunHandle"]
@@ -103,6 +104,11 @@ class Client:
         other._traced_channel = self._traced_channel
         other._owns_channel = False
         return other
+
+    @property
+    def registry(self) -> RegistryClient:
+        """The agent registry of this client's namespace."""
+        return RegistryClient(self._channel, self._namespace)
 
     @property
     def namespace(self) -> common_pb2.Namespace:

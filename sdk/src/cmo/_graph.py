@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from cmo.a2a import AgentId, Budget, SpecialistResult
     from cmo.a2a.invoke import Messaging
     from cmo.api.v1.worker_service_pb2_grpc import WorkerServiceStub
+    from cmo.registry import RegistryClient
 from cmo.errors import GraphError
 
 __all__ = ["END", "Graph", "Node", "NodeContext", "NodeResult"]
@@ -70,6 +71,7 @@ class NodeContext:
         tenant: str = "default",
         project: str = "default",
         messaging: Messaging | None = None,
+        registry: RegistryClient | None = None,
     ) -> None:
         self.tenant = tenant
         """The run's namespace: its tenant and project."""
@@ -88,6 +90,7 @@ class NodeContext:
         self._worker_stub = worker_stub
         self._artifacts: Artifacts | None = None
         self._messaging = messaging
+        self._registry = registry
         self._invocations = 0
 
     def now(self) -> datetime:
@@ -197,8 +200,10 @@ class NodeContext:
 
     async def invoke_specialist(
         self,
-        specialist: str | AgentId,
+        specialist: str | AgentId | None = None,
         *,
+        capability: str | None = None,
+        version: str = "",
         task: str,
         inputs: Mapping[str, Any] | None = None,
         budget: Budget | None = None,
@@ -212,29 +217,46 @@ class NodeContext:
         worker and server restarts, like `wait_for_signal`; the server hands the answer to the
         run. A replay returns the recorded answer. Needs a worker with `messaging=`.
 
+        Name the specialist, or give a `capability`: then a HEALTHY agent that has it is picked
+        from the registry (the least loaded, spread over equals), and if it becomes UNAVAILABLE
+        before answering, another one is asked (see `cmo.a2a.invoke`).
+
         Args:
             specialist: Its agent id (`"healer"` on `qa.<tenant>.<project>.specialists.healer.invoke`).
+            capability: What the agent must be able to do (`"healing.selector"`), instead of a name.
+            version: With `capability`: a version constraint such as `">=1.2,<2"`.
             task: What to do.
             inputs: Its inputs (JSON data).
             budget: What it may spend; by default the timeout in minutes and no money.
-            timeout: How long to wait for the answer (a durable timer).
+            timeout: How long to wait for the answer (a durable timer), per agent asked.
 
         Raises:
             SpecialistTimeoutError: no answer came within `timeout`.
+            SpecialistUnavailableError: by capability, no HEALTHY agent was there to ask, or each
+                one asked left without answering.
             RunCancelledError: the run was cancelled before or during the wait.
         """
         from cmo.a2a.invoke import invoke_specialist
 
-        sequence, self._invocations = self._invocations, self._invocations + 1
+        if (specialist is None) == (capability is None):
+            raise TypeError("ctx.invoke_specialist takes a specialist or a capability, not both or neither")
+
+        def next_sequence() -> int:
+            sequence, self._invocations = self._invocations, self._invocations + 1
+            return sequence
+
         return await invoke_specialist(
             self,
             self._messaging,
             specialist,
+            capability=capability,
+            version=version,
+            registry=self._registry,
             task=task,
             inputs=dict(inputs or {}),
             budget=budget,
             timeout=timeout,
-            sequence=sequence,
+            next_sequence=next_sequence,
         )
 
     async def sleep(self, duration: float | timedelta) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import os
+import re
 import socket
 import traceback
 import uuid
@@ -26,10 +27,12 @@ from cmo._http import close_http_client
 from cmo._rpc import call
 from cmo._session import SessionStub, WorkerSession
 from cmo._telemetry import provider_configured, step_span, tracer
+from cmo._version import __version__
 from cmo.api.v1 import common_pb2
 from cmo.api.v1 import worker_service_pb2 as pb
 from cmo.api.v1.worker_service_pb2_grpc import WorkerServiceStub
 from cmo.errors import ApplicationError, RpcError, RunCancelledError
+from cmo.registry import AgentPresence
 from cmo.serialization import canonical_json, parse_json
 
 if TYPE_CHECKING:
@@ -79,6 +82,7 @@ class Worker:
         messaging: Messaging | None = None,
         tenant: str | None = None,
         project: str | None = None,
+        register: bool = True,
     ) -> None:
         """Create a worker.
 
@@ -99,6 +103,9 @@ class Worker:
             tenant: The namespace whose queues it polls and graphs it registers; the client's
                 by default.
             project: See `tenant`.
+            register: Keep the worker in the server's agent registry while it runs (kind
+                "worker", capabilities `graph:<id>@<version>` and `queue:<name>`, its load the
+                share of busy slots), so that operators see it, its queues and its last poll.
         """
         if not graphs:
             raise ValueError("a worker needs at least one graph")
@@ -133,6 +140,30 @@ class Worker:
         self._polls: set[asyncio.Task[Any]] = set()
         self._nodes: set[asyncio.Task[Any]] = set()
         self._releasing = False
+        self.presence = (
+            AgentPresence(
+                client.registry,
+                _agent_id(self.worker_id),
+                kind="worker",
+                tenant=client.tenant,
+                project=client.project,
+                version=__version__,
+                capabilities=[
+                    *(f"graph:{g}@{v}" for g, v in sorted(self._graphs)),
+                    *(f"queue:{q}" for q in self.task_queues),
+                ],
+                metadata={
+                    "worker_id": self.worker_id[:1024],
+                    "concurrency": str(concurrency),
+                    "sdk": "python",
+                    "host": socket.gethostname()[:1024],
+                },
+                load=lambda: len(self._nodes) / self._concurrency,
+            )
+            if register
+            else None
+        )
+        """How the worker is kept in the agent registry; None with `register=False`."""
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -140,6 +171,12 @@ class Worker:
         """Register the graphs and serve until `shutdown()`; returns when drained."""
         for graph in self._graphs.values():
             await self._client.register_graph(graph)
+        if self.presence is not None:
+            try:
+                await self.presence.start()
+            except RpcError as err:  # a server without a registry still runs the worker
+                logger.warning("worker %s is not in the agent registry: %s", self.worker_id, err)
+                self.presence = None
         logger.info(
             "worker %s serving %s on %s",
             self.worker_id,
@@ -153,6 +190,8 @@ class Worker:
                     group.create_task(self._slot(), name=f"cmo-slot-{slot}")
                 group.create_task(self._drain_on_shutdown())
         finally:
+            if self.presence is not None:
+                await self.presence.aclose("the worker stopped")
             if self._session is not None:
                 await self._session.aclose()
             await close_http_client()
@@ -169,6 +208,10 @@ class Worker:
 
     async def _drain_on_shutdown(self) -> None:
         await self._stopping.wait()
+        if self.presence is not None:
+            # Deregistering first ends this worker's polls on the server, even one whose
+            # cancellation would miss it, so no task is handed to a poll nobody reads.
+            await self.presence.aclose("the worker stopped")
         for poll in list(self._polls):
             poll.cancel()
         if self._nodes:
@@ -287,6 +330,7 @@ class Worker:
             activities=activities,
             worker_stub=self._client.worker_stub,
             messaging=self._messaging,
+            registry=self._client.registry,
         )
         state: Any = from_json(parse_json(task.state), graph.state_type)
         running = asyncio.create_task(node.run(state, ctx), name=f"cmo-node-{task.run_id}-{task.step_index}")
@@ -491,3 +535,9 @@ class Worker:
                 err,
                 extra={"run_id": task.run_id, "step_index": task.step_index, "attempt": task.attempt},
             )
+
+
+def _agent_id(worker_id: str) -> str:
+    """The worker's id as an agent id: characters agent ids do not allow become '-'."""
+    cleaned = re.sub(r"[^A-Za-z0-9._:@-]", "-", worker_id)[:128]
+    return cleaned if cleaned[:1].isalnum() else f"w{cleaned}"[:128]

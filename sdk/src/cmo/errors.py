@@ -37,6 +37,7 @@ __all__ = [
     "RunNotFoundError",
     "SignalTimeoutError",
     "SpecialistTimeoutError",
+    "SpecialistUnavailableError",
     "WaitTimeoutError",
 ]
 
@@ -183,6 +184,16 @@ class SpecialistTimeoutError(CmoError, TimeoutError):
     def __init__(self, specialist: str, timeout: timedelta) -> None:
         super().__init__(f"specialist {specialist!r} did not answer within {timeout}")
         self.specialist = specialist
+
+
+class SpecialistUnavailableError(CmoError):
+    """`ctx.invoke_specialist(capability=...)` found no HEALTHY agent to ask, or every one it asked left unanswered."""
+
+    def __init__(self, capability: str, asked: list[str]) -> None:
+        tried = f"; asked {', '.join(asked)}, each left without answering" if asked else ""
+        super().__init__(f"no HEALTHY agent with capability {capability!r} answered{tried}")
+        self.capability = capability
+        self.asked = list(asked)
 
 
 class ApplicationError(CmoError):

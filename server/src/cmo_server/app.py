@@ -13,21 +13,23 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 from opentelemetry.sdk.trace import TracerProvider
 
-from cmo.api.v1 import run_service_pb2, worker_service_pb2
+from cmo.api.v1 import registry_service_pb2, run_service_pb2, worker_service_pb2
 from cmo_server._background import log_crash
 from cmo_server._health import HealthMonitor, HealthServicer
-from cmo_server.a2a import ReplyConsumer
-from cmo_server.api import RunServicer, WorkerServicer, service_handler
+from cmo_server.a2a import ReplyConsumer, UnansweredRequests
+from cmo_server.api import RegistryServicer, RunServicer, WorkerServicer, service_handler
 from cmo_server.artifacts import Artifacts
 from cmo_server.blob import open_blob_store
 from cmo_server.config import ServerConfig, TelemetryConfig
 from cmo_server.engine import Engine
+from cmo_server.registry import Agent, AgentStore, Registry
 from cmo_server.retention import Retention
 from cmo_server.store import OffloadingStore, Store
 from cmo_server.telemetry import PrometheusMetrics, serve_metrics, server_interceptors, tracer_provider
@@ -39,6 +41,7 @@ logger = logging.getLogger(__name__)
 SERVICES = (
     run_service_pb2.DESCRIPTOR.services_by_name["RunService"],
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"],
+    registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"],
 )
 HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
 REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
@@ -86,6 +89,8 @@ class CmoServer:
         """The bound port of /metrics, /healthz and /readyz; 0 when there is no such endpoint."""
         self._loops: list[asyncio.Task[None]] = []
         self._stopped = False
+        self.registry: Registry | None = None
+        """The agent registry this server keeps."""
 
     @classmethod
     @asynccontextmanager
@@ -122,6 +127,10 @@ class CmoServer:
             retention = Retention(store, blobs, blob_grace=config.retention.blob_gc_grace)
             await engine.start()
             stack.push_async_callback(engine.aclose)
+            registry = Registry(cast(AgentStore, store))
+            engine.on_poll(registry.note_poll)
+            registry.on_unavailable(UnansweredRequests(engine, store).agent_unavailable)
+            registry.on_deregistered(functools.partial(_worker_left, engine))
             # Leave room above the payload limit so the engine, not grpc, refuses a large state:
             # its message names the field.
             max_message = 2 * config.limits.max_payload_bytes + 1024 * 1024
@@ -149,6 +158,7 @@ class CmoServer:
                     service_handler(
                         SERVICES[1], WorkerServicer(engine, artifacts=artifacts, tracer_provider=tracer_provider)
                     ),
+                    service_handler(SERVICES[2], RegistryServicer(registry)),
                     service_handler(HEALTH, health_servicer),
                     service_handler(REFLECTION, reflection_servicer),
                 )
@@ -179,9 +189,11 @@ class CmoServer:
                 )
                 metrics_port = endpoint.port
             this = cls(server, engine, health_servicer, port, metrics=metrics, metrics_port=metrics_port)
+            this.registry = registry
             # Entered last, so it is left first: its loops end before what they use is closed.
             loops = await stack.enter_async_context(asyncio.TaskGroup())
             this._loops.append(loops.create_task(log_crash("the health monitor", monitor.run), name="cmo-health"))
+            this._loops.append(loops.create_task(log_crash("the agent registry", registry.run), name="cmo-registry"))
             if (older_than := config.retention.older_than) is not None:
                 schedule = functools.partial(
                     retention.run_schedule,
@@ -228,6 +240,12 @@ class CmoServer:
         # Parked long-polls return empty now, so the grace period is spent on real work.
         await self._engine.aclose()
         await self._server.stop(grace)
+
+
+def _worker_left(engine: Engine, agent: Agent) -> None:
+    """A worker that deregisters has stopped polling: its polls end (see `Engine.worker_departed`)."""
+    if agent.kind == "worker":
+        engine.worker_departed(agent.metadata.get("worker_id", agent.agent_id))
 
 
 async def _reply_consumer(

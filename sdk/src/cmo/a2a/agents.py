@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from cmo.a2a._envelope import Envelope
@@ -35,6 +37,7 @@ from cmo.a2a.pipeline import Handler, IdempotencyStore, Inbound, Outbound
 from cmo.a2a.replay import ReplayGuard
 from cmo.a2a.topics import DEFAULT_PREFIX, Topic
 from cmo.a2a.transports import Transport
+from cmo.registry import AgentPresence, RegistryClient, TopicRole
 
 __all__ = ["DecisionNoticePublisher", "Specialist", "route"]
 
@@ -66,6 +69,13 @@ class Specialist:
     Its instances share the load (one consumer group), and every request goes through the
     receive pipeline (`Inbound`) before `handler` sees it; the answer goes to the request's
     `reply_to`, signed with `keys`.
+
+    With `registry` (`client.registry`), the instance is kept in the agent registry while it runs
+    (kind "specialist", what it `provides` as its capabilities, its load the share of
+    `max_pending` in hand) and
+    deregistered when it stops; it then also takes requests on a topic of its own
+    (`...specialists.<instance>.invoke`), where `ctx.invoke_specialist(capability=...)` asks it.
+    Give each instance a stable `instance` id (a pod name) in production.
     """
 
     def __init__(
@@ -87,9 +97,38 @@ class Specialist:
         max_pending: int = 16,
         ack_wait: float = 60.0,
         max_deliveries: int = 5,
+        registry: RegistryClient | None = None,
+        instance: str | None = None,
+        lease: timedelta = timedelta(seconds=60),
+        provides: Sequence[str] = (),
     ) -> None:
         self.agent = agent
         self.topic = Topic.specialist_invoke(tenant, project, agent.id, prefix=prefix)
+        self.instance = instance or f"{agent.id}-{uuid.uuid4().hex[:8]}"[:63]
+        """This instance's agent id in the registry (a topic token: a-z, 0-9, '_' and '-')."""
+        self.instance_topic = Topic.specialist_invoke(tenant, project, self.instance, prefix=prefix)
+        self._busy = 0
+        self.presence = (
+            AgentPresence(
+                registry,
+                self.instance,
+                kind="specialist",
+                tenant=tenant,
+                project=project,
+                name=agent.id,
+                version=agent.version,
+                capabilities=list(provides),
+                topics=[(str(self.topic), TopicRole.SUBSCRIBE), (str(self.instance_topic), TopicRole.SUBSCRIBE)],
+                lease=lease,
+                load=lambda: min(self._busy / max_pending, 1.0),
+                transport=transport,
+                keys=keys,
+                prefix=prefix,
+            )
+            if registry is not None
+            else None
+        )
+        """How the instance is kept in the registry; None without `registry`."""
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._transport = transport
         self._max_pending, self._ack_wait, self._max_deliveries = max_pending, ack_wait, max_deliveries
@@ -105,29 +144,60 @@ class Specialist:
             idempotency=idempotency,
             replies=Outbound(transport, keys=keys),
         )
-        self._handler = route({SpecialistInvocationRequest: handler})
+        self._handler = route({SpecialistInvocationRequest: self._counted(handler)})
         self._running: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
         """Set once it has subscribed: from then on no invocation published is missed."""
 
     async def run(self) -> None:
         """Serve until `stop()`."""
-        subscription = await self._transport.subscribe(
-            str(self.topic),
-            group=f"specialist-{self.agent.id}",
-            consumer=self.consumer,
-            max_deliveries=self._max_deliveries,
-            ack_wait=self._ack_wait,
-            max_pending=self._max_pending,
-        )
-        self._running = asyncio.current_task()
-        self.ready.set()
+        subscriptions = [
+            await self._transport.subscribe(
+                str(self.topic),
+                group=f"specialist-{self.agent.id}",
+                consumer=self.consumer,
+                max_deliveries=self._max_deliveries,
+                ack_wait=self._ack_wait,
+                max_pending=self._max_pending,
+            )
+        ]
         try:
-            await self.inbound.serve(subscription, self._handler)
+            if self.presence is not None:
+                subscriptions.append(
+                    await self._transport.subscribe(
+                        str(self.instance_topic),
+                        group=f"specialist-{self.instance}",
+                        consumer=self.consumer,
+                        max_deliveries=self._max_deliveries,
+                        ack_wait=self._ack_wait,
+                        max_pending=self._max_pending,
+                    )
+                )
+                await self.presence.start()
+            self._running = asyncio.current_task()
+            self.ready.set()
+            async with asyncio.TaskGroup() as serving:
+                for subscription in subscriptions:
+                    serving.create_task(self.inbound.serve(subscription, self._handler))
         except asyncio.CancelledError:
             pass
         finally:
-            await subscription.close()
+            if self.presence is not None:
+                await self.presence.aclose("the specialist stopped")
+            for subscription in subscriptions:
+                await subscription.close()
+
+    def _counted(
+        self, handler: Callable[[SpecialistInvocationRequest, Envelope], Awaitable[SpecialistResult]]
+    ) -> Callable[[SpecialistInvocationRequest, Envelope], Awaitable[SpecialistResult]]:
+        async def counted(request: SpecialistInvocationRequest, envelope: Envelope) -> SpecialistResult:
+            self._busy += 1
+            try:
+                return await handler(request, envelope)
+            finally:
+                self._busy -= 1
+
+        return counted
 
     def stop(self) -> None:
         """Stop serving (a delivery being handled is not acked: it comes again to another instance)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import grpc
@@ -21,7 +21,7 @@ from cmo_server.errors import (
     Unavailable,
 )
 
-__all__ = ["rpc", "status_for"]
+__all__ = ["rpc", "rpc_stream", "status_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,24 @@ def rpc(method: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
                 raise
             await context.abort(*status_for(err, method.__name__))
         raise AssertionError("unreachable")  # context.abort always raises
+
+    return wrapper
+
+
+def rpc_stream(
+    method: Callable[[S, Req, grpc.aio.ServicerContext], AsyncIterator[Resp]],
+) -> Callable[[S, Req, grpc.aio.ServicerContext], AsyncIterator[Resp]]:
+    """`rpc` for a server-streaming method: an error ends the stream with its status."""
+
+    @functools.wraps(method)
+    async def wrapper(self: S, request: Req, context: grpc.aio.ServicerContext) -> AsyncIterator[Resp]:
+        try:
+            async for response in method(self, request, context):
+                yield response
+        except Exception as err:
+            if _is_abort(err):
+                raise
+            await context.abort(*status_for(err, method.__name__))
 
     return wrapper
 

@@ -16,6 +16,8 @@ __all__ = ["TaskDispatcher"]
 
 logger = logging.getLogger(__name__)
 
+DEPARTED_FOR = 300.0
+"""Seconds a worker that left is refused new polls (its polls in flight as it left arrive late)."""
 _CLOCK_SLACK = 0.005
 """Seconds added to a wake-up at a database time: a little late beats early (the claim compares
 with the database's clock)."""
@@ -33,6 +35,8 @@ class _Waiter:
     """The poll has returned: nothing handed to it now would be delivered."""
     claiming: bool = False
     """Its claim query is running: it may come back with a task of its own."""
+    departed: bool = False
+    """Its worker left: the poll returns empty-handed, whether or not its caller is still there."""
 
     def wants(self, queue: str, key: str) -> bool:
         return queue in self.queues and key in self.graph_keys
@@ -77,6 +81,8 @@ class TaskDispatcher:
         """(queue, graph version) pairs a claim found empty, with no wake-up for them since."""
         self._wakeups = 0
         """Counts wake-ups, so a claim that overlapped one does not mark its queues empty."""
+        self._departed: dict[str, float] = {}
+        """Workers that said they left, and until when their polls are refused."""
 
     async def poll(
         self,
@@ -90,6 +96,8 @@ class TaskDispatcher:
         """Claim a task, waiting up to `wait` seconds for one to become ready."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
+        if self._departed and self._departed.get(worker_id, 0.0) > loop.time():
+            return None
         while not self._closed:
             # Park before claiming, so a task enqueued between the claim and the wait is not missed.
             waiter = _Waiter(frozenset(task_queues), frozenset(graph_keys), worker_id)
@@ -118,7 +126,7 @@ class TaskDispatcher:
                 # Checked after a time-out too: a hand-off may land in the same loop turn.
                 if waiter.woken.done() and (task := waiter.woken.result()) is not None:
                     return task
-                if loop.time() >= deadline:
+                if loop.time() >= deadline or waiter.departed:
                     return None
             finally:
                 waiter.gone = True
@@ -181,6 +189,21 @@ class TaskDispatcher:
         """Tasks may have become ready unannounced (notifications stopped or resumed): claim again."""
         self._wakeups += 1
         self._empty.clear()
+
+    def worker_departed(self, worker_id: str) -> None:
+        """The worker left (it deregistered): its parked polls return empty, new ones at once.
+
+        A worker that stops cancels its polls, but a cancellation can miss a poll still on its
+        way to the server, which would then be handed a task nobody takes until its lease lapses.
+        """
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._departed = {w: t for w, t in self._departed.items() if t > now}
+        self._departed[worker_id] = now + DEPARTED_FOR
+        for waiter in self._waiters:
+            if waiter.worker_id == worker_id:
+                waiter.departed = True
+                waiter.wake()
 
     def close(self) -> None:
         """Stop taking polls; parked pollers return empty-handed."""

@@ -85,6 +85,7 @@ class Engine:
         self._graphs: dict[tuple[Namespace, str, int], GraphSpec] = {}
         self._run_watchers: defaultdict[tuple[Namespace, str], list[asyncio.Future[_Finish | None]]] = defaultdict(list)
         self._cancel_listeners: list[Callable[[Namespace, str], None]] = []
+        self._poll_listeners: list[Callable[[Namespace, str], None]] = []
         self._background: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -92,6 +93,14 @@ class Engine:
     def parked_polls(self) -> int:
         """Worker polls waiting for a task right now."""
         return self._dispatcher.parked
+
+    def worker_departed(self, worker_id: str) -> None:
+        """The worker left: end its parked polls and refuse new ones (see TaskDispatcher)."""
+        self._dispatcher.worker_departed(worker_id)
+
+    def on_poll(self, listener: Callable[[Namespace, str], None]) -> None:
+        """Call `listener(namespace, worker_id)` when a worker polls for a task."""
+        self._poll_listeners.append(listener)
 
     def on_cancel_requested(self, listener: Callable[[Namespace, str], None]) -> None:
         """Call `listener(namespace, run_id)` when CancelRun leaves a run for its worker to stop."""
@@ -342,6 +351,8 @@ class Engine:
         wait: float,
     ) -> Task | None:
         """Lease one task of a namespace, waiting up to `wait` seconds."""
+        for listener in self._poll_listeners:
+            listener(namespace, worker_id)
         loop = asyncio.get_running_loop()
         polled_at = loop.time()
         task = await self._dispatcher.poll(

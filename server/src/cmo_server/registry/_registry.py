@@ -69,6 +69,11 @@ class Registry:
         """The last revision of each agent the watchers were told of."""
         self._polls: dict[tuple[Namespace, str], datetime] = {}
         self._unavailable: list[Callable[[Agent], None]] = []
+        self._deregistered: list[Callable[[Agent], None]] = []
+
+    def on_deregistered(self, listener: Callable[[Agent], None]) -> None:
+        """Call `listener` with each agent that deregisters through this replica."""
+        self._deregistered.append(listener)
 
     def on_unavailable(self, listener: Callable[[Agent], None]) -> None:
         """Call `listener` with each agent this replica sees become UNAVAILABLE."""
@@ -135,6 +140,8 @@ class Registry:
             raise _refusal(namespace, agent_id, refused, None) from None
         if changed:
             self._tell(agent, local=True)
+        for listener in self._deregistered:
+            listener(agent)
         return agent
 
     def note_poll(self, namespace: Namespace, worker_id: str) -> None:
@@ -227,8 +234,8 @@ class Registry:
     async def run(self) -> None:
         """Sweep for lapsed leases and hear other replicas' changes, until cancelled."""
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._store.watch_agents(self._changed_elsewhere, self._resync))
-            tasks.create_task(self._sweeps())
+            tasks.create_task(self._store.watch_agents(self._changed_elsewhere, self._resync), name="cmo-agent-push")
+            tasks.create_task(self._sweeps(), name="cmo-agent-sweeps")
 
     async def sweep(self) -> None:
         """Record lapsed leases (telling watchers and listeners) and the polls seen since the last sweep."""
@@ -255,7 +262,15 @@ class Registry:
                 logger.exception("the agent registry's sweep failed; trying again")
 
     def _tell(self, agent: Agent, *, local: bool) -> None:
-        """Tell watchers of a change once per revision; and listeners, of this replica's own."""
+        """Tell listeners of a change this replica made, and watchers of any change, once per revision."""
+        # Listeners first and whatever the watchers were told: this replica's own change may have
+        # reached its watchers already, by its notification, before the change's caller gets here.
+        if local and agent.status is AgentStatus.UNAVAILABLE:
+            for listener in self._unavailable:
+                try:
+                    listener(agent)
+                except Exception:
+                    logger.exception("an agent-unavailable listener failed")
         key = (agent.namespace, agent.agent_id)
         if self._told.get(key, -1) >= agent.revision:
             return
@@ -268,12 +283,6 @@ class Registry:
                 with contextlib.suppress(asyncio.QueueEmpty):
                     watcher.queue.get_nowait()  # makes room for the wake-up that ends the watch
                 watcher.queue.put_nowait(agent)
-        if local and agent.status is AgentStatus.UNAVAILABLE:
-            for listener in self._unavailable:
-                try:
-                    listener(agent)
-                except Exception:
-                    logger.exception("an agent-unavailable listener failed")
 
     def _changed_elsewhere(self, namespace: Namespace, agent_id: str, revision: int) -> None:
         if namespace not in self._watchers or self._told.get((namespace, agent_id), -1) >= revision:

@@ -272,6 +272,14 @@ class RequestStore(Protocol):
     async def run_of_request(self, namespace: Namespace, message_id: str) -> str | None:
         """The run whose step recorded the request `message_id`, or None."""
 
+    async def requests_awaiting(self, namespace: Namespace, agent_id: str) -> list[tuple[str, str]]:
+        """(run_id, request name) of the requests to this agent that unfinished runs' current steps made.
+
+        A request names its agent when the step recorded it with `{"agent_id": ...}` as its result
+        (`ctx.invoke_specialist(capability=...)` does): those are the runs to tell when the agent
+        leaves without answering.
+        """
+
 
 class ArtifactStore(Protocol):
     """Artifact records: which run put which content (the content is in the blob store)."""

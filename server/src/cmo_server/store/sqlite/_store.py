@@ -187,6 +187,10 @@ class SqliteStore(SqliteAgents):
         """See `Store.run_of_request`."""
         return await self._call(requests.run_of_request, namespace, message_id)
 
+    async def requests_awaiting(self, namespace: Namespace, agent_id: str) -> list[tuple[str, str]]:
+        """See `Store.requests_awaiting`."""
+        return await self._call(requests.requests_awaiting, namespace, agent_id)
+
     async def get_task(self, namespace: Namespace, run_id: str) -> TaskState | None:
         """See `Store.get_task`."""
         return await self._call(tasks.get_task, namespace, run_id)
