@@ -248,3 +248,33 @@ async def test_a_worker_is_in_the_registry_while_it_runs_and_its_polls_end_when_
     assert server.engine.parked_polls == 0
     agent = await client.registry.get(worker.worker_id)
     assert (agent.status, agent.status_reason) == (UNAVAILABLE, "the worker stopped")
+
+
+async def test_a_presence_with_a_transport_publishes_each_beat_as_a_signed_heartbeat_envelope(
+    client: cmo.Client,
+) -> None:
+    from cmo.a2a import Envelope, HmacKeys
+    from cmo.a2a.transports.memory import MemoryTransport
+
+    transport = MemoryTransport()
+    keys = HmacKeys({"k1": b"0123456789abcdef0123456789abcdef"}, current="k1")
+    heard = await transport.subscribe(
+        "qa.default.default.registry.agents.heartbeat", group="listener", consumer="c", max_deliveries=3, ack_wait=5
+    )
+    presence = AgentPresence(
+        client.registry, "beater", kind="specialist", version="2.0", capabilities=["c"], load=lambda: 0.5,
+        lease=timedelta(seconds=30), transport=transport, keys=keys,
+    )  # fmt: skip
+    await presence.start()
+    try:
+        async with asyncio.timeout(5):
+            delivery = await anext(aiter(heard))
+        envelope = Envelope.parse(delivery.data)
+        keys.verify(envelope)
+        assert envelope.meta.type == "Heartbeat"
+        assert (envelope.meta.sender.type, envelope.meta.sender.id) == ("specialist", "beater")
+        assert envelope.payload == {"status": "healthy", "load": 0.5, "capabilities": ["c"], "lease_seconds": 30}
+        assert presence.interval == 10.0  # a third of the lease
+    finally:
+        await presence.aclose()
+        await heard.close()

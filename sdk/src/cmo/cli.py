@@ -2,63 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import click
-from rich import box
 from rich.console import Console
-from rich.table import Table
 
+from cmo._cli_agents import agents
+from cmo._cli_common import Server, _run, _table
 from cmo._client import Client, RunHandle
 from cmo._history import RunHistory
 from cmo._types import RunInfo, RunStatus, WaitInfo
 from cmo.durations import parse_duration
-from cmo.errors import CmoError
 
 __all__ = ["main"]
 
 TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TERMINATED)
 
 T = TypeVar("T")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Server:
-    """Where the commands go: the server's address and the namespace they name."""
-
-    address: str
-    tenant: str
-    project: str
-
-
-def _run(server: Server, action: Callable[[Client], Awaitable[T]]) -> T:
-    async def go() -> T:
-        connecting = Client.connect(server.address, wait_ready=5.0, tenant=server.tenant, project=server.project)
-        async with await connecting as client:
-            return await action(client)
-
-    try:
-        return asyncio.run(go())
-    except (CmoError, ConnectionError) as err:
-        raise click.ClickException(str(err)) from None
-
-
-def _table(*columns: str, keep: tuple[str, ...] = ()) -> Table:
-    """A table that never cuts the columns in `keep` (ids to copy); others shrink to fit."""
-    table = Table(box=box.SIMPLE_HEAD)
-    for name in columns:
-        if name in keep:
-            table.add_column(name, no_wrap=True, min_width=32)
-        else:
-            table.add_column(name, overflow="fold")
-    return table
 
 
 def _when(run: RunInfo) -> str:
@@ -424,6 +389,8 @@ def a2a_validate(source: Any) -> None:
         f"valid {meta.type} {meta.message_id} from {meta.sender.type}/{meta.sender.id} in {meta.tenant}/{meta.project}"
     )
 
+
+main.add_command(agents)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -88,7 +88,7 @@ class Agent(_message.Message):
     def __init__(self, namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ..., agent_id: _Optional[str] = ..., kind: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., topics: _Optional[_Iterable[_Union[AgentTopic, _Mapping]]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[AgentStatus, str]] = ..., status_reason: _Optional[str] = ..., load: _Optional[float] = ..., lease: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_heartbeat_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_poll_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class RegisterAgentRequest(_message.Message):
-    __slots__ = ("namespace", "agent_id", "kind", "name", "version", "capabilities", "topics", "metadata", "lease", "status")
+    __slots__ = ("agent_id", "kind", "name", "version", "capabilities", "topics", "metadata", "lease", "status", "namespace")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -96,7 +96,6 @@ class RegisterAgentRequest(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
-    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -106,7 +105,7 @@ class RegisterAgentRequest(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     LEASE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
-    namespace: _common_pb2.Namespace
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     kind: str
     name: str
@@ -116,7 +115,8 @@ class RegisterAgentRequest(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     lease: _duration_pb2.Duration
     status: AgentStatus
-    def __init__(self, namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ..., agent_id: _Optional[str] = ..., kind: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., topics: _Optional[_Iterable[_Union[AgentTopic, _Mapping]]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., lease: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., status: _Optional[_Union[AgentStatus, str]] = ...) -> None: ...
+    namespace: _common_pb2.Namespace
+    def __init__(self, agent_id: _Optional[str] = ..., kind: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., topics: _Optional[_Iterable[_Union[AgentTopic, _Mapping]]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., lease: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., status: _Optional[_Union[AgentStatus, str]] = ..., namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ...) -> None: ...
 
 class RegisterAgentResponse(_message.Message):
     __slots__ = ("agent", "lease_id")
@@ -127,18 +127,18 @@ class RegisterAgentResponse(_message.Message):
     def __init__(self, agent: _Optional[_Union[Agent, _Mapping]] = ..., lease_id: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("namespace", "agent_id", "lease_id", "status", "load")
-    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("agent_id", "lease_id", "status", "load", "namespace")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     LOAD_FIELD_NUMBER: _ClassVar[int]
-    namespace: _common_pb2.Namespace
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     lease_id: str
     status: AgentStatus
     load: float
-    def __init__(self, namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ..., agent_id: _Optional[str] = ..., lease_id: _Optional[str] = ..., status: _Optional[_Union[AgentStatus, str]] = ..., load: _Optional[float] = ...) -> None: ...
+    namespace: _common_pb2.Namespace
+    def __init__(self, agent_id: _Optional[str] = ..., lease_id: _Optional[str] = ..., status: _Optional[_Union[AgentStatus, str]] = ..., load: _Optional[float] = ..., namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("lease_expires_at", "status")
@@ -149,16 +149,16 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[AgentStatus, str]] = ...) -> None: ...
 
 class DeregisterRequest(_message.Message):
-    __slots__ = ("namespace", "agent_id", "lease_id", "reason")
-    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("agent_id", "lease_id", "reason", "namespace")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
-    namespace: _common_pb2.Namespace
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     lease_id: str
     reason: str
-    def __init__(self, namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ..., agent_id: _Optional[str] = ..., lease_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    namespace: _common_pb2.Namespace
+    def __init__(self, agent_id: _Optional[str] = ..., lease_id: _Optional[str] = ..., reason: _Optional[str] = ..., namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ...) -> None: ...
 
 class DeregisterResponse(_message.Message):
     __slots__ = ("agent",)
@@ -167,12 +167,12 @@ class DeregisterResponse(_message.Message):
     def __init__(self, agent: _Optional[_Union[Agent, _Mapping]] = ...) -> None: ...
 
 class GetAgentRequest(_message.Message):
-    __slots__ = ("namespace", "agent_id")
-    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("agent_id", "namespace")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
-    namespace: _common_pb2.Namespace
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
-    def __init__(self, namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ..., agent_id: _Optional[str] = ...) -> None: ...
+    namespace: _common_pb2.Namespace
+    def __init__(self, agent_id: _Optional[str] = ..., namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ...) -> None: ...
 
 class GetAgentResponse(_message.Message):
     __slots__ = ("agent",)
@@ -181,20 +181,20 @@ class GetAgentResponse(_message.Message):
     def __init__(self, agent: _Optional[_Union[Agent, _Mapping]] = ...) -> None: ...
 
 class ListAgentsRequest(_message.Message):
-    __slots__ = ("namespace", "statuses", "kind", "capability", "page_size", "page_token")
-    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("statuses", "kind", "capability", "page_size", "page_token", "namespace")
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
-    namespace: _common_pb2.Namespace
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     statuses: _containers.RepeatedScalarFieldContainer[AgentStatus]
     kind: str
     capability: str
     page_size: int
     page_token: str
-    def __init__(self, namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ..., statuses: _Optional[_Iterable[_Union[AgentStatus, str]]] = ..., kind: _Optional[str] = ..., capability: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    namespace: _common_pb2.Namespace
+    def __init__(self, statuses: _Optional[_Iterable[_Union[AgentStatus, str]]] = ..., kind: _Optional[str] = ..., capability: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ...) -> None: ...
 
 class ListAgentsResponse(_message.Message):
     __slots__ = ("agents", "next_page_token")
@@ -205,20 +205,20 @@ class ListAgentsResponse(_message.Message):
     def __init__(self, agents: _Optional[_Iterable[_Union[Agent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class DiscoverRequest(_message.Message):
-    __slots__ = ("namespace", "capability", "statuses", "version", "kind", "limit")
-    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("capability", "statuses", "version", "kind", "limit", "namespace")
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
-    namespace: _common_pb2.Namespace
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     capability: str
     statuses: _containers.RepeatedScalarFieldContainer[AgentStatus]
     version: str
     kind: str
     limit: int
-    def __init__(self, namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ..., capability: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[AgentStatus, str]]] = ..., version: _Optional[str] = ..., kind: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    namespace: _common_pb2.Namespace
+    def __init__(self, capability: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[AgentStatus, str]]] = ..., version: _Optional[str] = ..., kind: _Optional[str] = ..., limit: _Optional[int] = ..., namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ...) -> None: ...
 
 class DiscoverResponse(_message.Message):
     __slots__ = ("agents",)
@@ -227,12 +227,12 @@ class DiscoverResponse(_message.Message):
     def __init__(self, agents: _Optional[_Iterable[_Union[Agent, _Mapping]]] = ...) -> None: ...
 
 class WatchAgentsRequest(_message.Message):
-    __slots__ = ("namespace", "skip_current")
-    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("skip_current", "namespace")
     SKIP_CURRENT_FIELD_NUMBER: _ClassVar[int]
-    namespace: _common_pb2.Namespace
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     skip_current: bool
-    def __init__(self, namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ..., skip_current: _Optional[bool] = ...) -> None: ...
+    namespace: _common_pb2.Namespace
+    def __init__(self, skip_current: _Optional[bool] = ..., namespace: _Optional[_Union[_common_pb2.Namespace, _Mapping]] = ...) -> None: ...
 
 class WatchAgentsResponse(_message.Message):
     __slots__ = ("kind", "agent")
