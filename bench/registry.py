@@ -92,11 +92,19 @@ async def _lock_waits(url: str, stop: asyncio.Event) -> dict[str, int]:
     return {"lock_samples": samples, "backends_waiting_on_a_lock": waiting, "ungranted_locks": ungranted}
 
 
+async def _analyze(url: str) -> None:
+    """Statistics as autovacuum keeps them (within a minute of a burst: migration 0012): the steady state."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("ANALYZE agents")
+        await conn.execute("ANALYZE agent_capabilities")
+
+
 async def heartbeats(address: str, server_pid: int, database: Any, url: str, agents: int, seconds: float) -> None:
     clients = await _clients(address)
     registries = [c.registry for c in clients]
     try:
         leases = await _register(registries, agents, "beater", kind="worker", lease=timedelta(seconds=5))
+        await _analyze(url)
         latencies: list[float] = []
         failures = 0
         loop = asyncio.get_running_loop()
@@ -151,7 +159,7 @@ async def heartbeats(address: str, server_pid: int, database: Any, url: str, age
             await client.aclose()
 
 
-async def discover(address: str, agents: int, calls: int) -> None:
+async def discover(address: str, url: str, agents: int, calls: int) -> None:
     clients = await _clients(address)
     registries = [c.registry for c in clients]
     try:
@@ -168,11 +176,12 @@ async def discover(address: str, agents: int, calls: int) -> None:
 
         for start in range(0, agents, 64):
             await asyncio.gather(*(one(i) for i in range(start, min(agents, start + 64))))
+        await _analyze(url)
         registry = registries[0]
-        for name, capability, version in (
-            ("capability of 100 agents", "cap-42", ""),
-            (f"capability of all {agents} agents", "everyone", ""),
-            (f"capability of all {agents} agents, version >=1.5,<1.7", "everyone", ">=1.5,<1.7"),
+        for name, capability, version, having in (
+            (f"capability of {agents // 100} agents", "cap-42", "", agents // 100),
+            (f"capability of all {agents} agents", "everyone", "", agents),
+            (f"capability of all {agents} agents, version >=1.5,<1.7", "everyone", ">=1.5,<1.7", agents // 5),
         ):
             for _ in range(20):
                 await registry.discover(capability, version=version, limit=10)
@@ -181,7 +190,7 @@ async def discover(address: str, agents: int, calls: int) -> None:
                 started = time.perf_counter()
                 found = await registry.discover(capability, version=version, limit=10)
                 samples.append(time.perf_counter() - started)
-            assert len(found) == 10
+            assert len(found) == min(10, having), (name, len(found))
             result = percentiles(samples)
             print(
                 json.dumps(
@@ -211,7 +220,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 await heartbeats(address, pid, spec.database_pids, url, args.agents, args.seconds)
         with databases("registry-discover") as spec:
             async with running_server(spec, workdir, name="discover") as (address, _):
-                await discover(address, args.discover_agents, args.calls)
+                await discover(address, spec.env["CMO_DATABASE_URL"], args.discover_agents, args.calls)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 from collections import defaultdict
@@ -28,8 +29,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_LEASE = timedelta(seconds=60)
 MIN_LEASE = timedelta(seconds=1)
 MAX_LEASE = timedelta(hours=1)
-MAX_CANDIDATES = 1000
-"""Agents Discover weighs at most when it filters by version (the healthiest, least loaded first)."""
 WATCH_BACKLOG = 1000
 """Changes a watcher may fall behind by before its watch is ended."""
 LAPSE_BATCH = 1000
@@ -186,14 +185,14 @@ class Registry:
         limit: int,
     ) -> list[Agent]:
         """The agents with a capability, healthiest and least loaded first (ties at random)."""
-        wanted = statuses or [AgentStatus.HEALTHY]
-        fetch = MAX_CANDIDATES if version is not None else limit
-        agents = await self._store.discover_agents(
-            namespace, capability=capability, statuses=wanted, kind=kind, limit=fetch
+        return await self._store.discover_agents(
+            namespace,
+            capability=capability,
+            statuses=statuses or [AgentStatus.HEALTHY],
+            kind=kind,
+            limit=limit,
+            version_ok=None if version is None else functools.partial(_satisfies, version),
         )
-        if version is not None:
-            agents = [a for a in agents if _satisfies(version, a.version)]
-        return agents[:limit]
 
     async def watch(self, namespace: Namespace, *, skip_current: bool) -> AsyncGenerator[WatchEvent, None]:
         """The namespace's agents (unless skipped), a "synced" mark, then every change as it happens.
@@ -313,10 +312,17 @@ class Registry:
 
 
 def _satisfies(version: SpecifierSet, text: str) -> bool:
+    parsed = _parsed(text)
+    return parsed is not None and version.contains(parsed, prereleases=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> Version | None:
+    """A version, parsed once: a fleet has few distinct ones, and parsing is most of a filter's cost."""
     try:
-        return version.contains(Version(text), prereleases=True)
+        return Version(text)
     except InvalidVersion:
-        return False
+        return None
 
 
 def _refusal(

@@ -9,7 +9,10 @@ from typing import Protocol
 from cmo_server.domain import Namespace
 from cmo_server.registry._agents import Agent, AgentStatus, HeartbeatOutcome, Registration
 
-__all__ = ["AgentStore", "HeartbeatRefused"]
+__all__ = ["MAX_CANDIDATES", "AgentStore", "HeartbeatRefused"]
+
+MAX_CANDIDATES = 1000
+"""Agents a discovery with a version constraint weighs at most."""
 
 
 class HeartbeatRefused(Exception):
@@ -78,9 +81,20 @@ class AgentStore(Protocol):
         """Agents by agent_id after `after`, filtered (empty filters match all)."""
 
     async def discover_agents(
-        self, namespace: Namespace, *, capability: str, statuses: Sequence[AgentStatus], kind: str, limit: int
+        self,
+        namespace: Namespace,
+        *,
+        capability: str,
+        statuses: Sequence[AgentStatus],
+        kind: str,
+        limit: int,
+        version_ok: Callable[[str], bool] | None = None,
     ) -> list[Agent]:
-        """Agents with the capability: HEALTHY, then DEGRADED, then STARTING, each by load, ties at random."""
+        """Agents with the capability: HEALTHY, then DEGRADED, then STARTING, each by load, ties at random.
+
+        `version_ok` keeps only the agents whose version it accepts, among the first
+        `MAX_CANDIDATES` in that order (their versions are read first, the chosen agents whole).
+        """
 
     async def agents_since(self, namespace: Namespace, revision: int) -> list[Agent]:
         """The namespace's agents whose revision is above `revision`, by revision."""

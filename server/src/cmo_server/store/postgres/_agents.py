@@ -32,6 +32,7 @@ from cmo_server.registry import (
     TopicRole,
     may_move,
 )
+from cmo_server.registry._store import MAX_CANDIDATES
 from cmo_server.store.postgres._db import Pool
 
 __all__ = ["AGENT_CHANGED", "PostgresAgents"]
@@ -69,6 +70,13 @@ UPSERT = """
         status = excluded.status, status_reason = '', load = 0, lease = excluded.lease, lease_id = excluded.lease_id,
         lease_expires_at = excluded.lease_expires_at, registered_at = excluded.registered_at,
         last_heartbeat_at = excluded.last_heartbeat_at, revision = excluded.revision, changed_at = excluded.changed_at
+"""
+PICK = f"""
+    SELECT a.agent_id, a.version
+      FROM agent_capabilities c JOIN agents a ON a.namespace = c.namespace AND a.agent_id = c.agent_id
+     WHERE c.namespace = %(namespace)s AND c.capability = %(capability)s
+       AND (%(kind)s = '' OR a.kind = %(kind)s) AND {SEEN_STATUS} = ANY(%(statuses)s)
+     ORDER BY {RANK}, a.load, random() LIMIT %(limit)s
 """
 # changed_at = now() afterwards says this statement changed the status (now() is the statement's
 # transaction start, which no earlier change can have).
@@ -231,30 +239,34 @@ class PostgresAgents:
             return await _select(conn, " AND ".join(where), params, order="a.agent_id LIMIT %(limit)s")
 
     async def discover_agents(
-        self, namespace: Namespace, *, capability: str, statuses: Sequence[AgentStatus], kind: str, limit: int
+        self,
+        namespace: Namespace,
+        *,
+        capability: str,
+        statuses: Sequence[AgentStatus],
+        kind: str,
+        limit: int,
+        version_ok: Callable[[str], bool] | None = None,
     ) -> list[Agent]:
         """See `AgentStore.discover_agents`."""
-        params = {
+        params: dict[str, Any] = {
             "namespace": str(namespace),
             "capability": capability,
             "kind": kind,
             "statuses": [int(s) for s in statuses],
-            "limit": limit,
+            "limit": limit if version_ok is None else MAX_CANDIDATES,
         }
-        # The agents are picked first, and only those are read whole.
-        query = f"""
-            WITH picked AS (
-                SELECT a.namespace, a.agent_id, {RANK} AS rank, a.load, random() AS tie
-                  FROM agent_capabilities c JOIN agents a ON a.namespace = c.namespace AND a.agent_id = c.agent_id
-                 WHERE c.namespace = %(namespace)s AND c.capability = %(capability)s
-                   AND (%(kind)s = '' OR a.kind = %(kind)s) AND {SEEN_STATUS} = ANY(%(statuses)s)
-                 ORDER BY rank, a.load, tie LIMIT %(limit)s)
-            {SELECT_AGENT}
-              FROM picked p JOIN agents a ON a.namespace = p.namespace AND a.agent_id = p.agent_id
-             ORDER BY p.rank, p.load, p.tie
-        """
         async with self._pool.connection() as conn:
-            return [_agent(row) for row in await (await conn.execute(query, params)).fetchall()]
+            # The agents are picked first, by their ids and versions, and only those read whole.
+            picked = await (await conn.execute(PICK, params)).fetchall()
+            ids = [agent_id for agent_id, version in picked if version_ok is None or version_ok(version)][:limit]
+            if not ids:
+                return []
+            found = await _select(
+                conn, "a.namespace = %(namespace)s AND a.agent_id = ANY(%(ids)s)", {**params, "ids": ids}
+            )
+        order = {agent_id: i for i, agent_id in enumerate(ids)}
+        return sorted(found, key=lambda a: order[a.agent_id])
 
     async def agents_since(self, namespace: Namespace, revision: int) -> list[Agent]:
         """See `AgentStore.agents_since`."""

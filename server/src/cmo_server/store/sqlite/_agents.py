@@ -20,6 +20,7 @@ from cmo_server.registry import (
     TopicRole,
     may_move,
 )
+from cmo_server.registry._store import MAX_CANDIDATES
 from cmo_server.store.sqlite._db import Transaction, dt, now_us, us
 
 __all__ = ["SqliteAgents"]
@@ -177,25 +178,35 @@ class SqliteAgents:
         return _with_parts(self._conn, self._conn.execute(query, params).fetchall(), params["now"])
 
     async def discover_agents(
-        self, namespace: Namespace, *, capability: str, statuses: Sequence[AgentStatus], kind: str, limit: int
+        self,
+        namespace: Namespace,
+        *,
+        capability: str,
+        statuses: Sequence[AgentStatus],
+        kind: str,
+        limit: int,
+        version_ok: Callable[[str], bool] | None = None,
     ) -> list[Agent]:
         """See `AgentStore.discover_agents`."""
         params: dict[str, Any] = {
             "namespace": str(namespace),
             "capability": capability,
             "kind": kind,
-            "limit": limit,
+            "limit": limit if version_ok is None else MAX_CANDIDATES,
             "now": now_us(),
         }
         query = f"""
-            SELECT {", ".join(f"a.{c.strip()}" for c in COLUMNS.split(","))}
+            SELECT a.agent_id, a.version
               FROM agent_capabilities c JOIN agents a ON a.namespace = c.namespace AND a.agent_id = c.agent_id
              WHERE c.namespace = :namespace AND c.capability = :capability AND (:kind = '' OR a.kind = :kind)
                AND {SEEN_STATUS} IN ({", ".join(str(int(s)) for s in statuses)})
              ORDER BY {RANK}, a.load, random()
              LIMIT :limit
         """
-        return _with_parts(self._conn, self._conn.execute(query, params).fetchall(), params["now"])
+        picked = self._conn.execute(query, params).fetchall()
+        ids = [agent_id for agent_id, version in picked if version_ok is None or version_ok(version)][:limit]
+        agents = [_one(self._conn, namespace, agent_id, params["now"]) for agent_id in ids]
+        return [a for a in agents if a is not None]
 
     async def agents_since(self, namespace: Namespace, revision: int) -> list[Agent]:
         """See `AgentStore.agents_since`."""

@@ -23,11 +23,10 @@ CREATE TABLE agents (
     revision          bigint           NOT NULL,
     changed_at        timestamptz      NOT NULL,
     PRIMARY KEY (namespace, agent_id)
-);
--- The sweep that records lapsed leases reads live agents by lease expiry.
-CREATE INDEX agents_live_by_lease ON agents (lease_expires_at) WHERE status <> 4;
+) WITH (fillfactor = 70);  -- room in each page for the new versions of its rows that beats write
+-- No index holds lease_expires_at, which every heartbeat moves: a beat is then a HOT update,
+-- which writes no index entry (the sweep for lapsed leases reads the table, once a second).
 CREATE INDEX agents_by_kind ON agents (namespace, kind, agent_id);
-CREATE INDEX agents_by_revision ON agents (namespace, revision);
 CREATE INDEX agents_unavailable ON agents (changed_at) WHERE status = 4;
 
 -- Discovery: the agents of a namespace that have a capability.
@@ -39,6 +38,11 @@ CREATE TABLE agent_capabilities (
     FOREIGN KEY (namespace, agent_id) REFERENCES agents (namespace, agent_id) ON DELETE CASCADE
 );
 CREATE INDEX agent_capabilities_of_agent ON agent_capabilities (namespace, agent_id);
+
+-- A registry fills in a burst (a fleet starting): analyse it soon, or discovery plans against a
+-- table it believes empty (measured: 25 ms instead of 1 for 500 agents).
+ALTER TABLE agents SET (autovacuum_analyze_threshold = 50, autovacuum_analyze_scale_factor = 0.02);
+ALTER TABLE agent_capabilities SET (autovacuum_analyze_threshold = 50, autovacuum_analyze_scale_factor = 0.02);
 
 CREATE TABLE agent_topics (
     namespace text     NOT NULL,
