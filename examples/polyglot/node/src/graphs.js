@@ -64,6 +64,20 @@ export const mixedGraph = {
   },
 };
 
+// -- polyglot-agents@1 (mixed_graph.py): prepare -> enrich (here) -> review (asks a specialist) --
+
+/** The same node in a graph whose last step asks whichever agent can review the text. */
+export const agentsGraph = {
+  graphId: "polyglot-agents",
+  version: 1,
+  nodes: {
+    async enrich(state, ctx) {
+      const counts = await ctx.activity("count_words", [state.words], async () => countWords(state.words));
+      return checkpoint({ ...state, counts, enriched_by: "node" }, "review");
+    },
+  },
+};
+
 /**
  * A node's result, with the SHA-256 of the state's canonical JSON as its output: the server
  * hashes the state it stores the same way, so the two must be equal (the end-to-end test checks).

@@ -8,7 +8,7 @@ import os from "node:os";
 import { randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
 
-import { TASK_QUEUE, jsGraph, mixedGraph } from "./graphs.js";
+import { TASK_QUEUE, agentsGraph, jsGraph, mixedGraph } from "./graphs.js";
 import { connect } from "./rpc.js";
 import { Worker } from "./worker.js";
 
@@ -28,7 +28,7 @@ const rpc = connect(options.address);
 const worker = new Worker({
   rpc,
   workerId: options["worker-id"],
-  graphs: [jsGraph, mixedGraph],
+  graphs: [jsGraph, mixedGraph, agentsGraph],
   taskQueues: [TASK_QUEUE],
   concurrency: Number(options.concurrency),
   pollWaitMs: Number(options["poll-wait"]) * 1000,

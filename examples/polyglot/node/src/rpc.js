@@ -30,19 +30,21 @@ export class RpcError extends Error {
   }
 }
 
-/** Stubs of both services on one channel to `address` (host:port). */
+/** Stubs of the services on one channel to `address` (host:port). */
 export function connect(address) {
   const definition = protoLoader.loadSync(
-    ["cmo/api/v1/worker_service.proto", "cmo/api/v1/run_service.proto"],
+    ["cmo/api/v1/worker_service.proto", "cmo/api/v1/run_service.proto", "cmo/api/v1/registry_service.proto"],
     { ...LOAD_OPTIONS, includeDirs: [PROTO_DIR] },
   );
   const api = grpc.loadPackageDefinition(definition).cmo.api.v1;
   const credentials = grpc.credentials.createInsecure();
   const workers = new api.WorkerService(address, credentials);
   const runs = new api.RunService(address, credentials, { channelOverride: workers.getChannel() });
+  const registry = new api.RegistryService(address, credentials, { channelOverride: workers.getChannel() });
   return {
     workers,
     runs,
+    registry,
     close: () => workers.close(),
   };
 }
