@@ -278,3 +278,39 @@ async def test_a_presence_with_a_transport_publishes_each_beat_as_a_signed_heart
     finally:
         await presence.aclose()
         await heard.close()
+
+
+async def test_a_specialist_with_a_registry_is_registered_while_it_serves_and_leaves_when_it_stops(
+    client: cmo.Client,
+) -> None:
+    from cmo.a2a import AgentId, Cost, Envelope, SpecialistInvocationRequest, SpecialistResult
+    from cmo.a2a.agents import Specialist
+    from cmo.a2a.transports.memory import MemoryTransport
+
+    async def answer(request: SpecialistInvocationRequest, envelope: Envelope) -> SpecialistResult:
+        return SpecialistResult("succeeded", 1.0, Cost(0))
+
+    specialist = Specialist(
+        AgentId("specialist", "healer", "3.1.0"), tenant="default", project="default", transport=MemoryTransport(),
+        handler=answer, registry=client.registry, instance="healer-a", provides=["healing.selector"],
+    )  # fmt: skip
+    serving = asyncio.create_task(specialist.run())
+    await asyncio.wait_for(specialist.ready.wait(), 10)
+    agent = await client.registry.get("healer-a")
+    assert (agent.kind, agent.name, agent.version) == ("specialist", "healer", "3.1.0")
+    assert agent.capabilities == ("healing.selector",)
+    assert sorted(agent.subscribes_to()) == [
+        "qa.default.default.specialists.healer-a.invoke",
+        "qa.default.default.specialists.healer.invoke",
+    ]
+    await assert_eventually(
+        lambda: _status(client, "healer-a", HEALTHY), timeout=5, what="HEALTHY after its first beat"
+    )
+    specialist.stop()
+    await asyncio.wait_for(serving, 10)
+    left = await client.registry.get("healer-a")
+    assert (left.status, left.status_reason) == (UNAVAILABLE, "the specialist stopped")
+
+
+async def _status(client: cmo.Client, agent_id: str, status: AgentStatus) -> bool:
+    return (await client.registry.get(agent_id)).status is status
