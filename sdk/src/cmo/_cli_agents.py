@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -16,6 +17,7 @@ from cmo.registry import AgentInfo, AgentStatus
 __all__ = ["agents"]
 
 STATUSES = [s.name for s in AgentStatus]
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _plain(agent: AgentInfo) -> dict[str, Any]:
@@ -75,6 +77,13 @@ def _print(found: list[AgentInfo], as_json: bool) -> None:
     console.print(table, width=None if console.is_terminal else 400)
 
 
+def _statuses(help: str) -> Callable[[F], F]:
+    """The repeatable `--status` option of a listing."""
+    return click.option(
+        "--status", "statuses", multiple=True, type=click.Choice(STATUSES, case_sensitive=False), help=help
+    )
+
+
 @click.group()
 def agents() -> None:
     """The agent registry: workers, specialists and other agents."""
@@ -83,13 +92,7 @@ def agents() -> None:
 @agents.command("list")
 @click.option("--kind", default="", help="Only agents of this kind (worker, specialist, ...).")
 @click.option("--capability", default="", help="Only agents with this capability.")
-@click.option(
-    "--status",
-    "statuses",
-    multiple=True,
-    type=click.Choice(STATUSES, case_sensitive=False),
-    help="Only agents with this status (repeatable).",
-)
+@_statuses("Only agents with this status (repeatable).")
 @click.option("--limit", default=100, show_default=True, help="At most this many agents.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 @click.pass_obj
@@ -134,13 +137,7 @@ def show_agent(server: Server, agent_id: str, as_json: bool) -> None:
 @agents.command("discover")
 @click.argument("capability")
 @click.option("--version", "version", default="", help="A version constraint, e.g. '>=1.2,<2'.")
-@click.option(
-    "--status",
-    "statuses",
-    multiple=True,
-    type=click.Choice(STATUSES, case_sensitive=False),
-    help="Statuses to take (repeatable); HEALTHY only by default.",
-)
+@_statuses("Statuses to take (repeatable); HEALTHY only by default.")
 @click.option("--limit", default=10, show_default=True, help="At most this many agents.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 @click.pass_obj

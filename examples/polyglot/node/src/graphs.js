@@ -53,30 +53,20 @@ export const jsGraph = {
 // -- polyglot-mixed@1 (examples/polyglot/mixed_graph.py): prepare -> enrich -> finish ------------
 
 /** The one node of the Python graph that runs here; the others run in a Python cmo.Worker. */
-export const mixedGraph = {
-  graphId: "polyglot-mixed",
-  version: 1,
-  nodes: {
-    async enrich(state, ctx) {
-      const counts = await ctx.activity("count_words", [state.words], async () => countWords(state.words));
-      return checkpoint({ ...state, counts, enriched_by: "node" }, "finish");
-    },
-  },
-};
+export const mixedGraph = { graphId: "polyglot-mixed", version: 1, nodes: { enrich: enrichThen("finish") } };
 
 // -- polyglot-agents@1 (mixed_graph.py): prepare -> enrich (here) -> review (asks a specialist) --
 
 /** The same node in a graph whose last step asks whichever agent can review the text. */
-export const agentsGraph = {
-  graphId: "polyglot-agents",
-  version: 1,
-  nodes: {
-    async enrich(state, ctx) {
-      const counts = await ctx.activity("count_words", [state.words], async () => countWords(state.words));
-      return checkpoint({ ...state, counts, enriched_by: "node" }, "review");
-    },
-  },
-};
+export const agentsGraph = { graphId: "polyglot-agents", version: 1, nodes: { enrich: enrichThen("review") } };
+
+/** `enrich`: count the words in a recorded activity, then go on to `next`. */
+function enrichThen(next) {
+  return async function enrich(state, ctx) {
+    const counts = await ctx.activity("count_words", [state.words], async () => countWords(state.words));
+    return checkpoint({ ...state, counts, enriched_by: "node" }, next);
+  };
+}
 
 /**
  * A node's result, with the SHA-256 of the state's canonical JSON as its output: the server

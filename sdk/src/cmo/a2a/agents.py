@@ -36,7 +36,7 @@ from cmo.a2a.errors import RejectedEnvelope
 from cmo.a2a.pipeline import Handler, IdempotencyStore, Inbound, Outbound
 from cmo.a2a.replay import ReplayGuard
 from cmo.a2a.topics import DEFAULT_PREFIX, Topic
-from cmo.a2a.transports import Transport
+from cmo.a2a.transports import Subscription, Transport
 from cmo.registry import AgentPresence, RegistryClient, TopicRole
 
 __all__ = ["DecisionNoticePublisher", "Specialist", "route"]
@@ -151,28 +151,10 @@ class Specialist:
 
     async def run(self) -> None:
         """Serve until `stop()`."""
-        subscriptions = [
-            await self._transport.subscribe(
-                str(self.topic),
-                group=f"specialist-{self.agent.id}",
-                consumer=self.consumer,
-                max_deliveries=self._max_deliveries,
-                ack_wait=self._ack_wait,
-                max_pending=self._max_pending,
-            )
-        ]
+        subscriptions = [await self._subscribe(self.topic, f"specialist-{self.agent.id}")]
         try:
             if self.presence is not None:
-                subscriptions.append(
-                    await self._transport.subscribe(
-                        str(self.instance_topic),
-                        group=f"specialist-{self.instance}",
-                        consumer=self.consumer,
-                        max_deliveries=self._max_deliveries,
-                        ack_wait=self._ack_wait,
-                        max_pending=self._max_pending,
-                    )
-                )
+                subscriptions.append(await self._subscribe(self.instance_topic, f"specialist-{self.instance}"))
                 await self.presence.start()
             self._running = asyncio.current_task()
             self.ready.set()
@@ -186,6 +168,16 @@ class Specialist:
                 await self.presence.aclose("the specialist stopped")
             for subscription in subscriptions:
                 await subscription.close()
+
+    async def _subscribe(self, topic: Topic, group: str) -> Subscription:
+        return await self._transport.subscribe(
+            str(topic),
+            group=group,
+            consumer=self.consumer,
+            max_deliveries=self._max_deliveries,
+            ack_wait=self._ack_wait,
+            max_pending=self._max_pending,
+        )
 
     def _counted(
         self, handler: Callable[[SpecialistInvocationRequest, Envelope], Awaitable[SpecialistResult]]
