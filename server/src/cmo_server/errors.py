@@ -17,8 +17,10 @@ __all__ = [
     "CmoServerError",
     "InvalidArgument",
     "NotFound",
+    "PermissionDenied",
     "ResourceExhausted",
     "StaleLease",
+    "Unauthenticated",
     "Unavailable",
     "shown",
 ]
@@ -81,3 +83,11 @@ class ResourceExhausted(CmoServerError):
 
 class Unavailable(CmoServerError):
     """The server cannot serve right now (shutting down, database unreachable); try again."""
+
+
+class Unauthenticated(CmoServerError):
+    """The call carries no credentials, or ones that do not verify. The message says no more."""
+
+
+class PermissionDenied(CmoServerError):
+    """The caller is who it says, but may not make this call."""

@@ -1,0 +1,63 @@
+"""Who calls, and what that caller may do: its scopes and the namespaces its token names."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cmo.a2a.scopes import grants, scopes_of
+from cmo_server.domain import NAMESPACE_PART, Namespace
+
+__all__ = ["Principal"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller.
+
+    `namespaces` are `tenant/project` patterns where `*` matches a whole part (`acme/*`: every
+    project of acme; `*/*`: every namespace). They come from the token's `namespaces` claim (a
+    list), or from its `tenant` and `project` claims (each a name or `*`; `project` unset: `*`).
+    A token that names none may use no namespace.
+    """
+
+    subject: str
+    scopes: tuple[str, ...]
+    namespaces: tuple[str, ...]
+
+    @classmethod
+    def from_claims(cls, claims: Mapping[str, Any]) -> Principal:
+        listed = claims.get("namespaces")
+        if isinstance(listed, list):
+            patterns = tuple(p for p in listed if isinstance(p, str) and _is_pattern(p))
+        elif isinstance(claims.get("tenant"), str):
+            project = claims.get("project") if isinstance(claims.get("project"), str) else "*"
+            pattern = f"{claims['tenant']}/{project}"
+            patterns = (pattern,) if _is_pattern(pattern) else ()
+        else:
+            patterns = ()
+        return cls(str(claims.get("sub", "")), scopes_of(claims), patterns)
+
+    def has_scope(self, required: str) -> bool:
+        """Whether one of its scopes covers `required` (`*`, exactly, or `action:*`)."""
+        return any(grants(scope, required) for scope in self.scopes)
+
+    def may_use(self, namespace: Namespace) -> bool:
+        """Whether `namespace` is one of its namespaces."""
+        tenant, project = namespace.tenant, namespace.project
+        for pattern in self.namespaces:
+            want_tenant, _, want_project = pattern.partition("/")
+            if _part(want_tenant, tenant) and _part(want_project, project):
+                return True
+        return False
+
+
+def _part(pattern: str, value: str) -> bool:
+    return pattern == "*" or pattern == value
+
+
+def _is_pattern(text: str) -> bool:
+    """`tenant/project`, each part a namespace part or `*` (no other wildcard: `ac*` names nothing)."""
+    tenant, slash, project = text.partition("/")
+    return bool(slash) and all(p == "*" or NAMESPACE_PART.fullmatch(p) is not None for p in (tenant, project))
