@@ -360,3 +360,27 @@ async def _watch_across_replicas(database: Database) -> None:
         finally:
             hearing.cancel()
             await asyncio.gather(hearing, return_exceptions=True)
+
+
+async def test_a_departure_recorded_by_a_replica_that_told_nobody_is_told_again_by_another(
+    agents: AgentStore,
+) -> None:
+    # Replica A records the lapse and dies before its listeners run; replica B's recheck tells its own.
+    a, b = Registry(agents), Registry(agents)
+    await a.register(
+        NS, "gone", kind="specialist", name="x", version="1", capabilities=["c"], topics=[], metadata={},
+        lease=timedelta(milliseconds=200), status=HEALTHY,
+    )  # fmt: skip
+    await a.register(
+        NS, "here", kind="specialist", name="x", version="1", capabilities=["c"], topics=[], metadata={},
+        lease=timedelta(seconds=60), status=HEALTHY,
+    )  # fmt: skip
+    await asyncio.sleep(0.3)
+    await a.sweep()
+    told: list[str] = []
+    b.on_unavailable(lambda agent: told.append(agent.agent_id))
+    await b.recheck()
+    assert told == ["gone"]
+    recent = await agents.unavailable_since(within=timedelta(minutes=10), limit=10)
+    assert [x.agent_id for x in recent] == ["gone"]
+    assert await agents.unavailable_since(within=timedelta(0), limit=10) == []

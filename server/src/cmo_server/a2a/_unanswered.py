@@ -11,6 +11,7 @@ a second replica, sends nothing new.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 
 from cmo.a2a.invoke import unavailable_notice
@@ -24,6 +25,8 @@ __all__ = ["UnansweredRequests"]
 
 logger = logging.getLogger(__name__)
 
+REMEMBERED = 10_000
+
 
 class UnansweredRequests:
     """The registry's `on_unavailable` listener that signals the runs an agent left waiting."""
@@ -32,10 +35,15 @@ class UnansweredRequests:
         self._engine = engine
         self._requests = requests
         self._telling: set[asyncio.Task[None]] = set()
+        self._done: collections.OrderedDict[tuple[str, str, int], None] = collections.OrderedDict()
+        """Departures (namespace, agent, revision) whose runs this replica has told: the registry
+        tells of a departure again for a while, for replicas that died before telling."""
         self.told = 0
         """Runs signalled so far."""
 
     def agent_unavailable(self, agent: Agent) -> None:
+        if (str(agent.namespace), agent.agent_id, agent.revision) in self._done:
+            return
         task = asyncio.get_running_loop().create_task(self.tell(agent))
         self._telling.add(task)
         task.add_done_callback(self._telling.discard)
@@ -63,3 +71,6 @@ class UnansweredRequests:
                 continue
             self.told += 1
             logger.info("run %s: agent %s left without answering (%s)", run_id, agent.agent_id, agent.status_reason)
+        self._done[(str(agent.namespace), agent.agent_id, agent.revision)] = None
+        while len(self._done) > REMEMBERED:
+            self._done.popitem(last=False)

@@ -33,6 +33,11 @@ WATCH_BACKLOG = 1000
 """Changes a watcher may fall behind by before its watch is ended."""
 LAPSE_BATCH = 1000
 PURGE_EVERY = 60.0
+RECHECK_EVERY = 30.0
+RECHECK_WITHIN = timedelta(minutes=10)
+"""The listeners are told again of agents that left this long ago at most, every RECHECK_EVERY
+seconds: a replica that recorded a departure may have died before it told them (their work is
+idempotent: the runs told already are not told twice)."""
 PURGE_AFTER = timedelta(days=7)
 """How long an UNAVAILABLE agent is kept, for operators to see, before it is deleted."""
 
@@ -247,13 +252,22 @@ class Registry:
         if polls:
             await self._store.note_polls(polls)
 
+    async def recheck(self) -> None:
+        """Tell the `on_unavailable` listeners again of the agents that left lately (see RECHECK_WITHIN)."""
+        if self._unavailable:
+            for agent in await self._store.unavailable_since(within=RECHECK_WITHIN, limit=LAPSE_BATCH):
+                self._tell_listeners(agent)
+
     async def _sweeps(self) -> None:
         loop = asyncio.get_running_loop()
-        purged_at = loop.time()
+        purged_at = rechecked_at = loop.time()
         while True:
             await asyncio.sleep(self._sweep_interval)
             try:
                 await self.sweep()
+                if loop.time() - rechecked_at >= RECHECK_EVERY:
+                    rechecked_at = loop.time()
+                    await self.recheck()
                 if loop.time() - purged_at >= PURGE_EVERY:
                     purged_at = loop.time()
                     await self._store.purge_agents(unavailable_for=PURGE_AFTER, limit=LAPSE_BATCH)
@@ -264,12 +278,8 @@ class Registry:
         """Tell listeners of a change this replica made, and watchers of any change, once per revision."""
         # Listeners first and whatever the watchers were told: this replica's own change may have
         # reached its watchers already, by its notification, before the change's caller gets here.
-        if local and agent.status is AgentStatus.UNAVAILABLE:
-            for listener in self._unavailable:
-                try:
-                    listener(agent)
-                except Exception:
-                    logger.exception("an agent-unavailable listener failed")
+        if local:
+            self._tell_listeners(agent)
         key = (agent.namespace, agent.agent_id)
         if self._told.get(key, -1) >= agent.revision:
             return
@@ -282,6 +292,15 @@ class Registry:
                 with contextlib.suppress(asyncio.QueueEmpty):
                     watcher.queue.get_nowait()  # makes room for the wake-up that ends the watch
                 watcher.queue.put_nowait(agent)
+
+    def _tell_listeners(self, agent: Agent) -> None:
+        if agent.status is not AgentStatus.UNAVAILABLE:
+            return
+        for listener in self._unavailable:
+            try:
+                listener(agent)
+            except Exception:
+                logger.exception("an agent-unavailable listener failed")
 
     def _changed_elsewhere(self, namespace: Namespace, agent_id: str, revision: int) -> None:
         if namespace not in self._watchers or self._told.get((namespace, agent_id), -1) >= revision:

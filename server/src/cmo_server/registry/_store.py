@@ -108,6 +108,9 @@ class AgentStore(Protocol):
     async def note_polls(self, polls: Mapping[tuple[Namespace, str], datetime]) -> None:
         """Set the last poll of the registered agents among these (namespace, agent_id)."""
 
+    async def unavailable_since(self, *, within: timedelta, limit: int) -> list[Agent]:
+        """Agents that became UNAVAILABLE within the last `within` (the most recent first)."""
+
     async def purge_agents(self, *, unavailable_for: timedelta, limit: int) -> int:
         """Delete agents UNAVAILABLE for longer than that; how many."""
 

@@ -303,6 +303,13 @@ class PostgresAgents:
         async with self._pool.connection() as conn:
             await conn.execute(NOTE_POLLS, params)
 
+    async def unavailable_since(self, *, within: timedelta, limit: int) -> list[Agent]:
+        """See `AgentStore.unavailable_since`."""
+        params = {"within": within, "limit": limit}
+        where = f"a.status = {UNAVAILABLE} AND a.changed_at > now() - %(within)s"
+        async with self._pool.connection() as conn:
+            return await _select(conn, where, params, order="a.changed_at DESC LIMIT %(limit)s")
+
     async def purge_agents(self, *, unavailable_for: timedelta, limit: int) -> int:
         """See `AgentStore.purge_agents`."""
         async with self._pool.connection() as conn:

@@ -247,6 +247,16 @@ class SqliteAgents:
                 [(int(at.timestamp() * 1_000_000), str(ns), agent_id) for (ns, agent_id), at in polls.items()],
             )
 
+    async def unavailable_since(self, *, within: timedelta, limit: int) -> list[Agent]:
+        """See `AgentStore.unavailable_since`."""
+        now = now_us()
+        rows = self._conn.execute(
+            f"""SELECT {COLUMNS} FROM agents WHERE status = {UNAVAILABLE} AND changed_at > ?
+                 ORDER BY changed_at DESC LIMIT ?""",
+            (now - us(within), limit),
+        ).fetchall()
+        return _with_parts(self._conn, rows, now)
+
     async def purge_agents(self, *, unavailable_for: timedelta, limit: int) -> int:
         """See `AgentStore.purge_agents`."""
         with Transaction(self._conn) as conn:
