@@ -20,6 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from cmo_server.cli import main
 from cmo_server.config import (
+    AuthConfig,
     BlobConfig,
     ConfigError,
     EngineLimits,
@@ -87,6 +88,11 @@ BAD_VALUES: list[tuple[str, str, dict[str, str]]] = [
     ("CMO_A2A_KEYS", "no-equals-sign", {}),
     ("CMO_A2A_KEYS", "k1=too-short", {}),
     ("CMO_A2A_PREFIX", "Not.A.Token", {}),
+    ("CMO_AUTH", "maybe", {}),
+    ("CMO_AUTH_KEYS_FILE", "/no/such/key.pem", {"CMO_AUTH": "jwt", "CMO_AUTH_ISSUER": "https://i"}),
+    ("CMO_AUTH_KEYS_FILE", "", {"CMO_AUTH": "jwt", "CMO_AUTH_ISSUER": "https://i"}),
+    ("CMO_AUTH_ALGORITHM", "none", {}),
+    ("CMO_AUTH_ISSUER", "", {"CMO_AUTH": "jwt", "CMO_AUTH_KEYS_FILE": __file__}),
     ("NATS_URL", "http://nats:4222", {}),
     ("REDIS_HOST", "/var/run/redis", {}),
     ("REDIS_PORT", "0", {"REDIS_HOST": "redis"}),
@@ -99,9 +105,11 @@ FREE_TEXT = {
     "REDIS_PASSWORD",
     "S3_REGION",
     "OTEL_SERVICE_NAME",
+    "CMO_AUTH_KEY_ID",
+    "CMO_AUTH_AUDIENCE",
 }
 ALL_VARIABLES = ServerConfig.variables()
-GROUPS = (StoreConfig, BlobConfig, EngineLimits, TelemetryConfig, RetentionConfig, MessagingConfig)
+GROUPS = (StoreConfig, BlobConfig, EngineLimits, TelemetryConfig, RetentionConfig, MessagingConfig, AuthConfig)
 # Environment variables hold no NUL, and no lone surrogates but the \udc80-\udcff of undecodable bytes.
 text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1)
 
@@ -350,6 +358,7 @@ def test_config_shows_the_settings_by_group():
         "telemetry",
         "retention",
         "messaging",
+        "auth",
     }
     assert shown["store"] == {"database_url": "postgresql://h/db", "sqlite_path": "", "pool_size": 8}
     assert shown["limits"]["task_lease_s"] == 30

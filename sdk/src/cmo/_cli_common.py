@@ -21,16 +21,19 @@ T = TypeVar("T")
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Server:
-    """Where the commands go: the server's address and the namespace they name."""
+    """Where the commands go: the server's address, the namespace they name, the caller's token."""
 
     address: str
     tenant: str
     project: str
+    token: str = ""
 
 
 def _run(server: Server, action: Callable[[Client], Awaitable[T]]) -> T:
     async def go() -> T:
-        connecting = Client.connect(server.address, wait_ready=5.0, tenant=server.tenant, project=server.project)
+        connecting = Client.connect(
+            server.address, wait_ready=5.0, tenant=server.tenant, project=server.project, token=server.token
+        )
         async with await connecting as client:
             return await action(client)
 

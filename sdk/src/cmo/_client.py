@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
@@ -11,6 +12,7 @@ from typing import Any, Generic, TypeVar, cast
 import grpc
 from opentelemetry.trace import TracerProvider
 
+from cmo._auth import bearer_interceptors
 from cmo._convert import duration, graph_to_proto, run_from_proto, step_from_proto
 from cmo._converter import from_json, to_json
 from cmo._graph import Graph
@@ -75,6 +77,7 @@ class Client:
         tracer_provider: TracerProvider | None = None,
         tenant: str = DEFAULT_NAMESPACE_PART,
         project: str = DEFAULT_NAMESPACE_PART,
+        token: str | None = None,
     ) -> Client:
         """Connect to the server at `target` (host:port), waiting up to `wait_ready` s for it.
 
@@ -84,9 +87,13 @@ class Client:
 
         Spans (steps, activities, and calls with `cmo-sdk[otel]` installed) go to `tracer_provider`,
         else to the global OpenTelemetry provider: none are recorded until the application sets one.
+
+        `token` (else $CMO_TOKEN) is sent with every call as a bearer token, for a server with
+        authentication on.
         """
         interceptors = client_interceptors(tracer_provider)
-        channel = open_channel(target, interceptors=interceptors)
+        bearer = bearer_interceptors(os.environ.get("CMO_TOKEN", "") if token is None else token)
+        channel = open_channel(target, interceptors=[*bearer, *interceptors])
         try:
             await asyncio.wait_for(channel.channel_ready(), wait_ready)
         except TimeoutError:

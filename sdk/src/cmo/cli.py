@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 
 from cmo._cli_agents import agents
+from cmo._cli_auth import auth
 from cmo._cli_common import Server, _run, _table
 from cmo._client import Client, RunHandle
 from cmo._history import RunHistory
@@ -59,10 +60,16 @@ def _plain_wait(wait: WaitInfo) -> dict[str, Any]:
     show_default="default or $CMO_PROJECT",
     help="The namespace's project.",
 )
+@click.option(
+    "--token",
+    default=lambda: os.environ.get("CMO_TOKEN", ""),
+    show_default="$CMO_TOKEN",
+    help="A bearer token, for a server with authentication on (see `cmoctl auth token`).",
+)
 @click.pass_context
-def main(ctx: click.Context, address: str, tenant: str, project: str) -> None:
+def main(ctx: click.Context, address: str, tenant: str, project: str, token: str) -> None:
     """Inspect a CMO server's runs."""
-    ctx.obj = Server(address, tenant, project)
+    ctx.obj = Server(address, tenant, project, token)
 
 
 @main.group()
@@ -391,6 +398,7 @@ def a2a_validate(source: Any) -> None:
 
 
 main.add_command(agents)
+main.add_command(auth)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -26,8 +26,9 @@ from cmo_server._health import HealthMonitor, HealthServicer
 from cmo_server.a2a import ReplyConsumer, UnansweredRequests
 from cmo_server.api import RegistryServicer, RunServicer, WorkerServicer, service_handler
 from cmo_server.artifacts import Artifacts
+from cmo_server.auth import Authenticator, load_keys
 from cmo_server.blob import open_blob_store
-from cmo_server.config import ServerConfig, TelemetryConfig
+from cmo_server.config import ConfigError, ServerConfig, TelemetryConfig
 from cmo_server.engine import Engine
 from cmo_server.registry import Agent, AgentStore, Registry
 from cmo_server.retention import Retention
@@ -152,13 +153,14 @@ class CmoServer:
             )
             # The standard services go through the same handler builder as the product's own, so
             # that garbage sent to them is INVALID_ARGUMENT too, not UNKNOWN with a class name.
+            auth = _authenticator(config)
             server.add_generic_rpc_handlers(
                 (
-                    service_handler(SERVICES[0], RunServicer(engine, retention=retention)),
+                    service_handler(SERVICES[0], RunServicer(engine, retention=retention), auth),
                     service_handler(
-                        SERVICES[1], WorkerServicer(engine, artifacts=artifacts, tracer_provider=tracer_provider)
+                        SERVICES[1], WorkerServicer(engine, artifacts=artifacts, tracer_provider=tracer_provider), auth
                     ),
-                    service_handler(SERVICES[2], RegistryServicer(registry)),
+                    service_handler(SERVICES[2], RegistryServicer(registry), auth),
                     service_handler(HEALTH, health_servicer),
                     service_handler(REFLECTION, reflection_servicer),
                 )
@@ -240,6 +242,19 @@ class CmoServer:
         # Parked long-polls return empty now, so the grace period is spent on real work.
         await self._engine.aclose()
         await self._server.stop(grace)
+
+
+def _authenticator(config: ServerConfig) -> Authenticator | None:
+    """The check of every call's credentials, when CMO_AUTH=jwt."""
+    auth = config.auth
+    if not auth.enabled:
+        return None
+    try:
+        keys = load_keys(auth.keys_file, kid=auth.key_id, algorithm=auth.algorithm)
+    except (OSError, ValueError) as err:
+        raise ConfigError("CMO_AUTH_KEYS_FILE", str(err) if isinstance(err, ValueError) else "cannot be read") from None
+    logger.info("authentication on: %d key(s), issuer %s, audience %s", len(keys), auth.issuer, auth.audience)
+    return Authenticator(keys, issuer=auth.issuer, audience=auth.audience)
 
 
 def _worker_left(engine: Engine, agent: Agent) -> None:

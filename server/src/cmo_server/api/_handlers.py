@@ -8,17 +8,25 @@ character in any string field of a request, naming the field, before a servicer 
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 
+from cmo_server.api._namespace import CALLER
+from cmo_server.api._status import status_for
 from cmo_server.api._validate import nul_field
+from cmo_server.auth import scope_of
+from cmo_server.errors import CmoServerError
+
+if TYPE_CHECKING:
+    from cmo_server.auth import Authenticator
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,15 +51,56 @@ def answers_refusals(method: F) -> F:
     return method
 
 
-def service_handler(service: ServiceDescriptor, servicer: object) -> grpc.GenericRpcHandler:
+def service_handler(
+    service: ServiceDescriptor, servicer: object, authenticator: Authenticator | None = None
+) -> grpc.GenericRpcHandler:
     """A handler serving each method of `service` with the same-named servicer method.
 
-    A method the servicer lacks is left out, so grpc answers it with UNIMPLEMENTED.
+    A method the servicer lacks is left out, so grpc answers it with UNIMPLEMENTED. With an
+    `authenticator`, every call of a method that is not public is authenticated and its scope
+    checked before the servicer sees it, and its caller is the call's `CALLER`.
     """
-    handlers = {
-        m.name: _method_handler(m, getattr(servicer, m.name)) for m in service.methods if hasattr(servicer, m.name)
-    }
+    handlers = {}
+    for m in service.methods:
+        if hasattr(servicer, m.name):
+            impl = getattr(servicer, m.name)
+            path = f"/{service.full_name}/{m.name}"
+            if authenticator is not None and scope_of(path) != "":
+                impl = _guarded(impl, path, authenticator)
+            handlers[m.name] = _method_handler(m, impl)
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+def _guarded(impl: Callable[..., Any], path: str, authenticator: Authenticator) -> Callable[..., Any]:
+    """`impl` behind the caller's credentials and the method's scope."""
+
+    async def admitted(context: grpc.aio.ServicerContext) -> bool:
+        try:
+            principal = authenticator.principal(context.invocation_metadata())
+            authenticator.authorize(principal, path, None)
+        except CmoServerError as err:
+            await context.abort(*status_for(err, path))
+            return False
+        CALLER.set(principal)  # this RPC's task's own context: nothing leaks to another call
+        return True
+
+    if inspect.isasyncgenfunction(impl):
+
+        @functools.wraps(impl)
+        async def streaming(arg: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            if await admitted(context):
+                async for item in impl(arg, context):
+                    yield item
+
+        return streaming
+
+    @functools.wraps(impl)
+    async def unary(arg: Any, context: grpc.aio.ServicerContext) -> Any:
+        if await admitted(context):
+            return await impl(arg, context)
+        return None
+
+    return unary
 
 
 def _method_handler(method: MethodDescriptor, impl: Callable[..., Any]) -> grpc.RpcMethodHandler:

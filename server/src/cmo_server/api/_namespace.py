@@ -1,18 +1,26 @@
-"""The one place a request's namespace is resolved.
+"""The one place a request's namespace is resolved, and checked against the caller's.
 
 Each request names its namespace in a `namespace` field (task calls in their task token); unset
-parts mean "default". Authentication, when it comes, checks here that the caller may use it.
+parts mean "default". With authentication on, the handler sets the call's `CALLER` first, and a
+namespace that is not the caller's is NOT_FOUND, whatever it holds.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Protocol
 
 from cmo.api.v1 import common_pb2
 from cmo_server.domain import DEFAULT_NAMESPACE, NAMESPACE_PART, Namespace
-from cmo_server.errors import InvalidArgument, shown
+from cmo_server.errors import InvalidArgument, NotFound, shown
 
-__all__ = ["check_namespace", "namespace_of", "namespace_to_proto"]
+if TYPE_CHECKING:
+    from cmo_server.auth import Principal
+
+__all__ = ["CALLER", "check_namespace", "namespace_of", "namespace_to_proto"]
+
+CALLER: ContextVar[Principal | None] = ContextVar("cmo_caller", default=None)
+"""The authenticated caller of the RPC being served (each RPC runs in a task of its own)."""
 
 
 class _HasNamespace(Protocol):
@@ -25,7 +33,7 @@ class _HasNamespace(Protocol):
 def namespace_of(request: _HasNamespace) -> Namespace:
     """The namespace a request names; default/default when it names none."""
     if not request.HasField("namespace"):
-        return DEFAULT_NAMESPACE
+        return _visible(DEFAULT_NAMESPACE)
     return check_namespace("namespace", request.namespace.tenant, request.namespace.project)
 
 
@@ -42,8 +50,16 @@ def check_namespace(field: str, tenant: str, project: str) -> Namespace:
             )
         parts.append(value)
     if parts == [DEFAULT_NAMESPACE.tenant, DEFAULT_NAMESPACE.project]:
-        return DEFAULT_NAMESPACE
-    return Namespace(*parts)
+        return _visible(DEFAULT_NAMESPACE)
+    return _visible(Namespace(*parts))
+
+
+def _visible(namespace: Namespace) -> Namespace:
+    """The namespace, if the caller may use it (always, without authentication); NotFound otherwise."""
+    caller = CALLER.get()
+    if caller is not None and not caller.may_use(namespace):
+        raise NotFound(f"namespace {shown(str(namespace))} not found")
+    return namespace
 
 
 def namespace_to_proto(namespace: Namespace) -> common_pb2.Namespace:

@@ -10,6 +10,7 @@ passwords, the S3 secret key, the OTLP header values) never show in `repr(config
 misspelt `CMO_*` variable, which would otherwise go unnoticed.
 """
 
+from cmo_server.config._auth import AuthConfig
 from cmo_server.config._blob import BLOB_BACKENDS, BlobConfig, S3Settings
 from cmo_server.config._limits import EngineLimits
 from cmo_server.config._messaging import MessagingConfig
@@ -42,6 +43,7 @@ __all__ = [
     "BlobConfig",
     "ConfigError",
     "EngineLimits",
+    "AuthConfig",
     "MessagingConfig",
     "RetentionConfig",
     "S3Settings",

@@ -8,6 +8,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from cmo_server.config._auth import AuthConfig
 from cmo_server.config._blob import BlobConfig
 from cmo_server.config._limits import EngineLimits
 from cmo_server.config._messaging import MessagingConfig
@@ -48,6 +49,8 @@ class ServerConfig:
     """The pruning schedule."""
     messaging: MessagingConfig = field(default_factory=MessagingConfig)
     """Agents' messaging (A2A)."""
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    """Who may call."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, metrics_by_default: bool = False) -> ServerConfig:
@@ -79,6 +82,7 @@ class ServerConfig:
             telemetry=telemetry,
             retention=RetentionConfig.from_env(env),
             messaging=MessagingConfig.from_env(env),
+            auth=AuthConfig.from_env(env),
         )
         config.validate()
         return config
@@ -124,6 +128,7 @@ class ServerConfig:
             "telemetry": self.telemetry.redacted(),
             "retention": self.retention.redacted(),
             "messaging": self.messaging.redacted(),
+            "auth": self.auth.redacted(),
         }
 
 

@@ -1,0 +1,100 @@
+"""Authentication: who may call the server (bearer JWTs, keys by id from a file).
+
+Opt-in for now: CMO_AUTH=jwt with a key file turns it on; unset (or `none`), every call is
+answered, as before.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from cmo.a2a.tokens import ALLOWED_ALGORITHMS
+from cmo_server.config._readers import ConfigError, _masked_repr
+
+__all__ = ["AuthConfig"]
+
+MODES = ("none", "jwt")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class AuthConfig:
+    """How callers prove who they are."""
+
+    VARIABLES: ClassVar[tuple[str, ...]] = (
+        "CMO_AUTH",
+        "CMO_AUTH_KEYS_FILE",
+        "CMO_AUTH_KEY_ID",
+        "CMO_AUTH_ALGORITHM",
+        "CMO_AUTH_ISSUER",
+        "CMO_AUTH_AUDIENCE",
+    )
+    """Every variable this group reads."""
+
+    mode: str = "none"
+    """CMO_AUTH: `jwt` (bearer tokens checked on every call) or `none`."""
+    keys_file: str = ""
+    """CMO_AUTH_KEYS_FILE: a JWKS file (keys by `kid`, rotation by adding one), or one PEM public key
+    or HMAC secret (then CMO_AUTH_KEY_ID and CMO_AUTH_ALGORITHM name it)."""
+    key_id: str = ""
+    """CMO_AUTH_KEY_ID: the `kid` of the one key of a file that is not a JWKS."""
+    algorithm: str = ""
+    """CMO_AUTH_ALGORITHM: what that key verifies (HS256, RS256, ES256, EdDSA, ...)."""
+    issuer: str = ""
+    """CMO_AUTH_ISSUER: the `iss` every token must carry."""
+    audience: str = "cmo"
+    """CMO_AUTH_AUDIENCE: the `aud` every token must carry."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AuthConfig:
+        """Read and check the CMO_AUTH* variables.
+
+        Raises:
+            ConfigError: one of them is malformed, or `jwt` lacks what it needs.
+        """
+        config = cls(
+            mode=env.get("CMO_AUTH", "").strip().lower() or "none",
+            keys_file=env.get("CMO_AUTH_KEYS_FILE", "").strip(),
+            key_id=env.get("CMO_AUTH_KEY_ID", "").strip(),
+            algorithm=env.get("CMO_AUTH_ALGORITHM", "").strip(),
+            issuer=env.get("CMO_AUTH_ISSUER", "").strip(),
+            audience=env.get("CMO_AUTH_AUDIENCE", "").strip() or "cmo",
+        )
+        config.validate()
+        return config
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode == "jwt"
+
+    def validate(self) -> None:
+        """Raise `ConfigError` naming the first bad setting."""
+        if self.mode not in MODES:
+            raise ConfigError("CMO_AUTH", f"must be one of {', '.join(MODES)}, got {self.mode[:32]!r}")
+        if self.algorithm and self.algorithm not in ALLOWED_ALGORITHMS:
+            allowed = ", ".join(sorted(ALLOWED_ALGORITHMS))
+            raise ConfigError("CMO_AUTH_ALGORITHM", f"must be one of {allowed}, got {self.algorithm[:32]!r}")
+        if not self.enabled:
+            return
+        if not self.keys_file:
+            raise ConfigError("CMO_AUTH_KEYS_FILE", "must name the key file when CMO_AUTH=jwt")
+        if not os.path.isfile(self.keys_file):
+            raise ConfigError("CMO_AUTH_KEYS_FILE", "must be a readable file")
+        if not self.issuer:
+            raise ConfigError("CMO_AUTH_ISSUER", "must be set when CMO_AUTH=jwt (every token's iss)")
+
+    def __repr__(self) -> str:
+        return _masked_repr(self)
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as JSON (a key file's path is shown, never its contents)."""
+        return {
+            "mode": self.mode,
+            "keys_file": self.keys_file,
+            "key_id": self.key_id,
+            "algorithm": self.algorithm,
+            "issuer": self.issuer,
+            "audience": self.audience,
+        }
