@@ -202,3 +202,28 @@ async def test_a_call_on_a_worker_session_is_held_to_the_callers_namespaces(secu
             "namespace 'other/x' not found",
         )
         await session.done_writing()
+
+
+async def test_a_task_token_names_nothing_for_a_caller_of_another_namespace(secured: CmoServer) -> None:
+    acme = common_pb2.Namespace(tenant="acme", project="web")
+    mine, theirs = _md(token(tenant="acme")), _md(token(tenant="other"))
+    graph = common_pb2.GraphDef(
+        graph_id="tokens", version=1, entry_node="a", nodes=[common_pb2.NodeDef(node_id="a", task_queue="q")]
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{secured.port}") as channel:
+        runs, workers, _ = _stubs(channel)
+        await workers.RegisterGraph(work_pb.RegisterGraphRequest(graph=graph, namespace=acme), metadata=mine)
+        await runs.StartRun(run_pb.StartRunRequest(graph_id="tokens", namespace=acme), metadata=mine)
+        polled = await workers.PollTask(
+            work_pb.PollTaskRequest(
+                worker_id="w1", task_queues=["q"], graphs=[common_pb2.GraphRef(graph_id="tokens", version=1)],
+                namespace=acme,
+            ),
+            metadata=mine,
+        )  # fmt: skip
+        task_token = polled.task.task_token
+        beat = work_pb.HeartbeatTaskRequest(task_token=task_token, worker_id="w1")
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await workers.HeartbeatTask(beat, metadata=theirs)  # the server remembers the token: still checked
+        assert refused.value.code() is grpc.StatusCode.NOT_FOUND
+        await workers.HeartbeatTask(beat, metadata=mine)

@@ -17,7 +17,7 @@ from cmo_server.errors import InvalidArgument, NotFound, shown
 if TYPE_CHECKING:
     from cmo_server.auth import Principal
 
-__all__ = ["CALLER", "check_namespace", "namespace_of", "namespace_to_proto"]
+__all__ = ["CALLER", "check_namespace", "namespace_of", "namespace_to_proto", "visible"]
 
 CALLER: ContextVar[Principal | None] = ContextVar("cmo_caller", default=None)
 """The authenticated caller of the RPC being served (each RPC runs in a task of its own)."""
@@ -33,7 +33,7 @@ class _HasNamespace(Protocol):
 def namespace_of(request: _HasNamespace) -> Namespace:
     """The namespace a request names; default/default when it names none."""
     if not request.HasField("namespace"):
-        return _visible(DEFAULT_NAMESPACE)
+        return visible(DEFAULT_NAMESPACE)
     return check_namespace("namespace", request.namespace.tenant, request.namespace.project)
 
 
@@ -50,11 +50,11 @@ def check_namespace(field: str, tenant: str, project: str) -> Namespace:
             )
         parts.append(value)
     if parts == [DEFAULT_NAMESPACE.tenant, DEFAULT_NAMESPACE.project]:
-        return _visible(DEFAULT_NAMESPACE)
-    return _visible(Namespace(*parts))
+        return visible(DEFAULT_NAMESPACE)
+    return visible(Namespace(*parts))
 
 
-def _visible(namespace: Namespace) -> Namespace:
+def visible(namespace: Namespace) -> Namespace:
     """The namespace, if the caller may use it (always, without authentication); NotFound otherwise."""
     caller = CALLER.get()
     if caller is not None and not caller.may_use(namespace):

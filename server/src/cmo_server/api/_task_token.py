@@ -16,7 +16,7 @@ import json
 from collections import OrderedDict
 
 from cmo.serialization import canonical_json
-from cmo_server.api._namespace import check_namespace
+from cmo_server.api._namespace import check_namespace, visible
 from cmo_server.api._validate import check_id, check_range
 from cmo_server.domain import TaskRef
 from cmo_server.errors import InvalidArgument
@@ -97,6 +97,13 @@ class TaskTokens:
         return token
 
     def decode(self, field: str, token: str) -> TaskRef:
-        """What `token` names; InvalidArgument naming `field` unless it is a task token."""
+        """What `token` names; InvalidArgument naming `field` unless it is a task token.
+
+        A remembered token's namespace is still checked against the caller's: tokens are not
+        secret, and one issued to a caller of another namespace names nothing for this one.
+        """
         ref = self._issued.get(token)
-        return ref if ref is not None else decode_task_token(field, token)
+        if ref is None:
+            return decode_task_token(field, token)
+        visible(ref.namespace)
+        return ref
