@@ -227,3 +227,33 @@ async def test_a_task_token_names_nothing_for_a_caller_of_another_namespace(secu
             await workers.HeartbeatTask(beat, metadata=theirs)  # the server remembers the token: still checked
         assert refused.value.code() is grpc.StatusCode.NOT_FOUND
         await workers.HeartbeatTask(beat, metadata=mine)
+
+
+async def test_write_calls_are_audited_with_who_what_where_and_the_outcome(
+    secured: CmoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    acme = common_pb2.Namespace(tenant="acme", project="web")
+    with caplog.at_level(logging.INFO, logger="cmo.audit"):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{secured.port}") as channel:
+            runs, _, registry = _stubs(channel)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await runs.StartRun(run_pb.StartRunRequest(graph_id="nope", namespace=acme), metadata=_md(token()))
+            with pytest.raises(grpc.aio.AioRpcError):
+                await runs.TerminateRun(
+                    run_pb.TerminateRunRequest(run_id="r", namespace=acme), metadata=_md(token("runs:read"))
+                )
+            with pytest.raises(grpc.aio.AioRpcError):
+                await runs.CancelRun(run_pb.CancelRunRequest(run_id="r", namespace=acme))
+            await registry.RegisterAgent(
+                reg_pb.RegisterAgentRequest(agent_id="a1", namespace=acme), metadata=_md(token())
+            )
+            await runs.ListRuns(run_pb.ListRunsRequest(namespace=acme), metadata=_md(token()))  # a read: not audited
+    records = [r.audit for r in caplog.records if r.name == "cmo.audit"]  # type: ignore[attr-defined]
+    assert records == [
+        {"who": "tester", "method": "StartRun", "namespace": "acme/web", "outcome": "NOT_FOUND"},
+        {"who": "tester", "method": "TerminateRun", "namespace": "acme/web", "outcome": "PERMISSION_DENIED"},
+        {"who": "", "method": "CancelRun", "namespace": "acme/web", "outcome": "UNAUTHENTICATED"},
+        {"who": "tester", "method": "RegisterAgent", "namespace": "acme/web", "outcome": "OK"},
+    ]

@@ -22,7 +22,7 @@ from google.protobuf.message_factory import GetMessageClass
 from cmo_server.api._namespace import CALLER
 from cmo_server.api._status import status_for
 from cmo_server.api._validate import nul_field
-from cmo_server.auth import scope_of
+from cmo_server.auth import audit, scope_of
 from cmo_server.errors import CmoServerError
 
 if TYPE_CHECKING:
@@ -72,23 +72,30 @@ def service_handler(
 
 
 def _guarded(impl: Callable[..., Any], path: str, authenticator: Authenticator) -> Callable[..., Any]:
-    """`impl` behind the caller's credentials and the method's scope."""
+    """`impl` behind the caller's credentials and the method's scope; write calls audited."""
 
-    async def admitted(context: grpc.aio.ServicerContext) -> bool:
+    async def admitted(arg: Any, context: grpc.aio.ServicerContext) -> bool:
+        principal = None
         try:
             principal = authenticator.principal(context.invocation_metadata())
             authenticator.authorize(principal, path, None)
         except CmoServerError as err:
-            await context.abort(*status_for(err, path))
+            code, message = status_for(err, path)
+            audit(path, who=principal.subject if principal is not None else "", request=arg, outcome=code.name)
+            await context.abort(code, message)
             return False
         CALLER.set(principal)  # this RPC's task's own context: nothing leaks to another call
         return True
+
+    def outcome(context: grpc.aio.ServicerContext) -> str:
+        code = context.code()
+        return "OK" if code is None else getattr(code, "name", str(code))
 
     if inspect.isasyncgenfunction(impl):
 
         @functools.wraps(impl)
         async def streaming(arg: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            if await admitted(context):
+            if await admitted(arg, context):
                 async for item in impl(arg, context):
                     yield item
 
@@ -96,9 +103,13 @@ def _guarded(impl: Callable[..., Any], path: str, authenticator: Authenticator) 
 
     @functools.wraps(impl)
     async def unary(arg: Any, context: grpc.aio.ServicerContext) -> Any:
-        if await admitted(context):
+        if not await admitted(arg, context):
+            return None
+        caller = CALLER.get()
+        try:
             return await impl(arg, context)
-        return None
+        finally:
+            audit(path, who=caller.subject if caller is not None else "", request=arg, outcome=outcome(context))
 
     return unary
 
