@@ -8,6 +8,8 @@ NOT_FOUND, exactly as a resource that does not exist.
 from __future__ import annotations
 
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
 from cmo.a2a.errors import RejectedEnvelope
@@ -23,6 +25,11 @@ logger = logging.getLogger(__name__)
 
 INVALID_CREDENTIALS = "missing or invalid credentials"
 MAX_TOKEN = 8192
+REMEMBERED = 4096
+"""Tokens that verified, kept so that a client's next calls with the same token skip the check."""
+REMEMBER_FOR = 60.0
+"""Seconds at most a verified token is taken on trust (and never past its `exp`): a key removed
+from the key file stops working within that time."""
 
 
 class Authenticator:
@@ -32,18 +39,28 @@ class Authenticator:
         self._verifier = TokenVerifier.of(
             keys, issuer=issuer, audience=audience, leeway=leeway, required_claims=("exp", "sub", "iss", "aud")
         )
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     def principal(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> Principal:
         """The caller that `authorization: Bearer <token>` names; Unauthenticated otherwise."""
         token = _bearer(metadata or ())
         if token is None:
             raise Unauthenticated(INVALID_CREDENTIALS)
+        now = time.time()
+        known = self._verified.get(token)
+        if known is not None and known[1] > now:
+            return known[0]
         try:
             claims = self._verifier.verify(token)
         except RejectedEnvelope as rejection:
             logger.info("refused a token: %s", rejection.detail)
             raise Unauthenticated(INVALID_CREDENTIALS) from None
-        return Principal.from_claims(claims)
+        principal = Principal.from_claims(claims)
+        self._verified[token] = (principal, min(float(claims["exp"]), now + REMEMBER_FOR))
+        self._verified.move_to_end(token)
+        if len(self._verified) > REMEMBERED:
+            self._verified.popitem(last=False)
+        return principal
 
     @staticmethod
     def authorize(principal: Principal, method: str, namespace: Namespace | None) -> None:
