@@ -58,7 +58,8 @@ def postgres_server() -> Iterator[tuple[str, str, Cluster | None]]:
 async def replicas(url: str, count: int, workdir: Path) -> AsyncIterator[str]:
     """`count` servers on the database at `url`; yields one gRPC target for all of them."""
     spec = ServerSpec(
-        ["start", "--listen", "127.0.0.1:0"], env={"CMO_DATABASE_URL": url, "CMO_METRICS_LISTEN": "127.0.0.1:0"}
+        ["start", "--listen", "127.0.0.1:0"],
+        env={"CMO_DATABASE_URL": url, "CMO_METRICS_LISTEN": "127.0.0.1:0", "CMO_AUTH": "none"},
     )
     async with contextlib.AsyncExitStack() as stack:
         addresses = [

@@ -108,7 +108,12 @@ def postgres_databases(
             try:
                 yield ServerSpec(
                     ["start", "--listen", "127.0.0.1:0"],
-                    env={"CMO_DATABASE_URL": url, "CMO_BLOB_DIR": str(blobs), "CMO_METRICS_LISTEN": "127.0.0.1:0"},
+                    env={
+                        "CMO_DATABASE_URL": url,
+                        "CMO_BLOB_DIR": str(blobs),
+                        "CMO_METRICS_LISTEN": "127.0.0.1:0",
+                        "CMO_AUTH": os.environ.get("CMO_AUTH", "none"),  # on only when the bench is given it
+                    },
                     description=f"Postgres, {where}, pool {os.environ.get('CMO_POOL_SIZE', '8')}",
                     database_pids=postgres_processes(url),
                     storage=lambda: {**blob_usage(blobs), "database_bytes": postgres_table_bytes(url)},

@@ -639,3 +639,31 @@ def test_config_and_secret_give_the_server_every_variable() -> None:
     assert not SECRET_ENV & config.keys()
     for key, value in secret.items():
         assert "CHANGE_ME" in value, f"{key} must be a placeholder in the repository"
+
+
+def test_compose_serves_with_authentication_on_and_a_key_made_once() -> None:
+    services = _services()
+    server, init = services["server"], services["auth-init"]
+    env = _environment(server)
+    assert env["CMO_AUTH"] == "jwt"
+    key_dir = env["CMO_AUTH_KEYS_FILE"].rpartition("/")[0]
+    assert f"auth-key:{key_dir}:ro" in server["volumes"]  # read-only for the server
+    assert f"auth-key:{key_dir}" in init["volumes"]
+    assert _depends_on(server)["auth-init"] == "service_completed_successfully"
+    assert init["restart"] == "no"
+    made = init["command"][0]
+    assert "os.path.exists(p) or" in made  # never replaced once made: tokens keep working
+    assert "os.chmod(p, 0o400)" in made
+
+
+def test_kubernetes_mounts_the_token_key_where_the_config_says() -> None:
+    resources = k8s_resources()
+    config = resources[("ConfigMap", "cmo-server-config")]["data"]
+    assert config["CMO_AUTH"] == "jwt"
+    key_dir, _, key_name = config["CMO_AUTH_KEYS_FILE"].rpartition("/")
+    deployment = _deployment()
+    [mount] = [m for m in _container(deployment)["volumeMounts"] if m["mountPath"] == key_dir]
+    assert mount["readOnly"] is True
+    [volume] = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+    secret = resources[("Secret", volume["secret"]["secretName"])]["stringData"]
+    assert secret[key_name] == "CHANGE_ME"  # a placeholder: the server refuses to start with it

@@ -257,3 +257,22 @@ async def test_write_calls_are_audited_with_who_what_where_and_the_outcome(
         {"who": "", "method": "CancelRun", "namespace": "acme/web", "outcome": "UNAUTHENTICATED"},
         {"who": "tester", "method": "RegisterAgent", "namespace": "acme/web", "outcome": "OK"},
     ]
+
+
+async def test_a_server_whose_key_file_is_missing_or_bad_does_not_start(tmp_path: Path) -> None:
+    from cmo_server.app import CmoServer
+    from cmo_server.config import AuthConfig, ConfigError, ServerConfig, StoreConfig
+
+    for keys_file, said in ((tmp_path / "missing.key", "cannot be read"), (tmp_path / "short.key", "shorter than 32")):
+        if keys_file.name == "short.key":
+            keys_file.write_bytes(b"CHANGE_ME")
+        config = ServerConfig(
+            listen="127.0.0.1:0",
+            store=StoreConfig(sqlite_path=str(tmp_path / "cmo.db")),
+            auth=AuthConfig(mode="jwt", keys_file=str(keys_file), key_id="k", algorithm="HS256", issuer="i"),
+        )
+        with pytest.raises(ConfigError) as refused:
+            async with CmoServer.running(config):
+                pass
+        assert refused.value.variable == "CMO_AUTH_KEYS_FILE"
+        assert said in str(refused.value)

@@ -185,6 +185,7 @@ class Processes:
         env = dict(settings)
         if database.database_url:
             env["CMO_DATABASE_URL"] = database.database_url
+            env.setdefault("CMO_AUTH", "none")  # `start` wants a decision; tests of auth give theirs
             args = ["start", "--listen", listen]
         else:
             assert database.sqlite_path is not None

@@ -89,7 +89,6 @@ BAD_VALUES: list[tuple[str, str, dict[str, str]]] = [
     ("CMO_A2A_KEYS", "k1=too-short", {}),
     ("CMO_A2A_PREFIX", "Not.A.Token", {}),
     ("CMO_AUTH", "maybe", {}),
-    ("CMO_AUTH_KEYS_FILE", "/no/such/key.pem", {"CMO_AUTH": "jwt", "CMO_AUTH_ISSUER": "https://i"}),
     ("CMO_AUTH_KEYS_FILE", "", {"CMO_AUTH": "jwt", "CMO_AUTH_ISSUER": "https://i"}),
     ("CMO_AUTH_ALGORITHM", "none", {}),
     ("CMO_AUTH_ISSUER", "", {"CMO_AUTH": "jwt", "CMO_AUTH_KEYS_FILE": __file__}),
@@ -556,3 +555,16 @@ def test_bytes_that_are_not_utf8_are_named_not_a_traceback(name: str):
         ServerConfig.from_env({**PG, name: undecodable})
     with pytest.raises(ConfigError, match=r"^CMO_DATABASE_URL is not valid UTF-8$"):
         ServerConfig.from_env({"CMO_DATABASE_URL": f"postgresql://u:{undecodable}@h/db"})
+
+
+def test_start_refuses_to_answer_every_caller_unless_told(monkeypatch: pytest.MonkeyPatch):
+    from click.testing import CliRunner
+
+    from cmo_server.cli import main
+
+    monkeypatch.delenv("CMO_AUTH", raising=False)
+    result = CliRunner().invoke(main, ["start"], env={"CMO_DATABASE_URL": "postgresql://db.invalid/cmo"})
+    assert result.exit_code == 1
+    assert "no authentication: set CMO_AUTH=jwt with CMO_AUTH_KEYS_FILE and CMO_AUTH_ISSUER" in result.output
+    assert "CMO_AUTH=none" in result.output
+    assert "Traceback" not in result.output

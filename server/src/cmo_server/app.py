@@ -110,6 +110,7 @@ class CmoServer:
                 the `async with` was cancelled and the server shut down.
         """
         failure: Exception | None = None
+        auth = _authenticator(config)  # first: a bad key file stops the start before anything opens
         async with AsyncExitStack() as stack:
             telemetry = config.telemetry
             if tracer_provider is None and (tracer_provider := _configured_tracer_provider(telemetry)) is not None:
@@ -153,7 +154,6 @@ class CmoServer:
             )
             # The standard services go through the same handler builder as the product's own, so
             # that garbage sent to them is INVALID_ARGUMENT too, not UNKNOWN with a class name.
-            auth = _authenticator(config)
             server.add_generic_rpc_handlers(
                 (
                     service_handler(SERVICES[0], RunServicer(engine, retention=retention), auth),

@@ -133,6 +133,18 @@ def _require_postgres(config: ServerConfig) -> None:
     )
 
 
+def _require_auth_decision(config: ServerConfig) -> None:
+    """`start` serves a network: it answers anyone only when told to (CMO_AUTH=none), and says so."""
+    if config.auth.enabled:
+        return
+    if os.environ.get("CMO_AUTH", "").strip().lower() != "none":
+        raise click.ClickException(
+            "no authentication: set CMO_AUTH=jwt with CMO_AUTH_KEYS_FILE and CMO_AUTH_ISSUER (README,"
+            ' "Authentication"), or CMO_AUTH=none to answer every caller; `cmo-server start-dev` needs neither'
+        )
+    logger.warning("CMO_AUTH=none: every caller may read and change every namespace; do not expose this port")
+
+
 def _serve(config: ServerConfig) -> None:
     try:
         asyncio.run(serve_forever(config))
@@ -160,6 +172,7 @@ def start(**flags: Any) -> None:
     """Serve on Postgres ($CMO_DATABASE_URL or POSTGRES_*); migrates it first."""
     config = _config(flags, metrics_by_default=True)
     _require_postgres(config)
+    _require_auth_decision(config)
     _serve(config)
 
 

@@ -6,7 +6,6 @@ answered, as before.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -78,10 +77,9 @@ class AuthConfig:
             raise ConfigError("CMO_AUTH_ALGORITHM", f"must be one of {allowed}, got {self.algorithm[:32]!r}")
         if not self.enabled:
             return
+        # The file itself is read when the server starts serving (`migrate` does not need it).
         if not self.keys_file:
             raise ConfigError("CMO_AUTH_KEYS_FILE", "must name the key file when CMO_AUTH=jwt")
-        if not os.path.isfile(self.keys_file):
-            raise ConfigError("CMO_AUTH_KEYS_FILE", "must be a readable file")
         if not self.issuer:
             raise ConfigError("CMO_AUTH_ISSUER", "must be set when CMO_AUTH=jwt (every token's iss)")
 
