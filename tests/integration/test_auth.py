@@ -276,3 +276,32 @@ async def test_a_server_whose_key_file_is_missing_or_bad_does_not_start(tmp_path
                 pass
         assert refused.value.variable == "CMO_AUTH_KEYS_FILE"
         assert said in str(refused.value)
+
+
+async def test_metrics_need_a_token_with_the_metrics_scope_and_the_probes_do_not(
+    server_config: ServerConfig, tmp_path: Path
+) -> None:
+    from cmo_server.config import TelemetryConfig
+
+    (tmp_path / "auth.key").write_bytes(SECRET)
+    auth = AuthConfig(mode="jwt", keys_file=str(tmp_path / "auth.key"), key_id="k1", algorithm="HS256", issuer=ISSUER)
+    config = replace(server_config, auth=auth, telemetry=TelemetryConfig(metrics_listen="127.0.0.1:0"))
+
+    async def get(port: int, path: str, bearer: str = "") -> tuple[int, str]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        extra = f"Authorization: Bearer {bearer}\r\n" if bearer else ""
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
+        response = (await reader.read()).decode()
+        writer.close()
+        return int(response.split(" ")[1]), response.partition("\r\n\r\n")[2]
+
+    async with CmoServer.running(config) as server:
+        port = server.metrics_port
+        assert (await get(port, "/metrics"))[0] == 401
+        assert (await get(port, "/metrics", "forged"))[0] == 401
+        assert (await get(port, "/metrics", token("runs:read")))[0] == 403
+        status, body = await get(port, "/metrics", token("metrics"))
+        assert status == 200
+        assert "cmo_" in body
+        assert (await get(port, "/healthz"))[0] == 200
+        assert (await get(port, "/readyz"))[0] == 200

@@ -11,7 +11,7 @@ from cmo.durations import parse_duration
 
 __all__ = ["auth"]
 
-ALL_SCOPES = ("runs:read", "runs:write", "runs:admin", "workers", "registry:read", "registry:write")
+ALL_SCOPES = ("runs:read", "runs:write", "runs:admin", "workers", "registry:read", "registry:write", "metrics")
 
 
 @click.group()

@@ -26,10 +26,11 @@ from cmo_server._health import HealthMonitor, HealthServicer
 from cmo_server.a2a import ReplyConsumer, UnansweredRequests
 from cmo_server.api import RegistryServicer, RunServicer, WorkerServicer, service_handler
 from cmo_server.artifacts import Artifacts
-from cmo_server.auth import Authenticator, load_keys
+from cmo_server.auth import METRICS_SCOPE, Authenticator, load_keys
 from cmo_server.blob import open_blob_store
 from cmo_server.config import ConfigError, ServerConfig, TelemetryConfig
 from cmo_server.engine import Engine
+from cmo_server.errors import CmoServerError
 from cmo_server.registry import Agent, AgentStore, Registry
 from cmo_server.retention import Retention
 from cmo_server.store import OffloadingStore, Store
@@ -187,6 +188,7 @@ class CmoServer:
                         store=store,
                         parked_polls=lambda: engine.parked_polls,
                         ready=functools.partial(_serving, health_servicer),
+                        scraper=None if auth is None else functools.partial(_scrape_status, auth),
                     )
                 )
                 metrics_port = endpoint.port
@@ -255,6 +257,15 @@ def _authenticator(config: ServerConfig) -> Authenticator | None:
         raise ConfigError("CMO_AUTH_KEYS_FILE", str(err) if isinstance(err, ValueError) else "cannot be read") from None
     logger.info("authentication on: %d key(s), issuer %s, audience %s", len(keys), auth.issuer, auth.audience)
     return Authenticator(keys, issuer=auth.issuer, audience=auth.audience)
+
+
+def _scrape_status(auth: Authenticator, header: str) -> int:
+    """What a scrape of /metrics with this Authorization header gets: 200, or 401/403."""
+    try:
+        principal = auth.principal([("authorization", header)] if header else [])
+    except CmoServerError:
+        return 401
+    return 200 if principal.has_scope(METRICS_SCOPE) else 403
 
 
 def _worker_left(engine: Engine, agent: Agent) -> None:

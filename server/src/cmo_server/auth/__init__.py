@@ -7,11 +7,12 @@ from cmo_server.auth._audit import AUDITED, audit
 from cmo_server.auth._authenticator import INVALID_CREDENTIALS, Authenticator
 from cmo_server.auth._keys import load_keys
 from cmo_server.auth._principal import Principal
-from cmo_server.auth._scopes import PUBLIC_SERVICES, SCOPES, scope_of
+from cmo_server.auth._scopes import METRICS_SCOPE, PUBLIC_SERVICES, SCOPES, scope_of
 
 __all__ = [
     "AUDITED",
     "INVALID_CREDENTIALS",
+    "METRICS_SCOPE",
     "PUBLIC_SERVICES",
     "SCOPES",
     "Authenticator",

@@ -6,11 +6,13 @@ Every method of the product's services is listed: one that is not is refused
 
 from __future__ import annotations
 
-__all__ = ["PUBLIC_SERVICES", "SCOPES", "scope_of"]
+__all__ = ["METRICS_SCOPE", "PUBLIC_SERVICES", "SCOPES", "scope_of"]
 
 READ, WRITE, ADMIN = "runs:read", "runs:write", "runs:admin"
 WORKERS = "workers"
 REGISTRY_READ, REGISTRY_WRITE = "registry:read", "registry:write"
+METRICS_SCOPE = "metrics"
+"""What a scrape of /metrics needs, with authentication on (the probes need nothing)."""
 
 SCOPES: dict[str, str] = {
     "/cmo.api.v1.RunService/StartRun": WRITE,

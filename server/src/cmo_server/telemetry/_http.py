@@ -29,7 +29,15 @@ MAX_HEAD = 16 * 1024
 READ_TIMEOUT = 10.0
 """A client that sends no complete request head within this is dropped."""
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}
 
 
 class MetricsEndpoint:
@@ -39,6 +47,9 @@ class MetricsEndpoint:
         registry: What `/metrics` renders (text format, or OpenMetrics when the scraper asks).
         refresh: Awaited before each render (counts read from the store).
         ready: Whether `/readyz` answers 200 (else 503). `/healthz` answers 200 while this serves.
+        scraper: With authentication on: the HTTP status (200, 401, 403) a scrape of `/metrics`
+            gets for its `Authorization` header. The probes stay open: they tell nothing but
+            whether the server is up.
     """
 
     def __init__(
@@ -47,10 +58,12 @@ class MetricsEndpoint:
         *,
         refresh: Callable[[], Awaitable[None]],
         ready: Callable[[], Awaitable[bool]],
+        scraper: Callable[[str], int] | None = None,
     ) -> None:
         self._registry = registry
         self._refresh = refresh
         self._ready = ready
+        self._scraper = scraper
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[object]] = set()
         self.port = 0
@@ -111,6 +124,8 @@ class MetricsEndpoint:
         path = target.partition("?")[0]
         if path == "/metrics":
             headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
+            if self._scraper is not None and (allowed := self._scraper(headers.get("authorization", ""))) != 200:
+                return allowed, "text/plain", b"missing or invalid credentials\n"
             await self._refresh()
             encode, content_type = choose_encoder(headers.get("accept", ""))
             return 200, content_type, encode(self._registry)
@@ -131,11 +146,12 @@ async def serve_metrics(
     store: Store,
     parked_polls: Callable[[], int],
     ready: Callable[[], Awaitable[bool]],
+    scraper: Callable[[str], int] | None = None,
 ) -> AsyncIterator[MetricsEndpoint]:
     """Serve `metrics` and the store gauges on `listen` until the context exits."""
     gauges = StoreGauges(store, parked_polls=parked_polls)
     metrics.registry.register(gauges)
-    endpoint = MetricsEndpoint(metrics.registry, refresh=gauges.refresh, ready=ready)
+    endpoint = MetricsEndpoint(metrics.registry, refresh=gauges.refresh, ready=ready, scraper=scraper)
     await endpoint.start(listen)
     try:
         yield endpoint
