@@ -278,15 +278,9 @@ class AgentPresence:
     ) -> None:
         self.registry = registry
         self.agent_id = agent_id
-        self._registration = {
-            "kind": kind,
-            "name": name,
-            "version": version,
-            "capabilities": list(capabilities),
-            "topics": list(topics),
-            "metadata": dict(metadata or {}),
-            "lease": lease,
-        }
+        self.kind, self.name, self.version = kind, name, version
+        self.capabilities = tuple(capabilities)
+        self._topics, self._metadata = tuple(topics), dict(metadata or {})
         self._tenant, self._project = tenant, project
         self._lease = lease
         self._status = status or (lambda: AgentStatus.HEALTHY)
@@ -342,7 +336,17 @@ class AgentPresence:
         await self._publish(status, load)
 
     async def _register(self, status: AgentStatus) -> None:
-        registered = await self.registry.register(self.agent_id, status=status, **self._registration)  # type: ignore[arg-type]
+        registered = await self.registry.register(
+            self.agent_id,
+            kind=self.kind,
+            name=self.name,
+            version=self.version,
+            capabilities=self.capabilities,
+            topics=self._topics,
+            metadata=self._metadata,
+            lease=self._lease,
+            status=status,
+        )
         self.lease_id = registered.lease_id
         self.registered.set()
 
@@ -364,12 +368,12 @@ class AgentPresence:
             return
         from cmo.a2a import DEFAULT_PREFIX, AgentId, Envelope, Heartbeat, Topic
 
-        me = AgentId(str(self._registration["kind"]), self.agent_id, str(self._registration["version"]) or "0")
+        me = AgentId(self.kind, self.agent_id, self.version or "0")
         envelope = Envelope.build(
             Heartbeat(
                 status=status.name.lower(),
                 load=load,
-                capabilities=list(self._registration["capabilities"]),  # type: ignore[call-overload]
+                capabilities=list(self.capabilities),
                 lease_seconds=int(self._lease.total_seconds()),
             ),
             sender=me,
