@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: help install demo demo-agents test test-unit format lint typecheck protos check-protos image bench bench-peers ci clean
+.PHONY: help install demo demo-agents test test-unit policy-test format lint typecheck protos check-protos image bench bench-peers ci clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ test: install ## The whole suite: unit, integration (SQLite + real Postgres) and
 
 test-unit: install ## Unit tests only (no sockets, no processes)
 	$(RUN) pytest tests/unit
+
+policy-test: install ## The golden tests of policies/ (each rule: allow and deny cases)
+	$(RUN) cmoctl policy test policies
 
 format: install ## Format the code
 	$(RUN) ruff format .

@@ -25,10 +25,12 @@ from cmo_server.config import (
     ConfigError,
     EngineLimits,
     MessagingConfig,
+    PolicyConfig,
     RetentionConfig,
     ServerConfig,
     StoreConfig,
     TelemetryConfig,
+    TLSConfig,
     parse_otlp_headers,
     unknown_settings,
 )
@@ -92,6 +94,17 @@ BAD_VALUES: list[tuple[str, str, dict[str, str]]] = [
     ("CMO_AUTH_KEYS_FILE", "", {"CMO_AUTH": "jwt", "CMO_AUTH_ISSUER": "https://i"}),
     ("CMO_AUTH_ALGORITHM", "none", {}),
     ("CMO_AUTH_ISSUER", "", {"CMO_AUTH": "jwt", "CMO_AUTH_KEYS_FILE": __file__}),
+    ("CMO_AUTH_MTLS_SUBJECTS_FILE", "", {"CMO_AUTH": "mtls"}),
+    ("CMO_TLS_CERT_FILE", "", {"CMO_TLS_KEY_FILE": __file__}),
+    ("CMO_TLS_CERT_FILE", "/nonexistent/cert.pem", {"CMO_TLS_KEY_FILE": __file__}),
+    ("CMO_TLS_KEY_FILE", "", {"CMO_TLS_CERT_FILE": __file__}),
+    ("CMO_TLS_KEY_FILE", "/nonexistent/key.pem", {"CMO_TLS_CERT_FILE": __file__}),
+    ("CMO_TLS_CLIENT_CA_FILE", __file__, {}),  # client certificates need TLS to be asked for
+    ("CMO_TLS_CLIENT_CA_FILE", "/nonexistent/ca.pem", {"CMO_TLS_CERT_FILE": __file__, "CMO_TLS_KEY_FILE": __file__}),
+    ("CMO_TLS_CLIENT_CA_FILE", "", {"CMO_AUTH": "mtls", "CMO_AUTH_MTLS_SUBJECTS_FILE": __file__}),
+    ("CMO_POLICY_DIR", "/nonexistent/policies", {}),
+    ("CMO_POLICY_DECISION_LOG", "/nonexistent/dir/decisions.jsonl", {"CMO_POLICY_DIR": str(Path(__file__).parent)}),
+    ("CMO_POLICY_DECISION_LOG", "decisions.jsonl", {}),  # without policies there is no decision
     ("NATS_URL", "http://nats:4222", {}),
     ("REDIS_HOST", "/var/run/redis", {}),
     ("REDIS_PORT", "0", {"REDIS_HOST": "redis"}),
@@ -108,7 +121,17 @@ FREE_TEXT = {
     "CMO_AUTH_AUDIENCE",
 }
 ALL_VARIABLES = ServerConfig.variables()
-GROUPS = (StoreConfig, BlobConfig, EngineLimits, TelemetryConfig, RetentionConfig, MessagingConfig, AuthConfig)
+GROUPS = (
+    StoreConfig,
+    BlobConfig,
+    EngineLimits,
+    TelemetryConfig,
+    RetentionConfig,
+    MessagingConfig,
+    AuthConfig,
+    PolicyConfig,
+    TLSConfig,
+)
 # Environment variables hold no NUL, and no lone surrogates but the \udc80-\udcff of undecodable bytes.
 text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1)
 
@@ -358,6 +381,8 @@ def test_config_shows_the_settings_by_group():
         "retention",
         "messaging",
         "auth",
+        "tls",
+        "policy",
     }
     assert shown["store"] == {"database_url": "postgresql://h/db", "sqlite_path": "", "pool_size": 8}
     assert shown["limits"]["task_lease_s"] == 30

@@ -21,6 +21,7 @@ EXPECTED = [
     "RunInfo",
     "RunStatus",
     "StepInfo",
+    "TLSConfig",
     "WaitInfo",
     "Worker",
     "__version__",

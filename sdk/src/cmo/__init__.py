@@ -8,6 +8,7 @@ from cmo._graph import END, Graph, NodeContext, NodeResult
 from cmo._http import HttpResponse
 from cmo._mcp import McpServer, McpToolResult
 from cmo._retry import RetryPolicy
+from cmo._tls import TLSConfig
 from cmo._types import FailureInfo, PruneReport, RunInfo, RunStatus, StepInfo, WaitInfo
 from cmo._version import __version__
 from cmo._worker import Worker
@@ -31,6 +32,7 @@ __all__ = [
     "RunInfo",
     "RunStatus",
     "StepInfo",
+    "TLSConfig",
     "WaitInfo",
     "Worker",
     "__version__",

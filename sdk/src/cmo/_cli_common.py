@@ -12,6 +12,7 @@ from rich import box
 from rich.table import Table
 
 from cmo._client import Client
+from cmo._tls import TLSConfig
 from cmo.errors import CmoError
 
 __all__ = ["Server", "_run", "_table"]
@@ -21,18 +22,25 @@ T = TypeVar("T")
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Server:
-    """Where the commands go: the server's address, the namespace they name, the caller's token."""
+    """Where the commands go: the server's address, the namespace they name, the caller's token and TLS."""
 
     address: str
     tenant: str
     project: str
     token: str = ""
+    tls: TLSConfig | None = None
+    """None: plaintext."""
 
 
 def _run(server: Server, action: Callable[[Client], Awaitable[T]]) -> T:
     async def go() -> T:
         connecting = Client.connect(
-            server.address, wait_ready=5.0, tenant=server.tenant, project=server.project, token=server.token
+            server.address,
+            wait_ready=5.0,
+            tenant=server.tenant,
+            project=server.project,
+            token=server.token,
+            tls=False if server.tls is None else server.tls,
         )
         async with await connecting as client:
             return await action(client)
@@ -41,6 +49,8 @@ def _run(server: Server, action: Callable[[Client], Awaitable[T]]) -> T:
         return asyncio.run(go())
     except (CmoError, ConnectionError) as err:
         raise click.ClickException(str(err)) from None
+    except OSError as err:  # a TLS file that cannot be read
+        raise click.ClickException(f"cannot read a TLS file: {err}") from None
 
 
 def _table(*columns: str, keep: tuple[str, ...] = ()) -> Table:

@@ -19,6 +19,7 @@ from cmo._graph import Graph
 from cmo._history import RunHistory
 from cmo._rpc import call, open_channel, rpc_error
 from cmo._telemetry import client_interceptors, trace_metadata
+from cmo._tls import TLSConfig
 from cmo._types import PruneReport, RunInfo, RunStatus, StepInfo
 from cmo.api.v1 import common_pb2
 from cmo.api.v1 import run_service_pb2 as run_pb
@@ -78,6 +79,7 @@ class Client:
         tenant: str = DEFAULT_NAMESPACE_PART,
         project: str = DEFAULT_NAMESPACE_PART,
         token: str | None = None,
+        tls: TLSConfig | bool | None = None,
     ) -> Client:
         """Connect to the server at `target` (host:port), waiting up to `wait_ready` s for it.
 
@@ -90,15 +92,32 @@ class Client:
 
         `token` (else $CMO_TOKEN) is sent with every call as a bearer token, for a server with
         authentication on.
+
+        `tls` makes the connection TLS: a `TLSConfig` (the CA to trust, and a client certificate
+        for a server that requires one), or True for the system's CAs and no certificate; False is
+        plaintext. Not given, it comes from $CMO_TLS_CA_FILE, $CMO_TLS_CLIENT_CERT_FILE and
+        $CMO_TLS_CLIENT_KEY_FILE, plaintext when none is set.
+
+        Raises:
+            ConnectionError: no server answered within `wait_ready` (over TLS, also: the handshake
+                failed, e.g. an untrusted server certificate or a client certificate refused).
+            OSError: a TLS file cannot be read.
+            ValueError: of the $CMO_TLS_* variables, only one of the client certificate and its key is set.
         """
+        if tls is None:
+            tls = TLSConfig.from_env()
+        elif tls is True:
+            tls = TLSConfig()
+        credentials = tls.channel_credentials() if isinstance(tls, TLSConfig) else None
         interceptors = client_interceptors(tracer_provider)
         bearer = bearer_interceptors(os.environ.get("CMO_TOKEN", "") if token is None else token)
-        channel = open_channel(target, interceptors=[*bearer, *interceptors])
+        channel = open_channel(target, interceptors=[*bearer, *interceptors], credentials=credentials)
         try:
             await asyncio.wait_for(channel.channel_ready(), wait_ready)
         except TimeoutError:
             await channel.close()
-            raise ConnectionError(f"no CMO server answered at {target} within {wait_ready:g}s") from None
+            over = " over TLS (or the TLS handshake failed)" if credentials is not None else ""
+            raise ConnectionError(f"no CMO server answered at {target}{over} within {wait_ready:g}s") from None
         client = cls(channel, target=target, tracer_provider=tracer_provider, tenant=tenant, project=project)
         client._traced_channel = bool(interceptors)
         return client

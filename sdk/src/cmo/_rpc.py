@@ -25,26 +25,27 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
 
-def open_channel(target: str, *, interceptors: Sequence[Any] = ()) -> grpc.aio.Channel:
-    """An insecure channel with keep-alives and large-message limits.
+def open_channel(
+    target: str, *, interceptors: Sequence[Any] = (), credentials: grpc.ChannelCredentials | None = None
+) -> grpc.aio.Channel:
+    """A channel with keep-alives and large-message limits: over TLS with `credentials`, else plaintext.
 
     Calls are spread over every address the target resolves to (a DNS name with several
     addresses, or "ipv4:10.0.0.1:7233,10.0.0.2:7233"), skipping servers that are down: server
     replicas are stateless, so any one can take any call.
     """
-    return grpc.aio.insecure_channel(
-        target,
-        interceptors=list(interceptors) or None,
-        options=[
-            ("grpc.lb_policy_name", "round_robin"),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.keepalive_timeout_ms", 10_000),
-            ("grpc.initial_reconnect_backoff_ms", 100),
-            ("grpc.max_reconnect_backoff_ms", 2_000),
-        ],
-    )
+    options = [
+        ("grpc.lb_policy_name", "round_robin"),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 2_000),
+    ]
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, interceptors=list(interceptors) or None, options=options)
+    return grpc.aio.secure_channel(target, credentials, interceptors=list(interceptors) or None, options=options)
 
 
 def rpc_error(err: grpc.aio.AioRpcError) -> RpcError:

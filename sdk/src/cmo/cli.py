@@ -15,8 +15,10 @@ from rich.console import Console
 from cmo._cli_agents import agents
 from cmo._cli_auth import auth
 from cmo._cli_common import Server, _run, _table
+from cmo._cli_policy import policy
 from cmo._client import Client, RunHandle
 from cmo._history import RunHistory
+from cmo._tls import TLSConfig
 from cmo._types import RunInfo, RunStatus, WaitInfo
 from cmo.durations import parse_duration
 
@@ -66,10 +68,44 @@ def _plain_wait(wait: WaitInfo) -> dict[str, Any]:
     show_default="$CMO_TOKEN",
     help="A bearer token, for a server with authentication on (see `cmoctl auth token`).",
 )
+@click.option(
+    "--tls-ca-file",
+    default=lambda: os.environ.get("CMO_TLS_CA_FILE", ""),
+    show_default="$CMO_TLS_CA_FILE",
+    help="PEM file of the CA that signs the server's certificate; set, the connection is TLS.",
+)
+@click.option(
+    "--tls-cert-file",
+    default=lambda: os.environ.get("CMO_TLS_CLIENT_CERT_FILE", ""),
+    show_default="$CMO_TLS_CLIENT_CERT_FILE",
+    help="PEM file of a client certificate, for a server that requires one (mTLS); with --tls-key-file.",
+)
+@click.option(
+    "--tls-key-file",
+    default=lambda: os.environ.get("CMO_TLS_CLIENT_KEY_FILE", ""),
+    show_default="$CMO_TLS_CLIENT_KEY_FILE",
+    help="PEM file of the client certificate's private key.",
+)
+@click.option("--tls", "tls_on", is_flag=True, help="TLS with the system's CAs, when no --tls-* file is given.")
 @click.pass_context
-def main(ctx: click.Context, address: str, tenant: str, project: str, token: str) -> None:
+def main(
+    ctx: click.Context,
+    address: str,
+    tenant: str,
+    project: str,
+    token: str,
+    tls_ca_file: str,
+    tls_cert_file: str,
+    tls_key_file: str,
+    tls_on: bool,
+) -> None:
     """Inspect a CMO server's runs."""
-    ctx.obj = Server(address, tenant, project, token)
+    tls = None
+    if tls_on or tls_ca_file or tls_cert_file or tls_key_file:
+        if bool(tls_cert_file) != bool(tls_key_file):
+            raise click.UsageError("--tls-cert-file and --tls-key-file go together: give both or neither")
+        tls = TLSConfig(ca_file=tls_ca_file, client_cert_file=tls_cert_file, client_key_file=tls_key_file)
+    ctx.obj = Server(address, tenant, project, token, tls)
 
 
 @main.group()
@@ -399,6 +435,7 @@ def a2a_validate(source: Any) -> None:
 
 main.add_command(agents)
 main.add_command(auth)
+main.add_command(policy)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,16 +21,18 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from opentelemetry.sdk.trace import TracerProvider
 
 from cmo.api.v1 import registry_service_pb2, run_service_pb2, worker_service_pb2
+from cmo.policy import PolicyBundle, PolicyError
 from cmo_server._background import log_crash
 from cmo_server._health import HealthMonitor, HealthServicer
 from cmo_server.a2a import ReplyConsumer, UnansweredRequests
 from cmo_server.api import RegistryServicer, RunServicer, WorkerServicer, service_handler
 from cmo_server.artifacts import Artifacts
-from cmo_server.auth import METRICS_SCOPE, Authenticator, load_keys
+from cmo_server.auth import METRICS_SCOPE, Authenticator, load_keys, load_subjects
 from cmo_server.blob import open_blob_store
 from cmo_server.config import ConfigError, ServerConfig, TelemetryConfig
 from cmo_server.engine import Engine
 from cmo_server.errors import CmoServerError
+from cmo_server.policy import DecisionLog, PolicyGates, PolicyReloader
 from cmo_server.registry import Agent, AgentStore, Registry
 from cmo_server.retention import Retention
 from cmo_server.store import OffloadingStore, Store
@@ -93,6 +95,8 @@ class CmoServer:
         self._stopped = False
         self.registry: Registry | None = None
         """The agent registry this server keeps."""
+        self.policies: PolicyReloader | None = None
+        """What keeps the policies in force current, when there are policies."""
 
     @classmethod
     @asynccontextmanager
@@ -112,6 +116,8 @@ class CmoServer:
         """
         failure: Exception | None = None
         auth = _authenticator(config)  # first: a bad key file stops the start before anything opens
+        gates = _policy_gates(config)  # and so does a policy that does not build
+        credentials = _server_credentials(config)  # and so do bad TLS files
         async with AsyncExitStack() as stack:
             telemetry = config.telemetry
             if tracer_provider is None and (tracer_provider := _configured_tracer_provider(telemetry)) is not None:
@@ -124,13 +130,14 @@ class CmoServer:
                 OffloadingStore(store, blobs, threshold=config.blob.inline_threshold_bytes),
                 config.limits,
                 metrics=metrics,
+                gate=gates,
             )
             # Artifact records carry no payloads: they use the backend directly.
             artifacts = Artifacts(store, blobs, max_bytes=config.blob.max_artifact_bytes)
             retention = Retention(store, blobs, blob_grace=config.retention.blob_gc_grace)
             await engine.start()
             stack.push_async_callback(engine.aclose)
-            registry = Registry(cast(AgentStore, store))
+            registry = Registry(cast(AgentStore, store), gate=None if gates is None else gates.registration)
             engine.on_poll(registry.note_poll)
             registry.on_unavailable(UnansweredRequests(engine, store).agent_unavailable)
             registry.on_deregistered(functools.partial(_worker_left, engine))
@@ -166,7 +173,10 @@ class CmoServer:
                     service_handler(REFLECTION, reflection_servicer),
                 )
             )
-            port = server.add_insecure_port(config.listen)
+            if credentials is None:
+                port = server.add_insecure_port(config.listen)
+            else:
+                port = server.add_secure_port(config.listen, credentials)
             if port == 0:
                 raise OSError(f"cannot listen on {config.listen}")
             await server.start()
@@ -194,10 +204,17 @@ class CmoServer:
                 metrics_port = endpoint.port
             this = cls(server, engine, health_servicer, port, metrics=metrics, metrics_port=metrics_port)
             this.registry = registry
+            if gates is not None:
+                stack.callback(gates.decisions.close)
+                this.policies = PolicyReloader(config.policy.directory, gates)
             # Entered last, so it is left first: its loops end before what they use is closed.
             loops = await stack.enter_async_context(asyncio.TaskGroup())
             this._loops.append(loops.create_task(log_crash("the health monitor", monitor.run), name="cmo-health"))
             this._loops.append(loops.create_task(log_crash("the agent registry", registry.run), name="cmo-registry"))
+            if this.policies is not None:
+                this._loops.append(
+                    loops.create_task(log_crash("the policy reloader", this.policies.run), name="cmo-policy")
+                )
             if (older_than := config.retention.older_than) is not None:
                 schedule = functools.partial(
                     retention.run_schedule,
@@ -247,16 +264,49 @@ class CmoServer:
 
 
 def _authenticator(config: ServerConfig) -> Authenticator | None:
-    """The check of every call's credentials, when CMO_AUTH=jwt."""
+    """The check of every call's credentials, when CMO_AUTH=jwt or mtls."""
     auth = config.auth
     if not auth.enabled:
         return None
+    if auth.mode == "mtls":
+        try:
+            subjects = load_subjects(auth.mtls_subjects_file)
+        except (OSError, ValueError) as err:
+            reason = str(err) if isinstance(err, ValueError) else "cannot be read"
+            raise ConfigError("CMO_AUTH_MTLS_SUBJECTS_FILE", reason) from None
+        logger.info("authentication on: client certificates, %d known subject(s)", len(subjects))
+        return Authenticator(subjects=subjects)
     try:
         keys = load_keys(auth.keys_file, kid=auth.key_id, algorithm=auth.algorithm)
     except (OSError, ValueError) as err:
         raise ConfigError("CMO_AUTH_KEYS_FILE", str(err) if isinstance(err, ValueError) else "cannot be read") from None
     logger.info("authentication on: %d key(s), issuer %s, audience %s", len(keys), auth.issuer, auth.audience)
     return Authenticator(keys, issuer=auth.issuer, audience=auth.audience)
+
+
+def _server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS for the gRPC port, when CMO_TLS_CERT_FILE is set; client certificates required with a client CA."""
+    material = config.tls.read()
+    if material is None:
+        return None
+    logger.info("TLS on%s", ", client certificates required" if material.client_ca is not None else "")
+    return grpc.ssl_server_credentials(
+        [(material.private_key, material.certificate_chain)],
+        root_certificates=material.client_ca,
+        require_client_auth=material.client_ca is not None,
+    )
+
+
+def _policy_gates(config: ServerConfig) -> PolicyGates | None:
+    """The step and registration gates, when CMO_POLICY_DIR names policies; ConfigError if they do not build."""
+    if not config.policy.enabled:
+        return None
+    try:
+        bundle = PolicyBundle.load(config.policy.directory)
+    except PolicyError as err:
+        raise ConfigError("CMO_POLICY_DIR", f"the policies do not build: {err}") from None
+    logger.info("policies on: bundle %s (%s)", bundle.hash[:12], ", ".join(bundle.policies) or "no policy")
+    return PolicyGates(bundle, DecisionLog(config.policy.decision_log))
 
 
 def _scrape_status(auth: Authenticator, header: str) -> int:
@@ -338,4 +388,6 @@ async def serve_forever(config: ServerConfig, *, announce: bool = True) -> None:
         logger.info("serving on %s", address)
         if announce:
             print(f"cmo-server listening on {address}", flush=True)
+        if server.policies is not None:
+            loop.add_signal_handler(signal.SIGHUP, server.policies.reload_now)
         await stop.wait()

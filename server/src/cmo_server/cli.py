@@ -139,8 +139,9 @@ def _require_auth_decision(config: ServerConfig) -> None:
         return
     if os.environ.get("CMO_AUTH", "").strip().lower() != "none":
         raise click.ClickException(
-            "no authentication: set CMO_AUTH=jwt with CMO_AUTH_KEYS_FILE and CMO_AUTH_ISSUER (README,"
-            ' "Authentication"), or CMO_AUTH=none to answer every caller; `cmo-server start-dev` needs neither'
+            "no authentication: set CMO_AUTH=jwt with CMO_AUTH_KEYS_FILE and CMO_AUTH_ISSUER, or CMO_AUTH=mtls"
+            ' with the CMO_TLS_* files and CMO_AUTH_MTLS_SUBJECTS_FILE (README, "Authentication"), or'
+            " CMO_AUTH=none to answer every caller; `cmo-server start-dev` needs neither"
         )
     logger.warning("CMO_AUTH=none: every caller may read and change every namespace; do not expose this port")
 
@@ -150,6 +151,8 @@ def _serve(config: ServerConfig) -> None:
         asyncio.run(serve_forever(config))
     except BlobStoreUnavailable as err:  # unreachable S3, refused credentials, missing bucket
         raise click.ClickException(f"blob store: {err}") from None
+    except ConfigError as err:  # a file a setting names, read at start: a key, a certificate, the subjects
+        raise click.ClickException(str(err)) from None
     except ExceptionGroup:  # its traceback was logged when the loop crashed
         raise click.ClickException("stopped: a background loop crashed (the log above says which and why)") from None
 

@@ -72,12 +72,12 @@ def service_handler(
 
 
 def _guarded(impl: Callable[..., Any], path: str, authenticator: Authenticator) -> Callable[..., Any]:
-    """`impl` behind the caller's credentials and the method's scope; write calls audited."""
+    """`impl` behind the caller's credentials (token or certificate) and the method's scope; write calls audited."""
 
     async def admitted(arg: Any, context: grpc.aio.ServicerContext) -> bool:
         principal = None
         try:
-            principal = authenticator.principal(context.invocation_metadata())
+            principal = authenticator.caller(context)
             authenticator.authorize(principal, path, None)
         except CmoServerError as err:
             code, message = status_for(err, path)

@@ -7,20 +7,14 @@ namespace that is not the caller's is NOT_FOUND, whatever it holds.
 
 from __future__ import annotations
 
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from cmo.api.v1 import common_pb2
+from cmo_server.auth import CALLER
 from cmo_server.domain import DEFAULT_NAMESPACE, NAMESPACE_PART, Namespace
 from cmo_server.errors import InvalidArgument, NotFound, shown
 
-if TYPE_CHECKING:
-    from cmo_server.auth import Principal
-
 __all__ = ["CALLER", "check_namespace", "namespace_of", "namespace_to_proto", "visible"]
-
-CALLER: ContextVar[Principal | None] = ContextVar("cmo_caller", default=None)
-"""The authenticated caller of the RPC being served (each RPC runs in a task of its own)."""
 
 
 class _HasNamespace(Protocol):

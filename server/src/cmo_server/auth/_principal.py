@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from cmo.a2a.scopes import grants, scopes_of
 from cmo_server.domain import NAMESPACE_PART, Namespace
 
-__all__ = ["Principal"]
+__all__ = ["CALLER", "Principal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,8 @@ class Principal:
     subject: str
     scopes: tuple[str, ...]
     namespaces: tuple[str, ...]
+    roles: tuple[str, ...] = ()
+    """The token's `roles` claim: what the policies know the caller as (`admin`, `healer`, ...)."""
 
     @classmethod
     def from_claims(cls, claims: Mapping[str, Any]) -> Principal:
@@ -37,7 +40,9 @@ class Principal:
             patterns = (pattern,) if _is_pattern(pattern) else ()
         else:
             patterns = ()
-        return cls(str(claims.get("sub", "")), scopes_of(claims), patterns)
+        listed_roles = claims.get("roles")
+        roles = tuple(r for r in listed_roles if isinstance(r, str)) if isinstance(listed_roles, list) else ()
+        return cls(str(claims.get("sub", "")), scopes_of(claims), patterns, roles)
 
     def has_scope(self, required: str) -> bool:
         """Whether one of its scopes covers `required` (`*`, exactly, or `action:*`)."""
@@ -51,6 +56,10 @@ class Principal:
             if _part(want_tenant, tenant) and _part(want_project, project):
                 return True
         return False
+
+
+CALLER: ContextVar[Principal | None] = ContextVar("cmo_caller", default=None)
+"""The authenticated caller of the RPC being served (each RPC runs in a task of its own)."""
 
 
 def _part(pattern: str, value: str) -> bool:

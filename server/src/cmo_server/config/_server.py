@@ -12,10 +12,12 @@ from cmo_server.config._auth import AuthConfig
 from cmo_server.config._blob import BlobConfig
 from cmo_server.config._limits import EngineLimits
 from cmo_server.config._messaging import MessagingConfig
+from cmo_server.config._policy import PolicyConfig
 from cmo_server.config._readers import ConfigError, _check_address, _seconds
 from cmo_server.config._retention import RetentionConfig
 from cmo_server.config._store import StoreConfig
 from cmo_server.config._telemetry import TelemetryConfig, metrics_listen_beside
+from cmo_server.config._tls import TLSConfig
 
 __all__ = ["ServerConfig"]
 
@@ -51,6 +53,10 @@ class ServerConfig:
     """Agents' messaging (A2A)."""
     auth: AuthConfig = field(default_factory=AuthConfig)
     """Who may call."""
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    """TLS on the gRPC port, and client certificates (mTLS)."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """The Rego policies gating steps and registrations."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, metrics_by_default: bool = False) -> ServerConfig:
@@ -83,6 +89,8 @@ class ServerConfig:
             retention=RetentionConfig.from_env(env),
             messaging=MessagingConfig.from_env(env),
             auth=AuthConfig.from_env(env),
+            tls=TLSConfig.from_env(env),
+            policy=PolicyConfig.from_env(env),
         )
         config.validate()
         return config
@@ -99,6 +107,11 @@ class ServerConfig:
             raise ConfigError("CMO_HEALTH_CHECK_SECONDS", "must be positive")
         for group in _GROUPS:
             getattr(self, group.name).validate()
+        if self.auth.mode == "mtls" and not self.tls.mutual:
+            # The subject is only known, and verified, when the handshake asks for a certificate.
+            raise ConfigError(
+                "CMO_TLS_CLIENT_CA_FILE", "must name the CA of the clients' certificates when CMO_AUTH=mtls"
+            )
 
     @property
     def blob_root(self) -> str:
@@ -129,6 +142,8 @@ class ServerConfig:
             "retention": self.retention.redacted(),
             "messaging": self.messaging.redacted(),
             "auth": self.auth.redacted(),
+            "tls": self.tls.redacted(),
+            "policy": self.policy.redacted(),
         }
 
 

@@ -9,9 +9,21 @@ from cmo_server.config._server import ServerConfig
 
 __all__ = ["OTHER_VARIABLES", "unknown_settings"]
 
-OTHER_VARIABLES = frozenset({"CMO_ADDRESS", "CMO_TENANT", "CMO_PROJECT", "CMO_TOKEN", "CMO_PROTO_DIR"})
+OTHER_VARIABLES = frozenset(
+    {
+        "CMO_ADDRESS",
+        "CMO_TENANT",
+        "CMO_PROJECT",
+        "CMO_TOKEN",
+        "CMO_TLS_CA_FILE",
+        "CMO_TLS_CLIENT_CERT_FILE",
+        "CMO_TLS_CLIENT_KEY_FILE",
+        "CMO_PROTO_DIR",
+    }
+)
 """`CMO_*` variables that other parts of CMO read, not the server: the SDK's and cmoctl's server
-address, namespace and bearer token, and where the Node.js example finds the protos."""
+address, namespace, bearer token and TLS files (the CA to trust, the client certificate and its
+key), and where the Node.js example finds the protos."""
 OTHER_PREFIXES = ("CMO_TEST_", "CMO_BENCH_")
 """Prefixes of the variables the test suite and the benchmarks read (their backends)."""
 

@@ -43,6 +43,7 @@ from cmo_server.domain import (
 from cmo_server.engine._clashes import check_same_fork, check_same_start
 from cmo_server.engine._dispatcher import TaskDispatcher
 from cmo_server.engine._failures import FailOutcome, failure_decider
+from cmo_server.engine._gates import GateDenial, StepGate, StepView
 from cmo_server.engine._metrics import EngineMetrics
 from cmo_server.engine._payloads import canonical_payload
 from cmo_server.engine._push import OtherServers
@@ -66,9 +67,16 @@ class Engine:
     """Owns every state transition of every run; each is one `Store` transaction."""
 
     def __init__(
-        self, store: Store, limits: EngineLimits | None = None, *, metrics: EngineMetrics | None = None
+        self,
+        store: Store,
+        limits: EngineLimits | None = None,
+        *,
+        metrics: EngineMetrics | None = None,
+        gate: StepGate | None = None,
     ) -> None:
+        """`gate`, if any, is asked before each step is dispatched and before each is checkpointed."""
         self._store = store
+        self._gate = gate
         self._limits = limits or EngineLimits()
         self._metrics = metrics or EngineMetrics()
         sweep = self._limits.sweep_interval.total_seconds()
@@ -355,13 +363,15 @@ class Engine:
             listener(namespace, worker_id)
         loop = asyncio.get_running_loop()
         polled_at = loop.time()
-        task = await self._dispatcher.poll(
-            task_queues=task_queues,
-            graph_keys=[graph_key(namespace, g, v) for g, v in graphs],
-            worker_id=worker_id,
-            lease=self._limits.task_lease,
-            wait=wait,
-        )
+        keys = [graph_key(namespace, g, v) for g, v in graphs]
+        while True:
+            left = max(0.0, wait - (loop.time() - polled_at))
+            task = await self._dispatcher.poll(
+                task_queues=task_queues, graph_keys=keys, worker_id=worker_id, lease=self._limits.task_lease, wait=left
+            )
+            if task is None or self._gate is None or (denial := self._gate.before_step(_view(task))) is None:
+                break
+            await self._deny(task, worker_id, denial)  # and poll again, for what is left of the wait
         self._metrics.poll_waited(loop.time() - polled_at, got_task=task is not None)
         if task is not None:
             self._metrics.task_dispatched(task)
@@ -401,6 +411,20 @@ class Engine:
         state = canonical_payload("state", done.state, limit, object_only=True)
         output = canonical_payload("output", done.output, limit) if done.output else b""
         next_queue = "" if next_node == END_NODE else graph.nodes[next_node].task_queue
+        if self._gate is not None:
+            view = StepView(
+                done.key.namespace,
+                done.key.run_id,
+                done.graph_id,
+                done.graph_version,
+                done.node_id,
+                graph.nodes[done.node_id].task_queue,
+                done.key.step_index,
+                done.key.attempt,
+                state,
+            )
+            if (denial := self._gate.after_step(view, output=output, next_node=next_node)) is not None:
+                return await self._refuse_checkpoint(done, denial)
         eager = next_queue in done.eager_task_queues
         outcome = await self._store.complete_step(
             done.resolved(
@@ -420,6 +444,13 @@ class Engine:
             self._metrics.step_completed(done.graph_id, done.node_id, started_at=done.started_at)
             for activity in done.activities:
                 self._metrics.activity_recorded(done.key, activity)
+        if (
+            outcome.next_task is not None
+            and self._gate is not None
+            and (denial := self._gate.before_step(_view(outcome.next_task))) is not None
+        ):
+            failed = await self._deny(outcome.next_task, done.key.worker_id, denial)
+            return replace(outcome, next_task=None, run_status=failed.run_status)
         if outcome.next_task is not None:
             self._metrics.task_dispatched(outcome.next_task)
         if outcome.duplicate and eager:
@@ -500,6 +531,40 @@ class Engine:
         )
         return FailOutcome(False, timedelta(0), RunStatus.CANCELLED if ended else RunStatus.FAILED)
 
+    async def _deny(self, task: Task, worker_id: str, denial: GateDenial) -> FailOutcome:
+        """Fail a step a gate refused to dispatch."""
+        ref = TaskRef(
+            task.namespace, task.run_id, task.step_index, task.attempt, task.node_id, task.graph_id, task.graph_version
+        )
+        try:
+            return await self._fail_denied(ref, worker_id, denial)
+        except StaleLease:  # the run was cancelled or terminated meanwhile: nothing left to fail
+            return FailOutcome(False, timedelta(0), RunStatus.FAILED)
+
+    async def _refuse_checkpoint(self, done: Checkpoint, denial: GateDenial) -> CompleteOutcome:
+        """Fail, instead of checkpointing, a step whose result a gate refused (its activities are kept)."""
+        key = done.key
+        ref = TaskRef(
+            key.namespace, key.run_id, key.step_index, key.attempt, done.node_id, done.graph_id, done.graph_version
+        )
+        failed = await self._fail_denied(ref, key.worker_id, denial, done.activities)
+        return CompleteOutcome(run_status=failed.run_status)
+
+    async def _fail_denied(
+        self, ref: TaskRef, worker_id: str, denial: GateDenial, activities: tuple[ActivityRecord, ...] = ()
+    ) -> FailOutcome:
+        """A refused step fails at once, whatever its retry policy."""
+        failure = denial.failure()
+        logger.warning(
+            "step %s of run %s refused by the %s gate: %s",
+            ref.step_index,
+            ref.run_id,
+            denial.gate,
+            failure.message,
+            extra={"run_id": ref.run_id, "step_index": ref.step_index, "policy": denial.policy, "rule": denial.rule},
+        )
+        return await self.fail_task(ref, worker_id=worker_id, failure=failure, activities=activities)
+
     # -- waits ------------------------------------------------------------------------------------
 
     async def suspend_task(
@@ -574,3 +639,17 @@ class Engine:
         for waiter in self._run_watchers.get((namespace, run_id), ()):
             if not waiter.done():
                 waiter.set_result(finish)
+
+
+def _view(task: Task) -> StepView:
+    return StepView(
+        task.namespace,
+        task.run_id,
+        task.graph_id,
+        task.graph_version,
+        task.node_id,
+        task.task_queue,
+        task.step_index,
+        task.attempt,
+        task.state,
+    )

@@ -17,7 +17,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from cmo_server.domain import Namespace
-from cmo_server.errors import FailedPrecondition, NotFound, ResourceExhausted, shown
+from cmo_server.engine import GateDenial
+from cmo_server.errors import FailedPrecondition, NotFound, PermissionDenied, ResourceExhausted, shown
 from cmo_server.registry._agents import Agent, AgentStatus, AgentTopic, HeartbeatOutcome, Registration
 from cmo_server.registry._store import AgentStore, HeartbeatRefused
 from cmo_server.store._pages import decode_id_page_token, encode_id_page_token
@@ -65,8 +66,16 @@ class Registry:
     store's push (Postgres) — each watcher is told of each revision once.
     """
 
-    def __init__(self, store: AgentStore, *, sweep_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: AgentStore,
+        *,
+        sweep_interval: float = 1.0,
+        gate: Callable[[Registration], GateDenial | None] | None = None,
+    ) -> None:
+        """`gate`, if any, is asked about each registration; a denial refuses it (PERMISSION_DENIED)."""
         self._store = store
+        self._gate = gate
         self._sweep_interval = sweep_interval
         self._watchers: dict[Namespace, set[_Watcher]] = defaultdict(set)
         self._told: dict[tuple[Namespace, str], int] = {}
@@ -102,21 +111,25 @@ class Registry:
         """Register (or register again) an agent; the answer carries its new lease_id."""
         if status is AgentStatus.UNAVAILABLE:
             raise FailedPrecondition("an agent registers as STARTING, HEALTHY or DEGRADED")
-        agent = await self._store.register_agent(
-            Registration(
-                namespace=namespace,
-                agent_id=agent_id,
-                kind=kind,
-                name=name,
-                version=version,
-                capabilities=tuple(dict.fromkeys(capabilities)),
-                topics=tuple(dict.fromkeys(topics)),
-                metadata=dict(metadata),
-                lease=lease,
-                status=status,
-                lease_id=secrets.token_urlsafe(18),
-            )
+        registration = Registration(
+            namespace=namespace,
+            agent_id=agent_id,
+            kind=kind,
+            name=name,
+            version=version,
+            capabilities=tuple(dict.fromkeys(capabilities)),
+            topics=tuple(dict.fromkeys(topics)),
+            metadata=dict(metadata),
+            lease=lease,
+            status=status,
+            lease_id=secrets.token_urlsafe(18),
         )
+        if self._gate is not None and (denial := self._gate(registration)) is not None:
+            raise PermissionDenied(
+                f"the registration of {shown(agent_id)} was refused by policy {denial.policy}, "
+                f"rule {denial.rule}: {denial.reason[:500]}"
+            )
+        agent = await self._store.register_agent(registration)
         self._tell(agent, local=True)
         return agent
 
