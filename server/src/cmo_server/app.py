@@ -304,7 +304,7 @@ def _policy_gates(config: ServerConfig) -> PolicyGates | None:
     try:
         bundle = PolicyBundle.load(config.policy.directory)
     except PolicyError as err:
-        raise ConfigError("CMO_POLICY_DIR", f"the policies do not build: {err}") from None
+        raise ConfigError("CMO_POLICY_DIR", f"names policies that do not build: {err}") from None
     logger.info("policies on: bundle %s (%s)", bundle.hash[:12], ", ".join(bundle.policies) or "no policy")
     return PolicyGates(bundle, DecisionLog(config.policy.decision_log))
 

@@ -10,13 +10,16 @@ of its own: a policy that cannot say "allow" correctly says "deny".
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
+import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,14 +180,15 @@ class PolicyBundle:
         self.rules = _rules(self.modules)
         builder = regopy.Interpreter()
         try:
-            builder.add_data(self.data)
-            for name, source in sorted(self.modules.items()):
-                try:
-                    builder.add_module(name, source)
-                except regopy.RegoError as err:
-                    raise PolicyError(f"{name}: {_first_error(err)}") from None
-            builder.add_module("cmo_gates.rego", _gate_module(self.rules))
-            self._bundle = builder.build(None, [f"cmo/gates/{gate}" for gate in GATES])
+            with _silenced():
+                builder.add_data(self.data)
+                for name, source in sorted(self.modules.items()):
+                    try:
+                        builder.add_module(name, source)
+                    except regopy.RegoError as err:
+                        raise PolicyError(f"{name}: {_first_error(err)}") from None
+                builder.add_module("cmo_gates.rego", _gate_module(self.rules))
+                self._bundle = builder.build(None, [f"cmo/gates/{gate}" for gate in GATES])
         except regopy.RegoError as err:
             raise PolicyError(f"the policies do not build: {_first_error(err)}") from None
         self._interpreter = regopy.Interpreter()
@@ -282,6 +286,25 @@ def _rules(modules: Mapping[str, str]) -> dict[str, frozenset[str]]:
         if (match := _PACKAGE.search(text)) is not None:
             rules.setdefault(match.group(1), set()).update(_GATE_RULE.findall(text))
     return {name: frozenset(gates) for name, gates in rules.items()}
+
+
+_QUIET = threading.Lock()
+
+
+@contextlib.contextmanager
+def _silenced() -> Iterator[None]:
+    """Stdout closed for the interpreter, which prints each compile error there as well as raising it."""
+    with _QUIET:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 1)
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(devnull)
 
 
 def _read(path: Path) -> str:
