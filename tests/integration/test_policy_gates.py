@@ -4,6 +4,7 @@ bundle refused at start and on reload (the last good one stays)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
@@ -14,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 import cmo
+from cmo.cli import main
 from cmo.errors import RpcError, RunFailedError
 from cmo_server.app import CmoServer
 from cmo_server.config import ConfigError, PolicyConfig, ServerConfig
@@ -74,7 +77,7 @@ def decisions(log: Path) -> list[dict[str, Any]]:
 
 async def test_a_step_beyond_the_limit_is_refused_before_it_is_dispatched(server_config: ServerConfig, tmp_path: Path):
     directory = policy_dir(tmp_path, max_steps=2)
-    async with gated(server_config, directory) as (_, client, log):
+    async with gated(server_config, directory) as (server, client, log):
         graph = stepping(unique("long"), 4)
         async with serving(client, [graph]):
             handle = await client.start(graph, {})
@@ -91,6 +94,14 @@ async def test_a_step_beyond_the_limit_is_refused_before_it_is_dispatched(server
         assert graph.calls == [0, 1]  # type: ignore[attr-defined]  # step 2 never reached the worker, nor retried
         assert [s.step_index for s in await handle.history()] == [0, 1]
         assert (await handle.describe()).status is cmo.RunStatus.FAILED
+        shown = await asyncio.to_thread(
+            CliRunner().invoke, main, ["--address", f"127.0.0.1:{server.port}", "runs", "show", handle.run_id]
+        )
+        assert shown.exit_code == 0, shown.output
+        assert (
+            "failure at step 2 (s2, attempt 1): PolicyDenied: denied by policy default, rule max_steps: "
+            "step 2 is beyond the 2 steps a run may take" in " ".join(shown.output.split())
+        )
     logged = [d for d in decisions(log) if d.get("run_id") == handle.run_id]
     gates = [(d["gate"], d["step_index"], d["allowed"]) for d in logged]
     assert ("step_before", 2, False) in gates
