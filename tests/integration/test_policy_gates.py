@@ -22,7 +22,7 @@ from cmo.cli import main
 from cmo.errors import RpcError, RunFailedError
 from cmo_server.app import CmoServer
 from cmo_server.config import ConfigError, PolicyConfig, ServerConfig
-from tests.integration.test_runs import serving, unique
+from tests.integration.test_runs import run_to_failure, serving, unique
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
@@ -79,12 +79,7 @@ async def test_a_step_beyond_the_limit_is_refused_before_it_is_dispatched(server
     directory = policy_dir(tmp_path, max_steps=2)
     async with gated(server_config, directory) as (server, client, log):
         graph = stepping(unique("long"), 4)
-        async with serving(client, [graph]):
-            handle = await client.start(graph, {})
-            with pytest.raises(RunFailedError) as failed:
-                await handle.result(timeout=20)
-        failure = failed.value.failure
-        assert failure is not None
+        handle, failure = await run_to_failure(client, graph)
         assert (failure.type, failure.step_index, failure.attempt, failure.node_id) == ("PolicyDenied", 2, 1, "s2")
         assert (
             failure.message == "denied by policy default, rule max_steps: step 2 is beyond the 2 steps a run may take"
@@ -118,14 +113,8 @@ async def test_a_blocked_graph_fails_at_its_first_step(server_config: ServerConf
     graph_id = unique("blocked")
     async with gated(server_config, policy_dir(tmp_path, blocked_graphs=[graph_id])) as (_, client, _log):
         graph = stepping(graph_id, 2)
-        async with serving(client, [graph]):
-            handle = await client.start(graph, {})
-            with pytest.raises(RunFailedError) as failed:
-                await handle.result(timeout=20)
-        assert failed.value.failure is not None
-        assert (
-            failed.value.failure.message == f"denied by policy default, rule blocked_graph: graph {graph_id} is blocked"
-        )
+        _, failure = await run_to_failure(client, graph)
+        assert failure.message == f"denied by policy default, rule blocked_graph: graph {graph_id} is blocked"
         assert graph.calls == []  # type: ignore[attr-defined]
         # Another graph still runs.
         other = stepping(unique("allowed"), 2)
@@ -138,12 +127,7 @@ async def test_a_step_reporting_an_error_is_refused_after_it_ran_and_not_checkpo
 ):
     async with gated(server_config, policy_dir(tmp_path)) as (_, client, _log):
         graph = stepping(unique("erring"), 3, error_at=1)
-        async with serving(client, [graph]):
-            handle = await client.start(graph, {})
-            with pytest.raises(RunFailedError) as failed:
-                await handle.result(timeout=20)
-        failure = failed.value.failure
-        assert failure is not None
+        handle, failure = await run_to_failure(client, graph)
         assert (failure.type, failure.step_index, failure.attempt) == ("PolicyDenied", 1, 1)
         assert failure.message == (
             "denied by policy default, rule step_error: the step reported an error: the page did not load"
