@@ -26,6 +26,7 @@ from cmo_server.config import (
     EngineLimits,
     MessagingConfig,
     PolicyConfig,
+    RateLimitConfig,
     RetentionConfig,
     ServerConfig,
     StoreConfig,
@@ -103,6 +104,11 @@ BAD_VALUES: list[tuple[str, str, dict[str, str]]] = [
     ("CMO_TLS_CLIENT_CA_FILE", "/nonexistent/ca.pem", {"CMO_TLS_CERT_FILE": __file__, "CMO_TLS_KEY_FILE": __file__}),
     ("CMO_TLS_CLIENT_CA_FILE", "", {"CMO_AUTH": "mtls", "CMO_AUTH_MTLS_SUBJECTS_FILE": __file__}),
     ("CMO_POLICY_DIR", "/nonexistent/policies", {}),
+    ("CMO_RATE_LIMIT", "-1", {}),
+    ("CMO_RATE_LIMIT", "fast", {}),
+    ("CMO_RATE_BURST", "10", {}),  # a burst of no rate
+    ("CMO_RATE_BURST", "-5", {"CMO_RATE_LIMIT": "10"}),
+    ("CMO_MAX_STREAMS_PER_CONNECTION", "0", {}),
     ("CMO_POLICY_DECISION_LOG", "/nonexistent/dir/decisions.jsonl", {"CMO_POLICY_DIR": str(Path(__file__).parent)}),
     ("CMO_POLICY_DECISION_LOG", "decisions.jsonl", {}),  # without policies there is no decision
     ("NATS_URL", "http://nats:4222", {}),
@@ -130,6 +136,7 @@ GROUPS = (
     MessagingConfig,
     AuthConfig,
     PolicyConfig,
+    RateLimitConfig,
     TLSConfig,
 )
 # Environment variables hold no NUL, and no lone surrogates but the \udc80-\udcff of undecodable bytes.
@@ -383,6 +390,7 @@ def test_config_shows_the_settings_by_group():
         "auth",
         "tls",
         "policy",
+        "rates",
     }
     assert shown["store"] == {"database_url": "postgresql://h/db", "sqlite_path": "", "pool_size": 8}
     assert shown["limits"]["task_lease_s"] == 30

@@ -23,6 +23,11 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # (gRPC cancels calls beyond its pending-request limit). RESOURCE_EXHAUSTED is not among them: the
 # server answers it for a payload over its size limit, which no retry can fix.
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+RETRY_AFTER = "retry-after-ms"
+"""What a RESOURCE_EXHAUSTED under a rate limit carries: the milliseconds until a call would pass."""
+RATE_LIMIT_PATIENCE = 30.0
+"""Seconds a call keeps retrying a rate limit: the server refused it before doing anything, so any
+call may try again (idempotent or not)."""
 
 
 def open_channel(
@@ -64,10 +69,13 @@ async def call(
 ) -> T:
     """Call a unary method, retrying UNAVAILABLE with jittered back-off for up to `retry_for` s.
 
-    Only idempotent calls should use a non-zero `retry_for`. `metadata` goes with the call.
+    Only idempotent calls should use a non-zero `retry_for`. A call refused by a rate limit is
+    tried again after the delay the server names, for up to RATE_LIMIT_PATIENCE s, whatever
+    `retry_for`. `metadata` goes with the call.
     """
     loop = asyncio.get_running_loop()
-    give_up = loop.time() + retry_for
+    started = loop.time()
+    give_up = started + retry_for
     delay = 0.05
     while True:
         try:
@@ -76,8 +84,26 @@ async def call(
             return await fn(request, timeout=timeout)
         except grpc.aio.AioRpcError as err:
             code = err.code()
+            wait = _rate_limited_for(err)
+            if wait is not None and loop.time() + wait <= started + RATE_LIMIT_PATIENCE:
+                logger.debug("%s: rate limited, retrying in %.2fs", getattr(fn, "_method", fn), wait)
+                await asyncio.sleep(wait * (1 + 0.2 * random.random()))
+                continue
             if code not in RETRYABLE or loop.time() + delay > give_up:
                 raise on_error(err) from None
             logger.debug("%s: %s, retrying in %.2fs", getattr(fn, "_method", fn), code.name, delay)
         await asyncio.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, 2.0)
+
+
+def _rate_limited_for(err: grpc.aio.AioRpcError) -> float | None:
+    """The seconds a rate limit asks to wait, if `err` is one."""
+    if err.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    for key, value in err.trailing_metadata() or ():
+        if key == RETRY_AFTER:
+            try:
+                return max(0.0, min(float(value) / 1000, RATE_LIMIT_PATIENCE))
+            except ValueError:
+                return None
+    return None

@@ -33,6 +33,7 @@ from cmo_server.config import ConfigError, ServerConfig, TelemetryConfig
 from cmo_server.engine import Engine
 from cmo_server.errors import CmoServerError
 from cmo_server.policy import DecisionLog, PolicyGates, PolicyReloader
+from cmo_server.ratelimit import NamespaceRates
 from cmo_server.registry import Agent, AgentStore, Registry
 from cmo_server.retention import Retention
 from cmo_server.store import OffloadingStore, Store
@@ -154,8 +155,11 @@ class CmoServer:
                     # a burst of 1000+ starts (or long-polls) is normal load here.
                     ("grpc.server.max_pending_requests", 20_000),
                     ("grpc.server.max_pending_requests_hard_limit", 40_000),
+                    ("grpc.max_concurrent_streams", config.rates.max_streams_per_connection),
                 ],
             )
+            # Clients' and agents' calls, per namespace; workers' task calls are paced by the tasks.
+            rates = _namespace_rates(config)
             health_servicer = HealthServicer()
             reflection_servicer = reflection.aio.ReflectionServicer(
                 [s.full_name for s in (*SERVICES, HEALTH, REFLECTION)]
@@ -164,11 +168,11 @@ class CmoServer:
             # that garbage sent to them is INVALID_ARGUMENT too, not UNKNOWN with a class name.
             server.add_generic_rpc_handlers(
                 (
-                    service_handler(SERVICES[0], RunServicer(engine, retention=retention), auth),
+                    service_handler(SERVICES[0], RunServicer(engine, retention=retention), auth, rates=rates),
                     service_handler(
                         SERVICES[1], WorkerServicer(engine, artifacts=artifacts, tracer_provider=tracer_provider), auth
                     ),
-                    service_handler(SERVICES[2], RegistryServicer(registry), auth),
+                    service_handler(SERVICES[2], RegistryServicer(registry), auth, rates=rates),
                     service_handler(HEALTH, health_servicer),
                     service_handler(REFLECTION, reflection_servicer),
                 )
@@ -295,6 +299,14 @@ def _server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
         root_certificates=material.client_ca,
         require_client_auth=material.client_ca is not None,
     )
+
+
+def _namespace_rates(config: ServerConfig) -> NamespaceRates | None:
+    limits = config.rates
+    if not limits.calls_per_second:
+        return None
+    logger.info("rate limit: %d calls/s per namespace, bursts of %d", limits.calls_per_second, limits.bucket_size)
+    return NamespaceRates(limits.calls_per_second, limits.bucket_size)
 
 
 def _policy_gates(config: ServerConfig) -> PolicyGates | None:

@@ -78,7 +78,11 @@ class StaleLease(CmoServerError):
 
 
 class ResourceExhausted(CmoServerError):
-    """A size or rate limit was exceeded."""
+    """A size or rate limit was exceeded; `retry_after` seconds, when waiting will do."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unavailable(CmoServerError):

@@ -19,7 +19,7 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 
-from cmo_server.api._namespace import CALLER
+from cmo_server.api._namespace import CALLER, CHARGE, Charge
 from cmo_server.api._status import status_for
 from cmo_server.api._validate import nul_field
 from cmo_server.auth import AUDITED, audit, scope_of
@@ -27,6 +27,7 @@ from cmo_server.errors import CmoServerError
 
 if TYPE_CHECKING:
     from cmo_server.auth import Authenticator
+    from cmo_server.ratelimit import NamespaceRates
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,23 +53,50 @@ def answers_refusals(method: F) -> F:
 
 
 def service_handler(
-    service: ServiceDescriptor, servicer: object, authenticator: Authenticator | None = None
+    service: ServiceDescriptor,
+    servicer: object,
+    authenticator: Authenticator | None = None,
+    *,
+    rates: NamespaceRates | None = None,
 ) -> grpc.GenericRpcHandler:
     """A handler serving each method of `service` with the same-named servicer method.
 
     A method the servicer lacks is left out, so grpc answers it with UNIMPLEMENTED. With an
     `authenticator`, every call of a method that is not public is authenticated and its scope
-    checked before the servicer sees it, and its caller is the call's `CALLER`.
+    checked before the servicer sees it, and its caller is the call's `CALLER`. With `rates`,
+    each call is charged to the namespace it names (`CHARGE`).
     """
     handlers = {}
     for m in service.methods:
         if hasattr(servicer, m.name):
             impl = getattr(servicer, m.name)
             path = f"/{service.full_name}/{m.name}"
+            if rates is not None:
+                impl = _rated(impl, rates)
             if authenticator is not None and scope_of(path) != "":
                 impl = _guarded(impl, path, authenticator)
             handlers[m.name] = _method_handler(m, impl)
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+def _rated(impl: Callable[..., Any], rates: NamespaceRates) -> Callable[..., Any]:
+    """`impl` with a fresh charge to `rates`, which the first namespace it resolves pays."""
+    if inspect.isasyncgenfunction(impl):
+
+        @functools.wraps(impl)
+        async def streaming(arg: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            CHARGE.set(Charge(rates))
+            async for item in impl(arg, context):
+                yield item
+
+        return streaming
+
+    @functools.wraps(impl)
+    async def unary(arg: Any, context: grpc.aio.ServicerContext) -> Any:
+        CHARGE.set(Charge(rates))
+        return await impl(arg, context)
+
+    return unary
 
 
 def _guarded(impl: Callable[..., Any], path: str, authenticator: Authenticator) -> Callable[..., Any]:

@@ -7,14 +7,17 @@ namespace that is not the caller's is NOT_FOUND, whatever it holds.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Protocol
 
 from cmo.api.v1 import common_pb2
 from cmo_server.auth import CALLER
 from cmo_server.domain import DEFAULT_NAMESPACE, NAMESPACE_PART, Namespace
-from cmo_server.errors import InvalidArgument, NotFound, shown
+from cmo_server.errors import InvalidArgument, NotFound, ResourceExhausted, shown
+from cmo_server.ratelimit import NamespaceRates
 
-__all__ = ["CALLER", "check_namespace", "namespace_of", "namespace_to_proto", "visible"]
+__all__ = ["CALLER", "CHARGE", "Charge", "check_namespace", "namespace_of", "namespace_to_proto", "visible"]
 
 
 class _HasNamespace(Protocol):
@@ -49,11 +52,36 @@ def check_namespace(field: str, tenant: str, project: str) -> Namespace:
 
 
 def visible(namespace: Namespace) -> Namespace:
-    """The namespace, if the caller may use it (always, without authentication); NotFound otherwise."""
+    """The namespace, if the caller may use it (always, without authentication); NotFound otherwise.
+
+    Under a rate limit, the first namespace a call resolves is charged for it (ResourceExhausted,
+    with the delay to retry after, when its bucket is empty).
+    """
     caller = CALLER.get()
     if caller is not None and not caller.may_use(namespace):
         raise NotFound(f"namespace {shown(str(namespace))} not found")
+    charge = CHARGE.get()
+    if charge is not None and not charge.charged:
+        charge.charged = True
+        if (wait := charge.rates.admit(namespace)) > 0:
+            raise ResourceExhausted(
+                f"namespace {shown(str(namespace))} is over its rate limit of {charge.rates.rate:g} calls per "
+                f"second: retry in {wait:.2f} s",
+                retry_after=wait,
+            )
     return namespace
+
+
+@dataclass(slots=True)
+class Charge:
+    """A call's debt to its namespace's rate limit, paid once."""
+
+    rates: NamespaceRates
+    charged: bool = False
+
+
+CHARGE: ContextVar[Charge | None] = ContextVar("cmo_rate_charge", default=None)
+"""The rate limit the call being served is under, if any (set by the handler, per call)."""
 
 
 def namespace_to_proto(namespace: Namespace) -> common_pb2.Namespace:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
@@ -23,7 +24,7 @@ from cmo_server.errors import (
     Unavailable,
 )
 
-__all__ = ["rpc", "rpc_stream", "status_for"]
+__all__ = ["RETRY_AFTER", "abort_with", "rpc", "rpc_stream", "status_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def rpc(method: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
         except Exception as err:
             if _is_abort(err):
                 raise
-            await context.abort(*status_for(err, method.__name__))
+            await abort_with(context, err, method.__name__)
         raise AssertionError("unreachable")  # context.abort always raises
 
     return wrapper
@@ -79,9 +80,20 @@ def rpc_stream(
         except Exception as err:
             if _is_abort(err):
                 raise
-            await context.abort(*status_for(err, method.__name__))
+            await abort_with(context, err, method.__name__)
 
     return wrapper
+
+
+RETRY_AFTER = "retry-after-ms"
+"""Trailing metadata of a RESOURCE_EXHAUSTED that waiting cures: the milliseconds to wait."""
+
+
+async def abort_with(context: grpc.aio.ServicerContext, err: Exception, method: str) -> None:
+    """End the call with the status of `err` (and, for a rate limit, when to retry)."""
+    if isinstance(err, ResourceExhausted) and err.retry_after:
+        context.set_trailing_metadata(((RETRY_AFTER, str(math.ceil(err.retry_after * 1000))),))
+    await context.abort(*status_for(err, method))
 
 
 def status_for(err: Exception, method: str) -> tuple[grpc.StatusCode, str]:

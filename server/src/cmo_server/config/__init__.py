@@ -5,7 +5,7 @@
 (the database), `config.blob` (large payloads and artifacts), `config.limits` (the engine's),
 `config.telemetry` (logs, metrics, traces), `config.retention`, `config.messaging` (A2A),
 `config.auth` (who may call), `config.tls` (TLS and client certificates on the gRPC port) and
-`config.policy` (the Rego policies).
+`config.policy` (the Rego policies) and `config.rates` (per-namespace rate limits).
 A bad value raises `ConfigError`, whose `variable` names it. Secrets (the database and Redis
 passwords, the S3 secret key, the OTLP header values) never show in `repr(config)` nor in
 `config.redacted()`, the form that is printed and logged. `unknown_settings` points out a
@@ -17,6 +17,7 @@ from cmo_server.config._blob import BLOB_BACKENDS, BlobConfig, S3Settings
 from cmo_server.config._limits import EngineLimits
 from cmo_server.config._messaging import MessagingConfig
 from cmo_server.config._policy import PolicyConfig
+from cmo_server.config._rates import RateLimitConfig
 from cmo_server.config._readers import ConfigError
 from cmo_server.config._retention import TERMINAL_STATUSES, RetentionConfig
 from cmo_server.config._server import ServerConfig
@@ -50,6 +51,7 @@ __all__ = [
     "AuthConfig",
     "MessagingConfig",
     "PolicyConfig",
+    "RateLimitConfig",
     "RetentionConfig",
     "S3Settings",
     "ServerConfig",

@@ -13,6 +13,7 @@ from cmo_server.config._blob import BlobConfig
 from cmo_server.config._limits import EngineLimits
 from cmo_server.config._messaging import MessagingConfig
 from cmo_server.config._policy import PolicyConfig
+from cmo_server.config._rates import RateLimitConfig
 from cmo_server.config._readers import ConfigError, _check_address, _seconds
 from cmo_server.config._retention import RetentionConfig
 from cmo_server.config._store import StoreConfig
@@ -57,6 +58,8 @@ class ServerConfig:
     """TLS on the gRPC port, and client certificates (mTLS)."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     """The Rego policies gating steps and registrations."""
+    rates: RateLimitConfig = field(default_factory=RateLimitConfig)
+    """Per-namespace call rates and streams per connection."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, metrics_by_default: bool = False) -> ServerConfig:
@@ -91,6 +94,7 @@ class ServerConfig:
             auth=AuthConfig.from_env(env),
             tls=TLSConfig.from_env(env),
             policy=PolicyConfig.from_env(env),
+            rates=RateLimitConfig.from_env(env),
         )
         config.validate()
         return config
@@ -144,6 +148,7 @@ class ServerConfig:
             "auth": self.auth.redacted(),
             "tls": self.tls.redacted(),
             "policy": self.policy.redacted(),
+            "rates": self.rates.redacted(),
         }
 
 
