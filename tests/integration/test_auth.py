@@ -229,6 +229,52 @@ async def test_a_task_token_names_nothing_for_a_caller_of_another_namespace(secu
         await workers.HeartbeatTask(beat, metadata=mine)
 
 
+async def test_a_task_lease_is_bound_to_the_principal_that_took_it(secured: CmoServer) -> None:
+    acme = common_pb2.Namespace(tenant="acme", project="web")
+    owner, intruder = _md(token(sub="team-a")), _md(token(sub="team-b"))  # the same namespace, both `workers`
+    graph = common_pb2.GraphDef(
+        graph_id="bound", version=1, entry_node="a", nodes=[common_pb2.NodeDef(node_id="a", task_queue="q")]
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{secured.port}") as channel:
+        runs, workers, _ = _stubs(channel)
+        await workers.RegisterGraph(work_pb.RegisterGraphRequest(graph=graph, namespace=acme), metadata=owner)
+        started = await runs.StartRun(run_pb.StartRunRequest(graph_id="bound", namespace=acme), metadata=owner)
+        polled = await workers.PollTask(
+            work_pb.PollTaskRequest(
+                worker_id="w1", task_queues=["q"], graphs=[common_pb2.GraphRef(graph_id="bound", version=1)],
+                namespace=acme,
+            ),
+            metadata=owner,
+        )  # fmt: skip
+        task_token = polled.task.task_token
+        done = work_pb.CompleteTaskRequest(
+            task_token=task_token, worker_id="w1", state=b'{"by": "b"}', next_key="__end__"
+        )
+        calls: dict[str, Callable[[Any], Awaitable[Any]]] = {
+            "HeartbeatTask": lambda md: workers.HeartbeatTask(
+                work_pb.HeartbeatTaskRequest(task_token=task_token, worker_id="w1"), metadata=md
+            ),
+            "CompleteTask": lambda md: workers.CompleteTask(done, metadata=md),
+            "FailTask": lambda md: workers.FailTask(
+                work_pb.FailTaskRequest(task_token=task_token, worker_id="w1", release=True), metadata=md
+            ),
+        }
+        # Another principal with the worker's id and its task token holds nothing.
+        for name, make in calls.items():
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await make(intruder)
+            assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION, name
+        run = await runs.GetRun(run_pb.GetRunRequest(run_id=started.run.run_id, namespace=acme), metadata=owner)
+        assert run.run.status == common_pb2.RUN_STATUS_RUNNING
+        await calls["HeartbeatTask"](owner)
+        mine = work_pb.CompleteTaskRequest(
+            task_token=task_token, worker_id="w1", state=b'{"by": "a"}', next_key="__end__"
+        )
+        await workers.CompleteTask(mine, metadata=owner)
+        run = await runs.GetRun(run_pb.GetRunRequest(run_id=started.run.run_id, namespace=acme), metadata=owner)
+        assert (run.run.status, run.run.result) == (common_pb2.RUN_STATUS_COMPLETED, b'{"by":"a"}')
+
+
 async def test_write_calls_are_audited_with_who_what_where_and_the_outcome(
     secured: CmoServer, caplog: pytest.LogCaptureFixture
 ) -> None:

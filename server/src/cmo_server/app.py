@@ -27,7 +27,7 @@ from cmo_server._health import HealthMonitor, HealthServicer
 from cmo_server.a2a import ReplyConsumer, UnansweredRequests
 from cmo_server.api import RegistryServicer, RunServicer, WorkerServicer, service_handler
 from cmo_server.artifacts import Artifacts
-from cmo_server.auth import METRICS_SCOPE, Authenticator, load_keys, load_subjects
+from cmo_server.auth import METRICS_SCOPE, Authenticator, lease_owner, load_keys, load_subjects
 from cmo_server.blob import open_blob_store
 from cmo_server.config import ConfigError, ServerConfig, TelemetryConfig
 from cmo_server.engine import Engine
@@ -333,7 +333,8 @@ def _scrape_status(auth: Authenticator, header: str) -> int:
 def _worker_left(engine: Engine, agent: Agent) -> None:
     """A worker that deregisters has stopped polling: its polls end (see `Engine.worker_departed`)."""
     if agent.kind == "worker":
-        engine.worker_departed(agent.metadata.get("worker_id", agent.agent_id))
+        # Called within the Deregister call: its caller's worker, as that caller's leases name it.
+        engine.worker_departed(lease_owner(agent.metadata.get("worker_id", agent.agent_id)))
 
 
 async def _reply_consumer(

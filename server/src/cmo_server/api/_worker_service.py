@@ -30,6 +30,7 @@ from cmo_server.api._status import Handler, Req, Resp, rpc
 from cmo_server.api._task_token import TaskTokens
 from cmo_server.api._validate import check_id, check_range, duration_or, timestamp_or_now
 from cmo_server.artifacts import Artifacts, check_media_type, parse_digest
+from cmo_server.auth import lease_owner
 from cmo_server.domain import ActivityRecord, Checkpoint, Failure, TaskKey, TaskRef
 from cmo_server.engine import Engine
 from cmo_server.errors import CmoServerError, InvalidArgument
@@ -84,7 +85,7 @@ class WorkerServicer:
 
     def _task_key(self, request: _TaskCall) -> TaskKey:
         """The fence of a task call: the attempt its token names and the worker that sends it."""
-        return self._task_ref(request).key(check_id("worker_id", request.worker_id))
+        return self._task_ref(request).key(lease_owner(check_id("worker_id", request.worker_id)))
 
     @rpc
     async def RegisterGraph(
@@ -136,7 +137,12 @@ class WorkerServicer:
             "wait", request.wait, request.HasField("wait"), limits.default_poll_wait, limits.max_poll_wait
         )
         task = await self._engine.poll_task(
-            namespace_of(request), worker_id=worker_id, task_queues=queues, graphs=graphs, wait=wait.total_seconds()
+            namespace_of(request),
+            worker_id=worker_id,
+            lease_owner=lease_owner(worker_id),
+            task_queues=queues,
+            graphs=graphs,
+            wait=wait.total_seconds(),
         )
         if task is None:
             return pb.PollTaskResponse()
@@ -161,7 +167,7 @@ class WorkerServicer:
         """CompleteTask: see the proto."""
         ref = self._task_ref(request)
         done = Checkpoint(
-            key=ref.key(check_id("worker_id", request.worker_id)),
+            key=ref.key(lease_owner(check_id("worker_id", request.worker_id))),
             graph_id=ref.graph_id,
             graph_version=ref.graph_version,
             node_id=ref.node_id,
@@ -192,7 +198,7 @@ class WorkerServicer:
             raise InvalidArgument("failure", "is required unless release or cancelled is set")
         outcome = await self._engine.fail_task(
             ref,
-            worker_id=worker_id,
+            worker_id=lease_owner(worker_id),
             failure=failure,
             release=request.release,
             cancelled=request.cancelled,
@@ -231,7 +237,7 @@ class WorkerServicer:
         with contextlib.suppress(CmoServerError):  # taken meanwhile, or its run ended: nothing to give back
             await self._engine.fail_task(
                 self._tokens.decode("task_token", task.task_token),
-                worker_id=worker_id,
+                worker_id=lease_owner(worker_id),
                 failure=Failure("released"),
                 release=True,
                 cancelled=False,

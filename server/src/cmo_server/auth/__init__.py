@@ -7,7 +7,7 @@ from cmo_server.auth._audit import AUDITED, audit
 from cmo_server.auth._authenticator import INVALID_CREDENTIALS, Authenticator, CallCredentials
 from cmo_server.auth._certificates import UNKNOWN_SUBJECT, CertificateSubjects, load_subjects
 from cmo_server.auth._keys import load_keys
-from cmo_server.auth._principal import CALLER, Principal
+from cmo_server.auth._principal import CALLER, Principal, lease_owner
 from cmo_server.auth._scopes import METRICS_SCOPE, PUBLIC_SERVICES, SCOPES, scope_of
 
 __all__ = [
@@ -25,5 +25,6 @@ __all__ = [
     "audit",
     "load_keys",
     "load_subjects",
+    "lease_owner",
     "scope_of",
 ]

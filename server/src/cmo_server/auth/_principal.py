@@ -10,7 +10,7 @@ from typing import Any
 from cmo.a2a.scopes import grants, scopes_of
 from cmo_server.domain import NAMESPACE_PART, Namespace
 
-__all__ = ["CALLER", "Principal"]
+__all__ = ["CALLER", "Principal", "lease_owner"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,16 @@ class Principal:
 
 CALLER: ContextVar[Principal | None] = ContextVar("cmo_caller", default=None)
 """The authenticated caller of the RPC being served (each RPC runs in a task of its own)."""
+
+
+def lease_owner(worker_id: str) -> str:
+    """Whom a task leased to `worker_id` belongs to: that worker of the calling principal.
+
+    With authentication on, the same worker id sent by another principal (another team's token,
+    or a stolen task token) holds no lease of this one's: every task call is fenced by it.
+    """
+    caller = CALLER.get()
+    return worker_id if caller is None else f"{worker_id}@{caller.subject}"
 
 
 def _part(pattern: str, value: str) -> bool:

@@ -357,8 +357,14 @@ class Engine:
         task_queues: list[str],
         graphs: list[tuple[str, int]],
         wait: float,
+        lease_owner: str = "",
     ) -> Task | None:
-        """Lease one task of a namespace, waiting up to `wait` seconds."""
+        """Lease one task of a namespace, waiting up to `wait` seconds.
+
+        The lease is `lease_owner`'s (default: the worker's id), whom every call about the task
+        must then name; the poll listeners hear of `worker_id`.
+        """
+        owner = lease_owner or worker_id
         for listener in self._poll_listeners:
             listener(namespace, worker_id)
         loop = asyncio.get_running_loop()
@@ -367,11 +373,11 @@ class Engine:
         while True:
             left = max(0.0, wait - (loop.time() - polled_at))
             task = await self._dispatcher.poll(
-                task_queues=task_queues, graph_keys=keys, worker_id=worker_id, lease=self._limits.task_lease, wait=left
+                task_queues=task_queues, graph_keys=keys, worker_id=owner, lease=self._limits.task_lease, wait=left
             )
             if task is None or self._gate is None or (denial := self._gate.before_step(_view(task))) is None:
                 break
-            await self._deny(task, worker_id, denial)  # and poll again, for what is left of the wait
+            await self._deny(task, owner, denial)  # and poll again, for what is left of the wait
         self._metrics.poll_waited(loop.time() - polled_at, got_task=task is not None)
         if task is not None:
             self._metrics.task_dispatched(task)
