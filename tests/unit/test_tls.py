@@ -113,7 +113,7 @@ def test_a_subjects_file_gives_each_subject_a_principal_by_the_token_rules(tmp_p
         tmp_path,
         {
             "billing": {"scopes": ["workers", "runs:read"], "namespaces": ["acme/billing", "beta/*"]},
-            "ops": {"scopes": ["*"], "namespaces": ["*"]},
+            "ops": {"scopes": ["*"], "namespaces": ["*"], "roles": ["admin"]},
             "nobody": {"scopes": [], "namespaces": []},
         },
     )
@@ -127,6 +127,7 @@ def test_a_subjects_file_gives_each_subject_a_principal_by_the_token_rules(tmp_p
     assert ops.namespaces == ("*/*",)  # "*" alone: every namespace
     assert ops.may_use(Namespace("any", "thing"))
     assert ops.has_scope("runs:admin")
+    assert ops.roles == ("admin",)  # what the policies know it as
     assert not subjects.principal("nobody").may_use(Namespace("acme", "billing"))
     with pytest.raises(PermissionDenied, match=f"^{UNKNOWN_SUBJECT}$"):
         subjects.principal("Billing")  # names are exact
@@ -143,6 +144,7 @@ def test_a_subjects_file_gives_each_subject_a_principal_by_the_token_rules(tmp_p
         ({"a": {"scopes": ["workers"], "namespaces": [3]}}, "subject 'a': namespaces must be a list of strings"),
         ({"a": {"scopes": ["workers"], "namespaces": ["acme"]}}, "subject 'a': 'acme' is not a tenant/project"),
         ({"a": {"scopes": ["workers"], "namespaces": ["ac*/x"]}}, "subject 'a': 'ac*/x' is not a tenant/project"),
+        ({"a": {"scopes": [], "namespaces": [], "roles": "admin"}}, "subject 'a': roles, if given, must be a list"),
     ],
 )
 def test_a_bad_subjects_file_is_refused_saying_where(tmp_path: Path, document: object, said: str) -> None:

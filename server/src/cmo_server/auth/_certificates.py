@@ -77,11 +77,15 @@ def _principal(subject: str, grant: object) -> Principal:
     for field, listed in (("scopes", scopes), ("namespaces", namespaces)):
         if not isinstance(listed, list) or not all(isinstance(item, str) and item for item in listed):
             raise ValueError(f"subject {subject[:64]!r}: {field} must be a list of strings")
+    roles = grant.get("roles", [])
+    if not isinstance(roles, list) or not all(isinstance(item, str) and item for item in roles):
+        raise ValueError(f"subject {subject[:64]!r}: roles, if given, must be a list of strings")
     assert isinstance(scopes, list)
     assert isinstance(namespaces, list)
     patterns = ["*/*" if pattern == "*" else pattern for pattern in namespaces]
     # The same rules as a token's claims; a pattern they would drop is an error in a file.
-    principal = Principal.from_claims({"sub": subject, "scopes": scopes, "namespaces": patterns})
+    claims = {"sub": subject, "scopes": scopes, "namespaces": patterns, "roles": roles}
+    principal = Principal.from_claims(claims)
     if len(principal.namespaces) != len(patterns):
         bad = next(p for p in patterns if p not in principal.namespaces)
         raise ValueError(f"subject {subject[:64]!r}: {bad[:64]!r} is not a tenant/project pattern")
