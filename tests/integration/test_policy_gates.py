@@ -21,7 +21,8 @@ import cmo
 from cmo.cli import main
 from cmo.errors import RpcError, RunFailedError
 from cmo_server.app import CmoServer
-from cmo_server.config import ConfigError, PolicyConfig, ServerConfig
+from cmo_server.config import AuthConfig, ConfigError, PolicyConfig, ServerConfig
+from tests.integration.test_auth import ISSUER, SECRET, token
 from tests.integration.test_runs import run_to_failure, serving, unique
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -38,12 +39,14 @@ def policy_dir(tmp_path: Path, **default_settings: Any) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def gated(config: ServerConfig, directory: Path) -> AsyncIterator[tuple[CmoServer, cmo.Client, Path]]:
+async def gated(
+    config: ServerConfig, directory: Path, *, token: str = ""
+) -> AsyncIterator[tuple[CmoServer, cmo.Client, Path]]:
     log = directory.parent / "decisions.jsonl"
     policy = PolicyConfig(directory=str(directory), decision_log=str(log))
     async with (
         CmoServer.running(replace(config, policy=policy)) as server,
-        await cmo.Client.connect(f"127.0.0.1:{server.port}") as client,
+        await cmo.Client.connect(f"127.0.0.1:{server.port}", token=token or None) as client,
     ):
         yield server, client, log
 
@@ -199,3 +202,33 @@ async def test_a_reload_takes_a_good_bundle_and_keeps_the_last_good_one_over_a_b
         assert reloader.bundle.hash != first
         async with serving(client, [graph]):
             assert await (await client.start(graph, {}, run_id=uuid.uuid4().hex)).result(timeout=20) == {"n": 2}
+
+
+async def test_the_callers_roles_reach_the_gates(server_config: ServerConfig, tmp_path: Path):
+    (tmp_path / "auth.key").write_bytes(SECRET)
+    auth = AuthConfig(mode="jwt", keys_file=str(tmp_path / "auth.key"), key_id="k1", algorithm="HS256", issuer=ISSUER)
+    secured = replace(server_config, auth=auth)
+    directory = policy_dir(tmp_path)
+    graph = stepping(unique("personal"), 1)
+    # A worker without the admin role may not take a step whose state holds personal data.
+    async with gated(secured, directory, token=token(tenant="default")) as (_, client, log):
+        _, failure = await run_to_failure_with(client, graph, {"pii": {"email": "a@example.com"}})
+        assert failure.message == (
+            "denied by policy slices, rule pii_admin_only: slice pii holds personal data: readable by admin only"
+        )
+    assert any(d["subject"] == "tester" and not d["allowed"] for d in decisions(log))
+    admin = token(tenant="default", roles=["admin"])
+    async with gated(secured, directory, token=admin) as (_, client, _log), serving(client, [graph]):
+        handle = await client.start(graph, {"pii": {"email": "a@example.com"}})
+        assert (await handle.result(timeout=20))["n"] == 1
+
+
+async def run_to_failure_with(
+    client: cmo.Client, graph: cmo.Graph[Any], state: dict[str, Any]
+) -> tuple[cmo.RunHandle[Any], cmo.FailureInfo]:
+    async with serving(client, [graph]):
+        handle = await client.start(graph, state)
+        with pytest.raises(RunFailedError) as caught:
+            await handle.result(timeout=20)
+    assert caught.value.failure is not None
+    return handle, caught.value.failure
