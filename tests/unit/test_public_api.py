@@ -19,6 +19,7 @@ EXPECTED = [
     "RetryPolicy",
     "RunHandle",
     "RunInfo",
+    "RunProgress",
     "RunStatus",
     "StepInfo",
     "TLSConfig",

@@ -9,7 +9,7 @@ from cmo._http import HttpResponse
 from cmo._mcp import McpServer, McpToolResult
 from cmo._retry import RetryPolicy
 from cmo._tls import TLSConfig
-from cmo._types import FailureInfo, PruneReport, RunInfo, RunStatus, StepInfo, WaitInfo
+from cmo._types import FailureInfo, PruneReport, RunInfo, RunProgress, RunStatus, StepInfo, WaitInfo
 from cmo._version import __version__
 from cmo._worker import Worker
 
@@ -30,6 +30,7 @@ __all__ = [
     "RetryPolicy",
     "RunHandle",
     "RunInfo",
+    "RunProgress",
     "RunStatus",
     "StepInfo",
     "TLSConfig",

@@ -8,7 +8,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from cmo._graph import Graph
-from cmo._types import FailureInfo, RecordedActivity, RunInfo, RunStatus, StepInfo, WaitInfo
+from cmo._types import FailureInfo, RecordedActivity, RunInfo, RunProgress, RunStatus, StepInfo, WaitInfo
 from cmo.api.v1 import common_pb2
 from cmo.serialization import canonical_json, parse_json
 
@@ -80,8 +80,26 @@ def run_from_proto(msg: common_pb2.Run) -> RunInfo:
         forked_from_step=msg.forked_from_step,
         waiting=_wait_from_proto(msg.waiting) if msg.HasField("waiting") else None,
         cancel_requested=msg.cancel_requested,
+        progress=_progress_from_proto(msg.progress) if msg.HasField("progress") else None,
         tenant=msg.namespace.tenant or "default",
         project=msg.namespace.project or "default",
+    )
+
+
+def _progress_from_proto(msg: common_pb2.RunProgress) -> RunProgress:
+    return RunProgress(
+        reason=common_pb2.RunProgress.Reason.Name(msg.reason).lower(),
+        summary=msg.summary,
+        task_queue=msg.task_queue,
+        step_index=msg.step_index,
+        attempt=msg.attempt,
+        worker_id=msg.worker_id,
+        until=_dt(msg.until) if msg.HasField("until") else None,
+        last_poll=_dt(msg.last_poll) if msg.HasField("last_poll") else None,
+        last_failure=failure_from_proto(msg.last_failure) if msg.HasField("last_failure") else None,
+        signal_name=msg.signal_name,
+        pollers=msg.pollers,
+        agent_id=msg.agent_id,
     )
 
 

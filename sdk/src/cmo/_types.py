@@ -54,6 +54,33 @@ class WaitInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class RunProgress:
+    """Why an unfinished run is where it is (`RunInfo.progress`).
+
+    `reason` is one of "no_poller", "ready", "leased", "retry_at", "signal", "timer",
+    "specialist", "cancel_requested"; `summary` says it in one line.
+    """
+
+    reason: str
+    summary: str
+    task_queue: str = ""
+    step_index: int = 0
+    attempt: int = 0
+    worker_id: str = ""
+    """The worker holding the step's lease (leased)."""
+    until: datetime | None = None
+    """When the lease ends, the retry is due, the timer fires or the signal wait times out."""
+    last_poll: datetime | None = None
+    """The last poll of the step's queue for its graph version that this server saw."""
+    last_failure: FailureInfo | None = None
+    signal_name: str = ""
+    pollers: int = 0
+    """Workers polling the step's queue for its graph version lately."""
+    agent_id: str = ""
+    """The specialist whose reply the step waits for."""
+
+
+@dataclass(frozen=True, slots=True)
 class RunInfo:
     """A run as the server describes it."""
 
@@ -83,6 +110,8 @@ class RunInfo:
     """Set while the run is WAITING."""
     cancel_requested: bool = False
     """CancelRun was called (the run ends CANCELLED once its node winds up)."""
+    progress: RunProgress | None = None
+    """While unfinished: what it waits for (no worker polls its queue, a lease, a retry, ...)."""
     tenant: str = "default"
     """The run's namespace: its tenant and project."""
     project: str = "default"

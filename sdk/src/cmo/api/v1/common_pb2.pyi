@@ -113,7 +113,7 @@ class Failure(_message.Message):
     def __init__(self, message: _Optional[str] = ..., type: _Optional[str] = ..., non_retryable: _Optional[bool] = ..., details: _Optional[str] = ..., node_id: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "graph_id", "graph_version", "status", "input", "result", "failure", "step_count", "current_node", "created_at", "updated_at", "completed_at", "seed", "parent_run_id", "forked_from_step", "waiting", "cancel_requested", "namespace")
+    __slots__ = ("run_id", "graph_id", "graph_version", "status", "input", "result", "failure", "step_count", "current_node", "created_at", "updated_at", "completed_at", "seed", "parent_run_id", "forked_from_step", "waiting", "cancel_requested", "namespace", "progress")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     GRAPH_ID_FIELD_NUMBER: _ClassVar[int]
     GRAPH_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +132,7 @@ class Run(_message.Message):
     WAITING_FIELD_NUMBER: _ClassVar[int]
     CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     graph_id: str
     graph_version: int
@@ -150,7 +151,56 @@ class Run(_message.Message):
     waiting: Wait
     cancel_requested: bool
     namespace: Namespace
-    def __init__(self, run_id: _Optional[str] = ..., graph_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., status: _Optional[_Union[RunStatus, str]] = ..., input: _Optional[bytes] = ..., result: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., step_count: _Optional[int] = ..., current_node: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[int] = ..., parent_run_id: _Optional[str] = ..., forked_from_step: _Optional[int] = ..., waiting: _Optional[_Union[Wait, _Mapping]] = ..., cancel_requested: _Optional[bool] = ..., namespace: _Optional[_Union[Namespace, _Mapping]] = ...) -> None: ...
+    progress: RunProgress
+    def __init__(self, run_id: _Optional[str] = ..., graph_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., status: _Optional[_Union[RunStatus, str]] = ..., input: _Optional[bytes] = ..., result: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., step_count: _Optional[int] = ..., current_node: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[int] = ..., parent_run_id: _Optional[str] = ..., forked_from_step: _Optional[int] = ..., waiting: _Optional[_Union[Wait, _Mapping]] = ..., cancel_requested: _Optional[bool] = ..., namespace: _Optional[_Union[Namespace, _Mapping]] = ..., progress: _Optional[_Union[RunProgress, _Mapping]] = ...) -> None: ...
+
+class RunProgress(_message.Message):
+    __slots__ = ("reason", "summary", "task_queue", "step_index", "attempt", "worker_id", "until", "last_poll", "last_failure", "signal_name", "pollers", "agent_id")
+    class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        REASON_UNSPECIFIED: _ClassVar[RunProgress.Reason]
+        NO_POLLER: _ClassVar[RunProgress.Reason]
+        READY: _ClassVar[RunProgress.Reason]
+        LEASED: _ClassVar[RunProgress.Reason]
+        RETRY_AT: _ClassVar[RunProgress.Reason]
+        SIGNAL: _ClassVar[RunProgress.Reason]
+        TIMER: _ClassVar[RunProgress.Reason]
+        SPECIALIST: _ClassVar[RunProgress.Reason]
+        CANCEL_REQUESTED: _ClassVar[RunProgress.Reason]
+    REASON_UNSPECIFIED: RunProgress.Reason
+    NO_POLLER: RunProgress.Reason
+    READY: RunProgress.Reason
+    LEASED: RunProgress.Reason
+    RETRY_AT: RunProgress.Reason
+    SIGNAL: RunProgress.Reason
+    TIMER: RunProgress.Reason
+    SPECIALIST: RunProgress.Reason
+    CANCEL_REQUESTED: RunProgress.Reason
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    TASK_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    LAST_POLL_FIELD_NUMBER: _ClassVar[int]
+    LAST_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_NAME_FIELD_NUMBER: _ClassVar[int]
+    POLLERS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    reason: RunProgress.Reason
+    summary: str
+    task_queue: str
+    step_index: int
+    attempt: int
+    worker_id: str
+    until: _timestamp_pb2.Timestamp
+    last_poll: _timestamp_pb2.Timestamp
+    last_failure: Failure
+    signal_name: str
+    pollers: int
+    agent_id: str
+    def __init__(self, reason: _Optional[_Union[RunProgress.Reason, str]] = ..., summary: _Optional[str] = ..., task_queue: _Optional[str] = ..., step_index: _Optional[int] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_poll: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_failure: _Optional[_Union[Failure, _Mapping]] = ..., signal_name: _Optional[str] = ..., pollers: _Optional[int] = ..., agent_id: _Optional[str] = ...) -> None: ...
 
 class Wait(_message.Message):
     __slots__ = ("kind", "name", "until", "step_index", "seq")
