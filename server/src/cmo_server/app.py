@@ -33,6 +33,7 @@ from cmo_server.config import ConfigError, ServerConfig, TelemetryConfig
 from cmo_server.engine import Engine
 from cmo_server.errors import CmoServerError
 from cmo_server.policy import DecisionLog, PolicyGates, PolicyReloader
+from cmo_server.progress import Explainer, PollerBook, ProgressStore
 from cmo_server.ratelimit import NamespaceRates
 from cmo_server.registry import Agent, AgentStore, Registry
 from cmo_server.retention import Retention
@@ -140,6 +141,9 @@ class CmoServer:
             stack.push_async_callback(engine.aclose)
             registry = Registry(cast(AgentStore, store), gate=None if gates is None else gates.registration)
             engine.on_poll(registry.note_poll)
+            pollers = PollerBook()
+            engine.on_poll_queues(pollers.polled)
+            explainer = Explainer(cast(ProgressStore, store), pollers, registry)
             registry.on_unavailable(UnansweredRequests(engine, store).agent_unavailable)
             registry.on_deregistered(functools.partial(_worker_left, engine))
             # Leave room above the payload limit so the engine, not grpc, refuses a large state:
@@ -168,7 +172,9 @@ class CmoServer:
             # that garbage sent to them is INVALID_ARGUMENT too, not UNKNOWN with a class name.
             server.add_generic_rpc_handlers(
                 (
-                    service_handler(SERVICES[0], RunServicer(engine, retention=retention), auth, rates=rates),
+                    service_handler(
+                        SERVICES[0], RunServicer(engine, retention=retention, explainer=explainer), auth, rates=rates
+                    ),
                     service_handler(
                         SERVICES[1], WorkerServicer(engine, artifacts=artifacts, tracer_provider=tracer_provider), auth
                     ),

@@ -31,6 +31,7 @@ from cmo_server.domain import (
     WaitRequest,
 )
 from cmo_server.errors import InvalidArgument, shown
+from cmo_server.progress import Progress
 
 __all__ = [
     "activity_from_proto",
@@ -240,8 +241,30 @@ def failure_to_proto(failure: Failure) -> common_pb2.Failure:
     )
 
 
-def run_to_proto(run: Run) -> common_pb2.Run:
-    """A run for the wire."""
+def progress_to_proto(progress: Progress) -> common_pb2.RunProgress:
+    """What an unfinished run waits for, for the wire."""
+    msg = common_pb2.RunProgress(
+        reason=int(progress.reason),  # type: ignore[arg-type]
+        summary=progress.summary,
+        task_queue=progress.task_queue,
+        step_index=progress.step_index,
+        attempt=progress.attempt,
+        worker_id=progress.worker_id,
+        signal_name=progress.signal_name,
+        pollers=progress.pollers,
+        agent_id=progress.agent_id,
+    )
+    if progress.until is not None:
+        msg.until.CopyFrom(_ts(progress.until))
+    if progress.last_poll is not None:
+        msg.last_poll.CopyFrom(_ts(progress.last_poll))
+    if progress.last_failure is not None:
+        msg.last_failure.CopyFrom(failure_to_proto(progress.last_failure))
+    return msg
+
+
+def run_to_proto(run: Run, progress: Progress | None = None) -> common_pb2.Run:
+    """A run for the wire (with what it waits for, when that is known)."""
     msg = common_pb2.Run(
         run_id=run.run_id,
         graph_id=run.graph_id,
@@ -268,6 +291,8 @@ def run_to_proto(run: Run) -> common_pb2.Run:
         msg.completed_at.CopyFrom(_ts(run.completed_at))
     if run.failure is not None:
         msg.failure.CopyFrom(failure_to_proto(run.failure))
+    if progress is not None:
+        msg.progress.CopyFrom(progress_to_proto(progress))
     return msg
 
 

@@ -12,9 +12,10 @@ from cmo_server.api._namespace import namespace_of
 from cmo_server.api._status import rpc
 from cmo_server.api._validate import check_id, check_range, check_text, duration_or
 from cmo_server.config import TERMINAL_STATUSES
-from cmo_server.domain import NewSignal, RunStatus
+from cmo_server.domain import Namespace, NewSignal, Run, RunStatus
 from cmo_server.engine import Engine
 from cmo_server.errors import FailedPrecondition, InvalidArgument
+from cmo_server.progress import Explainer, Progress
 from cmo_server.retention import Retention
 from cmo_server.telemetry import call_trace_context
 
@@ -32,9 +33,12 @@ MAX_RETENTION = timedelta(days=36500)
 class RunServicer:
     """Start runs and watch them."""
 
-    def __init__(self, engine: Engine, *, retention: Retention | None = None) -> None:
+    def __init__(
+        self, engine: Engine, *, retention: Retention | None = None, explainer: Explainer | None = None
+    ) -> None:
         self._engine = engine
         self._retention = retention
+        self._explainer = explainer
 
     @rpc
     async def StartRun(self, request: pb.StartRunRequest, context: grpc.aio.ServicerContext) -> pb.StartRunResponse:
@@ -58,8 +62,10 @@ class RunServicer:
     @rpc
     async def GetRun(self, request: pb.GetRunRequest, context: grpc.aio.ServicerContext) -> pb.GetRunResponse:
         """See the proto."""
-        run = await self._engine.get_run(namespace_of(request), check_id("run_id", request.run_id))
-        return pb.GetRunResponse(run=run_to_proto(run))
+        namespace = namespace_of(request)
+        run = await self._engine.get_run(namespace, check_id("run_id", request.run_id))
+        progress = await self._progress(namespace, [run])
+        return pb.GetRunResponse(run=run_to_proto(run, progress.get(run.run_id)))
 
     @rpc
     async def ListRuns(self, request: pb.ListRunsRequest, context: grpc.aio.ServicerContext) -> pb.ListRunsResponse:
@@ -72,10 +78,15 @@ class RunServicer:
             except ValueError:
                 raise InvalidArgument("status", f"{request.status} is not a run status") from None
         limit = check_range("page_size", request.page_size, 0, MAX_PAGE) or 100
+        namespace = namespace_of(request)
         runs, token = await self._engine.list_runs(
-            namespace_of(request), graph_id=graph_id, status=status, limit=limit, page_token=request.page_token
+            namespace, graph_id=graph_id, status=status, limit=limit, page_token=request.page_token
         )
-        return pb.ListRunsResponse(runs=[run_to_proto(r) for r in runs], next_page_token=token)
+        progress = await self._progress(namespace, runs)
+        return pb.ListRunsResponse(runs=[run_to_proto(r, progress.get(r.run_id)) for r in runs], next_page_token=token)
+
+    async def _progress(self, namespace: Namespace, runs: list[Run]) -> dict[str, Progress]:
+        return {} if self._explainer is None else await self._explainer.explain(namespace, runs)
 
     @rpc
     async def WaitRun(self, request: pb.WaitRunRequest, context: grpc.aio.ServicerContext) -> pb.WaitRunResponse:

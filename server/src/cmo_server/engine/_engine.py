@@ -94,6 +94,7 @@ class Engine:
         self._run_watchers: defaultdict[tuple[Namespace, str], list[asyncio.Future[_Finish | None]]] = defaultdict(list)
         self._cancel_listeners: list[Callable[[Namespace, str], None]] = []
         self._poll_listeners: list[Callable[[Namespace, str], None]] = []
+        self._queue_listeners: list[Callable[[Namespace, str, list[str], list[str]], None]] = []
         self._background: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -109,6 +110,10 @@ class Engine:
     def on_poll(self, listener: Callable[[Namespace, str], None]) -> None:
         """Call `listener(namespace, worker_id)` when a worker polls for a task."""
         self._poll_listeners.append(listener)
+
+    def on_poll_queues(self, listener: Callable[[Namespace, str, list[str], list[str]], None]) -> None:
+        """Call `listener(namespace, worker_id, task_queues, graph_keys)` when a worker polls for a task."""
+        self._queue_listeners.append(listener)
 
     def on_cancel_requested(self, listener: Callable[[Namespace, str], None]) -> None:
         """Call `listener(namespace, run_id)` when CancelRun leaves a run for its worker to stop."""
@@ -370,6 +375,8 @@ class Engine:
         loop = asyncio.get_running_loop()
         polled_at = loop.time()
         keys = [graph_key(namespace, g, v) for g, v in graphs]
+        for polled in self._queue_listeners:
+            polled(namespace, worker_id, task_queues, keys)
         while True:
             left = max(0.0, wait - (loop.time() - polled_at))
             task = await self._dispatcher.poll(

@@ -26,6 +26,7 @@ from cmo_server.store.postgres._db import Pool
 from cmo_server.store.postgres._graphs import PostgresGraphs
 from cmo_server.store.postgres._migrate import migrate
 from cmo_server.store.postgres._notify import PostgresNotifications
+from cmo_server.store.postgres._progress import PostgresProgress
 from cmo_server.store.postgres._prune import PostgresRetention
 from cmo_server.store.postgres._requests import PostgresRequests
 from cmo_server.store.postgres._runs import PostgresRuns
@@ -75,6 +76,7 @@ async def _check_connection(conn: AsyncConnection[TupleRow]) -> None:
 
 class PostgresStore(
     PostgresAgents,
+    PostgresProgress,
     PostgresGraphs,
     PostgresRuns,
     PostgresTasks,

@@ -60,14 +60,15 @@ from cmo_server.store.sqlite import _tasks as tasks
 from cmo_server.store.sqlite import _waits as waits
 from cmo_server.store.sqlite._agents import SqliteAgents
 from cmo_server.store.sqlite._db import Transaction, now_us
+from cmo_server.store.sqlite._progress import SqliteProgress
 
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
 
 
-class SqliteStore(SqliteAgents):
-    """`Store` on an SQLite file (and `AgentStore`)."""
+class SqliteStore(SqliteAgents, SqliteProgress):
+    """`Store` on an SQLite file (and `AgentStore`, `ProgressStore`)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
