@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -74,11 +75,12 @@ async def close(ticket: Ticket, ctx: cmo.NodeContext) -> cmo.NodeResult[Ticket]:
 
 
 async def run_worker(address: str, concurrency: int) -> None:
-    async with await cmo.Client.connect(address) as client:
+    # wait_ready=None: a worker started before its server waits for it (and logs that it waits).
+    async with await cmo.Client.connect(address, wait_ready=None) as client:
         worker = cmo.Worker(client, [triage], concurrency=concurrency)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, worker.shutdown)
+            loop.add_signal_handler(sig, worker.shutdown)  # drains; a second Ctrl-C stops it at once
         await worker.run()
 
 
@@ -98,6 +100,7 @@ def main() -> None:
     start.add_argument("text")
     args = parser.parse_args()
     if args.command == "worker":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         asyncio.run(run_worker(args.address, args.concurrency))
     else:
         asyncio.run(start_run(args.address, args.text))

@@ -76,7 +76,7 @@ async def review(state: State, ctx: cmo.NodeContext) -> cmo.NodeResult[State]:
 
 
 async def run_worker(address: str, worker_id: str | None, redis_url: str, keys: str) -> None:
-    async with await cmo.Client.connect(address, wait_ready=30) as client:
+    async with await cmo.Client.connect(address, wait_ready=None) as client:  # waits for a server not up yet
         graphs, messaging = [mixed], None
         if redis_url:
             from cmo.a2a import HmacKeys

@@ -8,13 +8,16 @@ import functools
 import json
 import os
 import pty
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 import cmo
 from tests.e2e.graphs import APPROVAL, COUNTER, Markers, counter_graph, counter_input
@@ -133,6 +136,17 @@ def test_cmoctl_replay_verify_tells_ci_the_verdict_by_its_exit_status(tmp_path: 
     verdict = json.loads(drifted.stdout)
     assert [s["ok"] for s in verdict["steps"]] == [True, True, False]
     assert verdict["steps"][2]["problem"].startswith("state hash")
+    assert '+    "closed twice"' in verdict["steps"][2]["state_diff"]
+    shown = replay_cli("--history", str(GOLDEN), "--verify", "--graph", "drifted:triage", cwd=tmp_path)
+    assert shown.returncode == 1
+    diff = shown.stdout.split("state after step 2 (close), recorded and replayed:\n", 1)[1].splitlines()
+    assert '+    "closed twice"' in diff
+    assert "2/3 steps match: DIVERGES" in diff[-1]
+
+    past = replay_cli("--history", str(GOLDEN), "--verify", "--graph", "examples.triage:triage", "--to", "9")
+    assert past.returncode == 0, past.stderr
+    assert "3/3 steps match" in past.stdout
+    assert "note: --to 9 is past the run's last step (2): all 3 steps are verified" in past.stderr
 
     upto = replay_cli("--history", str(GOLDEN), "--to", "1", "--verbose")
     assert upto.returncode == 0, upto.stderr
@@ -159,6 +173,13 @@ async def test_cmoctl_replay_compare_gives_the_match_percentage(processes: Proce
     differs = await asyncio.to_thread(cmoctl, server.address, "replay", twins[0], "--compare", other)
     assert differs.returncode == 1, differs.stderr
     assert "match: 0.0%" in differs.stdout  # its input (steps: 2) is in every state, so no state matches
+
+    told = await asyncio.to_thread(
+        cmoctl, server.address, "replay", twins[0], "--compare", twins[1], "--verify", "--graph", "x:y", "-o", "yaml"
+    )
+    assert told.returncode == 0, told.stderr
+    assert yaml.safe_load(told.stdout)["match_percent"] == 100.0
+    assert "--verify does not apply with --compare" in told.stderr
 
 
 async def test_cmoctl_runs_fork_with_an_edited_state(processes: Processes, markers: Markers, tmp_path: Path):
@@ -221,17 +242,34 @@ async def test_cmoctl_shows_what_a_run_waits_for_signals_it_and_cancels_another(
         assert sent.returncode == 0, sent.stderr
         assert "delivered" in sent.stdout
         assert (await client.wait(approved, timeout=30)).result["decision"] == {"by": "cli"}
+        resumed = await asyncio.to_thread(cmoctl, server.address, "runs", "show", approved)
+        [gate] = [line for line in resumed.stdout.splitlines() if line.split()[:2] == ["0", "gate"]]
+        assert "2 (resumed)" in gate  # the attempt after the signal: not a retry
+        assert "retr" not in gate
 
         cancelled = await asyncio.to_thread(cmoctl, server.address, "runs", "cancel", dropped, "--reason", "no longer")
         assert cancelled.returncode == 0, cancelled.stderr
+        assert f"run {dropped} was WAITING for signal 'approve'" in cancelled.stdout
+        assert "it will be cancelled" in cancelled.stdout
         done = await client.wait(dropped, timeout=30)
         assert done.status is cmo.RunStatus.CANCELLED
         assert done.failure is not None
         assert "no longer" in done.failure.message
 
+        again = await asyncio.to_thread(cmoctl, server.address, "runs", "cancel", dropped)
+        assert again.returncode == 1
+        assert f"run {dropped} had already ended CANCELLED: nothing to cancel" in again.stderr
+
         late = await asyncio.to_thread(cmoctl, server.address, "runs", "signal", dropped, "approve")
         assert late.returncode == 1
         assert "has ended" in late.stderr
+
+        ended = uuid.uuid4().hex
+        await client.start(APPROVAL, {"signal": True}, run_id=ended)
+        await assert_eventually(functools.partial(waiting, ended), timeout=20, what="the run waiting")
+        terminated = await asyncio.to_thread(cmoctl, server.address, "runs", "terminate", ended)
+        assert terminated.returncode == 0, terminated.stderr
+        assert terminated.stdout.startswith(f"run {ended} TERMINATED at step 0 (gate), waiting for signal 'approve'")
 
 
 async def test_cmoctl_prune_shows_what_it_would_delete_and_deletes_only_when_told(
@@ -318,3 +356,39 @@ async def test_cmoctl_looks_into_the_namespace_it_is_given(processes: Processes,
     bad = await asyncio.to_thread(cmoctl, server.address, "--tenant", "Acme", "runs", "list")
     assert bad.returncode == 1
     assert "namespace.tenant" in bad.stderr
+
+
+def test_a_wrong_address_fails_fast_and_says_what_to_try():
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        nobody = f"127.0.0.1:{probe.getsockname()[1]}"
+    started = time.monotonic()
+    baseline = run_cmoctl("--version")  # what starting cmoctl costs here, connecting to nothing
+    took = time.monotonic() - started
+    assert baseline.returncode == 0
+
+    started = time.monotonic()
+    refused = run_cmoctl("--address", nobody, "runs", "list")
+    assert time.monotonic() - started < took + 2.5  # not the 5 s it waits for a server that accepts but is slow
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"Error: no CMO server at {nobody}: connection refused\n")
+    assert "`cmo-server start-dev`" in refused.stderr
+    assert "$CMO_ADDRESS" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    url = run_cmoctl("--address", "http://127.0.0.1:7233", "runs", "list")
+    assert url.returncode == 2
+    assert "without http://: try '127.0.0.1:7233'" in url.stderr
+    assert url.stdout == ""
+
+
+def test_shell_completion_completes_commands():
+    script = Path(sys.executable).with_name("cmoctl")  # completion is keyed to the program's name
+    env = {**_env(), "_CMOCTL_COMPLETE": "bash_complete", "COMP_WORDS": "cmoctl runs ca", "COMP_CWORD": "2"}
+    completed = subprocess.run([str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines() == ["plain,cancel"]
+    source = subprocess.run(
+        [str(script)], capture_output=True, text=True, timeout=60, env={**_env(), "_CMOCTL_COMPLETE": "bash_source"}
+    )
+    assert "complete -o nosort -F _cmoctl_completion cmoctl" in source.stdout

@@ -1,12 +1,17 @@
 """`cmo-server` as a real process: `config` prints JSON without the secrets, or one line naming the
-variable; a misspelt variable is warned of at start."""
+variable; a misspelt variable is warned of at start; a port in use is one line; JSON log lines."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -91,3 +96,56 @@ def test_a_misspelt_variable_is_warned_of_at_start(tmp_path: Path):
     assert "unknown setting CMO_POOL_SIZ (did you mean CMO_POOL_SIZE?)" in warnings[0]
     assert "WARNING" in warnings[0]
     assert database.is_file()
+
+
+@pytest.fixture
+def taken() -> Iterator[str]:
+    """A HOST:PORT something else listens on."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        yield f"127.0.0.1:{other.getsockname()[1]}"
+
+
+LOG_LINE = re.compile(r"^(\{\"ts\"|\d{4}-\d\d-\d\d )")
+
+
+def _log_lines_then_error(stderr: str) -> str:
+    """The one line that is not a log line (the error), checking that it is the last."""
+    *logged, error = stderr.splitlines()
+    assert all(LOG_LINE.match(line) for line in logged), stderr
+    return error
+
+
+@pytest.mark.parametrize("flag", ["--listen", "--metrics-listen"])
+def test_a_port_in_use_is_one_line_naming_it(tmp_path: Path, taken: str, flag: str):
+    free = "127.0.0.1:0"
+    listen, metrics = (taken, "") if flag == "--listen" else (free, taken)
+    result = cmo_server("start-dev", "--db", str(tmp_path / "cmo.db"), "--listen", listen, "--metrics-listen", metrics)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    error = _log_lines_then_error(result.stderr)
+    assert error.startswith(f"Error: cannot listen on {taken}: Address already in use")
+    assert flag in error
+
+
+def test_json_log_lines_carry_milliseconds_a_time_zone_and_the_configuration_as_fields(tmp_path: Path, taken: str):
+    result = cmo_server("start-dev", "--db", str(tmp_path / "cmo.db"), "--listen", taken, CMO_LOG_FORMAT="json")
+    assert result.returncode == 1
+    _log_lines_then_error(result.stderr)
+    [line] = [json.loads(text) for text in result.stderr.splitlines() if text.startswith("{")]
+    assert line["message"] == "configuration"
+    assert line["config"]["store"]["sqlite_path"] == str(tmp_path / "cmo.db")
+    assert line["config"]["telemetry"]["log_format"] == "json"
+    stamp = datetime.fromisoformat(line["ts"])
+    assert stamp.utcoffset() is not None
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", line["ts"])
+
+
+def test_both_commands_say_their_version():
+    server = cmo_server("--version")
+    assert server.returncode == 0
+    assert server.stdout == f"cmo-server {metadata.version('cmo-server')}\n"
+    command = [sys.executable, "-m", "cmo.cli", "--version"]
+    sdk = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert sdk.stdout == f"cmoctl {metadata.version('cmo-sdk')}\n"

@@ -165,8 +165,9 @@ class Processes:
         lease_seconds: float = 1.5,
         sweep_seconds: float = 0.2,
         env: Mapping[str, str] | None = None,
+        listen: str = "127.0.0.1:0",
     ) -> ServerProcess:
-        """Start a server on a free port; returns once it announced its address."""
+        """Start a server (on a free port unless `listen` names one); returns once it announced its address."""
         settings = {
             "CMO_TASK_LEASE_SECONDS": str(lease_seconds),
             "CMO_SWEEP_INTERVAL_SECONDS": str(sweep_seconds),
@@ -174,7 +175,7 @@ class Processes:
             "CMO_METRICS_LISTEN": "127.0.0.1:0",  # several servers per test: no fixed port
             **(env or {}),
         }
-        return await self._launch_server(database, "127.0.0.1:0", settings)
+        return await self._launch_server(database, listen, settings)
 
     async def restart_server(self, server: ServerProcess) -> ServerProcess:
         """Start a new server process on the same port and database (kill -9 the old one first)."""
@@ -230,9 +231,13 @@ class Processes:
         ]  # fmt: skip
         return await self.start_program(args)
 
+    def launch(self, argv: list[str], *, role: str = "worker") -> WorkerProcess:
+        """Start any program and return at once (a worker that waits for a server not up yet, say)."""
+        return self._spawn(WorkerProcess, role, argv, {})
+
     async def start_program(self, argv: list[str], *, role: str = "worker") -> WorkerProcess:
         """Start any worker program that prints `ready <worker_id>` once it serves; returns then."""
-        worker = self._spawn(WorkerProcess, role, argv, {})
+        worker = self.launch(argv, role=role)
 
         def ready() -> str:
             worker.raise_if_exited("starting")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -84,3 +85,19 @@ def test_text_lines_keep_the_traceback_after_the_context(logged):
     first, *rest = out.getvalue().splitlines()
     assert first.endswith("failed run_id=run-1 step_index=2 attempt=3")
     assert rest[-1] == "RuntimeError: boom"
+
+
+def test_json_lines_stamp_milliseconds_and_the_zone_and_keep_structured_fields(logged):
+    logger, out, handler = logged
+    handler.setFormatter(log_formatter("json"))
+    logger.info("configuration", extra={"config": {"store": {"pool_size": 8}}})
+    line = json.loads(out.getvalue())
+    assert line["message"] == "configuration"
+    assert line["config"] == {"store": {"pool_size": 8}}  # an object, not text inside the message
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", line["ts"])
+
+    text = io.StringIO()
+    handler.setStream(text)
+    handler.setFormatter(log_formatter("text"))
+    logger.info("configuration", extra={"config": {"listen": "h:1"}})
+    assert text.getvalue().rstrip().endswith('configuration config={"listen": "h:1"}')

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 
-from cmo._cli_common import Server, _run, _table
+from cmo._cli_common import Server, _run
+from cmo._cli_output import emit, emit_list, output_option, print_table
 from cmo._client import Client
 from cmo.registry import AgentInfo, AgentStatus
 
@@ -55,14 +54,13 @@ def _ago(value: datetime | None) -> str:
     return f"{seconds:.0f}s ago" if seconds >= 0 else f"in {-seconds:.0f}s"
 
 
-def _print(found: list[AgentInfo], as_json: bool) -> None:
-    if as_json:
-        for agent in found:
-            click.echo(json.dumps(_plain(agent)))
+def _print(found: list[AgentInfo], output: str) -> None:
+    if output != "table":
+        emit_list(output, [_plain(agent) for agent in found])
         return
-    table = _table("agent id", "kind", "status", "load", "capabilities", "last beat", "last poll", "lease ends")
-    for a in found:
-        table.add_row(
+    headers = ("agent id", "kind", "status", "load", "capabilities", "last beat", "last poll", "lease ends")
+    rows = [
+        [
             a.agent_id,
             a.kind,
             a.status.name if not a.status_reason else f"{a.status.name} ({a.status_reason})",
@@ -71,10 +69,10 @@ def _print(found: list[AgentInfo], as_json: bool) -> None:
             _ago(a.last_heartbeat_at),
             _ago(a.last_poll_at),
             _ago(a.lease_expires_at),
-        )
-    console = Console()
-    # Piped, rows are not folded to 80 columns: each agent stays on one line for grep.
-    console.print(table, width=None if console.is_terminal else 400)
+        ]
+        for a in found
+    ]
+    print_table(headers, rows)
 
 
 def _statuses(help: str) -> Callable[[F], F]:
@@ -94,11 +92,9 @@ def agents() -> None:
 @click.option("--capability", default="", help="Only agents with this capability.")
 @_statuses("Only agents with this status (repeatable).")
 @click.option("--limit", default=100, show_default=True, help="At most this many agents.")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@output_option
 @click.pass_obj
-def list_agents(
-    server: Server, kind: str, capability: str, statuses: tuple[str, ...], limit: int, as_json: bool
-) -> None:
+def list_agents(server: Server, kind: str, capability: str, statuses: tuple[str, ...], limit: int, output: str) -> None:
     """Agents by id: their status, load, capabilities, last heartbeat and poll, and lease."""
 
     async def fetch(client: Client) -> list[AgentInfo]:
@@ -110,19 +106,19 @@ def list_agents(
                 break
         return found
 
-    _print(_run(server, fetch), as_json)
+    _print(_run(server, fetch), output)
 
 
 @agents.command("show")
 @click.argument("agent_id")
-@click.option("--json", "as_json", is_flag=True, help="As one JSON document.")
+@output_option
 @click.pass_obj
-def show_agent(server: Server, agent_id: str, as_json: bool) -> None:
+def show_agent(server: Server, agent_id: str, output: str) -> None:
     """One agent, whole: its topics, metadata and lease as well."""
     agent = _run(server, lambda client: client.registry.get(agent_id))
     plain = _plain(agent)
-    if as_json:
-        click.echo(json.dumps(plain, indent=2))
+    if output != "table":
+        emit(output, plain)
         return
     for key, value in plain.items():
         if key == "topics":
@@ -139,17 +135,17 @@ def show_agent(server: Server, agent_id: str, as_json: bool) -> None:
 @click.option("--version", "version", default="", help="A version constraint, e.g. '>=1.2,<2'.")
 @_statuses("Statuses to take (repeatable); HEALTHY only by default.")
 @click.option("--limit", default=10, show_default=True, help="At most this many agents.")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@output_option
 @click.pass_obj
 def discover_agents(
-    server: Server, capability: str, version: str, statuses: tuple[str, ...], limit: int, as_json: bool
+    server: Server, capability: str, version: str, statuses: tuple[str, ...], limit: int, output: str
 ) -> None:
     """Agents that can do CAPABILITY, as a graph would find them: healthiest, least loaded first."""
     wanted = [AgentStatus[s.upper()] for s in statuses]
     found = _run(
         server, lambda client: client.registry.discover(capability, statuses=wanted, version=version, limit=limit)
     )
-    _print(found, as_json)
+    _print(found, output)
 
 
 @agents.command("deregister")

@@ -1,4 +1,4 @@
-"""What every `cmoctl` command shares: where it goes, how it calls, how it prints a table."""
+"""What every `cmoctl` command shares: where it goes and how it calls."""
 
 from __future__ import annotations
 
@@ -8,16 +8,18 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import click
-from rich import box
-from rich.table import Table
 
 from cmo._client import Client
+from cmo._rpc import address_problem
 from cmo._tls import TLSConfig
 from cmo.errors import CmoError
 
-__all__ = ["Server", "_run", "_table"]
+__all__ = ["Server", "_run"]
 
 T = TypeVar("T")
+
+CONNECT_WAIT = 5.0
+"""Seconds a command waits for a server that accepts the connection but does not answer yet."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -33,10 +35,17 @@ class Server:
 
 
 def _run(server: Server, action: Callable[[Client], Awaitable[T]]) -> T:
+    if problem := address_problem(server.address):
+        context = click.get_current_context(silent=True)
+        raise click.BadParameter(
+            problem, ctx=context.find_root() if context else None, param_hint="'--address' (or $CMO_ADDRESS)"
+        )
+
     async def go() -> T:
         connecting = Client.connect(
             server.address,
-            wait_ready=5.0,
+            wait_ready=CONNECT_WAIT,
+            fail_fast=True,  # a refused connection is an answer: say so now, not after CONNECT_WAIT
             tenant=server.tenant,
             project=server.project,
             token=server.token,
@@ -47,18 +56,11 @@ def _run(server: Server, action: Callable[[Client], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(go())
-    except (CmoError, ConnectionError) as err:
+    except ConnectionError as err:
+        raise click.ClickException(
+            f"{err}\nStart one with `cmo-server start-dev`, or name yours with --address HOST:PORT or $CMO_ADDRESS"
+        ) from None
+    except CmoError as err:
         raise click.ClickException(str(err)) from None
     except OSError as err:  # a TLS file that cannot be read
         raise click.ClickException(f"cannot read a TLS file: {err}") from None
-
-
-def _table(*columns: str, keep: tuple[str, ...] = ()) -> Table:
-    """A table that never cuts the columns in `keep` (ids to copy); others shrink to fit."""
-    table = Table(box=box.SIMPLE_HEAD)
-    for name in columns:
-        if name in keep:
-            table.add_column(name, no_wrap=True, min_width=32)
-        else:
-            table.add_column(name, overflow="fold")
-    return table

@@ -17,7 +17,8 @@ from cmo._convert import duration, graph_to_proto, run_from_proto, step_from_pro
 from cmo._converter import from_json, to_json
 from cmo._graph import Graph
 from cmo._history import RunHistory
-from cmo._rpc import call, open_channel, rpc_error
+from cmo._rpc import address_problem, call, open_channel, rpc_error
+from cmo._rpc import wait_ready as wait_ready_for
 from cmo._telemetry import client_interceptors, trace_metadata
 from cmo._tls import TLSConfig
 from cmo._types import PruneReport, RunInfo, RunStatus, StepInfo
@@ -74,14 +75,20 @@ class Client:
         cls,
         target: str = DEFAULT_TARGET,
         *,
-        wait_ready: float = 10.0,
+        wait_ready: float | None = 10.0,
         tracer_provider: TracerProvider | None = None,
         tenant: str = DEFAULT_NAMESPACE_PART,
         project: str = DEFAULT_NAMESPACE_PART,
         token: str | None = None,
         tls: TLSConfig | bool | None = None,
+        fail_fast: bool = False,
     ) -> Client:
         """Connect to the server at `target` (host:port), waiting up to `wait_ready` s for it.
+
+        `wait_ready=None` waits as long as it takes, logging a warning (less and less often) that
+        it waits: what a worker started before its server wants. `fail_fast` gives up at the
+        first connection that fails (refused, a host name that does not resolve, a TLS handshake
+        refused) rather than waiting for a server to come up, as a command-line tool wants.
 
         Every run, graph and queue the client names lives in the namespace (`tenant`, `project`),
         default/default unless given; `in_namespace` gives a client of another one on the same
@@ -102,8 +109,11 @@ class Client:
             ConnectionError: no server answered within `wait_ready` (over TLS, also: the handshake
                 failed, e.g. an untrusted server certificate or a client certificate refused).
             OSError: a TLS file cannot be read.
-            ValueError: of the $CMO_TLS_* variables, only one of the client certificate and its key is set.
+            ValueError: `target` is a URL (http://...) rather than host:port; or, of the
+                $CMO_TLS_* variables, only one of the client certificate and its key is set.
         """
+        if problem := address_problem(target):
+            raise ValueError(problem)
         if tls is None:
             tls = TLSConfig.from_env()
         elif tls is True:
@@ -113,14 +123,18 @@ class Client:
         bearer = bearer_interceptors(os.environ.get("CMO_TOKEN", "") if token is None else token)
         channel = open_channel(target, interceptors=[*bearer, *interceptors], credentials=credentials)
         try:
-            await asyncio.wait_for(channel.channel_ready(), wait_ready)
-        except TimeoutError:
+            await wait_ready_for(channel, target, timeout=wait_ready, fail_fast=fail_fast)
+        except ConnectionError as err:
             await channel.close()
-            over = " over TLS (or the TLS handshake failed)" if credentials is not None else ""
-            raise ConnectionError(f"no CMO server answered at {target}{over} within {wait_ready:g}s") from None
+            over = " (over TLS: or the TLS handshake failed)" if credentials is not None else ""
+            raise ConnectionError(f"{err}{over}") from None
         client = cls(channel, target=target, tracer_provider=tracer_provider, tenant=tenant, project=project)
         client._traced_channel = bool(interceptors)
         return client
+
+    async def _wait_connected(self) -> None:
+        """Wait, as long as it takes, for the connection to the server (logging that it waits)."""
+        await wait_ready_for(self._channel, self.target, timeout=None)
 
     def in_namespace(self, tenant: str, project: str) -> Client:
         """A client of another namespace sharing this one's connection (closing it leaves the connection open)."""

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cmo._types import FailureInfo, RecordedActivity, RunInfo, RunStatus, StepInfo, WaitInfo
+from cmo._types import FailureInfo, RecordedActivity, RunInfo, RunProgress, RunStatus, StepInfo, WaitInfo
 
 __all__ = ["FORMAT", "RunHistory"]
 
@@ -24,7 +24,10 @@ class RunHistory:
 
     def to_json(self) -> dict[str, Any]:
         """The history as a JSON-shaped document."""
-        return {"format": FORMAT, "run": _plain(asdict(self.run)), "steps": [_plain(asdict(s)) for s in self.steps]}
+        run = _plain(asdict(self.run))
+        if run["progress"] is None:  # an ended run's: histories written before there was progress have none
+            del run["progress"]
+        return {"format": FORMAT, "run": run, "steps": [_plain(asdict(s)) for s in self.steps]}
 
     def dumps(self) -> str:
         """The history as indented JSON text."""
@@ -40,11 +43,12 @@ class RunHistory:
         if doc.get("format") != FORMAT:
             raise ValueError(f"not a run history: format is {doc.get('format')!r}, expected {FORMAT!r}")
         r = doc["run"]
-        waiting = r.get("waiting")
+        waiting, progress = r.get("waiting"), r.get("progress")
         run = RunInfo(
             **{**r, "status": RunStatus[r["status"]], "failure": _failure(r["failure"])}
             | {k: _when(r[k]) for k in ("created_at", "updated_at", "completed_at")}
             | {"waiting": None if waiting is None else WaitInfo(**{**waiting, "until": _when(waiting["until"])})}
+            | {"progress": None if progress is None else _progress(progress)}
         )
         steps = tuple(
             StepInfo(
@@ -79,6 +83,11 @@ def _when(text: str | None) -> datetime | None:
 
 def _failure(data: dict[str, Any] | None) -> FailureInfo | None:
     return None if data is None else FailureInfo(**data)
+
+
+def _progress(data: dict[str, Any]) -> RunProgress:
+    times = {k: _when(data[k]) for k in ("until", "last_poll")}
+    return RunProgress(**{**data, **times, "last_failure": _failure(data["last_failure"])})
 
 
 def _activity(data: dict[str, Any]) -> RecordedActivity:

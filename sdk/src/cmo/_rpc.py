@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -12,7 +13,7 @@ import grpc
 
 from cmo.errors import RpcError
 
-__all__ = ["call", "open_channel", "rpc_error"]
+__all__ = ["address_problem", "call", "open_channel", "rpc_error", "wait_ready"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,66 @@ def open_channel(
     if credentials is None:
         return grpc.aio.insecure_channel(target, interceptors=list(interceptors) or None, options=options)
     return grpc.aio.secure_channel(target, credentials, interceptors=list(interceptors) or None, options=options)
+
+
+def address_problem(target: str) -> str:
+    """What is wrong with a server address given as a URL (`http://host:port`); empty when nothing is."""
+    scheme, sep, rest = target.partition("://")
+    if sep and scheme.lower() in ("http", "https", "grpc", "grpcs"):
+        return f"the address is host:port, without {scheme}://: try {rest.rstrip('/')!r}"
+    return ""
+
+
+async def wait_ready(channel: grpc.aio.Channel, target: str, *, timeout: float | None, fail_fast: bool = False) -> None:
+    """Wait until the channel is connected.
+
+    `timeout` None waits as long as it takes, logging (less and less often) that it waits.
+    `fail_fast` gives up at the first connection attempt that fails (refused, a name that does
+    not resolve, a TLS handshake refused) instead of waiting for a server to come up.
+
+    Raises:
+        ConnectionError: no server answered within `timeout`, or (`fail_fast`) the connection
+            failed; the message says why, as far as gRPC tells.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = None if timeout is None else started + timeout
+    note_at, note_every = started, 1.0
+    state = channel.get_state(try_to_connect=True)
+    while state is not grpc.ChannelConnectivity.READY:
+        now = loop.time()
+        if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            if fail_fast:
+                raise ConnectionError(f"no CMO server at {target}: {await _why_not_connected(channel)}")
+            if timeout is None and now >= note_at:
+                waited = f" (for {now - started:.0f}s)" if now - started >= 1 else ""
+                why = await _why_not_connected(channel)
+                logger.warning("no CMO server at %s yet: %s; waiting for it%s", target, why, waited)
+                note_at, note_every = now + note_every, min(note_every * 2, 60.0)
+        if deadline is not None and now >= deadline:
+            raise ConnectionError(f"no CMO server answered at {target} within {timeout:g}s")
+        # gRPC reconnects with its own back-off meanwhile; each change of state wakes this loop.
+        left = note_every if deadline is None else deadline - now
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(channel.wait_for_state_change(state), left)
+        state = channel.get_state(try_to_connect=True)
+
+
+async def _why_not_connected(channel: grpc.aio.Channel) -> str:
+    """Why the channel is not connected, as gRPC says: the error of a call that does not wait for it."""
+    probe = channel.unary_unary("/grpc.health.v1.Health/Check", request_serializer=bytes, response_deserializer=bytes)
+    try:
+        await probe(b"", timeout=2.0, wait_for_ready=False)
+    except grpc.aio.AioRpcError as err:
+        if err.code() is not grpc.StatusCode.UNAVAILABLE:
+            return "it answers now"
+        details = err.details() or ""
+        if "Connection refused" in details:
+            return "connection refused"
+        if "lookup" in details or "resolving" in details:
+            return "the host name does not resolve"
+        return details.rpartition("last error: ")[2] or err.code().name
+    return "it answers now"
 
 
 def rpc_error(err: grpc.aio.AioRpcError) -> RpcError:

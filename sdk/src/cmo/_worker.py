@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -57,8 +58,11 @@ class _LeaseLost(BaseException):
 class Worker:
     """Runs the nodes of some graphs: polls their task queues with `concurrency` slots.
 
-    `await worker.run()` serves until `shutdown()` is called (say from a SIGTERM handler). In-flight
-    tasks then get `shutdown_grace` seconds to finish; the rest are handed back to the server.
+    `await worker.run()` serves until `shutdown()` is called (say from a SIGTERM handler) or the
+    call is cancelled (as `asyncio.run` does at a first Ctrl-C). In-flight tasks then get
+    `shutdown_grace` seconds to finish; the rest are handed back to the server. A second
+    `shutdown()` (or cancellation) stops it at once. A worker started before its server waits for
+    it, logging that it waits.
 
     Example:
         ```python
@@ -137,6 +141,8 @@ class Worker:
         self._shutdown_grace = shutdown_grace
         self._eager = eager
         self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
+        """Set by a second `shutdown()`: hand the in-flight tasks back now."""
         self._polls: set[asyncio.Task[Any]] = set()
         self._nodes: set[asyncio.Task[Any]] = set()
         self._releasing = False
@@ -168,7 +174,20 @@ class Worker:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Register the graphs and serve until `shutdown()`; returns when drained."""
+        """Register the graphs and serve until `shutdown()` or cancellation; returns when drained."""
+        serving = asyncio.create_task(self._serve(), name=f"cmo-worker-{self.worker_id}")
+        try:
+            await asyncio.shield(serving)
+        except asyncio.CancelledError:
+            if serving.done():
+                raise
+            self.shutdown()  # drain as shutdown() would; cancelled again, `serving` is cancelled and stops at once
+            await serving
+            raise
+
+    async def _register(self) -> None:
+        # Waits for a server that is not up yet (or went away since the client connected), saying so.
+        await self._client._wait_connected()
         for graph in self._graphs.values():
             await self._client.register_graph(graph)
         if self.presence is not None:
@@ -177,11 +196,28 @@ class Worker:
             except RpcError as err:  # a server without a registry still runs the worker
                 logger.warning("worker %s is not in the agent registry: %s", self.worker_id, err)
                 self.presence = None
+
+    async def _serve(self) -> None:
+        registering = asyncio.create_task(self._register())
+        stopping = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait([registering, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not registering.done():  # told to stop while it waited for its server
+            registering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await registering
+            if self.presence is not None:
+                await self.presence.aclose("the worker stopped")
+            logger.info("worker %s stopped before it started", self.worker_id, extra={"worker_id": self.worker_id})
+            return
+        registering.result()
         logger.info(
-            "worker %s serving %s on %s",
+            "worker %s started: %s on task queue%s %s, %d slots",
             self.worker_id,
-            sorted(self._graphs),
-            self.task_queues,
+            ", ".join(f"{g}@{v}" for g, v in sorted(self._graphs)),
+            "s" if len(self.task_queues) > 1 else "",
+            ", ".join(self.task_queues),
+            self._concurrency,
             extra={"worker_id": self.worker_id},
         )
         try:
@@ -195,10 +231,29 @@ class Worker:
             if self._session is not None:
                 await self._session.aclose()
             await close_http_client()
+        logger.info("worker %s stopped", self.worker_id, extra={"worker_id": self.worker_id})
 
     def shutdown(self) -> None:
-        """Stop polling; in-flight tasks finish within the grace period or are handed back."""
-        self._stopping.set()
+        """Stop polling; in-flight tasks finish within the grace period or are handed back.
+
+        Called again, it hands them back at once.
+        """
+        log = {"worker_id": self.worker_id}
+        if not self._stopping.is_set():
+            self._stopping.set()
+            logger.info(
+                "worker %s draining: no new tasks; %d in flight get %gs to finish (stop it again, e.g. a second "
+                "Ctrl-C, to hand them back at once)",
+                self.worker_id,
+                len(self._nodes),
+                self._shutdown_grace,
+                extra=log,
+            )
+        elif not self._hurry.is_set():
+            self._hurry.set()
+            logger.info(
+                "worker %s stopping at once: handing %d task(s) back", self.worker_id, len(self._nodes), extra=log
+            )
 
     def _cancel_pushed(self, task_token: str) -> None:
         """The server says the run of a task running here is being cancelled."""
@@ -214,13 +269,20 @@ class Worker:
             await self.presence.aclose("the worker stopped")
         for poll in list(self._polls):
             poll.cancel()
-        if self._nodes:
-            _, pending = await asyncio.wait(list(self._nodes), timeout=self._shutdown_grace)
-            if pending:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._shutdown_grace
+        hurry = asyncio.create_task(self._hurry.wait())
+        try:
+            while self._nodes and not self._hurry.is_set() and (left := deadline - loop.time()) > 0:
+                await asyncio.wait([*self._nodes, hurry], timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hurry.cancel()
+        if pending := list(self._nodes):
+            if not self._hurry.is_set():
                 logger.info("grace period over: handing %d task(s) back", len(pending))
-                self._releasing = True
-                for node in pending:
-                    node.cancel()
+            self._releasing = True
+            for node in pending:
+                node.cancel()
 
     async def _slot(self) -> None:
         while not self._stopping.is_set():

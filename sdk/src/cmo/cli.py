@@ -1,46 +1,32 @@
-"""`cmoctl`: look at runs and their steps on a CMO server."""
+"""`cmoctl`: look at runs and their steps on a CMO server, and act on them."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from rich.console import Console
 
+from cmo import _cli_render as render
+from cmo._cli_actions import cancel_run, signal_run, terminate_run
 from cmo._cli_agents import agents
 from cmo._cli_auth import auth
-from cmo._cli_common import Server, _run, _table
+from cmo._cli_common import Server, _run
+from cmo._cli_output import console, emit, emit_list, output_option, print_table, working
 from cmo._cli_policy import policy
 from cmo._client import Client, RunHandle
 from cmo._history import RunHistory
 from cmo._tls import TLSConfig
-from cmo._types import RunInfo, RunStatus, WaitInfo
+from cmo._types import RunInfo, RunStatus, StepInfo
+from cmo._version import __version__
 from cmo.durations import parse_duration
 
 __all__ = ["main"]
 
 TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TERMINATED)
-
-T = TypeVar("T")
-
-
-def _when(run: RunInfo) -> str:
-    return run.created_at.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _describe_wait(wait: WaitInfo) -> str:
-    what = f"signal {wait.name!r}" if wait.kind == "signal" else "a timer"
-    until = "" if wait.until is None else f" until {wait.until.strftime('%Y-%m-%d %H:%M:%S')} UTC"
-    return f"{what}{until} (step {wait.step_index}, seq {wait.seq})"
-
-
-def _plain_wait(wait: WaitInfo) -> dict[str, Any]:
-    return {**dataclasses.asdict(wait), "until": None if wait.until is None else wait.until.isoformat()}
 
 
 @click.group()
@@ -87,6 +73,7 @@ def _plain_wait(wait: WaitInfo) -> dict[str, Any]:
     help="PEM file of the client certificate's private key.",
 )
 @click.option("--tls", "tls_on", is_flag=True, help="TLS with the system's CAs, when no --tls-* file is given.")
+@click.version_option(__version__, "--version", prog_name="cmoctl", message="%(prog)s %(version)s")
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -110,7 +97,7 @@ def main(
 
 @main.group()
 def runs() -> None:
-    """List and show runs."""
+    """List, show and act on runs."""
 
 
 @runs.command("list")
@@ -119,104 +106,42 @@ def runs() -> None:
     "--status", type=click.Choice([s.name for s in RunStatus], case_sensitive=False), help="Only this status."
 )
 @click.option("--limit", default=20, show_default=True, help="At most this many runs.")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@output_option
 @click.pass_obj
-def list_runs(server: Server, graph_id: str, status: str | None, limit: int, as_json: bool) -> None:
-    """Runs, newest first."""
+def list_runs(server: Server, graph_id: str, status: str | None, limit: int, output: str) -> None:
+    """Runs, newest first, with what each unfinished one waits for (JSON: one run a line)."""
 
     async def fetch(client: Client) -> list[RunInfo]:
         wanted = RunStatus[status.upper()] if status else None
         return [r async for r in client.list_runs(graph_id=graph_id, status=wanted, limit=limit)]
 
     found = _run(server, fetch)
-    if as_json:
-        for r in found:
-            click.echo(
-                json.dumps(
-                    {
-                        "run_id": r.run_id,
-                        "graph": f"{r.graph_id}@{r.graph_version}",
-                        "status": r.status.name,
-                        "steps": r.step_count,
-                        "created_at": r.created_at.isoformat(),
-                    }
-                )
-            )
+    if output != "table":
+        emit_list(output, [render.run_summary(r) for r in found])
         return
-    table = _table("run id", "graph", "status", "steps", "node", "created", keep=("run id",))
-    for r in found:
-        table.add_row(
-            r.run_id,
-            f"{r.graph_id}@{r.graph_version}",
-            r.status.name if r.waiting is None else f"{r.status.name} ({r.waiting.kind} {r.waiting.name})".strip(),
-            str(r.step_count),
-            r.current_node or "-",
-            _when(r),
-        )
-    Console().print(table)
+    out = console()
+    wide = not out.is_terminal or out.width >= render.WIDE
+    print_table(render.RUN_COLUMNS, [render.run_row(r, wide=wide) for r in found], keep=("run id",), out=out)
 
 
 @runs.command("show")
 @click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True, help="The run and its steps as one JSON document.")
+@output_option
 @click.pass_obj
-def show_run(server: Server, run_id: str, as_json: bool) -> None:
-    """A run and its step table: index, node, attempt, duration, state hash, next."""
+def show_run(server: Server, run_id: str, output: str) -> None:
+    """A run, what it waits for, and its step table: index, node, attempt, duration, state hash, next."""
 
-    async def fetch(client: Client) -> tuple[RunInfo, list[Any]]:
+    async def fetch(client: Client) -> tuple[RunInfo, list[StepInfo]]:
         return await client.get_run(run_id), await client.get_history(run_id)
 
     run, steps = _run(server, fetch)
-    if as_json:
-        doc = {
-            "run_id": run.run_id,
-            "graph_id": run.graph_id,
-            "graph_version": run.graph_version,
-            "status": run.status.name,
-            "result": run.result,
-            "failure": None if run.failure is None else run.failure.message,
-            "waiting": None if run.waiting is None else _plain_wait(run.waiting),
-            "cancel_requested": run.cancel_requested,
-            "steps": [
-                {
-                    "step_index": s.step_index,
-                    "node_id": s.node_id,
-                    "attempt": s.attempt,
-                    "duration_ms": round(s.duration_ms, 3),
-                    "state_hash": s.state_hash,
-                    "next_key": s.next_key,
-                    "next_node": s.next_node,
-                }
-                for s in steps
-            ],
-        }
-        click.echo(json.dumps(doc, indent=2))
+    if output != "table":
+        emit(output, render.run_document(run, steps))
         return
-    console = Console()
-    console.print(
-        f"run [bold]{run.run_id}[/]  graph {run.graph_id}@{run.graph_version}  "
-        f"status [bold]{run.status.name}[/]  steps {run.step_count}  created {_when(run)}"
-    )
-    if run.waiting is not None:
-        console.print(f"waiting for {_describe_wait(run.waiting)}")
-    if run.cancel_requested and not run.status.terminal:
-        console.print("cancel requested: the node stops at its next ctx call")
-    if run.failure is not None:
-        console.print(
-            f"failure at step {run.failure.step_index} ({run.failure.node_id}, attempt "
-            f"{run.failure.attempt}): {run.failure.type}: {run.failure.message}"
-        )
-    table = _table("step", "node", "attempt", "duration ms", "state hash", "next")
-    for s in steps:
-        table.add_row(
-            str(s.step_index),
-            s.node_id,
-            str(s.attempt),
-            f"{s.duration_ms:.1f}",
-            s.state_hash[:12],
-            "END" if s.next_node == "__end__" else f"{s.next_key} -> {s.next_node}",
-        )
-    console.print(table)
+    out = console()
+    for line in render.run_lines(run):
+        out.print(line)
+    print_table(render.STEP_COLUMNS, [render.step_row(s) for s in steps], out=out)
 
 
 @runs.command("fork")
@@ -237,43 +162,6 @@ def fork_run(server: Server, run_id: str, from_step: int, state_file: Any, new_r
         server, lambda client: client.fork(run_id, from_step=from_step, state=state, new_run_id=new_run_id)
     )
     click.echo(handle.run_id)
-
-
-@runs.command("terminate")
-@click.argument("run_id")
-@click.option("--reason", default="terminated by cmoctl", show_default=True, help="Recorded as the failure.")
-@click.pass_obj
-def terminate_run(server: Server, run_id: str, reason: str) -> None:
-    """End a run now: TERMINATED; a worker running its step is refused the checkpoint."""
-    run = _run(server, lambda client: client.terminate(run_id, reason=reason))
-    click.echo(f"run {run.run_id} {run.status.name}")
-
-
-@runs.command("signal")
-@click.argument("run_id")
-@click.argument("name")
-@click.option("--payload", default="null", show_default=True, help="The signal's value, as JSON.")
-@click.option("--request-id", default="", help="Makes a retry safe: a repeat of this id is ignored.")
-@click.pass_obj
-def signal_run(server: Server, run_id: str, name: str, payload: str, request_id: str) -> None:
-    """Send the signal NAME to a run: it wakes ctx.wait_for_signal(NAME), or waits for it."""
-    try:
-        value = json.loads(payload)
-    except json.JSONDecodeError as err:
-        raise click.BadParameter(f"not JSON: {err}", param_hint="--payload") from None
-    delivered = _run(server, lambda client: client.signal(run_id, name, value, request_id=request_id))
-    click.echo(f"run {run_id}: signal {name!r} " + ("delivered" if delivered else "kept until the run waits for it"))
-
-
-@runs.command("cancel")
-@click.argument("run_id")
-@click.option("--reason", default="cancelled by cmoctl", show_default=True, help="Recorded as the failure.")
-@click.pass_obj
-def cancel_run(server: Server, run_id: str, reason: str) -> None:
-    """Ask a run to stop: its node sees it at its next ctx call and the run ends CANCELLED."""
-    run = _run(server, lambda client: client.cancel(run_id, reason=reason))
-    state = run.status.name if run.status.terminal else f"{run.status.name}, cancel requested"
-    click.echo(f"run {run.run_id} {state}")
 
 
 @runs.command("prune")
@@ -302,7 +190,8 @@ def prune_runs(server: Server, older_than: str, statuses: tuple[str, ...], dry_r
     if age <= timedelta(0):
         raise click.BadParameter("must be more than zero", param_hint="--older-than")
     wanted = [RunStatus[s.upper()] for s in statuses] or list(TERMINAL)
-    counts, blobs = _run(server, lambda client: _count_prunable(client, age, wanted))
+    with working(f"counting the runs that ended more than {older_than} ago"):
+        counts, blobs = _run(server, lambda client: _count_prunable(client, age, wanted))
     total = sum(counts.values())
     if not total and not blobs:
         click.echo("nothing to delete")
@@ -318,7 +207,8 @@ def prune_runs(server: Server, older_than: str, statuses: tuple[str, ...], dry_r
             raise click.ClickException("not deleting without confirmation: stdin is not a terminal; pass --yes")
         if not click.confirm("Delete them?", default=False):
             raise click.ClickException("nothing deleted")
-    report = _run(server, lambda client: client.prune_runs(older_than=age, statuses=wanted))
+    with working(f"deleting {total} runs and {blobs} blobs"):
+        report = _run(server, lambda client: client.prune_runs(older_than=age, statuses=wanted))
     click.echo(f"deleted {report.runs} runs and {report.blobs} unreferenced blobs")
 
 
@@ -335,7 +225,8 @@ async def _count_prunable(
 @click.pass_obj
 def export_run(server: Server, run_id: str) -> None:
     """The run and its steps with their activities as JSON (for replay and golden tests)."""
-    history = _run(server, lambda client: client.export_history(run_id))
+    with working(f"exporting run {run_id}"):
+        history = _run(server, lambda client: client.export_history(run_id))
     click.echo(history.dumps())
 
 
@@ -353,7 +244,7 @@ def export_run(server: Server, run_id: str) -> None:
 @click.option("--graph", "graph_specs", multiple=True, metavar="MODULE:ATTR", help="Graph code for --verify.")
 @click.option("--compare", "other_id", metavar="OTHER_RUN", help="Compare step by step with another run.")
 @click.option("--verbose", is_flag=True, help="Show each step's activities and state.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@output_option
 @click.pass_obj
 def replay(
     server: Server,
@@ -365,7 +256,7 @@ def replay(
     graph_specs: tuple[str, ...],
     other_id: str | None,
     verbose: bool,
-    as_json: bool,
+    output: str,
 ) -> None:
     """Time-travel through a run; with --verify, check its code still produces it (exit 1 if not)."""
     from cmo import _cli_replay as replaying
@@ -374,41 +265,32 @@ def replay(
     if history_file:
         history = RunHistory.load(history_file)
     elif target:
-        history = _run(server, lambda client: client.export_history(target))
+        with working(f"exporting run {target}"):
+            history = _run(server, lambda client: client.export_history(target))
     else:
         raise click.UsageError("name a run (RUN_ID or --trace) or a --history file")
-    console = Console()
+    doing = "compared" if other_id else "verified" if verify else "shown"
+    last = history.steps[-1].step_index if history.steps else -1
+    if to_step is not None and to_step > last:
+        _note(f"--to {to_step} is past the run's last step ({last}): all {len(history.steps)} steps are {doing}")
     if other_id:
-        other = _run(server, lambda client: client.export_history(other_id))
-        rows, percent = replaying.compare_table(history, other)
-        if as_json:
-            click.echo(json.dumps({"match_percent": percent, "steps": rows}, indent=2))
-        else:
-            table = _table("step", "node", "other node", "state hash", "other hash", "match")
-            for r in rows:
-                table.add_row(str(r["step_index"]), r["node"] or "-", r["other_node"] or "-",
-                              (r["state_hash"] or "-")[:12], (r["other_state_hash"] or "-")[:12],
-                              "yes" if r["match"] else "[red]no[/]")  # fmt: skip
-            console.print(table)
-            console.print(f"match: {percent:.1f}%")
-        sys.exit(0 if percent == 100.0 else 1)
+        if verify or graph_specs:
+            _note("--verify does not apply with --compare: the two runs' recorded steps were compared, no code ran")
+        with working(f"exporting run {other_id}"):
+            other = _run(server, lambda client: client.export_history(other_id))
+        sys.exit(0 if replaying.compare(history, other, to_step, output) == 100.0 else 1)
     if verify:
         if not graph_specs:
             raise click.UsageError("--verify needs the graph code: --graph module:attr")
         report = replaying.verify(history, replaying.load_graphs(graph_specs), to_step)
-        if as_json:
-            steps = [dataclasses.asdict(v) | {"ok": v.ok} for v in report.steps]
-            click.echo(json.dumps({"run_id": report.run_id, "ok": report.ok, "steps": steps}, indent=2))
-        else:
-            replaying.print_report(console, report, _table("step", "node", "recorded", "replayed", "verdict"))
+        replaying.print_report(report, history, output)
         sys.exit(0 if report.ok else 1)
-    if as_json:
-        doc = history.to_json()
-        doc["steps"] = [s for s in doc["steps"] if to_step is None or s["step_index"] <= to_step]
-        click.echo(json.dumps(doc, indent=2, sort_keys=True))
-        return
-    table = _table("step", "node", "attempt", "state hash", "activities", "next")
-    replaying.print_steps(console, history, to_step, verbose=verbose, table=table)
+    replaying.print_steps(history, to_step, verbose=verbose, output=output)
+
+
+def _note(text: str) -> None:
+    """What an option did that its user may not expect, on stderr (stdout stays the data)."""
+    click.echo(f"note: {text}", err=True)
 
 
 @main.group()
@@ -433,6 +315,9 @@ def a2a_validate(source: Any) -> None:
     )
 
 
+runs.add_command(cancel_run)
+runs.add_command(signal_run)
+runs.add_command(terminate_run)
 main.add_command(agents)
 main.add_command(auth)
 main.add_command(policy)

@@ -2,7 +2,9 @@
 
 Records logged with `extra={"run_id": ..., "step_index": ..., "attempt": ...}` (the engine's and
 the SDK worker's do) show those fields in both formats, and so do the ids of the current span
-when a trace is being recorded, so a log line leads to its run and its trace.
+when a trace is being recorded, so a log line leads to its run and its trace. Any other field
+given in `extra` (the start-up `config`, say) is a field of the line too: a JSON value in JSON
+lines, `key=<JSON>` in text.
 """
 
 from __future__ import annotations
@@ -10,17 +12,23 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import UTC, datetime
 
 from opentelemetry import trace
 
 __all__ = ["configure_logging", "log_formatter"]
 
 _CONTEXT = ("run_id", "step_index", "attempt", "worker_id")
+# What every record has: anything else on one came from `extra`.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
 def _context(record: logging.LogRecord) -> dict[str, object]:
-    """The record's run context, then the current span's trace and span ids (hex, as W3C writes them)."""
+    """The record's run context, its other extra fields, then the current span's trace and span ids (hex)."""
     fields: dict[str, object] = {k: getattr(record, k) for k in _CONTEXT if hasattr(record, k)}
+    fields.update(
+        (k, v) for k, v in vars(record).items() if k not in _STANDARD and k not in fields and not k.startswith("_")
+    )
     span = trace.get_current_span().get_span_context()
     if span.is_valid:
         fields["trace_id"] = trace.format_trace_id(span.trace_id)
@@ -31,7 +39,8 @@ def _context(record: logging.LogRecord) -> dict[str, object]:
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            # ISO 8601 in UTC, to the millisecond, with its offset: sortable and unambiguous.
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -51,7 +60,12 @@ class _TextFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
         fields = _context(record)
-        return line + "".join(f" {k}={v}" for k, v in fields.items()) if fields else line
+        return line + "".join(f" {k}={_text(v)}" for k, v in fields.items()) if fields else line
+
+
+def _text(value: object) -> str:
+    """A field's value in a text line: as it prints, or as JSON when it is a structure."""
+    return json.dumps(value, default=str) if isinstance(value, dict | list | tuple) else str(value)
 
 
 def log_formatter(fmt: str) -> logging.Formatter:

@@ -9,9 +9,11 @@ reported, with the setting it most likely misspells.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -19,6 +21,7 @@ from typing import Any, TypeVar
 import click
 
 from cmo_server._logging import configure_logging
+from cmo_server._version import __version__
 from cmo_server.app import open_store, serve_forever
 from cmo_server.blob import BlobStoreUnavailable
 from cmo_server.config import (
@@ -118,7 +121,7 @@ def _config(flags: dict[str, Any], *, metrics_by_default: bool = False, **fixed:
     configure_logging(config.telemetry.log_level, config.telemetry.log_format)
     for warning in unknown_settings(os.environ):
         logger.warning("%s", warning)
-    logger.info("configuration %s", json.dumps(config.redacted()))
+    logger.info("configuration", extra={"config": config.redacted()})
     return config
 
 
@@ -146,18 +149,53 @@ def _require_auth_decision(config: ServerConfig) -> None:
     logger.warning("CMO_AUTH=none: every caller may read and change every namespace; do not expose this port")
 
 
+def _check_free(address: str, flag: str) -> None:
+    """Fail with one line if `address` (HOST:PORT) is taken, before anything starts to listen.
+
+    gRPC would only say that it failed to bind, with a traceback; the metrics endpoint, after the
+    gRPC port is open. A race with another process remains, and is reported less kindly.
+    """
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return
+    try:
+        found = socket.getaddrinfo(
+            host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError:
+        return  # a host that does not resolve: the server's own error names it
+    for family, kind, proto, _, where in found:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does: TIME_WAIT is no clash
+            try:
+                probe.bind(where)
+            except OSError as err:
+                if err.errno in (errno.EADDRINUSE, errno.EACCES):
+                    raise click.ClickException(
+                        f"cannot listen on {address}: {err.strerror} (another cmo-server?); give another with {flag}"
+                    ) from None
+
+
 def _serve(config: ServerConfig) -> None:
+    _check_free(config.listen, "--listen or $CMO_LISTEN")
+    if config.telemetry.metrics_listen:
+        _check_free(config.telemetry.metrics_listen, "--metrics-listen or $CMO_METRICS_LISTEN ('' turns it off)")
     try:
         asyncio.run(serve_forever(config))
     except BlobStoreUnavailable as err:  # unreachable S3, refused credentials, missing bucket
         raise click.ClickException(f"blob store: {err}") from None
     except ConfigError as err:  # a file a setting names, read at start: a key, a certificate, the subjects
         raise click.ClickException(str(err)) from None
+    except RuntimeError as err:  # taken between the check above and gRPC's bind, or not an address of this host
+        if "Failed to bind" not in str(err):
+            raise
+        raise click.ClickException(f"cannot listen on {config.listen}; give another with --listen") from None
     except ExceptionGroup:  # its traceback was logged when the loop crashed
         raise click.ClickException("stopped: a background loop crashed (the log above says which and why)") from None
 
 
 @click.group()
+@click.version_option(__version__, "--version", prog_name="cmo-server", message="%(prog)s %(version)s")
 def main() -> None:
     """The CMO orchestrator. Settings: CMO_* and the standard variables, flags win (see `config`)."""
 

@@ -31,6 +31,8 @@ class StepVerdict:
     """Empty when the step could not be replayed."""
     problem: str
     """Empty when the step matched: same activities, same state hash, same next key."""
+    replayed_state: Any = None
+    """The state the code produced (JSON-shaped), to compare with the record's; None when it could not be replayed."""
 
     @property
     def ok(self) -> bool:
@@ -101,8 +103,8 @@ class Replayer:
         return ReplayReport(run.run_id, tuple(verdicts))
 
     async def _replay_step(self, graph: Graph[Any], history: RunHistory, step: Any, before: Any) -> StepVerdict:
-        def verdict(replayed: str, problem: str) -> StepVerdict:
-            return StepVerdict(step.step_index, step.node_id, step.state_hash, replayed, problem)
+        def verdict(replayed: str, problem: str, state: Any = None) -> StepVerdict:
+            return StepVerdict(step.step_index, step.node_id, step.state_hash, replayed, problem, state)
 
         node = graph.nodes.get(step.node_id)
         if node is None:
@@ -136,15 +138,16 @@ class Replayer:
             return verdict("", str(err))
         except Exception as err:
             return verdict("", f"the node raised {type(err).__name__}: {err}")
-        replayed = state_hash(canonical_json(to_json(result.state)))
+        state = to_json(result.state)
+        replayed = state_hash(canonical_json(state))
         made = _calls_made(step)
         if runner.calls < made:
-            return verdict(replayed, f"the code made {runner.calls} activity calls, the record has {made}")
+            return verdict(replayed, f"the code made {runner.calls} activity calls, the record has {made}", state)
         if result.next != step.next_key:
-            return verdict(replayed, f"next key {result.next!r}, recorded {step.next_key!r}")
+            return verdict(replayed, f"next key {result.next!r}, recorded {step.next_key!r}", state)
         if replayed != step.state_hash:
-            return verdict(replayed, f"state hash {replayed[:12]}, recorded {step.state_hash[:12]}")
-        return verdict(replayed, "")
+            return verdict(replayed, f"state hash {replayed[:12]}, recorded {step.state_hash[:12]}", state)
+        return verdict(replayed, "", state)
 
 
 def _calls_made(step: Any) -> int:
