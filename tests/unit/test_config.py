@@ -32,6 +32,7 @@ from cmo_server.config import (
     StoreConfig,
     TelemetryConfig,
     TLSConfig,
+    UIConfig,
     parse_otlp_headers,
     unknown_settings,
 )
@@ -114,6 +115,7 @@ BAD_VALUES: list[tuple[str, str, dict[str, str]]] = [
     ("NATS_URL", "http://nats:4222", {}),
     ("REDIS_HOST", "/var/run/redis", {}),
     ("REDIS_PORT", "0", {"REDIS_HOST": "redis"}),
+    ("CMO_UI_LISTEN", "8233", {}),
 ]
 # Read as given: any text is a valid value.
 FREE_TEXT = {
@@ -138,6 +140,7 @@ GROUPS = (
     PolicyConfig,
     RateLimitConfig,
     TLSConfig,
+    UIConfig,
 )
 # Environment variables hold no NUL, and no lone surrogates but the \udc80-\udcff of undecodable bytes.
 text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1)
@@ -391,11 +394,27 @@ def test_config_shows_the_settings_by_group():
         "tls",
         "policy",
         "rates",
+        "ui",
     }
+    assert shown["ui"] == {"listen": "off"}
     assert shown["store"] == {"database_url": "postgresql://h/db", "sqlite_path": "", "pool_size": 8}
     assert shown["limits"]["task_lease_s"] == 30
     assert shown["retention"]["older_than"] == str(timedelta(days=30))
     assert shown["messaging"] == {"redis_url": "", "nats_url": "", "a2a_keys": [], "a2a_prefix": "qa"}
+
+
+def test_the_web_ui_is_off_unless_asked_for_and_on_beside_the_grpc_port_for_start_dev():
+    assert not ServerConfig.from_env({}).ui.enabled
+    assert ServerConfig.from_env({"CMO_UI_LISTEN": "0.0.0.0:9000"}).ui == UIConfig(listen="0.0.0.0:9000")
+    dev = ServerConfig.from_env({}).with_dev_ui({})
+    assert dev.ui == UIConfig(listen="127.0.0.1:8233", optional=True)  # a port in use: no UI, a warning
+    everywhere = ServerConfig.from_env({"CMO_LISTEN": "0.0.0.0:7233"})
+    assert everywhere.with_dev_ui({}).ui.listen == "0.0.0.0:8233"
+    assert not ServerConfig.from_env({"CMO_UI_LISTEN": ""}).with_dev_ui({"CMO_UI_LISTEN": ""}).ui.enabled
+    chosen = {"CMO_UI_LISTEN": "127.0.0.1:9999"}
+    assert ServerConfig.from_env(chosen).with_dev_ui(chosen).ui == UIConfig(listen="127.0.0.1:9999")
+    with pytest.raises(ConfigError, match="CMO_UI_LISTEN has no valid port"):
+        ServerConfig.from_env({"CMO_UI_LISTEN": "127.0.0.1:70000"})
 
 
 @pytest.mark.parametrize(

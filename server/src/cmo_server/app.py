@@ -1,6 +1,7 @@
 """A running orchestrator: a store, an engine and the gRPC server in front of them.
 
-Its background loops (the health monitor, the retention schedule, and the engine's own) run in a
+Its background loops (the health monitor, the retention schedule, the web UI's HTTP server, and
+the engine's own) run in a
 task group of the server's: one that crashes is logged, stops the others and the server, and
 `CmoServer.running` raises it as an ExceptionGroup, so that a replica does not go on serving
 with part of its work silently stopped.
@@ -32,6 +33,7 @@ from cmo_server.blob import open_blob_store
 from cmo_server.config import ConfigError, ServerConfig, TelemetryConfig
 from cmo_server.engine import Engine
 from cmo_server.errors import CmoServerError
+from cmo_server.http import UiServer, ui_app
 from cmo_server.policy import DecisionLog, PolicyGates, PolicyReloader
 from cmo_server.progress import Explainer, PollerBook, ProgressStore
 from cmo_server.ratelimit import NamespaceRates
@@ -99,6 +101,9 @@ class CmoServer:
         """The agent registry this server keeps."""
         self.policies: PolicyReloader | None = None
         """What keeps the policies in force current, when there are policies."""
+        self.ui_port = 0
+        """The bound port of the web UI (CMO_UI_LISTEN); 0 when it is off."""
+        self._ui: UiServer | None = None
 
     @classmethod
     @asynccontextmanager
@@ -183,6 +188,24 @@ class CmoServer:
                     service_handler(REFLECTION, reflection_servicer),
                 )
             )
+            ui = None
+            if config.ui.enabled:  # bound before gRPC starts: an address in use stops the start first
+                ui = UiServer(
+                    ui_app(
+                        engine,
+                        registry=registry,
+                        explainer=explainer,
+                        pollers=pollers,
+                        authenticator=auth,
+                        max_body=max_message,
+                    ),
+                    config.ui.listen,
+                    optional=config.ui.optional,
+                    grace=config.shutdown_grace.total_seconds(),
+                )
+                stack.push_async_callback(ui.aclose)  # its socket, if the start fails after this
+                if not ui.bind():
+                    ui = None
             if credentials is None:
                 port = server.add_insecure_port(config.listen)
             else:
@@ -214,6 +237,8 @@ class CmoServer:
                 metrics_port = endpoint.port
             this = cls(server, engine, health_servicer, port, metrics=metrics, metrics_port=metrics_port)
             this.registry = registry
+            if ui is not None:
+                this._ui, this.ui_port = ui, ui.port
             if gates is not None:
                 stack.callback(gates.decisions.close)
                 this.policies = PolicyReloader(config.policy.directory, gates)
@@ -221,6 +246,8 @@ class CmoServer:
             loops = await stack.enter_async_context(asyncio.TaskGroup())
             this._loops.append(loops.create_task(log_crash("the health monitor", monitor.run), name="cmo-health"))
             this._loops.append(loops.create_task(log_crash("the agent registry", registry.run), name="cmo-registry"))
+            if this._ui is not None:
+                this._loops.append(loops.create_task(log_crash("the web UI", this._ui.run), name="cmo-ui"))
             if this.policies is not None:
                 this._loops.append(
                     loops.create_task(log_crash("the policy reloader", this.policies.run), name="cmo-policy")
@@ -263,6 +290,8 @@ class CmoServer:
             return
         self._stopped = True
         logger.info("shutting down: not serving, finishing in-flight calls (grace %.1fs)", grace)
+        if self._ui is not None:
+            await self._ui.aclose()  # before the loops are cancelled: its requests in flight finish
         for loop in self._loops:
             loop.cancel()  # the health monitor first of all: the status stays NOT_SERVING from here on
         if self._loops:
@@ -407,6 +436,12 @@ async def serve_forever(config: ServerConfig, *, announce: bool = True) -> None:
         logger.info("serving on %s", address)
         if announce:
             print(f"cmo-server listening on {address}", flush=True)
+        if server.ui_port:
+            ui_host = config.ui.listen.rpartition(":")[0]
+            ui_address = f"http://{'127.0.0.1' if ui_host in ('0.0.0.0', '') else ui_host}:{server.ui_port}"
+            logger.info("web UI on %s", ui_address)
+            if announce:
+                print(f"web UI on {ui_address}", flush=True)
         if server.policies is not None:
             loop.add_signal_handler(signal.SIGHUP, server.policies.reload_now)
         await stop.wait()

@@ -203,8 +203,8 @@ def main() -> None:
 @main.command("start-dev")
 @_options("sqlite_path", *SERVE)
 def start_dev(**flags: Any) -> None:
-    """Serve on the embedded SQLite file: no database server needed."""
-    _serve(_config(flags, database_url=""))
+    """Serve on the embedded SQLite file, with the web UI: no database server needed."""
+    _serve(_config(flags, database_url="").with_dev_ui())
 
 
 @main.command()

@@ -5,7 +5,8 @@
 (the database), `config.blob` (large payloads and artifacts), `config.limits` (the engine's),
 `config.telemetry` (logs, metrics, traces), `config.retention`, `config.messaging` (A2A),
 `config.auth` (who may call), `config.tls` (TLS and client certificates on the gRPC port) and
-`config.policy` (the Rego policies) and `config.rates` (per-namespace rate limits).
+`config.policy` (the Rego policies), `config.rates` (per-namespace rate limits) and `config.ui`
+(the web UI).
 A bad value raises `ConfigError`, whose `variable` names it. Secrets (the database and Redis
 passwords, the S3 secret key, the OTLP header values) never show in `repr(config)` nor in
 `config.redacted()`, the form that is printed and logged. `unknown_settings` points out a
@@ -33,6 +34,7 @@ from cmo_server.config._telemetry import (
     parse_otlp_headers,
 )
 from cmo_server.config._tls import TLSConfig, TLSMaterial
+from cmo_server.config._ui import UI_PORT, UIConfig
 from cmo_server.config._unknown import unknown_settings
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "SSL_MODES",
     "TERMINAL_STATUSES",
     "TRACES_EXPORTERS",
+    "UI_PORT",
     "BlobConfig",
     "ConfigError",
     "EngineLimits",
@@ -59,6 +62,7 @@ __all__ = [
     "TLSConfig",
     "TLSMaterial",
     "TelemetryConfig",
+    "UIConfig",
     "metrics_listen_beside",
     "parse_otlp_headers",
     "unknown_settings",

@@ -19,6 +19,7 @@ from cmo_server.config._retention import RetentionConfig
 from cmo_server.config._store import StoreConfig
 from cmo_server.config._telemetry import TelemetryConfig, metrics_listen_beside
 from cmo_server.config._tls import TLSConfig
+from cmo_server.config._ui import UIConfig
 
 __all__ = ["ServerConfig"]
 
@@ -60,6 +61,8 @@ class ServerConfig:
     """The Rego policies gating steps and registrations."""
     rates: RateLimitConfig = field(default_factory=RateLimitConfig)
     """Per-namespace call rates and streams per connection."""
+    ui: UIConfig = field(default_factory=UIConfig)
+    """The web UI (off unless CMO_UI_LISTEN is set; `start-dev` turns it on, see `with_dev_ui`)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, metrics_by_default: bool = False) -> ServerConfig:
@@ -95,9 +98,14 @@ class ServerConfig:
             tls=TLSConfig.from_env(env),
             policy=PolicyConfig.from_env(env),
             rates=RateLimitConfig.from_env(env),
+            ui=UIConfig.from_env(env),
         )
         config.validate()
         return config
+
+    def with_dev_ui(self, env: Mapping[str, str] | None = None) -> ServerConfig:
+        """This config with the web UI on (`start-dev`): the gRPC host, port 8233, unless CMO_UI_LISTEN is set."""
+        return replace(self, ui=self.ui.beside(self.listen, os.environ if env is None else env))
 
     @classmethod
     def variables(cls) -> frozenset[str]:
@@ -149,6 +157,7 @@ class ServerConfig:
             "tls": self.tls.redacted(),
             "policy": self.policy.redacted(),
             "rates": self.rates.redacted(),
+            "ui": self.ui.redacted(),
         }
 
 

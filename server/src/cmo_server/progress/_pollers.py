@@ -54,3 +54,12 @@ class PollerBook:
         workers = self._by_queue.get((namespace, queue), {})
         found = [p for p in workers.values() if graph_key in p.graph_keys]
         return sorted(found, key=lambda p: p.last_poll, reverse=True)
+
+    def in_namespace(self, namespace: Namespace) -> list[Poller]:
+        """Every poller seen in `namespace`, by queue, latest first within a queue."""
+        found = [p for (ns, _), workers in self._by_queue.items() if ns == namespace for p in workers.values()]
+        return sorted(found, key=lambda p: (p.task_queue, -p.last_poll.timestamp()))
+
+    def namespaces(self) -> list[Namespace]:
+        """The namespaces some worker was seen polling in, sorted."""
+        return sorted({ns for ns, _ in self._by_queue})
