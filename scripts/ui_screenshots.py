@@ -64,7 +64,9 @@ async def main() -> None:
             for text in TICKETS:
                 await (await client.start(triage, Ticket(text))).result(timeout=30)
             waiting = await client.start(refund, {"order": "A-1042"})
-            while (await waiting.describe()).status is not cmo.RunStatus.WAITING:
+            for _ in range(100):  # the worker reaches the signal in a few steps' time
+                if (await waiting.describe()).status is cmo.RunStatus.WAITING:
+                    break
                 await asyncio.sleep(0.1)
             base = f"http://127.0.0.1:{server.ui_port}/"
             async with async_playwright() as playwright:
