@@ -147,15 +147,20 @@ async def running_worker(
     name: str = "worker",
     timed: bool = False,
     unary: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[int]:
-    """Start the bench worker process (`python -m bench.worker`); yields its pid."""
+    """Start the bench worker process (`python -m bench.worker`); yields its pid.
+
+    `env` is extra environment, e.g. CMO_TOKEN for a server with authentication on.
+    """
     log = workdir / f"{name}.log"
     cmd = [sys.executable, "-m", "bench.worker", "--address", address, "--concurrency", str(concurrency)]
     if timed:
         cmd.append("--timings")
     if unary:
         cmd.append("--unary")
-    proc = await _spawn(cmd, log=log, env={"BENCH_TIMINGS_OUT": str(workdir / f"{name}-timings.json")})
+    env = {**(env or {}), "BENCH_TIMINGS_OUT": str(workdir / f"{name}-timings.json")}
+    proc = await _spawn(cmd, log=log, env=env)
     try:
         yield proc.pid
         if proc.returncode is not None:

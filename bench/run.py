@@ -1,12 +1,13 @@
 """Run the CMO benchmarks against real processes; print one JSON line per workload and backend.
 
-    uv run python bench/run.py [--backend sqlite|postgres|all] [--workload W1|W1A|W1H|W2|W3|WB|all] [--quick]
+    uv run python bench/run.py [--backend sqlite|postgres|all] [--workload W1|W1A|W1H|W1P|W2|W3|WB|all] [--quick]
 
 Each (backend, workload) pair gets a fresh database, its own `cmo-server` process and its own
 worker process (`python -m bench.worker`); the client runs here. Postgres is
 $CMO_BENCH_POSTGRES_URL (a server URL; a fresh database is created on it for each workload and
 dropped after) or else a throwaway cluster made with tests/support/postgres.py. Progress goes to
-stderr, results to stdout. See bench/README.md.
+stderr, results to stdout. W1P runs a second server and worker beside the first, on a database of
+their own, with authentication and the step gates on (bench/policy_gates.py). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import cmo  # noqa: E402
 from bench.cpu import CpuMeter, calibrate, process_tree  # noqa: E402
 from bench.graphs import HTTP_URL_VARIABLE  # noqa: E402
 from bench.http_server import local_http_server  # noqa: E402
+from bench.policy_gates import OFF_ENV, Secured, decision_timings, secured  # noqa: E402
 from bench.processes import ServerSpec, layer_timings, py_spy, running_server, running_worker, tail  # noqa: E402
 from bench.server_main import PATCHES  # noqa: E402
 from bench.workloads import WORKLOADS, Workload, wait_until_registered  # noqa: E402
@@ -170,20 +172,46 @@ async def run_one(
     breakdown: bool,
     patches: list[str],
     unary: bool = False,
+    compared: Secured | None = None,
 ) -> dict[str, Any]:
-    """Start the server and worker, run the workload, stop both."""
+    """Start the server and worker (and `compared`'s, for W1P), run the workload, stop them."""
     timings: dict[str, dict[str, Any]] = {}
-    async with (
-        running_server(spec, workdir, timed=breakdown, patches=patches) as (address, server_pid),
-        running_worker(
-            address, workdir, concurrency=workload.worker_concurrency, timed=breakdown, unary=unary
-        ) as worker_pid,
-        await cmo.Client.connect(address, wait_ready=30.0) as client,
-    ):
-        await wait_until_registered(client)
+    decisions: dict[str, Any] = {}
+    async with contextlib.AsyncExitStack() as processes:
+        pids: dict[str, int] = {}
+
+        async def started(arm: ServerSpec, role: str = "", token: str | None = None) -> cmo.Client:
+            """A server on `arm` and a worker serving it (`server{role}`, `worker{role}`); a client of them.
+
+            `token`: what the worker and the client send (None: $CMO_TOKEN, if set).
+            """
+            address, pids[f"server{role}"] = await processes.enter_async_context(
+                running_server(arm, workdir, name=f"server{role}", timed=breakdown, patches=patches)
+            )
+            pids[f"worker{role}"] = await processes.enter_async_context(
+                running_worker(
+                    address,
+                    workdir,
+                    name=f"worker{role}",
+                    concurrency=workload.worker_concurrency,
+                    timed=breakdown,
+                    unary=unary,
+                    env={"CMO_TOKEN": token} if token is not None else None,
+                )
+            )
+            connected = await processes.enter_async_context(
+                await cmo.Client.connect(address, wait_ready=30.0, token=token)
+            )
+            await wait_until_registered(connected)
+            return connected
+
+        extra: dict[str, Any] = {}
+        # W1P's servers are off and on whatever the environment says; so are their callers' tokens.
+        client = await started(spec, token="" if compared is not None else None)
+        if compared is not None:
+            extra["compared"] = await started(compared.spec, "_on", compared.token)
         load_before = round(os.getloadavg()[0], 2)
         calibration = calibrate()
-        pids = {"server": server_pid, "worker": worker_pid}
         meter = CpuMeter({**pids, "database": spec.database_pids} if spec.database_pids else pids)
 
         @contextlib.asynccontextmanager
@@ -193,23 +221,31 @@ async def run_one(
                     await stack.enter_async_context(py_spy(pids, profile_dir))
                 if breakdown:
                     await stack.enter_async_context(layer_timings(pids, workdir, timings))
+                if compared is not None:
+                    stack.enter_context(decision_timings(compared.decision_log, decisions))
                 with meter:
                     yield
 
-        extra: dict[str, Any] = {}
         if workload.needs_storage:
             assert spec.storage is not None
             extra["storage"] = spec.storage
         numbers = await workload.run(client, measured=measured, **sizes, **extra)
-    steps = numbers["n"] * numbers["steps_per_run"]
+    arms = 2 if compared is not None else 1
+    steps = numbers["n"] * numbers["steps_per_run"] * arms
     numbers.update(machine_numbers(workload.name, meter, steps, load_before=load_before, calibration=calibration))
+    if compared is not None:
+        # Each arm's own server and worker per step of that arm; the shared processes per step of both.
+        own = meter.per_step_ms(steps // arms)
+        numbers["cpu_ms_per_step"].update({role: own[role] for role in pids})
+        numbers["decisions"] = {**decisions, "per_run": round(decisions["count"] / numbers["n"], 2)}
     if breakdown:
+        role_steps = steps // arms  # every timed process serves one arm
         numbers["breakdown"] = {
             role: {
                 label: {
-                    "calls_per_step": round(t["calls"] / steps, 3),
+                    "calls_per_step": round(t["calls"] / role_steps, 3),
                     "mean_ms": round(1000 * t["total_s"] / t["calls"], 3) if t["calls"] else 0.0,
-                    "ms_per_step": round(1000 * t["total_s"] / steps, 3),
+                    "ms_per_step": round(1000 * t["total_s"] / role_steps, 3),
                 }
                 for label, t in by_label.items()
             }
@@ -342,7 +378,12 @@ def measure(
     sizes = workload.sizes(quick=args.quick, scale=args.scale)
     log(f"{workdir.name}: {workload.description} {sizes}")
     try:
-        with fresh_database(workdir.name) as spec:
+        with contextlib.ExitStack() as databases:
+            spec = databases.enter_context(fresh_database(workdir.name))
+            compared = None
+            if workload.compared:
+                compared = secured(databases.enter_context(fresh_database(f"{workdir.name}-on")), workdir)
+                spec = dataclasses.replace(spec, env={**spec.env, **OFF_ENV})
             numbers = asyncio.run(
                 run_one(
                     workload,
@@ -353,6 +394,7 @@ def measure(
                     breakdown=args.breakdown,
                     patches=args.patch,
                     unary=args.worker_calls == "unary",
+                    compared=compared,
                 )
             )
     except Exception as err:  # report, and go on with the other workloads
@@ -371,6 +413,7 @@ def measure(
         "worker_calls": args.worker_calls,
         **({"patches": args.patch} if args.patch else {}),
         "server": spec.description,
+        **({"compared_with": compared.spec.description} if compared is not None else {}),
     }
     if profile_dir is not None:
         (profile_dir / "result.json").write_text(json.dumps(line, indent=1))

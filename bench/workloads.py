@@ -1,5 +1,5 @@
-"""The workloads: W1 sequential latency (W1A, W1H with activities), W2 throughput, W3 per-step overhead,
-WB the bytes a large unchanged state field costs.
+"""The workloads: W1 sequential latency (W1A, W1H with activities, W1P against a second server), W2
+throughput, W3 per-step overhead, WB the bytes a large unchanged state field costs.
 
 Each takes a connected client (the worker is already serving) and returns the numbers of one
 JSON line. Timings are wall clock in the bench process: from just before `client.start` to
@@ -39,6 +39,7 @@ __all__ = [
     "chain_numbers",
     "percentile",
     "three_step_numbers",
+    "w1_compared",
     "wait_until_registered",
 ]
 
@@ -70,6 +71,9 @@ class Workload:
     """`run` takes `storage`, which measures the bytes the server has stored."""
     needs_http: bool = False
     """The worker's nodes call the local HTTP server (bench/http_server.py)."""
+    compared: bool = False
+    """`run` takes `compared`, a client of a second server and worker that `run.py` starts beside the
+    first with authentication and the step gates on (bench/policy_gates.py)."""
 
     def sizes(self, *, quick: bool = False, scale: float = 1.0) -> dict[str, int]:
         """The keyword arguments of `run`."""
@@ -184,6 +188,44 @@ async def w1_sequential(
         latencies = [await _three_step_run(client, starts, graph) for _ in range(runs)]
         elapsed = time.perf_counter() - t0
     return {**three_step_numbers(latencies, elapsed, warmup=warmup), "start_p50_ms": _ms(percentile(starts, 50))}
+
+
+async def w1_compared(
+    client: cmo.Client,
+    *,
+    compared: cmo.Client,
+    runs: int,
+    warmup: int,
+    rounds: int,
+    measured: Measured = _nothing,
+) -> dict[str, Any]:
+    """W1P: W1 on two servers in alternating rounds, `client`'s ("off") and `compared`'s ("on").
+
+    Each round makes `runs / rounds` runs on one server, then as many on the other, the first of
+    the two changing from round to round, so the machine's drift hits both alike.
+    """
+    arms = {"off": client, "on": compared}
+    for arm_client in arms.values():
+        for _ in range(warmup):
+            await _three_step_run(arm_client)
+    latencies: dict[str, list[float]] = {arm: [] for arm in arms}
+    elapsed = dict.fromkeys(arms, 0.0)
+    per_round = max(1, runs // rounds)
+    async with measured():
+        for index in range(rounds):
+            for arm in ("off", "on") if index % 2 == 0 else ("on", "off"):
+                t0 = time.perf_counter()
+                latencies[arm] += [await _three_step_run(arms[arm]) for _ in range(per_round)]
+                elapsed[arm] += time.perf_counter() - t0
+    numbers = {arm: three_step_numbers(latencies[arm], elapsed[arm], warmup=warmup) for arm in arms}
+    return {
+        "n": per_round * rounds,
+        "warmup": warmup,
+        "steps_per_run": 3,
+        "rounds": rounds,
+        **{f"delta_{q}": round(numbers["on"][q] - numbers["off"][q], 3) for q in ("p50_ms", "p95_ms", "p99_ms")},
+        **numbers,
+    }
 
 
 async def w2_concurrent(client: cmo.Client, *, runs: int, warmup: int, measured: Measured = _nothing) -> dict[str, Any]:
@@ -323,6 +365,17 @@ WORKLOADS: dict[str, Workload] = {
             target="p50_ms <= 10.9",
             meets=lambda r: r["p50_ms"] <= 10.9,
             needs_http=True,
+        ),
+        Workload(
+            "W1P",
+            "W1 alternately on a server without and one with authentication (jwt) and the step gates (policies/)",
+            worker_concurrency=8,
+            full={"runs": 300, "warmup": 30, "rounds": 10},
+            quick={"runs": 50, "warmup": 10, "rounds": 5},
+            run=w1_compared,
+            target="delta_p50_ms <= 0.5 (on - off)",
+            meets=lambda r: r["delta_p50_ms"] <= 0.5,
+            compared=True,
         ),
         Workload(
             "W2",
