@@ -23,8 +23,11 @@ from cmo_server.domain import (
     Wait,
     split_graph_key,
 )
+from cmo_server.progress import TaskSnapshot
 
 __all__ = [
+    "TASK_SNAPSHOT_COLUMNS",
+    "task_snapshot_from_row",
     "ACTIVITY_COLUMNS",
     "ON_RECORD_CONFLICT",
     "REPLACEABLE_RECORD",
@@ -167,6 +170,36 @@ def activity_from_row(row: Sequence[Any], to_datetime: Callable[[Any], datetime]
         error=None if row[5] is None else Failure.from_json(json.loads(row[5])),
         attempt=row[6],
         recorded_at=to_datetime(row[7]),
+    )
+
+
+TASK_SNAPSHOT_COLUMNS = """run_id, step_index, node_id, task_queue, graph_key, attempt, failures, visible_at,
+    lease_owner, last_failure, wait_kind, wait_name, wait_until"""
+"""The columns `task_snapshot_from_row` reads, in order (each backend may wrap visible_at)."""
+
+
+def task_snapshot_from_row(
+    row: Sequence[Any], to_datetime: Callable[[Any], datetime | None], now: datetime
+) -> TaskSnapshot:
+    """A run's task as it stands, from a row of TASK_SNAPSHOT_COLUMNS.
+
+    `to_datetime` reads a time column (None for a task waiting with no time set).
+    """
+    return TaskSnapshot(
+        run_id=row[0],
+        step_index=row[1],
+        node_id=row[2],
+        task_queue=row[3],
+        graph_key=row[4],
+        attempt=row[5],
+        failures=row[6],
+        visible_at=to_datetime(row[7]),
+        lease_owner=row[8],
+        last_failure=None if row[9] is None else Failure.from_json(json.loads(row[9])),
+        wait_kind=row[10],
+        wait_name=row[11],
+        wait_until=to_datetime(row[12]),
+        now=now,
     )
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
+from datetime import datetime
 
-from cmo_server.domain import Failure, Namespace
+from cmo_server.domain import Namespace
 from cmo_server.progress import TaskSnapshot
+from cmo_server.store._rows import TASK_SNAPSHOT_COLUMNS, task_snapshot_from_row
 from cmo_server.store.sqlite._db import dt, now_us
 from cmo_server.store.sqlite._waits import NEVER
 
@@ -15,11 +16,11 @@ __all__ = ["SqliteProgress"]
 
 MAX_RUNS = 500
 """Run ids per statement (SQLite's variable limit is far above it)."""
-SELECT = """
-    SELECT run_id, step_index, node_id, task_queue, graph_key, attempt, failures, visible_at, lease_owner,
-           last_failure, wait_kind, wait_name, wait_until
-      FROM tasks WHERE namespace = ? AND run_id IN ({marks})
-"""
+SELECT = f"SELECT {TASK_SNAPSHOT_COLUMNS} FROM tasks WHERE namespace = ? AND run_id IN ({{marks}})"
+
+
+def _time(us: int | None) -> datetime | None:
+    return None if us is None or us >= NEVER else dt(us)  # a waiting task is visible at NEVER
 
 
 def current_tasks(conn: sqlite3.Connection, namespace: Namespace, run_ids: Sequence[str]) -> dict[str, TaskSnapshot]:
@@ -28,24 +29,8 @@ def current_tasks(conn: sqlite3.Connection, namespace: Namespace, run_ids: Seque
     ids = list(dict.fromkeys(run_ids))
     for start in range(0, len(ids), MAX_RUNS):
         chunk = ids[start : start + MAX_RUNS]
-        sql = SELECT.format(marks=", ".join("?" * len(chunk)))
-        for row in conn.execute(sql, [str(namespace), *chunk]):
-            found[row[0]] = TaskSnapshot(
-                run_id=row[0],
-                step_index=row[1],
-                node_id=row[2],
-                task_queue=row[3],
-                graph_key=row[4],
-                attempt=row[5],
-                failures=row[6],
-                visible_at=None if row[7] >= NEVER else dt(row[7]),
-                lease_owner=row[8],
-                last_failure=None if row[9] is None else Failure.from_json(json.loads(row[9])),
-                wait_kind=row[10],
-                wait_name=row[11],
-                wait_until=None if row[12] is None else dt(row[12]),
-                now=now,
-            )
+        for row in conn.execute(SELECT.format(marks=", ".join("?" * len(chunk))), [str(namespace), *chunk]):
+            found[row[0]] = task_snapshot_from_row(row, _time, now)
     return found
 
 
