@@ -137,6 +137,7 @@ def test_json_log_lines_carry_milliseconds_a_time_zone_and_the_configuration_as_
     assert line["message"] == "configuration"
     assert line["config"]["store"]["sqlite_path"] == str(tmp_path / "cmo.db")
     assert line["config"]["telemetry"]["log_format"] == "json"
+    assert line["config"]["ui"]["listen"].endswith(":8233")  # start-dev's UI, as it will serve
     stamp = datetime.fromisoformat(line["ts"])
     assert stamp.utcoffset() is not None
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", line["ts"])

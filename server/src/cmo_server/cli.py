@@ -115,9 +115,16 @@ def _load(flags: dict[str, Any], *, metrics_by_default: bool = False, **fixed: A
         raise click.ClickException(str(err)) from None
 
 
-def _config(flags: dict[str, Any], *, metrics_by_default: bool = False, **fixed: Any) -> ServerConfig:
-    """`_load`, then logging set up as configured, unknown variables warned of and the settings logged."""
+def _config(
+    flags: dict[str, Any], *, metrics_by_default: bool = False, dev_ui: bool = False, **fixed: Any
+) -> ServerConfig:
+    """`_load`, then logging set up as configured, unknown variables warned of and the settings logged.
+
+    `dev_ui`: the web UI on by default (`start-dev`), applied before the settings are logged.
+    """
     config = _load(flags, metrics_by_default=metrics_by_default, **fixed)
+    if dev_ui:
+        config = config.with_dev_ui()
     configure_logging(config.telemetry.log_level, config.telemetry.log_format)
     for warning in unknown_settings(os.environ):
         logger.warning("%s", warning)
@@ -204,7 +211,7 @@ def main() -> None:
 @_options("sqlite_path", *SERVE)
 def start_dev(**flags: Any) -> None:
     """Serve on the embedded SQLite file, with the web UI: no database server needed."""
-    _serve(_config(flags, database_url="").with_dev_ui())
+    _serve(_config(flags, database_url="", dev_ui=True))
 
 
 @main.command()
