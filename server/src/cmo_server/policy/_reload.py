@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from pathlib import Path
 
 from cmo.policy import PolicyBundle, PolicyError
@@ -48,14 +47,6 @@ class PolicyReloader:
     def reload_now(self) -> None:
         """Ask for a reload at once (the SIGHUP handler)."""
         self._asked.set()
-
-    def install_signal(self) -> bool:
-        """Reload on SIGHUP; False where the loop cannot take signals (not the main thread, Windows)."""
-        try:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload_now)
-        except (NotImplementedError, RuntimeError, ValueError, AttributeError):
-            return False
-        return True
 
     async def run(self) -> None:
         """Watch until cancelled."""
