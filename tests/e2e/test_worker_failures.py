@@ -6,6 +6,7 @@ the lost attempt sends afterwards is refused by the attempt fence and writes not
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
@@ -51,7 +52,9 @@ def _late_checkpoint(attempt: dict[str, Any], state: dict[str, Any]) -> worker_s
 
 
 async def _snapshot(client: cmo.Client, run_id: str) -> tuple[cmo.RunInfo, list[cmo.StepInfo]]:
-    return await client.get_run(run_id), await client.get_history(run_id)
+    # Progress is a live view (its summary counts down to the lease's end), not stored state.
+    run = await client.get_run(run_id)
+    return dataclasses.replace(run, progress=None), await client.get_history(run_id)
 
 
 async def _refused(stub: worker_service_pb2_grpc.WorkerServiceStub, request: object) -> grpc.aio.AioRpcError:

@@ -222,6 +222,7 @@ def completion(task: common_pb2.Task, **changes: Any) -> worker_service_pb2.Comp
 
 async def snapshot(api: Api, run_id: str) -> tuple[common_pb2.Run, list[common_pb2.Step]]:
     run = (await api.runs.GetRun(run_service_pb2.GetRunRequest(run_id=run_id), timeout=10)).run
+    run.ClearField("progress")  # a live view (its summary counts down to a lease's end), not stored state
     history = await api.runs.GetHistory(run_service_pb2.GetHistoryRequest(run_id=run_id), timeout=10)
     return run, list(history.steps)
 

@@ -131,7 +131,9 @@ async def snapshot(api: Api, home: Home) -> list[Any]:
     """Everything the home namespace shows of its resources."""
     seen: list[Any] = []
     for run_id in (home.waiting, home.ended):
-        seen.append((await api.runs.GetRun(R.GetRunRequest(run_id=run_id, namespace=HOME))).run)
+        run = (await api.runs.GetRun(R.GetRunRequest(run_id=run_id, namespace=HOME))).run
+        run.ClearField("progress")  # a live view (its summary counts down to a timer), not stored state
+        seen.append(run)
         seen.append(list((await api.runs.GetHistory(R.GetHistoryRequest(run_id=run_id, namespace=HOME))).steps))
     seen.append((await api.workers.GetGraph(W.GetGraphRequest(graph_id=home.graph.graph_id, namespace=HOME))).graph)
     parts = api.workers.GetArtifact(W.GetArtifactRequest(digest=home.digest, namespace=HOME))
