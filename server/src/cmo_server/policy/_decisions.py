@@ -31,6 +31,7 @@ class DecisionLog:
                 "denials": [d.to_json() for d in decision.denials],
                 "bundle": decision.bundle_hash,
                 "elapsed_us": round(decision.elapsed * 1e6),
+                "evaluated": decision.evaluated,
                 **about,
             },
             separators=(",", ":"),
