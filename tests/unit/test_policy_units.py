@@ -184,3 +184,15 @@ def test_the_golden_inputs_decide_as_written_at_every_gate():
 
 def _bundle(rules: str) -> PolicyBundle:
     return PolicyBundle({"p.rego": "package cmo.policies.p\n\nimport rego.v1\n\n" + rules})
+
+
+def test_the_interpreter_is_called_holding_the_gil():
+    # Loading a bundle swaps regopy's CDLL (which releases the GIL on every call) for a PyDLL.
+    import ctypes
+
+    import regopy.output
+    import regopy.rego_shared
+
+    assert isinstance(regopy.rego_shared.rego, ctypes.PyDLL)
+    assert regopy.output.rego_output_node is regopy.rego_shared.rego.regoOutputNode
+    assert BUNDLE.decide("step_before", _step("bad id")).denials  # and it still decides

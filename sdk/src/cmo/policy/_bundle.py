@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cmo.policy._interpreter import hold_gil
 from cmo.policy._rules import Unit, masked, split_policies
 
 __all__ = ["GATES", "Decision", "Denial", "PolicyBundle", "PolicyError"]
@@ -165,6 +166,8 @@ class PolicyBundle:
         `cache=False` evaluates every decision in full (to compare with, or to measure).
         """
         import regopy
+
+        hold_gil()
 
         self.modules = dict(modules)
         self.data = dict(data or {})
