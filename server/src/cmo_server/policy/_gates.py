@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from cmo.policy import Decision, PolicyBundle
-from cmo_server.auth import CALLER
+from cmo_server.auth import CALLER, Principal
 from cmo_server.domain import Namespace
 from cmo_server.engine import GateDenial, StepView
 from cmo_server.policy._decisions import DecisionLog
@@ -22,15 +22,17 @@ class PolicyGates:
         self.bundle = bundle
         """The bundle in force; a reload replaces it (each decision reads it once)."""
         self.decisions = decisions
+        # A step's state is decoded once for its `step_after` and the next step's `step_before`.
+        self._last_state: tuple[bytes, Any, list[str]] = (b"", {}, [])
 
     def before_step(self, step: StepView) -> GateDenial | None:
         bundle = self.bundle
-        document = _step_input(bundle, step)
+        document = self._step_input(bundle, step)
         return self._decided(bundle.decide("step_before", document), _about_step(step))
 
     def after_step(self, step: StepView, *, output: bytes, next_node: str) -> GateDenial | None:
         bundle = self.bundle
-        document = _step_input(bundle, step)
+        document = self._step_input(bundle, step)
         document["next_node"] = next_node
         document["output_bytes"] = len(output)
         if bundle.reads("output") or bundle.reads("output_keys"):
@@ -58,6 +60,27 @@ class PolicyGates:
         about = {"namespace": str(agent.namespace), "agent_id": agent.agent_id, "subject": principal["subject"]}
         return self._decided(self.bundle.decide("registration", document), about)
 
+    def _step_input(self, bundle: PolicyBundle, step: StepView) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "namespace": _namespace(step.namespace),
+            "run": {"id": step.run_id},
+            "graph": {"id": step.graph_id, "version": step.graph_version},
+            "node": {"id": step.node_id, "queue": step.task_queue},
+            "step": {"index": step.step_index, "attempt": step.attempt},
+            "principal": _principal(),
+            "state_bytes": len(step.state),
+        }
+        # Decoded only for policies that read it: the interpreter's cost grows with its input.
+        if bundle.reads("state") or bundle.reads("state_keys"):
+            last, state, keys = self._last_state
+            if step.state != last:
+                state = json.loads(step.state) if step.state else {}
+                keys = sorted(state) if isinstance(state, dict) else []
+                self._last_state = (step.state, state, keys)
+            document["state"] = state
+            document["state_keys"] = keys
+        return document
+
     def _decided(self, decision: Decision, about: dict[str, Any]) -> GateDenial | None:
         self.decisions.record(decision, about)
         denial = decision.denial
@@ -66,35 +89,27 @@ class PolicyGates:
         return GateDenial(decision.gate, denial.policy, denial.rule, denial.reason, decision.bundle_hash)
 
 
-def _step_input(bundle: PolicyBundle, step: StepView) -> dict[str, Any]:
-    document: dict[str, Any] = {
-        "namespace": _namespace(step.namespace),
-        "run": {"id": step.run_id},
-        "graph": {"id": step.graph_id, "version": step.graph_version},
-        "node": {"id": step.node_id, "queue": step.task_queue},
-        "step": {"index": step.step_index, "attempt": step.attempt},
-        "principal": _principal(),
-        "state_bytes": len(step.state),
-    }
-    # Decoded only for policies that read it: the interpreter's cost grows with its input.
-    if bundle.reads("state") or bundle.reads("state_keys"):
-        state = json.loads(step.state) if step.state else {}
-        document["state"] = state
-        document["state_keys"] = sorted(state) if isinstance(state, dict) else []
-    return document
-
-
 def _principal() -> dict[str, Any]:
+    """The caller as the policies see it (the same object for the same caller: policies only read it)."""
     caller = CALLER.get()
     if caller is None:
-        return {"authenticated": False, "subject": "", "scopes": [], "roles": [], "namespaces": []}
-    return {
-        "authenticated": True,
-        "subject": caller.subject,
-        "scopes": list(caller.scopes),
-        "roles": list(caller.roles),
-        "namespaces": list(caller.namespaces),
-    }
+        return _ANONYMOUS
+    seen = _PRINCIPALS.get(caller)
+    if seen is None:
+        if len(_PRINCIPALS) >= 1024:
+            _PRINCIPALS.clear()
+        seen = _PRINCIPALS[caller] = {
+            "authenticated": True,
+            "subject": caller.subject,
+            "scopes": list(caller.scopes),
+            "roles": list(caller.roles),
+            "namespaces": list(caller.namespaces),
+        }
+    return seen
+
+
+_ANONYMOUS: dict[str, Any] = {"authenticated": False, "subject": "", "scopes": [], "roles": [], "namespaces": []}
+_PRINCIPALS: dict[Principal, dict[str, Any]] = {}
 
 
 def _namespace(namespace: Namespace) -> dict[str, str]:
