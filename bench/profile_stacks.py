@@ -75,7 +75,7 @@ def main() -> None:
     print(
         f"{result['backend']} {result['workload']}: {steps} steps; /proc CPU ms per step: {result['cpu_ms_per_step']}"
     )
-    for role in ("server", "worker"):
+    for role in ("server", "worker", "server_on", "worker_on"):  # the last two: W1P's second arm
         path = args.directory / f"{role}.txt"
         if path.exists():
             print(f"{role}:")

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import grpc
+import httpx
 import pytest
 
 import cmo
@@ -19,7 +20,7 @@ from cmo.api.v1 import registry_service_pb2_grpc as reg_grpc
 from cmo.api.v1 import run_service_pb2 as run_pb
 from cmo.api.v1 import run_service_pb2_grpc as run_grpc
 from cmo_server.app import CmoServer
-from cmo_server.config import RateLimitConfig, ServerConfig
+from cmo_server.config import RateLimitConfig, ServerConfig, UIConfig
 from tests.integration.test_runs import counting_graph, serving, unique
 
 ACME = common_pb2.Namespace(tenant="acme", project="web")
@@ -29,7 +30,8 @@ GLOBEX = common_pb2.Namespace(tenant="globex", project="web")
 @pytest.fixture
 async def limited(server_config: ServerConfig) -> AsyncIterator[CmoServer]:
     rates = RateLimitConfig(calls_per_second=4, burst=3, max_streams_per_connection=2)
-    async with CmoServer.running(replace(server_config, rates=rates)) as server:
+    config = replace(server_config, rates=rates, ui=UIConfig(listen="127.0.0.1:0"))
+    async with CmoServer.running(config) as server:
         yield server
 
 
@@ -53,6 +55,26 @@ async def test_a_namespace_past_its_rate_is_told_when_to_retry_and_others_are_no
             await runs.ListRuns(run_pb.ListRunsRequest(namespace=GLOBEX))
         await asyncio.sleep(int(retry_ms) / 1000 + 0.05)
         await runs.ListRuns(run_pb.ListRunsRequest(namespace=ACME))
+
+
+async def test_the_web_ui_s_calls_count_against_the_same_namespace_as_grpc_calls(limited: CmoServer):
+    async with (
+        grpc.aio.insecure_channel(f"127.0.0.1:{limited.port}") as channel,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{limited.ui_port}", timeout=10) as http,
+    ):
+        runs = run_grpc.RunServiceStub(channel)
+        for _ in range(2):
+            await runs.ListRuns(run_pb.ListRunsRequest(namespace=ACME))
+        assert (await http.get("/api/v1/runs", params={"tenant": "acme", "project": "web"})).status_code == 200
+        refused = await http.get("/api/v1/runs", params={"tenant": "acme", "project": "web"})
+        assert refused.status_code == 429
+        assert refused.json()["error"].startswith("namespace 'acme/web' is over its rate limit of 4 calls per second")
+        assert refused.headers["retry-after"] == "1"
+        with pytest.raises(grpc.aio.AioRpcError) as also:
+            await runs.ListRuns(run_pb.ListRunsRequest(namespace=ACME))
+        assert also.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        elsewhere = await http.get("/api/v1/runs", params={"tenant": "globex", "project": "web"})
+        assert elsewhere.status_code == 200
 
 
 async def test_the_sdk_waits_out_a_rate_limit_and_workers_task_calls_are_not_counted(limited: CmoServer):

@@ -244,3 +244,21 @@ async def test_queues_agents_and_namespaces(ui: Any):
     page = await http.get("/")
     assert page.headers["content-type"].startswith("text/html")
     assert "/static/app.js" in page.text
+
+
+async def test_graph_versions_count_their_runs_and_queues_their_ready_tasks(ui: Any):
+    _server, http, client = ui
+    graph = waiting_graph(unique("counted"))
+    async with serving(client, [graph]):
+        waiting = await client.start(graph, {})
+        await wait_status(client, waiting.run_id, cmo.RunStatus.WAITING)
+    await client.start(graph, {})  # no worker left: its first task stays ready
+    graphs = (await http.get("/api/v1/graphs", params={"graph_id": graph.graph_id})).json()["graphs"]
+    assert [g["runs"] for g in graphs] == [{"total": 2, "by_status": {"PENDING": 1, "WAITING": 1}}]
+    queues = (await http.get("/api/v1/queues")).json()["queues"]
+    (default,) = [q for q in queues if q["task_queue"] == "default"]
+    assert default["ready"] == 1
+    assert default["pollers"] >= 1  # the worker that served the graph, as last seen
+    assert default["last_poll"] is not None
+    elsewhere = (await http.get("/api/v1/queues", params={"tenant": "acme", "project": "web"})).json()
+    assert elsewhere == {"queues": [], "pollers": []}

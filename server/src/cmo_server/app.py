@@ -197,6 +197,7 @@ class CmoServer:
                         explainer=explainer,
                         pollers=pollers,
                         authenticator=auth,
+                        rates=rates,
                         max_body=max_message,
                     ),
                     config.ui.listen,

@@ -1,10 +1,11 @@
-"""What the metrics endpoint reads: ready tasks by queue, runs by status, lapsed leases at claim."""
+"""What the metrics endpoint and the web UI read: ready tasks by queue, runs by status and by graph
+version, lapsed leases at claim."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from cmo_server.domain import Failure, RunStatus, Task
+from cmo_server.domain import Failure, Namespace, RunStatus, Task
 from cmo_server.store import Store
 from tests.integration.contract.helpers import (
     LONG_LEASE,
@@ -105,3 +106,24 @@ async def test_a_claim_says_when_it_took_the_task_from_a_lapsed_lease(store: Sto
     fifth = await claim(store, graph, worker_id="w5")
     assert fifth is not None
     assert (fifth.step_index, fifth.previous_lease_expired) == (1, False)
+
+
+async def test_runs_are_counted_by_graph_version_and_status_in_their_namespace_only(store: Store) -> None:
+    queue = unique("q")
+    graph_id = unique("graph")
+    v1 = chain_graph("a", queue=queue, graph_id=graph_id, version=1)
+    v2 = chain_graph("a", "b", queue=queue, graph_id=graph_id, version=2)
+    other = chain_graph("a", queue=queue)
+    for graph in (v1, v1, v2, other):
+        await start_run(store, graph)
+    done = await claim(store, v1)
+    assert done is not None
+    await store.complete_step(commit_for(done, v1))
+
+    found = {key: n for key, n in (await store.count_runs_by_graph(NS)).items() if key[0] == graph_id}
+    assert found == {
+        (graph_id, 1, RunStatus.PENDING): 1,
+        (graph_id, 1, RunStatus.COMPLETED): 1,
+        (graph_id, 2, RunStatus.PENDING): 1,
+    }
+    assert await store.count_runs_by_graph(Namespace("nobody", "here")) == {}

@@ -5,13 +5,16 @@ The field checks and the namespace resolution are exported too: the web UI's HTT
 """
 
 from cmo_server.api._handlers import service_handler
-from cmo_server.api._namespace import check_namespace
+from cmo_server.api._namespace import CHARGE, Charge, check_namespace
 from cmo_server.api._registry_service import RegistryServicer
 from cmo_server.api._run_service import RunServicer
+from cmo_server.api._status import status_for
 from cmo_server.api._validate import check_id, check_range, check_text
 from cmo_server.api._worker_service import WorkerServicer
 
 __all__ = [
+    "CHARGE",
+    "Charge",
     "RegistryServicer",
     "RunServicer",
     "WorkerServicer",
@@ -20,4 +23,5 @@ __all__ = [
     "check_range",
     "check_text",
     "service_handler",
+    "status_for",
 ]

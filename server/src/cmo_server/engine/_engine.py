@@ -193,6 +193,14 @@ class Engine:
         """Registered graph versions of a namespace by graph_id then version."""
         return await self._store.list_graphs(namespace, graph_id=graph_id, limit=limit, page_token=page_token)
 
+    async def count_runs_by_graph(self, namespace: Namespace) -> dict[tuple[str, int, RunStatus], int]:
+        """How many runs each version of each graph of a namespace has, by status."""
+        return await self._store.count_runs_by_graph(namespace)
+
+    async def queue_depths(self, namespace: Namespace) -> dict[str, int]:
+        """Ready tasks (visible now, not leased) by task queue of a namespace."""
+        return {queue: n for (ns, queue), n in (await self._store.queue_depths()).items() if ns == namespace}
+
     # -- runs -------------------------------------------------------------------------------------
 
     async def start_run(

@@ -18,6 +18,7 @@ from cmo_server.http._calls import NO_STORE, Call, Handler, error_response, guar
 from cmo_server.http._catalog import CatalogEndpoints
 from cmo_server.http._runs import RunEndpoints
 from cmo_server.progress import Explainer, PollerBook
+from cmo_server.ratelimit import NamespaceRates
 from cmo_server.registry import Registry
 
 __all__ = ["STATIC", "ui_app"]
@@ -68,18 +69,21 @@ def ui_app(
     explainer: Explainer | None = None,
     pollers: PollerBook | None = None,
     authenticator: Authenticator | None = None,
+    rates: NamespaceRates | None = None,
     max_body: int = 8 * 1024 * 1024,
 ) -> ASGIApp:
     """The web UI over these engine and registry objects (those the gRPC services use).
 
     `authenticator`: every API call needs a bearer token it accepts, with the scope of the gRPC
-    method the endpoint stands for. `max_body`: the largest request body, in bytes.
+    method the endpoint stands for. `rates`: the per-namespace rate limits the gRPC services are
+    under (the same buckets: a namespace's calls count alike on both). `max_body`: the largest
+    request body, in bytes.
     """
     runs = RunEndpoints(engine, explainer)
     catalog = CatalogEndpoints(engine, registry=registry, pollers=pollers, authenticator=authenticator)
 
     def api(path: str, method: str | None, handler: Handler, verb: str = "GET") -> Route:
-        endpoint = guarded(method, handler, authenticator=authenticator, max_body=max_body)
+        endpoint = guarded(method, handler, authenticator=authenticator, max_body=max_body, rates=rates)
         return Route(f"/api/v1{path}", endpoint, methods=[verb])
 
     async def session(request: Request) -> Response:

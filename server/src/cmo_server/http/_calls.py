@@ -14,31 +14,21 @@ HTTP status that says the same; anything else is logged and answered with a plai
 from __future__ import annotations
 
 import json
-import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from cmo_server.api import check_namespace
+from cmo_server.api import CHARGE, Charge, check_namespace, status_for
 from cmo_server.auth import AUDITED, CALLER, Authenticator, Principal, audit
-from cmo_server.blob import BlobStoreUnavailable
 from cmo_server.domain import Namespace
-from cmo_server.errors import (
-    AlreadyExists,
-    CmoServerError,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    StaleLease,
-    Unauthenticated,
-    Unavailable,
-)
+from cmo_server.errors import InvalidArgument, ResourceExhausted, Unauthenticated
+from cmo_server.ratelimit import NamespaceRates
 
 __all__ = [
     "Call",
@@ -50,23 +40,20 @@ __all__ = [
     "text_field",
 ]
 
-logger = logging.getLogger(__name__)
-
 Handler = Callable[["Call"], Awaitable[Response | dict[str, Any]]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-# The gRPC status each domain error is, by name (what the audit log records), and its HTTP status.
-_STATUSES: tuple[tuple[type[CmoServerError], int, str], ...] = (
-    (InvalidArgument, 400, "INVALID_ARGUMENT"),
-    (NotFound, 404, "NOT_FOUND"),
-    (AlreadyExists, 409, "ALREADY_EXISTS"),
-    (StaleLease, 409, "FAILED_PRECONDITION"),
-    (FailedPrecondition, 409, "FAILED_PRECONDITION"),
-    (ResourceExhausted, 429, "RESOURCE_EXHAUSTED"),
-    (Unavailable, 503, "UNAVAILABLE"),
-    (Unauthenticated, 401, "UNAUTHENTICATED"),
-    (PermissionDenied, 403, "PERMISSION_DENIED"),
-)
+# The HTTP status that says what each gRPC status of a domain error says.
+_HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+}
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -166,39 +153,38 @@ def _no_nul(field: str, value: str) -> str:
 
 
 def error_response(err: Exception, where: str) -> tuple[Response, str]:
-    """The JSON answer to a failed call, and its status's gRPC name (for the audit log)."""
-    if isinstance(err, CmoServerError):
-        status, code = next(((s, c) for kind, s, c in _STATUSES if isinstance(err, kind)), (500, "INTERNAL"))
-        headers = dict(NO_STORE)
-        if isinstance(err, Unauthenticated):
-            headers["WWW-Authenticate"] = "Bearer"
-        if isinstance(err, ResourceExhausted) and not err.retry_after:
-            status = 413  # a size limit: waiting does not cure it
-        elif isinstance(err, ResourceExhausted):
-            headers["Retry-After"] = str(max(1, round(err.retry_after or 1)))
-        body: dict[str, Any] = {"error": str(err)}
-        if isinstance(err, InvalidArgument):
-            body["field"] = err.field
-        return JSONResponse(body, status_code=status, headers=headers), code
-    if isinstance(err, BlobStoreUnavailable) or _is_connection_error(err):
-        logger.warning("%s: storage unavailable: %s", where, err)
-        return JSONResponse({"error": "the storage is unavailable; retry"}, 503, NO_STORE), "UNAVAILABLE"
-    logger.exception("%s failed", where, exc_info=err)
-    return JSONResponse({"error": "internal error; see the server log"}, 500, NO_STORE), "INTERNAL"
+    """The JSON answer to a failed call, and its status's gRPC name (for the audit log).
+
+    The status and message are the ones the gRPC services answer with (`status_for`: the
+    domain's errors as they are, the storage being down as UNAVAILABLE, anything else logged).
+    """
+    code, message = status_for(err, where)
+    status = _HTTP_STATUS.get(code, 500)
+    headers = dict(NO_STORE)
+    if isinstance(err, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(err, ResourceExhausted) and not err.retry_after:
+        status = 413  # a size limit: waiting does not cure it
+    elif isinstance(err, ResourceExhausted):
+        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after or 1)))
+    body: dict[str, Any] = {"error": message}
+    if isinstance(err, InvalidArgument):
+        body["field"] = err.field
+    return JSONResponse(body, status_code=status, headers=headers), code.name
 
 
-def _is_connection_error(err: BaseException) -> bool:
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - psycopg is a dependency
-        return False
-    return isinstance(err, psycopg.OperationalError)
+def guarded(
+    method: str | None,
+    handler: Handler,
+    *,
+    authenticator: Authenticator | None,
+    max_body: int,
+    rates: NamespaceRates | None = None,
+) -> Endpoint:
+    """An endpoint that stands for the gRPC `method` (its scope, its audit record, its rate limit).
 
-
-def guarded(method: str | None, handler: Handler, *, authenticator: Authenticator | None, max_body: int) -> Endpoint:
-    """An endpoint that stands for the gRPC `method` (its scope and its audit record).
-
-    `method` None: any authenticated caller may call it (with authentication on).
+    `method` None: any authenticated caller may call it (with authentication on). With `rates`, a
+    call is charged to the first namespace it resolves, as a gRPC call is (429 with Retry-After).
     """
 
     async def endpoint(request: Request) -> Response:
@@ -213,6 +199,8 @@ def guarded(method: str | None, handler: Handler, *, authenticator: Authenticato
                 if method is not None:
                     authenticator.authorize(principal, method, None)
                 token = CALLER.set(principal)
+            if rates is not None:
+                CHARGE.set(Charge(rates))
             call = Call(request, max_body=max_body, principal=principal)
             result = await handler(call)
             response = result if isinstance(result, Response) else JSONResponse(result, headers=NO_STORE)

@@ -48,14 +48,31 @@ class CatalogEndpoints:
         }
 
     async def graphs(self, call: Call) -> dict[str, Any]:
-        """ListGraphs: the registered graph versions by graph id, then version."""
+        """ListGraphs: the registered graph versions by graph id, then version, each with its runs by status."""
+        namespace = call.resolve_namespace()
         graphs, token = await self._engine.list_graphs(
-            call.resolve_namespace(),
+            namespace,
             graph_id=check_id("graph_id", call.query("graph_id"), required=False),
             limit=check_range("page_size", optional_int(call, "page_size", DEFAULT_PAGE), 1, MAX_PAGE),
             page_token=call.query("page_token"),
         )
-        return {"graphs": [graph_json(g) for g in graphs], "next_page_token": token}
+        counts = await self._engine.count_runs_by_graph(namespace) if graphs else {}
+        runs: dict[tuple[str, int], dict[str, int]] = {}
+        for (graph_id, version, status), n in sorted(counts.items(), key=lambda item: item[0][2].value):
+            runs.setdefault((graph_id, version), {})[status.name] = n
+        return {
+            "graphs": [
+                {
+                    **graph_json(g),
+                    "runs": {
+                        "total": sum(runs.get((g.graph_id, g.version), {}).values()),
+                        "by_status": runs.get((g.graph_id, g.version), {}),
+                    },
+                }
+                for g in graphs
+            ],
+            "next_page_token": token,
+        }
 
     async def graph(self, call: Call) -> dict[str, Any]:
         """GetGraph: one version (0: the newest), with its nodes and edges."""
@@ -93,10 +110,23 @@ class CatalogEndpoints:
         return {"agents": [agent_json(a) for a in agents], "next_page_token": token}
 
     async def queues(self, call: Call) -> dict[str, Any]:
-        """The queues of a namespace that workers poll (as this server saw them), with each worker's last poll."""
+        """A namespace's task queues: ready tasks, and the workers polling each (as this server saw them)."""
         namespace = call.resolve_namespace()
         pollers = [] if self._pollers is None else self._pollers.in_namespace(namespace)
-        return {"pollers": [poller_json(p) for p in pollers]}
+        depths = await self._engine.queue_depths(namespace)
+        queues = []
+        for queue in sorted({*depths, *(p.task_queue for p in pollers)}):
+            polling = [p for p in pollers if p.task_queue == queue]
+            last = max((p.last_poll for p in polling), default=None)
+            queues.append(
+                {
+                    "task_queue": queue,
+                    "ready": depths.get(queue, 0),
+                    "pollers": len(polling),
+                    "last_poll": None if last is None else last.isoformat(),
+                }
+            )
+        return {"queues": queues, "pollers": [poller_json(p) for p in pollers]}
 
     async def namespaces(self, call: Call) -> dict[str, Any]:
         """The namespaces the caller may use that this server knows of, and the patterns its token grants."""

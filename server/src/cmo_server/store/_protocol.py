@@ -310,6 +310,12 @@ class MetricsStore(Protocol):
     async def count_runs_by_status(self) -> dict[tuple[Namespace, RunStatus], int]:
         """Runs by namespace and status; pairs no run has are left out. May scan every run: cache the answer."""
 
+    async def count_runs_by_graph(self, namespace: Namespace) -> dict[tuple[str, int, RunStatus], int]:
+        """A namespace's runs by graph id, version and status; triples no run has are left out.
+
+        Scans the namespace's runs: for a page that shows it (the web UI's graphs), not the hot path.
+        """
+
 
 class RetentionStore(Protocol):
     """Pruning ended runs, and what the blob store's collection must keep."""

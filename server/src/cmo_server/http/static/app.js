@@ -975,6 +975,13 @@
 
   // --- graphs -----------------------------------------------------------------------------------
 
+  // "12: 3 running, 9 completed" (statuses as the server names them, lower-cased).
+  function runCounts(runs) {
+    if (!runs || !runs.total) return "none";
+    const parts = Object.entries(runs.by_status).map(([status, n]) => `${n} ${status.toLowerCase()}`);
+    return `${runs.total}: ${parts.join(", ")}`;
+  }
+
   async function graphsPage(root, page, graphId, version) {
     root.append(h("h1", {}, "Graphs"));
     const data = await api("/graphs", { query: { page_size: 1000 } });
@@ -995,12 +1002,13 @@
           h("td", {}, g.entry_node),
           h("td", {}, String(g.nodes.length)),
           h("td", {}, queues),
+          h("td", { class: "runs-count" }, runCounts(g.runs)),
           h("td", {}, h("a", { href: `#/runs?graph=${encodeURIComponent(g.graph_id)}` }, "runs")),
         ),
       );
     }
     root.append(
-      h("div", { class: "table-wrap" }, h("table", { id: "graphs" }, h("thead", {}, h("tr", {}, ["Graph", "Version", "Entry", "Nodes", "Queues", ""].map((t) => h("th", { scope: "col" }, t)))), body)),
+      h("div", { class: "table-wrap" }, h("table", { id: "graphs" }, h("thead", {}, h("tr", {}, ["Graph", "Version", "Entry", "Nodes", "Queues", "Runs", ""].map((t) => h("th", { scope: "col" }, t)))), body)),
     );
     if (graphId) {
       const graph = data.graphs.find((g) => g.graph_id === graphId && String(g.version) === String(version)) ||
@@ -1020,13 +1028,23 @@
   // --- queues, agents, namespaces ---------------------------------------------------------------
 
   async function queuesPage(root, page) {
-    root.append(h("h1", {}, "Queues"), h("p", { class: "muted" }, "The task queues workers poll, as this server saw them, with each worker's last poll."));
+    root.append(h("h1", {}, "Queues"), h("p", { class: "muted" }, "The task queues of this namespace: tasks ready to be taken, and the workers that poll each, as this server saw them."));
     const info = h("p", { class: "muted", "aria-live": "polite" });
+    const depths = h("tbody");
     const body = h("tbody");
-    root.append(info, h("div", { class: "table-wrap" }, h("table", { id: "queues" }, h("thead", {}, h("tr", {}, ["Queue", "Worker", "Graphs", "Last poll"].map((t) => h("th", { scope: "col" }, t)))), body)));
+    const head = (names) => h("thead", {}, h("tr", {}, names.map((t) => h("th", { scope: "col" }, t))));
+    root.append(
+      info,
+      h("div", { class: "table-wrap" }, h("table", { id: "queue-depths" }, head(["Queue", "Ready tasks", "Workers polling", "Last poll"]), depths)),
+      h("h2", {}, "Pollers"),
+      h("div", { class: "table-wrap" }, h("table", { id: "queues" }, head(["Queue", "Worker", "Graphs", "Last poll"]), body)),
+    );
     const load = async () => {
       const data = await api("/queues");
       if (page !== state.page) return;
+      clear(depths);
+      for (const q of data.queues) depths.append(h("tr", {}, h("td", {}, q.task_queue), h("td", {}, String(q.ready)), h("td", {}, String(q.pollers)), h("td", {}, when(q.last_poll))));
+      if (!data.queues.length) depths.append(h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No task is ready and no worker has polled here since the server started.")));
       clear(body);
       for (const p of data.pollers) body.append(h("tr", {}, h("td", {}, p.task_queue), h("td", { class: "id" }, p.worker_id), h("td", {}, p.graphs.join(", ")), h("td", {}, when(p.last_poll))));
       if (!data.pollers.length) body.append(h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No worker has polled here since the server started.")));

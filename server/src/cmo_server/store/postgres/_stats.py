@@ -21,6 +21,11 @@ COUNT_READY_TASKS = """
 # second per core, so a table of millions of runs costs some hundreds of ms a scrape; the caller
 # caches the answer for a few seconds so scrapes from several collectors share it.
 COUNT_RUNS_BY_STATUS = "SELECT namespace, status, count(*) FROM runs GROUP BY namespace, status"
+# The namespace's runs (through an index that starts with the namespace), each read for its version.
+COUNT_RUNS_BY_GRAPH = """
+    SELECT graph_id, graph_version, status, count(*) FROM runs WHERE namespace = %s
+    GROUP BY graph_id, graph_version, status
+"""
 
 
 class PostgresStats:
@@ -39,3 +44,10 @@ class PostgresStats:
         async with self._pool.connection() as conn:
             cur = await conn.execute(COUNT_RUNS_BY_STATUS)
             return {(Namespace.parse(ns), RunStatus(status)): count for ns, status, count in await cur.fetchall()}
+
+    async def count_runs_by_graph(self, namespace: Namespace) -> dict[tuple[str, int, RunStatus], int]:
+        """See `Store.count_runs_by_graph`."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(COUNT_RUNS_BY_GRAPH, (str(namespace),))
+            rows = await cur.fetchall()
+            return {(graph_id, version, RunStatus(status)): count for graph_id, version, status, count in rows}

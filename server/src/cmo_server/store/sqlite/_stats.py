@@ -10,7 +10,7 @@ import sqlite3
 from cmo_server.domain import Namespace, RunStatus
 from cmo_server.store.sqlite._db import now_us
 
-__all__ = ["count_runs_by_status", "queue_depths"]
+__all__ = ["count_runs_by_graph", "count_runs_by_status", "queue_depths"]
 
 # One row per unfinished run in tasks: bounded by the active runs, read through tasks_ready.
 COUNT_READY_TASKS = """
@@ -21,6 +21,12 @@ COUNT_READY_TASKS = """
 # so a dev database of a million runs blocks the loop for a fraction of a second per scrape; the
 # caller caches the answer for a few seconds.
 COUNT_RUNS_BY_STATUS = "SELECT namespace, status, count(*) FROM runs GROUP BY namespace, status"
+# The namespace's runs through runs_newest_by_graph_status (namespace, graph_id, status, ...), each
+# row read for its version.
+COUNT_RUNS_BY_GRAPH = """
+    SELECT graph_id, graph_version, status, count(*) FROM runs WHERE namespace = ?
+    GROUP BY graph_id, graph_version, status
+"""
 
 
 def queue_depths(conn: sqlite3.Connection) -> dict[tuple[Namespace, str], int]:
@@ -33,3 +39,9 @@ def count_runs_by_status(conn: sqlite3.Connection) -> dict[tuple[Namespace, RunS
     """Runs by namespace and status."""
     rows = conn.execute(COUNT_RUNS_BY_STATUS)
     return {(Namespace.parse(ns), RunStatus(status)): count for ns, status, count in rows}
+
+
+def count_runs_by_graph(conn: sqlite3.Connection, namespace: Namespace) -> dict[tuple[str, int, RunStatus], int]:
+    """A namespace's runs by graph id, version and status."""
+    rows = conn.execute(COUNT_RUNS_BY_GRAPH, (str(namespace),))
+    return {(graph_id, version, RunStatus(status)): count for graph_id, version, status, count in rows}

@@ -273,6 +273,10 @@ class SqliteStore(SqliteAgents, SqliteProgress):
         """See `Store.count_runs_by_status`."""
         return await self._call(stats.count_runs_by_status)
 
+    async def count_runs_by_graph(self, namespace: Namespace) -> dict[tuple[str, int, RunStatus], int]:
+        """See `Store.count_runs_by_graph`."""
+        return await self._call(stats.count_runs_by_graph, namespace)
+
 
 def _connect_and_migrate(path: str) -> sqlite3.Connection:
     conn = _connect(path)
