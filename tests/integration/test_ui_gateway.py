@@ -262,3 +262,34 @@ async def test_graph_versions_count_their_runs_and_queues_their_ready_tasks(ui: 
     assert default["last_poll"] is not None
     elsewhere = (await http.get("/api/v1/queues", params={"tenant": "acme", "project": "web"})).json()
     assert elsewhere == {"queues": [], "pollers": []}
+
+
+async def test_a_run_and_its_fork_with_an_edited_state_replay_through_their_graph(ui: Any):
+    _server, http, client = ui
+    graph = waiting_graph(unique("verified"))
+    async with serving(client, [graph]):
+        handle = await client.start(graph, {"a": 1})
+        await wait_status(client, handle.run_id, cmo.RunStatus.WAITING)
+        waiting = (await http.get(f"/api/v1/runs/{handle.run_id}/verify")).json()
+        assert (waiting["ok"], waiting["steps"], waiting["divergence"]) == (True, 1, None)
+        await handle.signal("go", {"ok": True})
+        await wait_status(client, handle.run_id, cmo.RunStatus.COMPLETED)
+        done = (await http.get(f"/api/v1/runs/{handle.run_id}/verify")).json()
+        assert done == {
+            "ok": True,
+            "graph_id": graph.graph_id,
+            "graph_version": 1,
+            "steps": 2,
+            "checks": ["numbering", "path", "edges", "state_hashes", "activities", "ending"],
+            "divergence": None,
+        }
+        forked = (
+            await http.post(f"/api/v1/runs/{handle.run_id}/fork", json={"from_step": 0, "state": {"edited": True}})
+        ).json()["run"]
+        fork = client.get_handle(forked["run_id"])
+        await wait_status(client, fork.run_id, cmo.RunStatus.WAITING)
+        await fork.signal("go", 2)
+        await wait_status(client, fork.run_id, cmo.RunStatus.COMPLETED)
+        replayed = (await http.get(f"/api/v1/runs/{fork.run_id}/verify")).json()
+        assert (replayed["ok"], replayed["steps"]) == (True, 2)
+    assert (await http.get("/api/v1/runs/nope/verify")).status_code == 404

@@ -126,3 +126,14 @@ async def test_the_export_download_is_the_sdks_export_of_the_run(served: Served,
     replayable = RunHistory.from_json(json.loads(text))
     assert [s.node_id for s in replayable.steps] == ["plan", "approve"]
     await expect(page.locator("#action-status")).to_have_text("Export downloaded.")
+
+
+async def test_verify_replays_the_history_through_its_graph(served: Served, page: Page):
+    run_id = await waiting_run(served)
+    await served.client.signal(run_id, "approval", {"ok": True})
+    await status_of(served, run_id, cmo.RunStatus.COMPLETED)
+    await page.goto(f"{served.url}/#/runs/{run_id}")
+    await page.click("#verify")
+    await expect(page.locator("#action-status")).to_contain_text(
+        f"Verified: 3 step(s) replay through {served.approval.graph_id}@1"
+    )

@@ -104,6 +104,7 @@ def ui_app(
         # routes with a suffix come before the plain one, which would take "<id>/history" whole.
         api("/runs/{run_id:path}/history", RUNS + "GetHistory", runs.history),
         api("/runs/{run_id:path}/export", RUNS + "GetHistory", runs.export),
+        api("/runs/{run_id:path}/verify", RUNS + "GetHistory", runs.verify),
         api("/runs/{run_id:path}/signal", RUNS + "SignalRun", runs.signal, "POST"),
         api("/runs/{run_id:path}/cancel", RUNS + "CancelRun", runs.cancel, "POST"),
         api("/runs/{run_id:path}/terminate", RUNS + "TerminateRun", runs.terminate, "POST"),

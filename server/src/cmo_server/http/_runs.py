@@ -22,6 +22,7 @@ from cmo_server.http._calls import NO_STORE, Call, optional_int, optional_time, 
 from cmo_server.http._json import history_json, run_json, step_json
 from cmo_server.progress import Explainer, Progress
 from cmo_server.store._pages import encode_run_page_token
+from cmo_server.verification import CHECKS, verify_history
 
 __all__ = ["RunEndpoints"]
 
@@ -146,6 +147,33 @@ class RunEndpoints:
         run_id = check_id("run_id", call.path("run_id"))
         run = await self._engine.get_run(namespace, run_id)
         progress = await self._progress(namespace, [run])
+        steps = await self._all_steps(namespace, run_id)
+        document = history_json(run, progress.get(run_id), steps)
+        text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False)
+        filename = f"run-{FILENAME_UNSAFE.sub('_', run_id)}.json"
+        headers = {**NO_STORE, "Content-Disposition": f'attachment; filename="{filename}"'}
+        return Response(text.encode(), media_type="application/json", headers=headers)
+
+    async def verify(self, call: Call) -> dict[str, Any]:
+        """GetRun, GetGraph and every page of GetHistory: the history replayed through its graph version."""
+        namespace = call.resolve_namespace()
+        run_id = check_id("run_id", call.path("run_id"))
+        run = await self._engine.get_run(namespace, run_id)
+        graph = await self._engine.graph(namespace, run.graph_id, run.graph_version)
+        outcome = verify_history(graph, run, await self._all_steps(namespace, run_id))
+        divergence = outcome.divergence
+        return {
+            "ok": outcome.ok,
+            "graph_id": outcome.graph_id,
+            "graph_version": outcome.graph_version,
+            "steps": outcome.steps,
+            "checks": list(CHECKS),
+            "divergence": None
+            if divergence is None
+            else {"step_index": divergence.step_index, "check": divergence.check, "message": divergence.message},
+        }
+
+    async def _all_steps(self, namespace: Namespace, run_id: str) -> list[Step]:
         steps: list[Step] = []
         while True:
             page = await self._engine.get_history(
@@ -153,12 +181,7 @@ class RunEndpoints:
             )
             steps += page
             if len(page) < MAX_PAGE:
-                break
-        document = history_json(run, progress.get(run_id), steps)
-        text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False)
-        filename = f"run-{FILENAME_UNSAFE.sub('_', run_id)}.json"
-        headers = {**NO_STORE, "Content-Disposition": f'attachment; filename="{filename}"'}
-        return Response(text.encode(), media_type="application/json", headers=headers)
+                return steps
 
     async def signal(self, call: Call) -> dict[str, Any]:
         """SignalRun: `{"name": ..., "payload": <any JSON>, "request_id": ...}`."""

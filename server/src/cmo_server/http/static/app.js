@@ -575,6 +575,7 @@
       cancel: h("button", { type: "button", id: "open-cancel" }, "Cancel…"),
       terminate: h("button", { type: "button", id: "open-terminate", class: "danger" }, "Terminate…"),
       exportRun: h("button", { type: "button", id: "export" }, "Download export"),
+      verify: h("button", { type: "button", id: "verify" }, "Verify against its graph"),
     };
     el.append(h("h2", { id: "actions-title" }, "Actions"), h("div", { class: "actions" }, Object.values(buttons)), panel, status);
 
@@ -648,6 +649,21 @@
         link.remove();
         setTimeout(() => URL.revokeObjectURL(url), 10000);
         message(status, "Export downloaded.", "ok");
+      } catch (err) {
+        failed(err);
+      }
+    });
+
+    // Replays the recorded path through the registered graph version (the graph's code is not run).
+    buttons.verify.addEventListener("click", async () => {
+      try {
+        const v = await api(`${path}/verify`);
+        if (v.ok) {
+          message(status, `Verified: ${v.steps} step(s) replay through ${v.graph_id}@${v.graph_version} (${v.checks.join(", ")}).`, "ok");
+        } else {
+          const d = v.divergence;
+          message(status, `Diverges at step ${d.step_index} (${d.check}): ${d.message}`, "error");
+        }
       } catch (err) {
         failed(err);
       }
