@@ -1,12 +1,13 @@
 """Does cost grow with history? W1 and W3 on a database holding a long history, beside an empty one.
 
-    uv run python bench/history.py [--runs 1000000] [--steps-per-run 3]
+    uv run python bench/history.py [--runs 1000000] [--steps-per-run 3] [--listing-only]
 
 Fills a database with `--runs` ended runs (completed and failed, of five graphs, over 30 days),
 their steps and one activity each, and 1,000 pending runs with a ready task each beside them,
 then runs `bench/run.py --workload W1` and `W3` on copies of it and on empty databases, times
-the first page of ListRuns (newest first, filtered by status and graph) on the filled one, and
-prints the query plans of a claim, a checkpoint and that ListRuns. One JSON
+the first page of ListRuns (newest first, filtered by status and graph), a page from the middle of
+the history and searches by id prefix on the filled one, and prints the query plans of a claim, a
+checkpoint, that ListRuns and a search. One JSON
 object per line on stdout; Postgres is $CMO_BENCH_POSTGRES_URL or a throwaway cluster.
 """
 
@@ -33,8 +34,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from cmo_server.domain import DEFAULT_NAMESPACE, RunStatus  # noqa: E402
+from cmo_server.store._pages import encode_run_page_token  # noqa: E402
 from cmo_server.store.postgres import PostgresStore  # noqa: E402
-from cmo_server.store.postgres._runs import LIST_RUNS  # noqa: E402
+from cmo_server.store.postgres._runs import LIST_RUNS, SEARCH_RUNS  # noqa: E402
 from cmo_server.store.postgres._tasks import ADVANCE_TASK, CLAIM_TASK  # noqa: E402
 from tests.support.postgres import throwaway_postgres  # noqa: E402
 
@@ -157,6 +159,39 @@ async def list_runs_first_page(url: str, *, graph_id: str, status: RunStatus, ca
     }
 
 
+async def list_runs_pages(url: str, runs: int, *, calls: int = 50) -> list[dict[str, Any]]:
+    """A page deep in the newest-first listing (from the token of a run in the middle) and searches by
+    id prefix, each timed `calls` times: what a UI paging through the history or searching it waits."""
+    async with PostgresStore.open(url, pool_size=1) as store:
+        middle = await store.get_run(DEFAULT_NAMESPACE, f"old-{runs // 2}")
+        assert middle is not None, "the history holds old-1 to old-N"
+        deep = encode_run_page_token(int(middle.created_at.timestamp() * 1_000_000), middle.run_id)
+        asked: list[tuple[str, dict[str, Any]]] = [
+            ("ListRuns page from the middle of the history", {"page_token": deep}),
+            ("ListRuns by id prefix, 111 matches", {"id_prefix": f"old-{runs // 8000}"}),
+            ("ListRuns by id prefix, a ninth of the runs", {"id_prefix": "old-9"}),
+            ("ListRuns by id prefix, no match", {"id_prefix": "nobody-"}),
+        ]
+        lines = []
+        for query, arguments in asked:
+            timings = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                found, _ = await store.list_runs(DEFAULT_NAMESPACE, limit=100, **arguments)
+                timings.append((time.perf_counter() - started) * 1000)
+            timings.sort()
+            lines.append(
+                {
+                    "query": query,
+                    "arguments": {k: v for k, v in arguments.items() if k != "page_token"},
+                    "rows": len(found),
+                    "p50_ms": round(statistics.median(timings), 3),
+                    "p95_ms": round(timings[int(len(timings) * 0.95) - 1], 3),
+                }
+            )
+    return lines
+
+
 def plans(url: str) -> list[dict[str, Any]]:
     """EXPLAIN ANALYZE of the statements that must use an index whatever the history's size."""
     statements = {
@@ -204,6 +239,18 @@ def plans(url: str) -> list[dict[str, Any]]:
                 "limit": 101,
             },
         ),
+        "search_runs": (
+            SEARCH_RUNS,
+            {
+                "namespace": "default/default",
+                "prefix": "old-9",
+                "upper": "old-9\U0010ffff",
+                "after": "",
+                "graph_id": "",
+                "status": 0,
+                "limit": 101,
+            },
+        ),
     }
     found = []
     with psycopg.connect(url) as conn:
@@ -220,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=1_000_000, help="ended runs in the history")
     parser.add_argument("--steps-per-run", type=int, default=3, help="steps of each of them")
+    parser.add_argument("--listing-only", action="store_true", help="the listings and plans, not W1 and W3")
     args = parser.parse_args(argv)
     with postgres_server() as server_url:
         url = fill(server_url, args.runs, args.steps_per_run)
@@ -230,9 +278,11 @@ def main(argv: list[str] | None = None) -> int:
         ):
             page = asyncio.run(list_runs_first_page(url, graph_id=graph_id, status=status))
             print(json.dumps({"history_runs": args.runs, **page}), flush=True)
+        for page in asyncio.run(list_runs_pages(url, args.runs)):
+            print(json.dumps({"history_runs": args.runs, **page}), flush=True)
         for plan in plans(url):
             print(json.dumps({"history_runs": args.runs, **plan}), flush=True)
-        for name in ("W1", "W3"):
+        for name in () if args.listing_only else ("W1", "W3"):
             for label, template in (("empty", None), ("history", HISTORY_DB)):
                 for line in workload(server_url, name, template=template):
                     print(json.dumps({"history": label, "history_runs": args.runs if template else 0, **line}))

@@ -72,6 +72,11 @@ async def test_cmoctl_lists_runs_and_shows_the_step_table(processes: Processes, 
     assert listed.returncode == 0, listed.stderr
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [(r["run_id"], r["status"], r["steps"]) for r in rows] == [(run_id, "COMPLETED", 3)]
+    found = await asyncio.to_thread(cmoctl, server.address, "runs", "list", "--id-prefix", run_id[:6], "--json")
+    assert [json.loads(line)["run_id"] for line in found.stdout.splitlines()] == [run_id]
+    other = "z" if run_id[0] != "z" else "y"
+    none = await asyncio.to_thread(cmoctl, server.address, "runs", "list", "--id-prefix", other, "--json")
+    assert (none.returncode, none.stdout) == (0, "")
 
     shown = await asyncio.to_thread(cmoctl, server.address, "runs", "show", run_id)
     assert shown.returncode == 0, shown.stderr

@@ -367,6 +367,10 @@ async def test_get_run_rejects_bad_ids(api: Api) -> None:
         pytest.param({"page_token": "not a token!"}, "page_token", id="garbage-token"),
         # base64 of "é": decodes, but holds no created_at:run_id pair
         pytest.param({"page_token": "w6k="}, "page_token", id="token-without-separator"),
+        pytest.param({"id_prefix": LONG_ID}, "id_prefix", id="overlong-id-prefix"),
+        pytest.param({"id_prefix": "a b"}, "id_prefix", id="id-prefix-with-space"),
+        # A newest-first listing's token (created_at:run_id) does not page a search by id.
+        pytest.param({"id_prefix": "a", "page_token": "MTc2NDY0MTA5OTUxMjAwMDpy"}, "page_token", id="foreign-token"),
     ],
 )
 async def test_list_runs_rejects_bad_input(api: Api, changes: dict[str, Any], field: str) -> None:

@@ -114,13 +114,16 @@ async def test_the_runs_list_filters_by_time_and_id_prefix_and_pages(ui: Any):
     assert len(page["runs"]) == 4
     after = await http.get("/api/v1/runs", params={**params, "page_size": 4, "page_token": page["next_page_token"]})
     assert [r["run_id"] for r in after.json()["runs"]] == ["alpha-1", "alpha-0"]
+    # A search reads only the runs whose id has the prefix (through an index), in id order.
     prefixed = (await http.get("/api/v1/runs", params={**params, "q": "alpha-"})).json()
-    assert [r["run_id"] for r in prefixed["runs"]] == ["alpha-2", "alpha-1", "alpha-0"]
-    assert prefixed["scanned"] == 6
+    assert [r["run_id"] for r in prefixed["runs"]] == ["alpha-0", "alpha-1", "alpha-2"]
+    assert prefixed["scanned"] == 3
     two = (await http.get("/api/v1/runs", params={**params, "q": "alpha-", "page_size": 2})).json()
-    assert [r["run_id"] for r in two["runs"]] == ["alpha-2", "alpha-1"]
+    assert [r["run_id"] for r in two["runs"]] == ["alpha-0", "alpha-1"]
     last = await http.get("/api/v1/runs", params={**params, "q": "alpha-", "page_token": two["next_page_token"]})
-    assert [r["run_id"] for r in last.json()["runs"]] == ["alpha-0"]
+    assert [r["run_id"] for r in last.json()["runs"]] == ["alpha-2"]
+    windowed = await http.get("/api/v1/runs", params={**params, "q": "beta", "before": middle.isoformat()})
+    assert [r["run_id"] for r in windowed.json()["runs"]] == []  # beta-0 was created at `middle` itself
     since = (await http.get("/api/v1/runs", params={**params, "after": middle.isoformat()})).json()
     assert [r["run_id"] for r in since["runs"]] == ["beta-2", "beta-1", "beta-0"]
     assert since["next_page_token"] == ""

@@ -380,9 +380,14 @@ class Client:
         return run_from_proto(response.run)
 
     async def list_runs(
-        self, *, graph_id: str = "", status: RunStatus | None = None, limit: int | None = None
+        self,
+        *,
+        graph_id: str = "",
+        status: RunStatus | None = None,
+        limit: int | None = None,
+        id_prefix: str = "",
     ) -> AsyncIterator[RunInfo]:
-        """Runs, newest first, page by page."""
+        """Runs, newest first, page by page (with `id_prefix`: those whose id starts with it, in id order)."""
         token, seen = "", 0
         while True:
             request = run_pb.ListRunsRequest(
@@ -391,6 +396,7 @@ class Client:
                 status=cast(Any, int(status or 0)),
                 page_size=100,
                 page_token=token,
+                id_prefix=id_prefix,
             )
             response = await call(self._runs.ListRuns, request, timeout=CALL_TIMEOUT)
             for run in response.runs:

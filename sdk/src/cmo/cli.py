@@ -105,15 +105,17 @@ def runs() -> None:
 @click.option(
     "--status", type=click.Choice([s.name for s in RunStatus], case_sensitive=False), help="Only this status."
 )
+@click.option("--id-prefix", default="", help="Only runs whose id starts with this (then in id order).")
 @click.option("--limit", default=20, show_default=True, help="At most this many runs.")
 @output_option
 @click.pass_obj
-def list_runs(server: Server, graph_id: str, status: str | None, limit: int, output: str) -> None:
+def list_runs(server: Server, graph_id: str, status: str | None, id_prefix: str, limit: int, output: str) -> None:
     """Runs, newest first, with what each unfinished one waits for (JSON: one run a line)."""
 
     async def fetch(client: Client) -> list[RunInfo]:
         wanted = RunStatus[status.upper()] if status else None
-        return [r async for r in client.list_runs(graph_id=graph_id, status=wanted, limit=limit)]
+        found = client.list_runs(graph_id=graph_id, status=wanted, limit=limit, id_prefix=id_prefix)
+        return [r async for r in found]
 
     found = _run(server, fetch)
     if output != "table":

@@ -192,3 +192,34 @@ async def test_each_step_keeps_the_logical_time_it_was_scheduled_at(store: Store
     assert run is not None
     assert steps[0].logical_time == first.logical_time == run.created_at
     assert steps[1].logical_time == second.logical_time == steps[0].finished_at
+
+
+async def test_list_runs_by_id_prefix_is_in_byte_order_and_pages(store: Store) -> None:
+    # Ids a locale's collation would interleave ("a-b" beside "ab"); by bytes, a prefix is one range.
+    base = unique("s")
+    graph = chain_graph("a", queue=unique("q"))
+    suffixes = ["ab", "a_b", "a-b", "A", "a", "b", "aé", "a\U0001f600"]
+    for suffix in suffixes:
+        await start_run(store, graph, run_id=f"{base}.{suffix}")
+    await start_run(store, graph, run_id=f"{base}x.a")  # shares the prefix `base` but not `base.`
+
+    async def ids(prefix: str, **filters: object) -> list[str]:
+        runs, _ = await store.list_runs(NS, id_prefix=f"{base}.{prefix}", **filters)  # type: ignore[arg-type]
+        return [r.run_id.removeprefix(f"{base}.") for r in runs]
+
+    by_bytes = sorted(suffixes, key=lambda s: s.encode())
+    assert await ids("") == by_bytes
+    assert await ids("a") == [s for s in by_bytes if s.startswith("a")]
+    assert await ids("a-") == ["a-b"]
+    assert await ids("c") == []
+    assert await ids("a", status=RunStatus.COMPLETED) == []
+    assert await ids("a", graph_id=graph.graph_id) == [s for s in by_bytes if s.startswith("a")]
+
+    pages, token = [], ""
+    while True:
+        runs, token = await store.list_runs(NS, id_prefix=f"{base}.a", limit=2, page_token=token)
+        pages.append([r.run_id.removeprefix(f"{base}.") for r in runs])
+        if not token:
+            break
+    assert [s for page in pages for s in page] == [s for s in by_bytes if s.startswith("a")]
+    assert all(len(page) == 2 for page in pages[:-1])

@@ -80,7 +80,12 @@ class RunServicer:
         limit = check_range("page_size", request.page_size, 0, MAX_PAGE) or 100
         namespace = namespace_of(request)
         runs, token = await self._engine.list_runs(
-            namespace, graph_id=graph_id, status=status, limit=limit, page_token=request.page_token
+            namespace,
+            graph_id=graph_id,
+            status=status,
+            limit=limit,
+            page_token=request.page_token,
+            id_prefix=check_id("id_prefix", request.id_prefix, required=False),
         )
         progress = await self._progress(namespace, runs)
         return pb.ListRunsResponse(runs=[run_to_proto(r, progress.get(r.run_id)) for r in runs], next_page_token=token)

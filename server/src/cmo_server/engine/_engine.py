@@ -315,11 +315,18 @@ class Engine:
         return run
 
     async def list_runs(
-        self, namespace: Namespace, *, graph_id: str, status: RunStatus | None, limit: int, page_token: str
+        self,
+        namespace: Namespace,
+        *,
+        graph_id: str,
+        status: RunStatus | None,
+        limit: int,
+        page_token: str,
+        id_prefix: str = "",
     ) -> RunPage:
-        """Runs of a namespace, newest first."""
+        """Runs of a namespace, newest first (with `id_prefix`: those whose id starts with it, in id order)."""
         return await self._store.list_runs(
-            namespace, graph_id=graph_id, status=status, limit=limit, page_token=page_token
+            namespace, graph_id=graph_id, status=status, limit=limit, page_token=page_token, id_prefix=id_prefix
         )
 
     async def wait_run(self, namespace: Namespace, run_id: str, *, timeout: float) -> Run:

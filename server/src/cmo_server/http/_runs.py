@@ -21,7 +21,7 @@ from cmo_server.errors import InvalidArgument
 from cmo_server.http._calls import NO_STORE, Call, optional_int, optional_time, text_field
 from cmo_server.http._json import history_json, run_json, step_json
 from cmo_server.progress import Explainer, Progress
-from cmo_server.store._pages import encode_run_page_token
+from cmo_server.store._pages import encode_id_page_token, encode_run_page_token
 from cmo_server.verification import CHECKS, verify_history
 
 __all__ = ["RunEndpoints"]
@@ -30,8 +30,8 @@ MAX_PAGE = 1000
 """Largest page of runs or steps, as ListRuns and GetHistory allow."""
 DEFAULT_PAGE = 50
 SEARCH_PAGES = 10
-"""Pages of MAX_PAGE runs a search by id prefix reads per call at most; it answers where it stopped,
-and the next call goes on from there. The store has no index on id prefixes in creation order."""
+"""Pages of MAX_PAGE runs whose id has the prefix that a search with a time window reads per call
+at most; it answers where it stopped, and the next call goes on from there."""
 MAX_REASON = 4096
 """Longest reason of a cancel or a terminate, as CancelRun and TerminateRun allow."""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -40,11 +40,6 @@ FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 def _us(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(microseconds=1)
-
-
-def _after(run: Run) -> str:
-    """The engine's page token of the runs that come after `run` (newest first)."""
-    return encode_run_page_token(_us(run.created_at), run.run_id)
 
 
 def _status(raw: str) -> RunStatus | None:
@@ -76,43 +71,76 @@ class RunEndpoints:
         return {} if self._explainer is None else await self._explainer.explain(namespace, runs)
 
     async def list_runs(self, call: Call) -> dict[str, Any]:
-        """ListRuns, plus a time window (`after`, `before`) and a search by id prefix (`q`)."""
+        """ListRuns, plus a time window (`after`, `before`); `q` searches by id prefix (in id order)."""
         namespace = call.resolve_namespace()
         graph_id = check_id("graph_id", call.query("graph_id"), required=False)
         status = _status(call.query("status"))
         limit = check_range("page_size", optional_int(call, "page_size", DEFAULT_PAGE), 1, MAX_PAGE)
         prefix = check_id("q", call.query("q"), required=False)
         after, before = optional_time(call, "after"), optional_time(call, "before")
+        if prefix:
+            return await self._search(call, namespace, prefix, graph_id, status, limit, after, before)
         token = call.query("page_token")
         if not token and before is not None:
             # Runs are listed newest first from a token: one just past `before` starts there.
             token = encode_run_page_token(_us(before), "")
-        found: list[Run] = []
-        scanned = 0
-        done = False
-        for _ in range(SEARCH_PAGES if prefix else 1):
-            runs, next_token = await self._engine.list_runs(
-                namespace, graph_id=graph_id, status=status, limit=MAX_PAGE if prefix else limit, page_token=token
-            )
-            for i, run in enumerate(runs):
-                scanned += 1
-                if after is not None and run.created_at < after:
-                    token, done = "", True  # older ones still: the window is over
-                    break
-                if prefix and not run.run_id.startswith(prefix):
-                    continue
-                found.append(run)
-                if len(found) == limit:
-                    token, done = (next_token if i == len(runs) - 1 else _after(run)), True
-                    break
-            else:
-                token = next_token
-                done = not token
-            if done:
-                break
+        runs, token = await self._engine.list_runs(
+            namespace, graph_id=graph_id, status=status, limit=limit, page_token=token
+        )
+        found = runs
+        if after is not None and runs and runs[-1].created_at < after:
+            found, token = [r for r in runs if r.created_at >= after], ""  # older ones still: the window is over
         progress = await self._progress(namespace, found)
         return {
             "runs": [run_json(r, progress.get(r.run_id)) for r in found],
+            "next_page_token": token,
+            "scanned": len(runs),
+        }
+
+    async def _search(
+        self,
+        call: Call,
+        namespace: Namespace,
+        prefix: str,
+        graph_id: str,
+        status: RunStatus | None,
+        limit: int,
+        after: datetime | None,
+        before: datetime | None,
+    ) -> dict[str, Any]:
+        """The runs whose id starts with `prefix`, in id order, read through the store's index on ids.
+
+        A time window is applied to what the index gives, page by page: at most SEARCH_PAGES pages
+        per call, which then answers where it stopped.
+        """
+        token = call.query("page_token")
+        found: list[Run] = []
+        scanned = 0
+        for _ in range(SEARCH_PAGES):
+            runs, next_token = await self._engine.list_runs(
+                namespace, graph_id=graph_id, status=status, limit=MAX_PAGE, page_token=token, id_prefix=prefix
+            )
+            for i, run in enumerate(runs):
+                scanned += 1
+                if (after is not None and run.created_at < after) or (before is not None and run.created_at >= before):
+                    continue
+                found.append(run)
+                if len(found) == limit:
+                    return await self._page(
+                        namespace,
+                        found,
+                        next_token if i == len(runs) - 1 else encode_id_page_token(run.run_id),
+                        scanned,
+                    )
+            token = next_token
+            if not token:
+                break
+        return await self._page(namespace, found, token, scanned)
+
+    async def _page(self, namespace: Namespace, runs: list[Run], token: str, scanned: int) -> dict[str, Any]:
+        progress = await self._progress(namespace, runs)
+        return {
+            "runs": [run_json(r, progress.get(r.run_id)) for r in runs],
             "next_page_token": token,
             "scanned": scanned,
         }

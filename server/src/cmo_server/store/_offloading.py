@@ -163,10 +163,11 @@ class OffloadingStore:
         status: RunStatus | None = None,
         limit: int = 100,
         page_token: str = "",
+        id_prefix: str = "",
     ) -> RunPage:
         """See `Store.list_runs`."""
         runs, token = await self._inner.list_runs(
-            namespace, graph_id=graph_id, status=status, limit=limit, page_token=page_token
+            namespace, graph_id=graph_id, status=status, limit=limit, page_token=page_token, id_prefix=id_prefix
         )
         return [await self._unpack_run(r) for r in runs], token
 

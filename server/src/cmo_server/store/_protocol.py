@@ -133,8 +133,13 @@ class RunStore(Protocol):
         status: RunStatus | None = None,
         limit: int = 100,
         page_token: str = "",
+        id_prefix: str = "",
     ) -> RunPage:
-        """Runs, newest first, optionally filtered."""
+        """Runs, newest first, optionally filtered.
+
+        With `id_prefix`: only the runs whose id starts with it, in id order (by the bytes of their
+        UTF-8), read through an index on the id so that a search costs the same in any number of runs.
+        """
 
     async def get_steps(self, namespace: Namespace, run_id: str, *, after: int = -1, limit: int = 1000) -> list[Step]:
         """Checkpoints of a run with step_index > after, in order."""

@@ -26,7 +26,7 @@ from cmo.api.v1 import common_pb2 as cmo_dot_api_dot_v1_dot_common__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63mo/api/v1/run_service.proto\x12\ncmo.api.v1\x1a\x17\x63mo/api/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\"\xb7\x01\n\x0fStartRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08graph_id\x18\x02 \x01(\t\x12\x15\n\rgraph_version\x18\x03 \x01(\x05\x12\r\n\x05input\x18\x04 \x01(\x0c\x12\x32\n\x0fwait_for_result\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\"A\n\x10StartRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.cmo.api.v1.Run\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"I\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\".\n\x0eGetRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.cmo.api.v1.Run\"\x9b\x01\n\x0fListRunsRequest\x12\x10\n\x08graph_id\x18\x01 \x01(\t\x12%\n\x06status\x18\x02 \x01(\x0e\x32\x15.cmo.api.v1.RunStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\"J\n\x10ListRunsResponse\x12\x1d\n\x04runs\x18\x01 \x03(\x0b\x32\x0f.cmo.api.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"v\n\x0eWaitRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\"/\n\x0fWaitRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.cmo.api.v1.Run\"t\n\x11GetHistoryRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\"N\n\x12GetHistoryResponse\x12\x1f\n\x05steps\x18\x01 \x03(\x0b\x32\x10.cmo.api.v1.Step\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x80\x01\n\x0e\x46orkRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tfrom_step\x18\x02 \x01(\x05\x12\x12\n\nnew_run_id\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\x0c\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\"@\n\x0f\x46orkRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.cmo.api.v1.Run\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"_\n\x13TerminateRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\"4\n\x14TerminateRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.cmo.api.v1.Run\"\x7f\n\x10SignalRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\"D\n\x11SignalRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.cmo.api.v1.Run\x12\x11\n\tdelivered\x18\x02 \x01(\x08\"\\\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\"1\n\x11\x43\x61ncelRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.cmo.api.v1.Run\"\xa5\x01\n\x10PruneRunsRequest\x12-\n\nolder_than\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x08statuses\x18\x02 \x03(\x0e\x32\x15.cmo.api.v1.RunStatus\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\"A\n\x11PruneRunsResponse\x12\x0c\n\x04runs\x18\x01 \x01(\x03\x12\r\n\x05\x62lobs\x18\x02 \x01(\x03\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x32\xe1\x05\n\nRunService\x12\x45\n\x08StartRun\x12\x1b.cmo.api.v1.StartRunRequest\x1a\x1c.cmo.api.v1.StartRunResponse\x12?\n\x06GetRun\x12\x19.cmo.api.v1.GetRunRequest\x1a\x1a.cmo.api.v1.GetRunResponse\x12\x45\n\x08ListRuns\x12\x1b.cmo.api.v1.ListRunsRequest\x1a\x1c.cmo.api.v1.ListRunsResponse\x12\x42\n\x07WaitRun\x12\x1a.cmo.api.v1.WaitRunRequest\x1a\x1b.cmo.api.v1.WaitRunResponse\x12K\n\nGetHistory\x12\x1d.cmo.api.v1.GetHistoryRequest\x1a\x1e.cmo.api.v1.GetHistoryResponse\x12\x42\n\x07\x46orkRun\x12\x1a.cmo.api.v1.ForkRunRequest\x1a\x1b.cmo.api.v1.ForkRunResponse\x12Q\n\x0cTerminateRun\x12\x1f.cmo.api.v1.TerminateRunRequest\x1a .cmo.api.v1.TerminateRunResponse\x12H\n\tSignalRun\x12\x1c.cmo.api.v1.SignalRunRequest\x1a\x1d.cmo.api.v1.SignalRunResponse\x12H\n\tCancelRun\x12\x1c.cmo.api.v1.CancelRunRequest\x1a\x1d.cmo.api.v1.CancelRunResponse\x12H\n\tPruneRuns\x12\x1c.cmo.api.v1.PruneRunsRequest\x1a\x1d.cmo.api.v1.PruneRunsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63mo/api/v1/run_service.proto\x12\ncmo.api.v1\x1a\x17\x63mo/api/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\"\xb7\x01\n\x0fStartRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08graph_id\x18\x02 \x01(\t\x12\x15\n\rgraph_version\x18\x03 \x01(\x05\x12\r\n\x05input\x18\x04 \x01(\x0c\x12\x32\n\x0fwait_for_result\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\"A\n\x10StartRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.cmo.api.v1.Run\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"I\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\".\n\x0eGetRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.cmo.api.v1.Run\"\xae\x01\n\x0fListRunsRequest\x12\x10\n\x08graph_id\x18\x01 \x01(\t\x12%\n\x06status\x18\x02 \x01(\x0e\x32\x15.cmo.api.v1.RunStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x11\n\tid_prefix\x18\x05 \x01(\t\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\"J\n\x10ListRunsResponse\x12\x1d\n\x04runs\x18\x01 \x03(\x0b\x32\x0f.cmo.api.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"v\n\x0eWaitRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\"/\n\x0fWaitRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.cmo.api.v1.Run\"t\n\x11GetHistoryRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\"N\n\x12GetHistoryResponse\x12\x1f\n\x05steps\x18\x01 \x03(\x0b\x32\x10.cmo.api.v1.Step\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x80\x01\n\x0e\x46orkRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tfrom_step\x18\x02 \x01(\x05\x12\x12\n\nnew_run_id\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\x0c\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\"@\n\x0f\x46orkRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.cmo.api.v1.Run\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"_\n\x13TerminateRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\"4\n\x14TerminateRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.cmo.api.v1.Run\"\x7f\n\x10SignalRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\"D\n\x11SignalRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.cmo.api.v1.Run\x12\x11\n\tdelivered\x18\x02 \x01(\x08\"\\\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\"1\n\x11\x43\x61ncelRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.cmo.api.v1.Run\"\xa5\x01\n\x10PruneRunsRequest\x12-\n\nolder_than\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x08statuses\x18\x02 \x03(\x0e\x32\x15.cmo.api.v1.RunStatus\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x12(\n\tnamespace\x18\x0f \x01(\x0b\x32\x15.cmo.api.v1.Namespace\"A\n\x11PruneRunsResponse\x12\x0c\n\x04runs\x18\x01 \x01(\x03\x12\r\n\x05\x62lobs\x18\x02 \x01(\x03\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x32\xe1\x05\n\nRunService\x12\x45\n\x08StartRun\x12\x1b.cmo.api.v1.StartRunRequest\x1a\x1c.cmo.api.v1.StartRunResponse\x12?\n\x06GetRun\x12\x19.cmo.api.v1.GetRunRequest\x1a\x1a.cmo.api.v1.GetRunResponse\x12\x45\n\x08ListRuns\x12\x1b.cmo.api.v1.ListRunsRequest\x1a\x1c.cmo.api.v1.ListRunsResponse\x12\x42\n\x07WaitRun\x12\x1a.cmo.api.v1.WaitRunRequest\x1a\x1b.cmo.api.v1.WaitRunResponse\x12K\n\nGetHistory\x12\x1d.cmo.api.v1.GetHistoryRequest\x1a\x1e.cmo.api.v1.GetHistoryResponse\x12\x42\n\x07\x46orkRun\x12\x1a.cmo.api.v1.ForkRunRequest\x1a\x1b.cmo.api.v1.ForkRunResponse\x12Q\n\x0cTerminateRun\x12\x1f.cmo.api.v1.TerminateRunRequest\x1a .cmo.api.v1.TerminateRunResponse\x12H\n\tSignalRun\x12\x1c.cmo.api.v1.SignalRunRequest\x1a\x1d.cmo.api.v1.SignalRunResponse\x12H\n\tCancelRun\x12\x1c.cmo.api.v1.CancelRunRequest\x1a\x1d.cmo.api.v1.CancelRunResponse\x12H\n\tPruneRuns\x12\x1c.cmo.api.v1.PruneRunsRequest\x1a\x1d.cmo.api.v1.PruneRunsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,37 +42,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRUNRESPONSE']._serialized_start=429
   _globals['_GETRUNRESPONSE']._serialized_end=475
   _globals['_LISTRUNSREQUEST']._serialized_start=478
-  _globals['_LISTRUNSREQUEST']._serialized_end=633
-  _globals['_LISTRUNSRESPONSE']._serialized_start=635
-  _globals['_LISTRUNSRESPONSE']._serialized_end=709
-  _globals['_WAITRUNREQUEST']._serialized_start=711
-  _globals['_WAITRUNREQUEST']._serialized_end=829
-  _globals['_WAITRUNRESPONSE']._serialized_start=831
-  _globals['_WAITRUNRESPONSE']._serialized_end=878
-  _globals['_GETHISTORYREQUEST']._serialized_start=880
-  _globals['_GETHISTORYREQUEST']._serialized_end=996
-  _globals['_GETHISTORYRESPONSE']._serialized_start=998
-  _globals['_GETHISTORYRESPONSE']._serialized_end=1076
-  _globals['_FORKRUNREQUEST']._serialized_start=1079
-  _globals['_FORKRUNREQUEST']._serialized_end=1207
-  _globals['_FORKRUNRESPONSE']._serialized_start=1209
-  _globals['_FORKRUNRESPONSE']._serialized_end=1273
-  _globals['_TERMINATERUNREQUEST']._serialized_start=1275
-  _globals['_TERMINATERUNREQUEST']._serialized_end=1370
-  _globals['_TERMINATERUNRESPONSE']._serialized_start=1372
-  _globals['_TERMINATERUNRESPONSE']._serialized_end=1424
-  _globals['_SIGNALRUNREQUEST']._serialized_start=1426
-  _globals['_SIGNALRUNREQUEST']._serialized_end=1553
-  _globals['_SIGNALRUNRESPONSE']._serialized_start=1555
-  _globals['_SIGNALRUNRESPONSE']._serialized_end=1623
-  _globals['_CANCELRUNREQUEST']._serialized_start=1625
-  _globals['_CANCELRUNREQUEST']._serialized_end=1717
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1719
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1768
-  _globals['_PRUNERUNSREQUEST']._serialized_start=1771
-  _globals['_PRUNERUNSREQUEST']._serialized_end=1936
-  _globals['_PRUNERUNSRESPONSE']._serialized_start=1938
-  _globals['_PRUNERUNSRESPONSE']._serialized_end=2003
-  _globals['_RUNSERVICE']._serialized_start=2006
-  _globals['_RUNSERVICE']._serialized_end=2743
+  _globals['_LISTRUNSREQUEST']._serialized_end=652
+  _globals['_LISTRUNSRESPONSE']._serialized_start=654
+  _globals['_LISTRUNSRESPONSE']._serialized_end=728
+  _globals['_WAITRUNREQUEST']._serialized_start=730
+  _globals['_WAITRUNREQUEST']._serialized_end=848
+  _globals['_WAITRUNRESPONSE']._serialized_start=850
+  _globals['_WAITRUNRESPONSE']._serialized_end=897
+  _globals['_GETHISTORYREQUEST']._serialized_start=899
+  _globals['_GETHISTORYREQUEST']._serialized_end=1015
+  _globals['_GETHISTORYRESPONSE']._serialized_start=1017
+  _globals['_GETHISTORYRESPONSE']._serialized_end=1095
+  _globals['_FORKRUNREQUEST']._serialized_start=1098
+  _globals['_FORKRUNREQUEST']._serialized_end=1226
+  _globals['_FORKRUNRESPONSE']._serialized_start=1228
+  _globals['_FORKRUNRESPONSE']._serialized_end=1292
+  _globals['_TERMINATERUNREQUEST']._serialized_start=1294
+  _globals['_TERMINATERUNREQUEST']._serialized_end=1389
+  _globals['_TERMINATERUNRESPONSE']._serialized_start=1391
+  _globals['_TERMINATERUNRESPONSE']._serialized_end=1443
+  _globals['_SIGNALRUNREQUEST']._serialized_start=1445
+  _globals['_SIGNALRUNREQUEST']._serialized_end=1572
+  _globals['_SIGNALRUNRESPONSE']._serialized_start=1574
+  _globals['_SIGNALRUNRESPONSE']._serialized_end=1642
+  _globals['_CANCELRUNREQUEST']._serialized_start=1644
+  _globals['_CANCELRUNREQUEST']._serialized_end=1736
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1738
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1787
+  _globals['_PRUNERUNSREQUEST']._serialized_start=1790
+  _globals['_PRUNERUNSREQUEST']._serialized_end=1955
+  _globals['_PRUNERUNSRESPONSE']._serialized_start=1957
+  _globals['_PRUNERUNSRESPONSE']._serialized_end=2022
+  _globals['_RUNSERVICE']._serialized_start=2025
+  _globals['_RUNSERVICE']._serialized_end=2762
 # @@protoc_insertion_point(module_scope)

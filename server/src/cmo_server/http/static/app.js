@@ -369,7 +369,7 @@
       tokens[at + 1] = data.next_page_token;
       prev.disabled = at === 0;
       next.disabled = !data.next_page_token;
-      const searched = filters.q ? ` · searched ${data.scanned.toLocaleString()} runs` : "";
+      const searched = filters.q ? ` · ids starting with ${filters.q}, in id order` : "";
       info.textContent = `${data.runs.length} run(s) on page ${at + 1}${searched} · updated ${new Date().toLocaleTimeString()} · refreshes every ${LIST_REFRESH_MS / 1000} s`;
     };
     prev.addEventListener("click", async () => {

@@ -8,7 +8,12 @@ from datetime import UTC, datetime, timedelta
 from psycopg.rows import class_row
 
 from cmo_server.domain import Failure, Namespace, NewFork, NewRun, Run, RunStatus, Step, graph_key
-from cmo_server.store._pages import decode_run_page_token, encode_run_page_token
+from cmo_server.store._pages import (
+    decode_id_page_token,
+    decode_run_page_token,
+    encode_id_page_token,
+    encode_run_page_token,
+)
 from cmo_server.store._protocol import RunPage
 from cmo_server.store._rows import (
     ACTIVITY_COLUMNS,
@@ -124,6 +129,18 @@ def list_runs_sql(*, by_graph: bool, by_status: bool) -> str:
 
 LIST_RUNS = {(g, s): list_runs_sql(by_graph=g, by_status=s) for g in (False, True) for s in (False, True)}
 """ListRuns's statements by (graph filter, status filter)."""
+# Through runs_by_id (namespace, run_id COLLATE "C"): in the order of the bytes, the ids that start
+# with a prefix are one range, whatever the database's collation (in most, they are not).
+SEARCH_RUNS = (
+    RUN_COLUMNS
+    + """
+     WHERE r.namespace = %(namespace)s
+       AND r.run_id COLLATE "C" >= %(prefix)s AND r.run_id COLLATE "C" < %(upper)s
+       AND r.run_id COLLATE "C" > %(after)s
+       AND (%(graph_id)s = '' OR r.graph_id = %(graph_id)s) AND (%(status)s = 0 OR r.status = %(status)s)
+     ORDER BY r.run_id COLLATE "C" LIMIT %(limit)s
+"""
+)
 SELECT_STEP_ACTIVITIES = f"""
     SELECT step_index, {ACTIVITY_COLUMNS} FROM activities
      WHERE namespace = %(namespace)s AND run_id = %(run_id)s AND step_index BETWEEN %(first)s AND %(last)s
@@ -221,8 +238,11 @@ class PostgresRuns(PooledStatements):
         status: RunStatus | None = None,
         limit: int = 100,
         page_token: str = "",
+        id_prefix: str = "",
     ) -> RunPage:
         """See `Store.list_runs`."""
+        if id_prefix:
+            return await self._search_runs(namespace, id_prefix, graph_id, int(status or 0), limit, page_token)
         before_us, before_id = decode_run_page_token(page_token) if page_token else (0, "")
         params = {
             "namespace": str(namespace),
@@ -238,6 +258,24 @@ class PostgresRuns(PooledStatements):
         runs = [run_from_row(r, same) for r in rows[:limit]]
         token = encode_run_page_token(_to_us(rows[limit - 1][8]), rows[limit - 1][0]) if len(rows) > limit else ""
         return runs, token
+
+    async def _search_runs(
+        self, namespace: Namespace, prefix: str, graph_id: str, status: int, limit: int, page_token: str
+    ) -> RunPage:
+        params = {
+            "namespace": str(namespace),
+            "prefix": prefix,
+            "upper": prefix + "\U0010ffff",
+            "after": decode_id_page_token(page_token) if page_token else "",
+            "graph_id": graph_id,
+            "status": status,
+            "limit": limit + 1,
+        }
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(SEARCH_RUNS, params)
+            rows = await cur.fetchall()
+        runs = [run_from_row(r, same) for r in rows[:limit]]
+        return runs, encode_id_page_token(rows[limit - 1][0]) if len(rows) > limit else ""
 
     async def get_steps(self, namespace: Namespace, run_id: str, *, after: int = -1, limit: int = 1000) -> list[Step]:
         """See `Store.get_steps`."""

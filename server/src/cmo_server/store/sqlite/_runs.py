@@ -6,7 +6,7 @@ import json
 import sqlite3
 
 from cmo_server.domain import Failure, Namespace, NewFork, NewRun, Run, RunStatus, Step, graph_key
-from cmo_server.store._pages import encode_run_page_token
+from cmo_server.store._pages import encode_id_page_token, encode_run_page_token
 from cmo_server.store._protocol import RunPage
 from cmo_server.store._rows import (
     ACTIVITY_COLUMNS,
@@ -85,6 +85,16 @@ def _list_runs_sql(*, by_graph: bool, by_status: bool) -> str:
 
 
 LIST_RUNS = {(g, s): _list_runs_sql(by_graph=g, by_status=s) for g in (False, True) for s in (False, True)}
+# Through the primary key (namespace, run_id), whose BINARY collation is the order of the bytes:
+# the ids that start with a prefix are one range of it.
+SEARCH_RUNS = (
+    RUN_COLUMNS
+    + """
+     WHERE r.namespace = :namespace AND r.run_id >= :prefix AND r.run_id < :upper AND r.run_id > :after
+       AND (:graph_id = '' OR r.graph_id = :graph_id) AND (:status = 0 OR r.status = :status)
+     ORDER BY r.run_id LIMIT :limit
+"""
+)
 """ListRuns's statements by (graph filter, status filter)."""
 SELECT_STEP_ACTIVITIES = f"""
     SELECT step_index, {ACTIVITY_COLUMNS} FROM activities
@@ -178,6 +188,24 @@ def list_runs(
     runs = [run_from_row(r, dt) for r in rows[:limit]]
     token = encode_run_page_token(rows[limit - 1][8], rows[limit - 1][0]) if len(rows) > limit else ""
     return runs, token
+
+
+def search_runs(
+    conn: sqlite3.Connection, namespace: Namespace, prefix: str, graph_id: str, status: int, limit: int, after: str
+) -> RunPage:
+    """See `Store.list_runs` with an id prefix."""
+    params = {
+        "namespace": str(namespace),
+        "prefix": prefix,
+        "upper": prefix + "\U0010ffff",
+        "after": after,
+        "graph_id": graph_id,
+        "status": status,
+        "limit": limit + 1,
+    }
+    rows = conn.execute(SEARCH_RUNS, params).fetchall()
+    runs = [run_from_row(r, dt) for r in rows[:limit]]
+    return runs, encode_id_page_token(rows[limit - 1][0]) if len(rows) > limit else ""
 
 
 def get_steps(conn: sqlite3.Connection, namespace: Namespace, run_id: str, after: int, limit: int) -> list[Step]:

@@ -47,7 +47,7 @@ from cmo_server.domain import (
     WaitRequest,
 )
 from cmo_server.store._migrations import load_migrations
-from cmo_server.store._pages import decode_graph_page_token, decode_run_page_token
+from cmo_server.store._pages import decode_graph_page_token, decode_id_page_token, decode_run_page_token
 from cmo_server.store._protocol import GraphPage, ReadyListener, RunPage
 from cmo_server.store.sqlite import _activities as activity_log
 from cmo_server.store.sqlite import _artifacts as artifacts
@@ -147,8 +147,12 @@ class SqliteStore(SqliteAgents, SqliteProgress):
         status: RunStatus | None = None,
         limit: int = 100,
         page_token: str = "",
+        id_prefix: str = "",
     ) -> RunPage:
         """See `Store.list_runs`."""
+        if id_prefix:
+            after = decode_id_page_token(page_token) if page_token else ""
+            return await self._call(runs.search_runs, namespace, id_prefix, graph_id, int(status or 0), limit, after)
         before = decode_run_page_token(page_token) if page_token else (2**62, "")
         return await self._call(runs.list_runs, namespace, graph_id, int(status or 0), limit, before)
 
