@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
+import httpx
 import jwt
 import pytest
 from click.testing import CliRunner
@@ -24,7 +26,7 @@ from cmo.api.v1 import run_service_pb2_grpc as run_grpc
 from cmo.cli import main as cmoctl
 from cmo_server.app import CmoServer
 from cmo_server.auth import UNKNOWN_SUBJECT
-from cmo_server.config import AuthConfig, ConfigError, ServerConfig, StoreConfig, TLSConfig
+from cmo_server.config import AuthConfig, ConfigError, ServerConfig, StoreConfig, TLSConfig, UIConfig
 from tests.integration.conftest import FAST_LIMITS
 from tests.support.certificates import Issued, TestCA
 
@@ -218,7 +220,8 @@ async def jwt_over_tls(pki: Pki, tmp_path: Path, request: pytest.FixtureRequest)
     auth = AuthConfig(mode="jwt", keys_file=str(tmp_path / "auth.key"), key_id="k1", algorithm="HS256", issuer=ISSUER)
     client_ca = str(pki.ca.ca_file) if getattr(request, "param", "") == "mtls" else ""
     tls = TLSConfig(str(pki.server.cert_file), str(pki.server.key_file), client_ca_file=client_ca)
-    async with CmoServer.running(_config(tmp_path, auth=auth, tls=tls)) as server:
+    config = replace(_config(tmp_path, auth=auth, tls=tls), ui=UIConfig(listen="127.0.0.1:0"))
+    async with CmoServer.running(config) as server:
         yield server
 
 
@@ -237,6 +240,44 @@ async def test_tls_without_client_certificates_carries_a_bearer_token_which_deci
         assert refused.value.code == "UNAUTHENTICATED"
     async with grpc.aio.insecure_channel(address) as plaintext:
         assert await _refused(plaintext) is grpc.StatusCode.UNAVAILABLE
+
+
+def _browser(pki: Pki, client: Issued | None = None) -> ssl.SSLContext:
+    """What a browser that trusts the server's CA (and holds `client`'s certificate) connects with."""
+    context = ssl.create_default_context(cafile=str(pki.ca.ca_file))
+    if client is not None:
+        context.load_cert_chain(str(client.cert_file), str(client.key_file))
+    return context
+
+
+async def test_the_web_ui_speaks_https_with_the_grpc_ports_certificate(jwt_over_tls: CmoServer, pki: Pki) -> None:
+    url = f"https://127.0.0.1:{jwt_over_tls.ui_port}"
+    async with httpx.AsyncClient(base_url=url, verify=_browser(pki), timeout=HANDSHAKE) as browser:
+        assert (await browser.get("/api/v1/session")).json()["auth"] is True
+        listed = await browser.get(
+            "/api/v1/runs", params={"tenant": "acme", "project": "web"}, headers={"Authorization": f"Bearer {_token()}"}
+        )
+        assert (listed.status_code, listed.json()["runs"]) == (200, [])
+        assert (await browser.get("/api/v1/runs")).status_code == 401
+    async with httpx.AsyncClient(timeout=HANDSHAKE) as plaintext:
+        with pytest.raises(httpx.HTTPError):
+            await plaintext.get(f"http://127.0.0.1:{jwt_over_tls.ui_port}/api/v1/session")
+    async with httpx.AsyncClient(verify=ssl.create_default_context(), timeout=HANDSHAKE) as untrusting:
+        with pytest.raises(httpx.ConnectError):  # a certificate of a CA the system does not know
+            await untrusting.get(f"{url}/api/v1/session")
+
+
+@pytest.mark.parametrize("jwt_over_tls", ["mtls"], indirect=True)
+async def test_with_client_certificates_required_the_web_ui_wants_one_of_the_ca_too(
+    jwt_over_tls: CmoServer, pki: Pki
+) -> None:
+    url = f"https://127.0.0.1:{jwt_over_tls.ui_port}/api/v1/session"
+    for refused in (_browser(pki), _browser(pki, pki.rogue)):
+        async with httpx.AsyncClient(verify=refused, timeout=HANDSHAKE) as browser:
+            with pytest.raises(httpx.HTTPError):
+                await browser.get(url)
+    async with httpx.AsyncClient(verify=_browser(pki, pki.clients["stranger"]), timeout=HANDSHAKE) as browser:
+        assert (await browser.get(url)).json()["auth"] is True
 
 
 @pytest.mark.parametrize("jwt_over_tls", ["mtls"], indirect=True)

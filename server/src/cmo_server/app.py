@@ -203,6 +203,7 @@ class CmoServer:
                     config.ui.listen,
                     optional=config.ui.optional,
                     grace=config.shutdown_grace.total_seconds(),
+                    tls=config.tls,
                 )
                 stack.push_async_callback(ui.aclose)  # its socket, if the start fails after this
                 if not ui.bind():
@@ -439,7 +440,8 @@ async def serve_forever(config: ServerConfig, *, announce: bool = True) -> None:
             print(f"cmo-server listening on {address}", flush=True)
         if server.ui_port:
             ui_host = config.ui.listen.rpartition(":")[0]
-            ui_address = f"http://{'127.0.0.1' if ui_host in ('0.0.0.0', '') else ui_host}:{server.ui_port}"
+            scheme = "https" if config.tls.cert_file else "http"
+            ui_address = f"{scheme}://{'127.0.0.1' if ui_host in ('0.0.0.0', '') else ui_host}:{server.ui_port}"
             logger.info("web UI on %s", ui_address)
             if announce:
                 print(f"web UI on {ui_address}", flush=True)

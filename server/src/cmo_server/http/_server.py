@@ -3,7 +3,8 @@
 The socket is bound before anything is served, so that a port in use is one line naming
 CMO_UI_LISTEN (or, for `start-dev`'s default address, a warning and no UI) rather than uvicorn's
 `sys.exit`. uvicorn's own signal handling is left out: `cmo-server` has its own, and stops this
-server with the rest (`aclose`).
+server with the rest (`aclose`). With CMO_TLS_* set it speaks HTTPS with the gRPC port's
+certificate, so a token typed into the page does not cross the network in the clear.
 """
 
 from __future__ import annotations
@@ -12,16 +13,27 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
 
-from cmo_server.config import ConfigError
+from cmo_server.config import ConfigError, TLSConfig
 
 __all__ = ["UiServer"]
 
 logger = logging.getLogger(__name__)
+
+
+def _tls_options(tls: TLSConfig | None) -> dict[str, Any]:
+    if tls is None or not tls.cert_file:
+        return {}
+    options: dict[str, Any] = {"ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
+    if tls.client_ca_file:
+        options |= {"ssl_ca_certs": tls.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return options
 
 
 class _Uvicorn(uvicorn.Server):
@@ -34,7 +46,20 @@ class _Uvicorn(uvicorn.Server):
 class UiServer:
     """Serves an ASGI app on host:port: `bind()`, then `run()` in a task, then `aclose()`."""
 
-    def __init__(self, app: ASGIApp, listen: str, *, optional: bool = False, grace: float = 5.0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        listen: str,
+        *,
+        optional: bool = False,
+        grace: float = 5.0,
+        tls: TLSConfig | None = None,
+    ) -> None:
+        """Serve `app` on `listen` once bound.
+
+        `tls` with a certificate: HTTPS with it (the gRPC port's), and with a client CA, only for
+        browsers that present a certificate it signed.
+        """
         self._listen = listen
         self._optional = optional
         self._socket: socket.socket | None = None
@@ -50,6 +75,7 @@ class UiServer:
             proxy_headers=False,
             ws="none",
             timeout_graceful_shutdown=self._grace,
+            **_tls_options(tls),
         )
         self._server = _Uvicorn(config)
         self.port = 0
