@@ -54,6 +54,9 @@ async def test_a_signal_is_validated_as_json_then_resumes_the_waiting_run(served
         'signal approval — received {"by":"<i>ops</i>","ok":true}'
     )
     await expect(page.locator("#step-table tbody tr[data-step]")).to_have_count(3)
+    # The step that waited and was resumed by the signal is no retry.
+    await expect(page.locator('#step-table tbody tr[data-step="1"] td.attempts')).to_have_text("2 (resumed)")
+    assert await page.locator('#step-table tbody tr[data-step="1"] td.attempts strong').count() == 0
     await expect(page.locator("#open-signal")).to_be_disabled()
 
 

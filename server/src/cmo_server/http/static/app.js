@@ -946,7 +946,7 @@
         { "data-step": step.step_index },
         h("td", {}, String(step.step_index)),
         h("td", {}, step.node_id),
-        h("td", {}, step.attempt > 1 ? h("strong", {}, `${step.attempt} attempts`) : "1"),
+        h("td", { class: "attempts" }, attempts(step)),
         h("td", { class: "hide-narrow" }, when(step.started_at)),
         h("td", {}, duration(durations[i])),
         h("td", { class: "barcell" }, bar),
@@ -990,6 +990,19 @@
   }
 
   // --- graphs -----------------------------------------------------------------------------------
+
+  // The attempt that completed a step, telling retries (an attempt failed: in bold) from resumes
+  // (an attempt ended in a wait for a signal or a timer, the next one took it up), as cmoctl does.
+  function attempts(step) {
+    const waited = new Set(step.activities.filter((a) => (a.kind === "signal" || a.kind === "timer") && a.attempt < step.attempt).map((a) => a.attempt));
+    const retries = step.attempt - 1 - waited.size;
+    const told = [];
+    if (retries > 0) told.push(`${retries} ${retries === 1 ? "retry" : "retries"}`);
+    if (waited.size) told.push(waited.size === 1 ? "resumed" : `resumed ${waited.size}x`);
+    if (!told.length) return String(step.attempt);
+    const text = `${step.attempt} (${told.join(", ")})`;
+    return retries > 0 ? h("strong", {}, text) : text;
+  }
 
   // "12: 3 running, 9 completed" (statuses as the server names them, lower-cased).
   function runCounts(runs) {
