@@ -239,6 +239,17 @@ def plans(url: str) -> list[dict[str, Any]]:
                 "limit": 101,
             },
         ),
+        "list_runs_from_the_middle": (
+            LIST_RUNS[False, False],
+            {
+                "namespace": "default/default",
+                "graph_id": "",
+                "status": 0,
+                "before_at": datetime.now(UTC) - timedelta(days=18),
+                "before_id": "old-500000",
+                "limit": 101,
+            },
+        ),
         "search_runs": (
             SEARCH_RUNS,
             {
