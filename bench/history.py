@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
 from cmo_server.domain import DEFAULT_NAMESPACE, RunStatus  # noqa: E402
 from cmo_server.store._pages import encode_run_page_token  # noqa: E402
 from cmo_server.store.postgres import PostgresStore  # noqa: E402
-from cmo_server.store.postgres._runs import LIST_RUNS, SEARCH_RUNS  # noqa: E402
+from cmo_server.store.postgres._runs import LIST_RUNS, SEARCH_RUNS, with_limit  # noqa: E402
 from cmo_server.store.postgres._tasks import ADVANCE_TASK, CLAIM_TASK  # noqa: E402
 from tests.support.postgres import throwaway_postgres  # noqa: E402
 
@@ -229,7 +229,7 @@ def plans(url: str) -> list[dict[str, Any]]:
             },
         ),
         "list_runs": (
-            LIST_RUNS[True, True],
+            with_limit(LIST_RUNS[True, True], 101),
             {
                 "namespace": "default/default",
                 "graph_id": "history-b",
@@ -240,7 +240,7 @@ def plans(url: str) -> list[dict[str, Any]]:
             },
         ),
         "list_runs_from_the_middle": (
-            LIST_RUNS[False, False],
+            with_limit(LIST_RUNS[False, False], 101),
             {
                 "namespace": "default/default",
                 "graph_id": "",
@@ -251,7 +251,7 @@ def plans(url: str) -> list[dict[str, Any]]:
             },
         ),
         "search_runs": (
-            SEARCH_RUNS,
+            with_limit(SEARCH_RUNS, 101),
             {
                 "namespace": "default/default",
                 "prefix": "old-9",
