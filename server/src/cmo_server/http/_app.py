@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -131,7 +132,11 @@ def ui_app(
         return error_response(err, request.url.path)[0]
 
     handlers: dict[Any, Any] = {HTTPException: http_error, Exception: crashed}
-    return _SecurityHeaders(Starlette(routes=routes, exception_handlers=handlers))
+    # A run's history of 1,000 steps is ~740 kB of JSON: gzip (for the browsers that ask, in a
+    # thread past 128 kB) makes it a fraction of that over a network. Level 1: at level 5 the
+    # 1,000-step page opened 140-220 ms later over loopback; at 1 it is level with no gzip.
+    app = GZipMiddleware(Starlette(routes=routes, exception_handlers=handlers), minimum_size=1024, compresslevel=1)
+    return _SecurityHeaders(app)
 
 
 def _static_file(name: str) -> str:
