@@ -40,6 +40,8 @@ from cmo.a2a.transports._protocol import Counters, DeadLetterRecord
 
 __all__ = ["NatsTransport"]
 
+CLOSE_WAIT = 5.0
+"""Seconds `NatsTransport.close` waits for the connection to close."""
 _FETCH_WAIT = 0.2
 """How long one fetch waits: the most a close waits for it."""
 
@@ -156,9 +158,14 @@ class NatsTransport:
         return {"ok": ok, "detail": detail, **self.counters.as_dict(), "pending": pending}
 
     async def close(self) -> None:
-        """Close the connection (what is not acked comes again to its group after ack_wait)."""
+        """Close the connection (what is not acked comes again to its group after ack_wait).
+
+        Bounded: a connection that lost its server flushes into nothing, and a shutdown waits for
+        this close.
+        """
         with contextlib.suppress(Exception):
-            await self._nc.close()
+            async with asyncio.timeout(CLOSE_WAIT):
+                await self._nc.close()
 
     async def _dead_letter(self, record: DeadLetterRecord, *, seq: int, durable: str) -> None:
         """Store a dead letter; the same (consumer, sequence) twice is stored once."""
@@ -234,6 +241,13 @@ class NatsSubscription:
                 messages = await self._pull.fetch(self._flow.room(self.pending), timeout=_FETCH_WAIT)
             except (NatsTimeout, TimeoutError):
                 continue
+            except nats.errors.ConnectionClosedError:
+                # nats-py answers a fetch cancelled by a closing connection so: when this task is
+                # being cancelled too, that is what it is (a shutdown, not a crash of the consumer).
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from None
+                raise
             for msg in messages:
                 metadata = msg.metadata
                 seq, deliveries = metadata.sequence.stream, metadata.num_delivered
