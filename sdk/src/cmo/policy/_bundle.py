@@ -189,6 +189,7 @@ class PolicyBundle:
             # Whatever the split got wrong, the policies as written decide (and name their errors).
             units = _unsplit(units)
             self._bundle = _build(regopy, self.modules, self.data, units)
+            logger.warning("the policies' rules could not be cached one by one: each policy is cached as a whole")
         self._units = {gate: tuple(units.get(gate, ())) for gate in GATES}
         self._paths_of = {
             gate: tuple(None if u.reads is None else tuple(sorted(u.reads)) for u in self._units[gate])

@@ -90,12 +90,7 @@ class RunEndpoints:
         found = runs
         if after is not None and runs and runs[-1].created_at < after:
             found, token = [r for r in runs if r.created_at >= after], ""  # older ones still: the window is over
-        progress = await self._progress(namespace, found)
-        return {
-            "runs": [run_json(r, progress.get(r.run_id)) for r in found],
-            "next_page_token": token,
-            "scanned": len(runs),
-        }
+        return await self._page(namespace, found, token, len(runs))
 
     async def _search(
         self,
@@ -110,15 +105,17 @@ class RunEndpoints:
     ) -> dict[str, Any]:
         """The runs whose id starts with `prefix`, in id order, read through the store's index on ids.
 
-        A time window is applied to what the index gives, page by page: at most SEARCH_PAGES pages
-        per call, which then answers where it stopped.
+        Without a time window that is one page of the index; with one, the window is applied to
+        what the index gives, in pages of MAX_PAGE: at most SEARCH_PAGES of them per call, which
+        then answers where it stopped.
         """
         token = call.query("page_token")
+        size = MAX_PAGE if after is not None or before is not None else limit
         found: list[Run] = []
         scanned = 0
         for _ in range(SEARCH_PAGES):
             runs, next_token = await self._engine.list_runs(
-                namespace, graph_id=graph_id, status=status, limit=MAX_PAGE, page_token=token, id_prefix=prefix
+                namespace, graph_id=graph_id, status=status, limit=size, page_token=token, id_prefix=prefix
             )
             for i, run in enumerate(runs):
                 scanned += 1
