@@ -31,6 +31,7 @@ def instrument() -> None:
     time_methods(RunServicer, "rpc")
     time_methods(WorkerServicer, "rpc")
     time_methods(Engine, "engine")
+    instrument_policy()
     from cmo_server.store.sqlite import SqliteStore
     from cmo_server.store.sqlite import _runs as sqlite_runs
     from cmo_server.store.sqlite import _tasks as sqlite_tasks
@@ -62,6 +63,23 @@ def instrument() -> None:
         return await timed(self, query, *args, **kwargs)
 
     AsyncConnection.execute = timed_execute  # type: ignore[method-assign]
+
+
+def instrument_policy() -> None:
+    """The gates (input, decision, log) and the callers' credentials, when they are on."""
+    from cmo.policy import PolicyBundle
+    from cmo_server.auth import Authenticator
+    from cmo_server.policy import PolicyGates
+    from cmo_server.policy._decisions import DecisionLog
+
+    for cls, names in (
+        (PolicyGates, ("before_step", "after_step", "_step_input")),
+        (PolicyBundle, ("decide", "_query")),
+        (DecisionLog, ("record",)),
+        (Authenticator, ("caller",)),
+    ):
+        for name in names:
+            setattr(cls, name, time_sync(f"policy.{cls.__name__}.{name}", getattr(cls, name)))
 
 
 PATCHES = ("sqlite-inline", "uvloop")

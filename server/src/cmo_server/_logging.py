@@ -9,6 +9,8 @@ lines, `key=<JSON>` in text.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import sys
@@ -16,7 +18,7 @@ from datetime import UTC, datetime
 
 from opentelemetry import trace
 
-__all__ = ["configure_logging", "log_formatter"]
+__all__ = ["configure_logging", "log_formatter", "log_soon"]
 
 _CONTEXT = ("run_id", "step_index", "attempt", "worker_id")
 # What every record has: anything else on one came from `extra`.
@@ -81,3 +83,20 @@ def configure_logging(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("grpc").setLevel(max(logging.getLevelName(level), logging.WARNING))
+
+
+def log_soon(
+    logger: logging.Logger, level: int, msg: str, *args: object, extra: dict[str, object] | None = None
+) -> None:
+    """Log on the running event loop's next turn (in the caller's context: its span), else now.
+
+    For a record on a call's path that the call's answer need not wait for: formatting and
+    writing a line costs more than most of what the call does.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        logger.log(level, msg, *args, extra=extra)
+        return
+    # call_soon runs the callback in a copy of the current context, so the record sees the span.
+    loop.call_soon(functools.partial(logger.log, level, msg, *args, extra=extra))

@@ -1,7 +1,8 @@
 """The audit log: one record per write or admin call — who, what, in which namespace, the outcome.
 
 Records go to the `cmo.audit` logger (JSON in `extra["audit"]`, and a readable line), so that a
-deployment ships them where its logs go. Task calls (a worker's records, heartbeats and
+deployment ships them where its logs go; on the event loop's next turn, so that the call's answer
+does not wait for its record (`log_soon`). Task calls (a worker's records, heartbeats and
 checkpoints, one per step) are not audited: they are the runs' own history.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+
+from cmo_server._logging import log_soon
 
 __all__ = ["AUDITED", "audit"]
 
@@ -36,4 +39,13 @@ def audit(method: str, *, who: str, request: Any, outcome: str) -> None:
     namespace = getattr(request, "namespace", None)
     where = f"{namespace.tenant or 'default'}/{namespace.project or 'default'}" if namespace is not None else ""
     record = {"who": who, "method": method.rpartition("/")[2], "namespace": where, "outcome": outcome}
-    logger.info("%s %s in %s: %s", who or "-", record["method"], where or "-", outcome, extra={"audit": record})
+    log_soon(
+        logger,
+        logging.INFO,
+        "%s %s in %s: %s",
+        who or "-",
+        record["method"],
+        where or "-",
+        outcome,
+        extra={"audit": record},
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -15,34 +16,66 @@ logger = logging.getLogger("cmo.policy.decisions")
 
 
 class DecisionLog:
-    """Appends decisions to a file (line-buffered: each is written as it is made), or to the server's log."""
+    """Decisions appended to a file (or logged to the server's log) as soon as the loop is free.
+
+    A decision is on the path of the step it is about; writing its line need not be. Decided on
+    an event loop, its line waits for that loop's next turn (after the answer it was part of is
+    on its way) and is written then, with the others of the same turn, in one write; decided
+    elsewhere, at once. `flush` and `close` write what waits.
+    """
 
     def __init__(self, path: str = "") -> None:
         self.path = path
-        self._file: IO[str] | None = open(path, "a", buffering=1, encoding="utf-8") if path else None  # noqa: SIM115
+        self._file: IO[str] | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+        self._waiting: list[tuple[float, Decision, dict[str, Any]]] = []
 
     def record(self, decision: Decision, about: dict[str, Any]) -> None:
         """Log `decision`, with what it was about (run, step, agent, caller)."""
-        line = json.dumps(
-            {
-                "ts": round(time.time(), 3),
-                "gate": decision.gate,
-                "allowed": decision.allowed,
-                "denials": [d.to_json() for d in decision.denials],
-                "bundle": decision.bundle_hash,
-                "elapsed_us": round(decision.elapsed * 1e6),
-                "evaluated": decision.evaluated,
-                **about,
-            },
-            separators=(",", ":"),
-            default=str,
-        )
-        if self._file is not None:
-            self._file.write(line + "\n")
-        else:
-            logger.log(logging.INFO if decision.allowed else logging.WARNING, "%s", line)
+        self._waiting.append((time.time(), decision, about))
+        if len(self._waiting) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop on this thread: now
+                self.flush()
+
+    def flush(self) -> None:
+        """Write the lines that wait."""
+        if not self._waiting:
+            return
+        waiting, self._waiting = self._waiting, []
+        if self._file is None:
+            for ts, decision, about in waiting:
+                logger.log(logging.INFO if decision.allowed else logging.WARNING, "%s", _line(ts, decision, about))
+            return
+        try:
+            self._file.write("".join(_line(*entry) + "\n" for entry in waiting))
+            self._file.flush()
+        except (OSError, ValueError):  # a full disk must not stop the decisions, only their log
+            logger.exception("%d decisions could not be written to the decision log", len(waiting))
 
     def close(self) -> None:
+        """Write what waits and close the file."""
+        self.flush()
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            try:
+                file.close()
+            except OSError:  # what the failed writes left in its buffer
+                logger.exception("the decision log could not be closed cleanly")
+
+
+def _line(ts: float, decision: Decision, about: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "ts": round(ts, 3),
+            "gate": decision.gate,
+            "allowed": decision.allowed,
+            "denials": [d.to_json() for d in decision.denials],
+            "bundle": decision.bundle_hash,
+            "elapsed_us": round(decision.elapsed * 1e6),
+            "evaluated": decision.evaluated,
+            **about,
+        },
+        separators=(",", ":"),
+        default=str,
+    )
