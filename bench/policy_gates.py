@@ -42,7 +42,7 @@ from bench.processes import ServerSpec  # noqa: E402
 from bench.workloads import percentile  # noqa: E402
 from cmo.policy import PolicyBundle  # noqa: E402
 
-__all__ = ["OFF_ENV", "POLICIES", "Secured", "decision_timings", "secured"]
+__all__ = ["OFF_ENV", "POLICIES", "W1P_ON", "Secured", "decision_timings", "secured"]
 
 POLICIES = ROOT / "policies"
 ISSUER = "https://auth.bench"
@@ -58,6 +58,8 @@ as a server waits for its worker between two calls (a tenth as many calls): by t
 interpreter's code and data have left the processor's caches."""
 
 OFF_ENV = {"CMO_AUTH": "none", "CMO_POLICY_DIR": "", "CMO_POLICY_DECISION_LOG": ""}
+W1P_ON = ("both", "auth", "policies")
+"""What W1P's second server may have on (`run.py --w1p-on`): to see what each part costs."""
 """W1P's other server: no authentication and no gates, whatever the bench's environment says."""
 
 SCOPES = ("runs:read", "runs:write", "workers", "registry:read")
@@ -101,24 +103,28 @@ class Secured:
     """CMO_POLICY_DECISION_LOG: one JSON line per decision."""
 
 
-def secured(spec: ServerSpec, workdir: Path) -> Secured:
-    """`spec` with authentication and the gates on; the key and the decision log in `workdir`."""
+def secured(spec: ServerSpec, workdir: Path, *, auth: bool = True, policies: bool = True) -> Secured:
+    """`spec` with authentication and the gates on (or one of them); the key and the decision log in `workdir`."""
     import jwt
 
     key = secrets.token_hex(32).encode()
     key_file = workdir / "auth.key"
     key_file.write_bytes(key)
     decision_log = workdir / "decisions.jsonl"
-    env = {
-        **spec.env,
-        "CMO_AUTH": "jwt",
-        "CMO_AUTH_KEYS_FILE": str(key_file),
-        "CMO_AUTH_KEY_ID": KEY_ID,
-        "CMO_AUTH_ALGORITHM": "HS256",
-        "CMO_AUTH_ISSUER": ISSUER,
-        "CMO_POLICY_DIR": str(POLICIES),
-        "CMO_POLICY_DECISION_LOG": str(decision_log),
-    }
+    decision_log.touch()  # empty when the gates are off
+    env = {**spec.env, **OFF_ENV}
+    if auth:
+        env.update(
+            {
+                "CMO_AUTH": "jwt",
+                "CMO_AUTH_KEYS_FILE": str(key_file),
+                "CMO_AUTH_KEY_ID": KEY_ID,
+                "CMO_AUTH_ALGORITHM": "HS256",
+                "CMO_AUTH_ISSUER": ISSUER,
+            }
+        )
+    if policies:
+        env.update({"CMO_POLICY_DIR": str(POLICIES), "CMO_POLICY_DECISION_LOG": str(decision_log)})
     now = int(time.time())
     claims = {
         "iss": ISSUER,
@@ -130,8 +136,12 @@ def secured(spec: ServerSpec, workdir: Path) -> Secured:
         "roles": list(ROLES),
         "namespaces": ["*/*"],
     }
-    token = jwt.encode(claims, key, algorithm="HS256", headers={"kid": KEY_ID})
-    description = f"{spec.description}; auth jwt, policies {POLICIES.name}/, decision log to a file"
+    token = jwt.encode(claims, key, algorithm="HS256", headers={"kid": KEY_ID}) if auth else ""
+    parts = [
+        *(["auth jwt"] if auth else []),
+        *([f"policies {POLICIES.name}/, decision log to a file"] if policies else []),
+    ]
+    description = f"{spec.description}; {', '.join(parts) or 'nothing on'}"
     return Secured(replace(spec, env=env, description=description), token, decision_log)
 
 

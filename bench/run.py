@@ -37,7 +37,7 @@ import cmo  # noqa: E402
 from bench.cpu import CpuMeter, calibrate, process_tree  # noqa: E402
 from bench.graphs import HTTP_URL_VARIABLE  # noqa: E402
 from bench.http_server import local_http_server  # noqa: E402
-from bench.policy_gates import OFF_ENV, Secured, decision_timings, secured  # noqa: E402
+from bench.policy_gates import OFF_ENV, W1P_ON, Secured, decision_timings, secured  # noqa: E402
 from bench.processes import ServerSpec, layer_timings, py_spy, running_server, running_worker, tail  # noqa: E402
 from bench.server_main import PATCHES  # noqa: E402
 from bench.workloads import WORKLOADS, Workload, wait_until_registered  # noqa: E402
@@ -315,6 +315,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="how the worker sends its task calls: on a worker session (the SDK's default) or as unary RPCs",
     )
     parser.add_argument(
+        "--w1p-on",
+        choices=W1P_ON,
+        default="both",
+        help="W1P: what the second server has on: authentication and the step gates, or one of them",
+    )
+    parser.add_argument(
         "--patch",
         action="append",
         default=[],
@@ -382,7 +388,8 @@ def measure(
             spec = databases.enter_context(fresh_database(workdir.name))
             compared = None
             if workload.compared:
-                compared = secured(databases.enter_context(fresh_database(f"{workdir.name}-on")), workdir)
+                on = databases.enter_context(fresh_database(f"{workdir.name}-on"))
+                compared = secured(on, workdir, auth=args.w1p_on != "policies", policies=args.w1p_on != "auth")
                 spec = dataclasses.replace(spec, env={**spec.env, **OFF_ENV})
             numbers = asyncio.run(
                 run_one(

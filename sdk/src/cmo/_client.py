@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar, cast
 import grpc
 from opentelemetry.trace import TracerProvider
 
-from cmo._auth import bearer_interceptors
+from cmo._auth import with_token
 from cmo._convert import duration, graph_to_proto, run_from_proto, step_from_proto
 from cmo._converter import from_json, to_json
 from cmo._graph import Graph
@@ -120,8 +120,10 @@ class Client:
             tls = TLSConfig()
         credentials = tls.channel_credentials() if isinstance(tls, TLSConfig) else None
         interceptors = client_interceptors(tracer_provider)
-        bearer = bearer_interceptors(os.environ.get("CMO_TOKEN", "") if token is None else token)
-        channel = open_channel(target, interceptors=[*bearer, *interceptors], credentials=credentials)
+        channel = with_token(
+            open_channel(target, interceptors=interceptors, credentials=credentials),
+            os.environ.get("CMO_TOKEN", "") if token is None else token,
+        )
         try:
             await wait_ready_for(channel, target, timeout=wait_ready, fail_fast=fail_fast)
         except ConnectionError as err:
