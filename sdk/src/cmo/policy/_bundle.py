@@ -339,7 +339,8 @@ def _key(input: Mapping[str, Any], paths: Paths | None, parts: dict[tuple[str, .
         if part is _ABSENT:
             value: Any = input
             for name in path:
-                value = value.get(name, _ABSENT) if isinstance(value, Mapping) else _ABSENT
+                # `type(...) is dict` first: an ABC's isinstance costs more than the lookup.
+                value = value.get(name, _ABSENT) if type(value) is dict or isinstance(value, Mapping) else _ABSENT
                 if value is _ABSENT:
                     break
             part = parts[path] = value if value is _ABSENT else _frozen(value)
@@ -353,8 +354,8 @@ def _frozen(value: Any) -> Any:
     if kind is str:
         return value
     if kind is list or kind is tuple:
-        return (list, tuple(_frozen(v) for v in value))
-    if isinstance(value, Mapping):
+        return (list, tuple(map(_frozen, value)))
+    if kind is dict or isinstance(value, Mapping):
         return (dict, tuple(sorted((str(k), _frozen(v)) for k, v in value.items())))
     if value is None or kind is bool or kind is int or kind is float:
         return (kind, value)
