@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,30 @@ async def test_a_decision_is_written_on_the_next_turn_with_the_others_of_its_tur
     log.record(ALLOWED, {"run_id": "r-2"})
     log.close()  # what waits is written
     assert [line["run_id"] for line in _lines(path)] == ["r-1", "r-1", "r-2"]
+
+
+async def test_decisions_from_other_threads_beside_the_loop_are_all_written_each_threads_in_order(tmp_path: Path):
+    path = tmp_path / "decisions.jsonl"
+    log = DecisionLog(str(path))
+
+    def deciding(thread: int) -> None:
+        for i in range(200):
+            log.record(ALLOWED, {"run_id": f"t{thread}", "step_index": i})
+
+    threads = [threading.Thread(target=deciding, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for i in range(200):
+        log.record(ALLOWED, {"run_id": "loop", "step_index": i})
+        if i % 20 == 0:
+            await asyncio.sleep(0)
+    for thread in threads:
+        await asyncio.to_thread(thread.join)
+    log.close()
+    by_run: dict[object, list[object]] = {}
+    for line in _lines(path):
+        by_run.setdefault(line["run_id"], []).append(line["step_index"])
+    assert by_run == {name: list(range(200)) for name in ("t0", "t1", "t2", "loop")}
 
 
 def test_without_a_loop_a_decision_is_written_at_once(tmp_path: Path):

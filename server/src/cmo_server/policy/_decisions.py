@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from typing import IO, Any
 
@@ -28,11 +29,17 @@ class DecisionLog:
         self.path = path
         self._file: IO[str] | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
         self._waiting: list[tuple[float, Decision, dict[str, Any]]] = []
+        # The gates decide on the loop, but anything may: `_lock` guards what waits, `_writing`
+        # keeps each flush's lines together and in order.
+        self._lock = threading.Lock()
+        self._writing = threading.Lock()
 
     def record(self, decision: Decision, about: dict[str, Any]) -> None:
         """Log `decision`, with what it was about (run, step, agent, caller)."""
-        self._waiting.append((time.time(), decision, about))
-        if len(self._waiting) == 1:
+        with self._lock:
+            self._waiting.append((time.time(), decision, about))
+            first = len(self._waiting) == 1
+        if first:  # else a flush is due already
             try:
                 asyncio.get_running_loop().call_soon(self.flush)
             except RuntimeError:  # no loop on this thread: now
@@ -40,9 +47,13 @@ class DecisionLog:
 
     def flush(self) -> None:
         """Write the lines that wait."""
-        if not self._waiting:
-            return
-        waiting, self._waiting = self._waiting, []
+        with self._writing:
+            with self._lock:
+                waiting, self._waiting = self._waiting, []
+            if waiting:
+                self._write(waiting)
+
+    def _write(self, waiting: list[tuple[float, Decision, dict[str, Any]]]) -> None:
         if self._file is None:
             for ts, decision, about in waiting:
                 logger.log(logging.INFO if decision.allowed else logging.WARNING, "%s", _line(ts, decision, about))
