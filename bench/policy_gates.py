@@ -58,9 +58,10 @@ as a server waits for its worker between two calls (a tenth as many calls): by t
 interpreter's code and data have left the processor's caches."""
 
 OFF_ENV = {"CMO_AUTH": "none", "CMO_POLICY_DIR": "", "CMO_POLICY_DECISION_LOG": ""}
+"""W1P's other server: no authentication and no gates, whatever the bench's environment says."""
+
 W1P_ON = ("both", "auth", "policies")
 """What W1P's second server may have on (`run.py --w1p-on`): to see what each part costs."""
-"""W1P's other server: no authentication and no gates, whatever the bench's environment says."""
 
 SCOPES = ("runs:read", "runs:write", "workers", "registry:read")
 ROLES = ("operator",)
@@ -211,7 +212,7 @@ def _canonical(value: Any) -> bytes:
 
 
 def decisions(n: int, warmup: int) -> list[dict[str, Any]]:
-    """`decide` for each step gate, `n` times each (after `warmup`), in the two modes of `MODES`."""
+    """`decide` for each step gate, `n` times each (after `warmup`), in each mode of `MODES`."""
     state, output = _canonical(TICKET_STATE), _canonical(OUTPUT)
     lines = []
     for mode, cache, steps_per_run, idle in MODES:

@@ -69,8 +69,7 @@ def instrument_policy() -> None:
     """The gates (input, decision, log) and the callers' credentials, when they are on."""
     from cmo.policy import PolicyBundle
     from cmo_server.auth import Authenticator
-    from cmo_server.policy import PolicyGates
-    from cmo_server.policy._decisions import DecisionLog
+    from cmo_server.policy import DecisionLog, PolicyGates
 
     for cls, names in (
         (PolicyGates, ("before_step", "after_step", "_step_input")),

@@ -75,7 +75,7 @@ def stepping(graph_id: str, steps: int, *, error_at: int = -1) -> cmo.Graph[dict
 
 
 def decisions(log: Path) -> list[dict[str, Any]]:
-    """The decisions a server logged (read once it stopped: its log's writer has written them all)."""
+    """The decisions a server logged (read once it stopped: closing its log wrote every line)."""
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
